@@ -1,0 +1,30 @@
+//! Generates the Rust code for `proto/` at build time into OUT_DIR.
+//!
+//! protoc comes from the `protoc-bin-vendored` crate so that a fresh machine
+//! needs no system install; a `PROTOC` set in the environment still wins.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "runplane/org/v1/org.proto",
+    "runplane/token/v1/token.proto",
+    "runplane/workflowrun/v1/workflow_run.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let protoc = match std::env::var_os("PROTOC") {
+        Some(path) => PathBuf::from(path),
+        None => protoc_bin_vendored::protoc_bin_path()?,
+    };
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let files: Vec<PathBuf> = PROTOS.iter().map(|p| proto_root.join(p)).collect();
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("runplane_descriptor.bin"))
+        .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
+    println!("cargo:rerun-if-changed={}", proto_root.display());
+    println!("cargo:rerun-if-env-changed=PROTOC");
+    Ok(())
+}

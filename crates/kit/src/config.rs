@@ -1,0 +1,317 @@
+//! Layered configuration: flags, then `RUNPLANE_*` environment variables, then
+//! the YAML file, then built-in defaults.
+//!
+//! Every service declares its settings once, as a `clap` struct whose fields
+//! carry their flag, environment variable, default and help text. The YAML file
+//! (`--config FILE` or `RUNPLANE_CONFIG`) is shared by the whole suite:
+//!
+//! ```yaml
+//! prometheus_org_metrics:          # top level: settings shared by the services
+//!   - org_name: cyberdyne
+//! metrics_service:                 # a section per service, keys as the flags
+//!   listen_addr: 0.0.0.0:8080      # (--listen-addr → listen_addr)
+//! ```
+//!
+//! The file's values become the defaults of the matching flags before the
+//! command line is parsed, so clap applies the precedence and `--help` shows
+//! the effective values. An unknown key is an error, not a silent typo.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Section names of the shared configuration file, one per service.
+pub const SECTIONS: &[&str] = &[
+    "org_service",
+    "token_service",
+    "workflow_run_service",
+    "metrics_service",
+];
+
+/// Keys allowed at the top level of the file, applied to every service that has them.
+pub const SHARED_KEYS: &[&str] = &[
+    "prometheus_org_metrics",
+    "admin_token_file",
+    "log",
+    "log_format",
+    "org_service_addr",
+    "token_service_addr",
+    "workflow_run_service_addr",
+    "upstream_timeout",
+];
+
+/// A configuration problem, reported before the service starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Parses `T` from the process's arguments, environment and the shared config
+/// file, taking the file's `section` for this service. Exits with clap's usage
+/// message on bad flags, like any command-line program.
+pub fn load<T: Parser>(section: &str) -> Result<T, ConfigError> {
+    load_from(section, std::env::args_os().collect())
+}
+
+/// [`load`] over explicit arguments (the first is the program name).
+pub fn load_from<T: Parser>(section: &str, args: Vec<OsString>) -> Result<T, ConfigError> {
+    let mut command = T::command();
+    if let Some(path) = config_path(&args) {
+        for (key, value) in file_settings(&path, section)? {
+            if command
+                .get_arguments()
+                .any(|arg| arg.get_id() == key.as_str())
+            {
+                command = command.mut_arg(key.as_str(), |arg| arg.default_value(value));
+            } else if !SHARED_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: format!("unknown setting `{key}` in section `{section}`"),
+                });
+            }
+        }
+    }
+    let matches = command
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| e.exit());
+    T::from_arg_matches(&matches).map_err(|e| e.exit())
+}
+
+/// The config file named by `--config FILE`, `--config=FILE` or `RUNPLANE_CONFIG`.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("RUNPLANE_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The settings that apply to `section`: the shared top-level keys, overridden by
+/// the section's own keys, each rendered as a command-line value.
+pub fn file_settings(path: &Path, section: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_settings(&text, section).map_err(|e| match e {
+        SettingsError::Yaml(source) => ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        },
+        SettingsError::Invalid(message) => ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        },
+    })
+}
+
+enum SettingsError {
+    Yaml(serde_yaml::Error),
+    Invalid(String),
+}
+
+fn parse_settings(text: &str, section: &str) -> Result<Vec<(String, String)>, SettingsError> {
+    use serde_yaml::Value;
+    let root: Value = serde_yaml::from_str(text).map_err(SettingsError::Yaml)?;
+    let root = match root {
+        Value::Null => return Ok(Vec::new()),
+        Value::Mapping(map) => map,
+        _ => {
+            return Err(SettingsError::Invalid(
+                "the top level must be a mapping".into(),
+            ));
+        }
+    };
+    let mut shared = Vec::new();
+    let mut own = Vec::new();
+    for (key, value) in root {
+        let key = key_name(&key)?;
+        if SECTIONS.contains(&key.as_str()) {
+            if key != section {
+                continue;
+            }
+            let Value::Mapping(entries) = value else {
+                if value.is_null() {
+                    continue;
+                }
+                return Err(SettingsError::Invalid(format!(
+                    "section `{key}` must be a mapping"
+                )));
+            };
+            for (k, v) in entries {
+                let k = key_name(&k)?;
+                own.push((k.clone(), render(&k, &v)?));
+            }
+        } else if SHARED_KEYS.contains(&key.as_str()) {
+            shared.push((key.clone(), render(&key, &value)?));
+        } else {
+            return Err(SettingsError::Invalid(format!(
+                "unknown top-level setting `{key}` (expected one of: {}, or a section: {})",
+                SHARED_KEYS.join(", "),
+                SECTIONS.join(", ")
+            )));
+        }
+    }
+    // Section keys come last so that they win over shared ones.
+    shared.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
+    shared.extend(own);
+    Ok(shared)
+}
+
+fn key_name(key: &serde_yaml::Value) -> Result<String, SettingsError> {
+    key.as_str()
+        .map(|k| k.replace('-', "_"))
+        .ok_or_else(|| SettingsError::Invalid(format!("keys must be strings, found {key:?}")))
+}
+
+/// Renders a YAML value as a flag value: scalars as text; lists joined with
+/// commas, where an item may be a scalar or a one-entry mapping such as the
+/// seed's `- org_name: cyberdyne`.
+fn render(key: &str, value: &serde_yaml::Value) -> Result<String, SettingsError> {
+    use serde_yaml::Value;
+    let scalar = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(s) = scalar(value) {
+        return Ok(s);
+    }
+    let invalid = || {
+        SettingsError::Invalid(format!(
+            "`{key}` must be a scalar or a list of scalars or one-entry mappings"
+        ))
+    };
+    match value {
+        Value::Null => Ok(String::new()),
+        Value::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let text = match item {
+                    Value::Mapping(m) if m.len() == 1 => m.values().next().and_then(scalar),
+                    other => scalar(other),
+                };
+                let text = text.ok_or_else(invalid)?;
+                if text.contains(',') {
+                    return Err(SettingsError::Invalid(format!(
+                        "`{key}`: list items may not contain commas: {text:?}"
+                    )));
+                }
+                out.push(text);
+            }
+            Ok(out.join(","))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+/// Parses a human duration such as `90s`, `5m`, `1h` or `30d` (for clap's `value_parser`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: write a duration such as 500ms, 90s, 5m, 1h or 30d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Example {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "RUNPLANE_TEST_ONLY_LISTEN", default_value = "127.0.0.1:1")]
+        listen_addr: String,
+        #[arg(long, value_delimiter = ',')]
+        prometheus_org_metrics: Vec<String>,
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write");
+        file
+    }
+
+    fn args(extra: &[&str]) -> Vec<OsString> {
+        std::iter::once("prog")
+            .chain(extra.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn file_values_become_defaults_and_flags_win() {
+        let file = write(
+            "prometheus_org_metrics:\n  - org_name: cyberdyne\n  - org_name: acme-corp\n\
+             metrics_service:\n  listen-addr: 0.0.0.0:9\norg_service:\n  ignored: here\n",
+        );
+        let path = file.path().to_string_lossy().into_owned();
+        let cfg: Example = load_from("metrics_service", args(&["--config", &path])).expect("load");
+        assert_eq!(cfg.listen_addr, "0.0.0.0:9");
+        assert_eq!(cfg.prometheus_org_metrics, ["cyberdyne", "acme-corp"]);
+
+        let cfg: Example = load_from(
+            "metrics_service",
+            args(&[&format!("--config={path}"), "--listen-addr", "1.2.3.4:5"]),
+        )
+        .expect("load");
+        assert_eq!(cfg.listen_addr, "1.2.3.4:5");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let file = write("metrics_service:\n  listen_adr: x\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("listen_adr"), "{err}");
+
+        let file = write("prometheus_org_metric: []\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("prometheus_org_metric"), "{err}");
+    }
+
+    #[test]
+    fn bad_yaml_and_missing_files_are_reported_with_the_path() {
+        let file = write("metrics_service: [\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+            .expect_err("bad yaml");
+        assert!(err.to_string().contains(&path), "{err}");
+        let err = load_from::<Example>("metrics_service", args(&["--config", "/nonexistent.yaml"]))
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent.yaml"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_in_human_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The gRPC server every service runs: its services plus `grpc.health.v1`
+//! health and server reflection (v1 and v1alpha, for grpcurl and grpcio),
+//! request timeouts, and a graceful drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+/// Server settings every gRPC service accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Longest time one request may take before it fails with DEADLINE_EXCEEDED.
+    #[arg(long, env = "RUNPLANE_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[arg(long, env = "RUNPLANE_DRAIN_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// Binds the listening socket up front, so that a taken port fails start-up with
+/// a message that names it.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown`
+/// resolves; then reports NOT_SERVING, stops accepting, and lets in-flight
+/// requests finish for at most the drain timeout.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: &[&'static str],
+    args: &ServerArgs,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in service_names {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(runplane_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection (v1)")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(runplane_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building reflection (v1alpha)")?;
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let names: Vec<&'static str> = service_names.to_vec();
+    let stop = async move {
+        let signal = shutdown.await;
+        tracing::info!(signal, "shutting down: reporting NOT_SERVING and draining");
+        // "" is the whole server, as a mesh or Kubernetes probe asks for it.
+        for name in std::iter::once("").chain(names) {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = drain_started_tx.send(());
+    };
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .timeout(args.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stop);
+    tracing::info!(%addr, "gRPC server listening");
+
+    let drain_timeout = args.drain_timeout;
+    let deadline = async move {
+        if drain_started_rx.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.context("gRPC server failed")?,
+        () = deadline => tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests still in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! org-service's errors, and the one place they become gRPC statuses.
+
+use runplane_kit::auth::AuthError;
+use tonic::Status;
+
+use crate::name::InvalidName;
+
+/// Everything that can go wrong in org-service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("organization {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("organization {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Auth(e) => e.into(),
+            Error::InvalidName(_) | Error::InvalidArgument(_) | Error::InvalidPageToken(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
+            Error::NotFound(_) => Status::not_found(e.to_string()),
+            Error::Database(e) => runplane_kit::database::status(&e),
+        }
+    }
+}

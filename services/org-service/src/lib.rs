@@ -1,0 +1,64 @@
+//! org-service: organizations, and which of them have the Prometheus
+//! integration turned on.
+//!
+//! Transport ([`handler`]) → domain ([`name`], [`error`]) → storage ([`store`]),
+//! over its own tables ([`entity`], [`migration`]).
+
+pub mod config;
+pub mod entity;
+pub mod error;
+pub mod handler;
+pub mod migration;
+pub mod name;
+pub mod store;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use runplane_api::org::v1::organization_service_server::{OrganizationServiceServer, SERVICE_NAME};
+use runplane_kit::auth::AdminCredential;
+
+pub use config::Config;
+
+/// Runs org-service until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let enabled = metrics_enabled_orgs(&config.prometheus_org_metrics)?;
+    let admin = AdminCredential::load(&config.admin)?;
+    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
+    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+        &config.database_url,
+        &config.database,
+    )
+    .await?;
+    tracing::info!(
+        orgs = ?enabled,
+        "Prometheus metrics enabled for {} organization(s)",
+        enabled.len()
+    );
+    let service =
+        handler::OrganizationHandler::new(store::Store::new(db), Arc::new(admin), enabled);
+    let routes = tonic::service::Routes::new(OrganizationServiceServer::new(service));
+    runplane_kit::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        &config.server,
+        runplane_kit::shutdown::signal(),
+    )
+    .await
+}
+
+/// Validates the `prometheus_org_metrics` list: every entry must be a valid name.
+fn metrics_enabled_orgs(names: &[String]) -> anyhow::Result<BTreeSet<String>> {
+    names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            name::validate(n)
+                .map(|()| n.to_owned())
+                .with_context(|| format!("prometheus_org_metrics: {n:?}"))
+        })
+        .collect()
+}

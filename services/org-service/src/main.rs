@@ -1,0 +1,5 @@
+//! org-service's process entry point.
+
+fn main() -> std::process::ExitCode {
+    runplane_kit::service::main(org_service::run)
+}

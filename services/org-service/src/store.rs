@@ -1,0 +1,152 @@
+//! org-service's storage: plain async functions over its own connection.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::entity::organization;
+use crate::error::Error;
+
+/// Organizations, persisted.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Store { db }
+    }
+
+    /// Creates an organization; fails with [`Error::AlreadyExists`] on a taken name.
+    pub async fn create(&self, name: &str) -> Result<organization::Model, Error> {
+        crate::name::validate(name)?;
+        let model = organization::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_owned(),
+            created_at_ms: runplane_kit::time::now_ms(),
+        };
+        let active = organization::ActiveModel {
+            id: Set(model.id.clone()),
+            name: Set(model.name.clone()),
+            created_at_ms: Set(model.created_at_ms),
+        };
+        match organization::Entity::insert(active).exec(&self.db).await {
+            Ok(_) => Ok(model),
+            Err(e) if runplane_kit::database::is_unique_violation(&e) => {
+                Err(Error::AlreadyExists(name.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn by_name(&self, name: &str) -> Result<organization::Model, Error> {
+        organization::Entity::find()
+            .filter(organization::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("{name:?}")))
+    }
+
+    pub async fn by_id(&self, id: &str) -> Result<organization::Model, Error> {
+        organization::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("with id {id:?}")))
+    }
+
+    /// Up to `limit` organizations after `after` (by name), in name order.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<organization::Model>, Error> {
+        let mut query = organization::Entity::find().order_by_asc(organization::Column::Name);
+        if let Some(after) = after {
+            query = query.filter(organization::Column::Name.gt(after));
+        }
+        Ok(query.limit(limit).all(&self.db).await?)
+    }
+
+    /// Deletes an organization by name; fails with [`Error::NotFound`] if there is none.
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        let result = organization::Entity::delete_many()
+            .filter(organization::Column::Name.eq(name))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(Error::NotFound(format!("{name:?}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runplane_kit::database::DatabaseArgs;
+    use std::time::Duration;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("org.db").display());
+        let args = DatabaseArgs {
+            db_max_connections: 1,
+            db_connect_timeout: Duration::from_secs(2),
+            db_acquire_timeout: Duration::from_secs(2),
+        };
+        let db =
+            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
+                .await
+                .expect("connect");
+        Store::new(db)
+    }
+
+    #[tokio::test]
+    async fn create_get_list_delete_on_a_real_sqlite_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let a = store.create("cyberdyne").await.expect("create");
+        store.create("acme-corp").await.expect("create");
+        assert!(matches!(
+            store.create("cyberdyne").await,
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            store.create("Bad_Name").await,
+            Err(Error::InvalidName(_))
+        ));
+        assert_eq!(store.by_name("cyberdyne").await.expect("get").id, a.id);
+        assert_eq!(store.by_id(&a.id).await.expect("get").name, "cyberdyne");
+
+        let first = store.list(None, 1).await.expect("list");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].name, "acme-corp");
+        let rest = store.list(Some("acme-corp"), 10).await.expect("list");
+        assert_eq!(
+            rest.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+            ["cyberdyne"]
+        );
+
+        store.delete("cyberdyne").await.expect("delete");
+        assert!(matches!(
+            store.by_name("cyberdyne").await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            store.delete("cyberdyne").await,
+            Err(Error::NotFound(_))
+        ));
+        // A name can be used again, with a new identity.
+        let again = store.create("cyberdyne").await.expect("recreate");
+        assert_ne!(again.id, a.id);
+
+        // Data survives reopening the file.
+        drop(store);
+        let reopened = super::tests::store(&dir).await;
+        assert_eq!(
+            reopened.by_name("cyberdyne").await.expect("get").id,
+            again.id
+        );
+    }
+}
