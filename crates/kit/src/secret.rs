@@ -65,10 +65,15 @@ impl SecretHash {
     }
 }
 
+/// The operating system's random number generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomUnavailable(String);
+
 /// Mints a new secret of `kind` from the operating system's CSPRNG.
-pub fn generate(kind: SecretKind) -> Result<String, getrandom::Error> {
+pub fn generate(kind: SecretKind) -> Result<String, RandomUnavailable> {
     let mut random = [0u8; RANDOM_BYTES];
-    getrandom::fill(&mut random)?;
+    getrandom::fill(&mut random).map_err(|e| RandomUnavailable(e.to_string()))?;
     let body = URL_SAFE_NO_PAD.encode(random);
     let checksum = URL_SAFE_NO_PAD.encode(&Sha256::digest(body.as_bytes())[..CHECKSUM_BYTES]);
     Ok(format!("{}{body}{checksum}", kind.prefix()))

@@ -1,1 +1,44 @@
+//! token-service: organization-scoped API tokens — create (the secret is shown
+//! once), list, revoke, and authenticate.
+//!
+//! Transport ([`handler`]) → domain ([`token`], [`error`]) → storage ([`store`]),
+//! with organizations looked up in org-service ([`orgs`]).
 
+pub mod config;
+pub mod entity;
+pub mod error;
+pub mod handler;
+pub mod migration;
+pub mod orgs;
+pub mod store;
+pub mod token;
+
+use std::sync::Arc;
+
+use runplane_api::token::v1::token_service_server::{SERVICE_NAME, TokenServiceServer};
+use runplane_kit::auth::AdminCredential;
+
+pub use config::Config;
+
+/// Runs token-service until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let admin = Arc::new(AdminCredential::load(&config.admin)?);
+    let org_channel = runplane_kit::client::channel(&config.org_service_addr, &config.upstream)?;
+    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
+    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+        &config.database_url,
+        &config.database,
+    )
+    .await?;
+    let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);
+    let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin);
+    let routes = tonic::service::Routes::new(TokenServiceServer::new(service));
+    runplane_kit::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        &config.server,
+        runplane_kit::shutdown::signal(),
+    )
+    .await
+}

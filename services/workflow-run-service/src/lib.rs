@@ -1,1 +1,58 @@
+//! workflow-run-service: workflows and their runs, and the per-workflow
+//! aggregates behind the Prometheus metrics.
+//!
+//! Transport ([`handler`]) → domain ([`run`], [`histogram`], [`error`]) →
+//! storage ([`store`]) over its own tables ([`entity`], [`migration`]), plus
+//! the [`sweeper`] that expires runs nobody finished.
 
+pub mod config;
+pub mod entity;
+pub mod error;
+pub mod handler;
+pub mod histogram;
+pub mod migration;
+pub mod run;
+pub mod store;
+pub mod sweeper;
+
+use anyhow::Context as _;
+use runplane_api::workflowrun::v1::workflow_run_service_server::{
+    SERVICE_NAME, WorkflowRunServiceServer,
+};
+use runplane_kit::auth::TokenAuthenticator;
+
+pub use config::Config;
+
+/// Runs workflow-run-service until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    histogram::validate_buckets(&config.run_duration_buckets)
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    if config.run_timeout.is_zero() || config.sweep_interval.is_zero() {
+        anyhow::bail!("invalid configuration: run_timeout and sweep_interval must be above zero");
+    }
+    let token_channel = runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
+    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
+    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+        &config.database_url,
+        &config.database,
+    )
+    .await?;
+    let store = store::Store::new(db, config.run_duration_buckets.clone());
+    tokio::spawn(sweeper::run(store.clone(), config.run_timeout, config.sweep_interval));
+    let auth = TokenAuthenticator::cached(
+        token_channel,
+        config.auth_cache_ttl,
+        config.auth_cache_capacity,
+    );
+    let service = handler::WorkflowRunHandler::new(store, auth);
+    let routes = tonic::service::Routes::new(WorkflowRunServiceServer::new(service));
+    runplane_kit::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        &config.server,
+        runplane_kit::shutdown::signal(),
+    )
+    .await
+}

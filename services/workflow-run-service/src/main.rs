@@ -1,1 +1,5 @@
-fn main() {}
+//! workflow-run-service's process entry point.
+
+fn main() -> std::process::ExitCode {
+    runplane_kit::service::main(workflow_run_service::run)
+}

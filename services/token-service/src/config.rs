@@ -1,0 +1,54 @@
+//! token-service's configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runplane_kit::auth::AdminArgs;
+use runplane_kit::client::UpstreamArgs;
+use runplane_kit::config::parse_duration;
+use runplane_kit::database::DatabaseArgs;
+use runplane_kit::grpc::ServerArgs;
+use runplane_kit::service::ServiceConfig;
+use runplane_kit::telemetry::LogArgs;
+
+/// Organization API tokens.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "token-service", version, about)]
+pub struct Config {
+    /// Shared YAML configuration file (section `token_service`).
+    #[arg(long, env = "RUNPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen_addr: SocketAddr,
+    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "RUNPLANE_DATABASE_URL", default_value = "sqlite://.runplane/token.db")]
+    pub database_url: String,
+    /// org-service's address.
+    #[arg(long, env = "RUNPLANE_ORG_SERVICE_ADDR", default_value = "127.0.0.1:50051")]
+    pub org_service_addr: String,
+    /// How long Authenticate trusts that a token's organization still exists
+    /// before asking org-service again. A deleted organization's tokens stop
+    /// working within this time.
+    #[arg(long, env = "RUNPLANE_ORG_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub org_cache_ttl: Duration,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ServiceConfig for Config {
+    const NAME: &'static str = "token-service";
+    const SECTION: &'static str = "token_service";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

@@ -1,0 +1,44 @@
+//! token-service's errors, and the one place they become gRPC statuses.
+
+use runplane_kit::auth::AuthError;
+use tonic::Status;
+
+/// Everything that can go wrong in token-service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("organization {0:?} not found")]
+    OrgNotFound(String),
+    #[error("organization {org:?} has no live token named {name:?}")]
+    TokenNotFound { org: String, name: String },
+    #[error("organization {org:?} already has a live token named {name:?}; revoke it or pick another name")]
+    AlreadyExists { org: String, name: String },
+    #[error("org-service is unavailable: {0}")]
+    OrgServiceUnavailable(String),
+    #[error("org-service answered unexpectedly: {0}")]
+    OrgService(String),
+    #[error(transparent)]
+    Random(#[from] runplane_kit::secret::RandomUnavailable),
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Auth(e) => e.into(),
+            Error::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
+            Error::OrgNotFound(_) | Error::TokenNotFound { .. } => Status::not_found(e.to_string()),
+            Error::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+            Error::OrgServiceUnavailable(_) => Status::unavailable(e.to_string()),
+            Error::OrgService(_) | Error::Random(_) => {
+                tracing::error!(error = %e, "internal error");
+                Status::internal("internal error (logged on the server)")
+            }
+            Error::Database(e) => runplane_kit::database::status(&e),
+        }
+    }
+}

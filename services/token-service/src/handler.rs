@@ -1,0 +1,130 @@
+//! token-service's gRPC handlers.
+
+use std::sync::Arc;
+
+use runplane_api::token::v1::token_service_server::TokenService;
+use runplane_api::token::v1::{
+    AuthenticateRequest, AuthenticateResponse, CreateTokenRequest, CreateTokenResponse,
+    ListTokensRequest, ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse,
+};
+use runplane_kit::auth::{AdminCredential, AuthError};
+use runplane_kit::secret::{self, SecretHash, SecretKind};
+use runplane_kit::time::{from_timestamp, now_ms};
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::orgs::OrgDirectory;
+use crate::store::{NewToken, Store};
+use crate::token;
+
+/// Serves `runplane.token.v1.TokenService`.
+pub struct TokenHandler {
+    store: Store,
+    orgs: OrgDirectory,
+    admin: Arc<AdminCredential>,
+}
+
+impl TokenHandler {
+    pub fn new(store: Store, orgs: OrgDirectory, admin: Arc<AdminCredential>) -> Self {
+        TokenHandler { store, orgs, admin }
+    }
+
+    async fn authenticate(&self, presented: &str) -> Result<AuthenticateResponse, Error> {
+        secret::parse(SecretKind::ApiToken, presented).map_err(|_| AuthError::Invalid)?;
+        let hash = SecretHash::of(presented);
+        let token = self
+            .store
+            .by_secret_hash(&hash.0)
+            .await?
+            .filter(|t| SecretHash(t.secret_hash.clone()).matches(&hash))
+            .filter(|t| token::is_live(t, now_ms()))
+            .ok_or(AuthError::Invalid)?;
+        if !self.orgs.exists(&token.org_id).await? {
+            let revoked = self.store.revoke_all(&token.org_id).await?;
+            tracing::info!(org_id = %token.org_id, revoked, "organization is gone; revoked its tokens");
+            return Err(AuthError::Invalid.into());
+        }
+        Ok(AuthenticateResponse {
+            scopes: token::decode_scopes(&token.scopes).into_iter().map(i32::from).collect(),
+            token_id: token.id,
+            org_id: token.org_id,
+            org_name: token.org_name,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenHandler {
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        token::validate_name(&request.name)?;
+        token::validate_description(&request.description)?;
+        let scopes = token::requested_scopes(&request.scopes)?;
+        let expires_at_ms = request.expire_time.as_ref().map(from_timestamp);
+        if expires_at_ms.is_some_and(|at| at <= now_ms()) {
+            return Err(Error::InvalidArgument("expire_time must be in the future".into()).into());
+        }
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let (model, secret) = self
+            .store
+            .create(NewToken {
+                org_id: org.id,
+                org_name: org.name,
+                name: request.name,
+                description: request.description,
+                scopes: token::encode_scopes(&scopes),
+                expires_at_ms,
+            })
+            .await?;
+        tracing::info!(org = %model.org_name, token = %model.name, id = %model.id, "token created");
+        Ok(Response::new(CreateTokenResponse {
+            token: Some(token::to_proto(model)),
+            secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let now = now_ms();
+        let tokens = self
+            .store
+            .list(&org.id, request.include_inactive)
+            .await?
+            .into_iter()
+            .filter(|t| request.include_inactive || token::is_live(t, now))
+            .map(token::to_proto)
+            .collect();
+        Ok(Response::new(ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let model = self.store.revoke(&org.id, &org.name, &request.name).await?;
+        tracing::info!(org = %model.org_name, token = %model.name, id = %model.id, "token revoked");
+        Ok(Response::new(RevokeTokenResponse {
+            token: Some(token::to_proto(model)),
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        let answer = self.authenticate(&request.into_inner().secret).await?;
+        Ok(Response::new(answer))
+    }
+}

@@ -1,0 +1,90 @@
+//! Organizations as token-service sees them: looked up in org-service, with
+//! the existence of an organization cached briefly for Authenticate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+use runplane_api::org::v1::{GetOrganizationRequest, get_organization_request::Lookup};
+use runplane_kit::auth::AdminCredential;
+use runplane_kit::client::with_bearer;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::error::Error;
+
+/// The identity of an organization.
+#[derive(Debug, Clone)]
+pub struct OrgRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// org-service, asked with the admin credential.
+pub struct OrgDirectory {
+    client: OrganizationServiceClient<Channel>,
+    admin: Arc<AdminCredential>,
+    ttl: Duration,
+    /// org id → when org-service last said it exists. Bounded by the number of
+    /// organizations, which is small and administered.
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl OrgDirectory {
+    pub fn new(channel: Channel, admin: Arc<AdminCredential>, ttl: Duration) -> Self {
+        OrgDirectory {
+            client: OrganizationServiceClient::new(channel),
+            admin,
+            ttl,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The organization called `name`.
+    pub async fn by_name(&self, name: &str) -> Result<OrgRef, Error> {
+        self.get(Lookup::Name(name.to_owned()))
+            .await?
+            .ok_or_else(|| Error::OrgNotFound(name.to_owned()))
+    }
+
+    /// Whether the organization with `id` still exists (cached for the TTL when it does).
+    pub async fn exists(&self, id: &str) -> Result<bool, Error> {
+        {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(id).is_some_and(|at| at.elapsed() < self.ttl) {
+                return Ok(true);
+            }
+        }
+        let found = self.get(Lookup::Id(id.to_owned())).await?.is_some();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if found {
+            seen.insert(id.to_owned(), Instant::now());
+        } else {
+            seen.remove(id);
+        }
+        Ok(found)
+    }
+
+    async fn get(&self, lookup: Lookup) -> Result<Option<OrgRef>, Error> {
+        let request = with_bearer(
+            GetOrganizationRequest {
+                lookup: Some(lookup),
+            },
+            self.admin.secret(),
+        );
+        match self.client.clone().get_organization(request).await {
+            Ok(response) => Ok(response
+                .into_inner()
+                .organization
+                .map(|o| OrgRef { id: o.id, name: o.name })),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                    Err(Error::OrgServiceUnavailable(status.message().to_owned()))
+                }
+                code => Err(Error::OrgService(format!("{code:?}: {}", status.message()))),
+            },
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! workflow-run-service's configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runplane_kit::client::UpstreamArgs;
+use runplane_kit::config::parse_duration;
+use runplane_kit::database::DatabaseArgs;
+use runplane_kit::grpc::ServerArgs;
+use runplane_kit::service::ServiceConfig;
+use runplane_kit::telemetry::LogArgs;
+
+/// Workflows, runs and their aggregates.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "workflow-run-service", version, about)]
+pub struct Config {
+    /// Shared YAML configuration file (section `workflow_run_service`).
+    #[arg(long, env = "RUNPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
+    pub listen_addr: SocketAddr,
+    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "RUNPLANE_DATABASE_URL", default_value = "sqlite://.runplane/workflow-run.db")]
+    pub database_url: String,
+    /// token-service's address.
+    #[arg(long, env = "RUNPLANE_TOKEN_SERVICE_ADDR", default_value = "127.0.0.1:50052")]
+    pub token_service_addr: String,
+    /// How long token-service's answer about a token is reused on this service
+    /// (0s: ask every time). A revoked token may keep reporting runs for at most
+    /// this long; scrapes always ask token-service.
+    #[arg(long, env = "RUNPLANE_AUTH_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+    /// Most token answers kept in that cache.
+    #[arg(long, env = "RUNPLANE_AUTH_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub auth_cache_capacity: usize,
+    /// A run still in progress this long after it started is marked expired.
+    #[arg(long, env = "RUNPLANE_RUN_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub run_timeout: Duration,
+    /// How often the sweeper looks for runs past the run timeout.
+    #[arg(long, env = "RUNPLANE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// Upper bounds, in seconds, of the run duration histogram's buckets, for
+    /// histograms created from now on (existing series keep theirs).
+    #[arg(
+        long,
+        env = "RUNPLANE_RUN_DURATION_BUCKETS",
+        value_delimiter = ',',
+        default_value = "10,30,60,90,120,180,240,300,600,900,1200"
+    )]
+    pub run_duration_buckets: Vec<f64>,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ServiceConfig for Config {
+    const NAME: &'static str = "workflow-run-service";
+    const SECTION: &'static str = "workflow_run_service";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

@@ -1,0 +1,81 @@
+//! workflow-run-service's tables.
+
+/// `workflows`: one row per (organization, project, workflow name), carrying the
+/// outcome of its most recently finished run.
+pub mod workflow {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub org_id: String,
+        pub project: String,
+        pub name: String,
+        pub created_at_ms: i64,
+        pub last_run_status: Option<String>,
+        pub last_run_runner: Option<String>,
+        pub last_run_finished_at_ms: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `runs`: one row per run.
+pub mod run {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "runs")]
+    pub struct Model {
+        /// UUIDv7: ordering by id is ordering by start.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub org_id: String,
+        pub workflow_id: String,
+        pub runner: String,
+        pub run_url: String,
+        pub status: String,
+        pub reason: String,
+        pub started_at_ms: i64,
+        pub finished_at_ms: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `run_durations`: the cumulative duration histogram of a workflow's finished
+/// runs per (status, runner), kept up to date as runs finish, so that a scrape
+/// never reads the runs themselves.
+pub mod run_duration {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "run_durations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workflow_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub status: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub runner: String,
+        pub count: i64,
+        pub sum_seconds: f64,
+        /// Comma-separated upper bounds, fixed when the row is created.
+        pub bucket_bounds: String,
+        /// Comma-separated cumulative counts, one per bound.
+        pub bucket_counts: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,42 @@
+//! workflow-run-service's errors, and the one place they become gRPC statuses.
+
+use runplane_kit::auth::AuthError;
+use tonic::Status;
+
+/// Everything that can go wrong in workflow-run-service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Also the answer for another organization's run: existence is not leaked.
+    #[error("run {0:?} not found")]
+    RunNotFound(String),
+    #[error("run {run_id:?} already finished as {status}; a finished run's outcome cannot change")]
+    AlreadyFinished { run_id: String, status: &'static str },
+    #[error(transparent)]
+    InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
+    #[error(transparent)]
+    CorruptHistogram(#[from] crate::histogram::CorruptHistogram),
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Auth(e) => e.into(),
+            Error::InvalidArgument(_) | Error::InvalidPageToken(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            Error::RunNotFound(_) => Status::not_found(e.to_string()),
+            Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
+            Error::CorruptHistogram(_) => {
+                tracing::error!(error = %e, "internal error");
+                Status::internal("internal error (logged on the server)")
+            }
+            Error::Database(e) => runplane_kit::database::status(&e),
+        }
+    }
+}

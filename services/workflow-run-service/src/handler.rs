@@ -1,0 +1,299 @@
+//! workflow-run-service's gRPC handlers: authorize, validate, call the store,
+//! shape the answer.
+
+use std::collections::HashMap;
+
+use runplane_api::token::v1::Scope;
+use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
+use runplane_api::workflowrun::v1::{
+    DurationHistogram, FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse,
+    LastRun, ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest,
+    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus,
+    RunnerType, StartRunRequest, StartRunResponse, Workflow, WorkflowMetrics,
+};
+use runplane_kit::auth::{AuthError, Principal, TokenAuthenticator};
+use runplane_kit::page_token;
+use runplane_kit::time::timestamp;
+use tonic::{Request, Response, Status};
+
+use crate::entity::{run, run_duration, workflow};
+use crate::error::Error;
+use crate::histogram::Histogram;
+use crate::run::{
+    DEFAULT_PROJECT, parse_runner, parse_status, reportable_outcome, runner_name, validate_name,
+    validate_reason, validate_run_url,
+};
+use crate::store::{Finish, RunFilter, Store};
+
+/// Serves `runplane.workflowrun.v1.WorkflowRunService`.
+pub struct WorkflowRunHandler {
+    store: Store,
+    auth: TokenAuthenticator,
+}
+
+impl WorkflowRunHandler {
+    pub fn new(store: Store, auth: TokenAuthenticator) -> Self {
+        WorkflowRunHandler { store, auth }
+    }
+
+    async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<Principal, Error> {
+        Ok(self.auth.authorize(request, scope).await?)
+    }
+
+    /// For reads a runner may also do: either scope will do.
+    async fn authorize_any<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
+        let principal = self.auth.authenticate(runplane_kit::auth::bearer(request)?).await?;
+        if principal.scopes.is_empty() {
+            return Err(AuthError::Forbidden("this token has no scopes".into()).into());
+        }
+        Ok(principal)
+    }
+
+    /// Runs in their wire form, named after their workflows.
+    async fn runs_to_proto(&self, runs: Vec<run::Model>) -> Result<Vec<Run>, Error> {
+        let mut ids: Vec<String> = runs.iter().map(|r| r.workflow_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let workflows: HashMap<String, workflow::Model> = self
+            .store
+            .workflows_by_id(ids)
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        Ok(runs
+            .into_iter()
+            .map(|r| {
+                let workflow = workflows.get(&r.workflow_id);
+                run_to_proto(r, workflow)
+            })
+            .collect())
+    }
+}
+
+fn run_to_proto(run: run::Model, workflow: Option<&workflow::Model>) -> Run {
+    Run {
+        project: workflow.map(|w| w.project.clone()).unwrap_or_default(),
+        workflow: workflow.map(|w| w.name.clone()).unwrap_or_default(),
+        runner_type: parse_runner(&run.runner).into(),
+        status: parse_status(&run.status).into(),
+        start_time: Some(timestamp(run.started_at_ms)),
+        finish_time: run.finished_at_ms.map(timestamp),
+        id: run.id,
+        workflow_id: run.workflow_id,
+        run_url: run.run_url,
+        reason: run.reason,
+    }
+}
+
+fn workflow_to_proto(w: workflow::Model) -> Workflow {
+    Workflow {
+        last_run_status: w
+            .last_run_status
+            .as_deref()
+            .map(parse_status)
+            .unwrap_or(RunStatus::Unspecified)
+            .into(),
+        last_run_finish_time: w.last_run_finished_at_ms.map(timestamp),
+        create_time: Some(timestamp(w.created_at_ms)),
+        id: w.id,
+        project: w.project,
+        name: w.name,
+    }
+}
+
+fn metrics_to_proto(
+    w: workflow::Model,
+    durations: Vec<run_duration::Model>,
+) -> Result<WorkflowMetrics, Error> {
+    let last_run = match (&w.last_run_status, w.last_run_finished_at_ms) {
+        (Some(status), Some(at)) => Some(LastRun {
+            status: parse_status(status).into(),
+            runner_type: w.last_run_runner.as_deref().map(parse_runner).unwrap_or_default().into(),
+            finish_time: Some(timestamp(at)),
+        }),
+        _ => None,
+    };
+    let durations = durations
+        .into_iter()
+        .map(|d| {
+            let h = Histogram::decode(&d.bucket_bounds, &d.bucket_counts, d.count, d.sum_seconds)?;
+            Ok(DurationHistogram {
+                status: parse_status(&d.status).into(),
+                runner_type: parse_runner(&d.runner).into(),
+                count: h.count,
+                sum_seconds: h.sum,
+                bucket_bounds: h.bounds,
+                bucket_counts: h.counts,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(WorkflowMetrics {
+        workflow_id: w.id,
+        project: w.project,
+        workflow: w.name,
+        last_run,
+        durations,
+    })
+}
+
+/// The next page token: the last item's id, when the page was full.
+fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> &str) -> String {
+    match items.last() {
+        Some(last) if items.len() as u64 == limit => page_token::encode(id(last)),
+        _ => String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl WorkflowRunService for WorkflowRunHandler {
+    async fn start_run(
+        &self,
+        request: Request<StartRunRequest>,
+    ) -> Result<Response<StartRunResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let request = request.into_inner();
+        let project = if request.project.is_empty() {
+            DEFAULT_PROJECT
+        } else {
+            request.project.as_str()
+        };
+        validate_name("workflow", &request.workflow)?;
+        validate_name("project", project)?;
+        validate_run_url(&request.run_url)?;
+        let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
+            Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
+        })?;
+        let workflow = self
+            .store
+            .find_or_create_workflow(&principal.org_id, project, &request.workflow)
+            .await?;
+        let run = self
+            .store
+            .start_run(&workflow, runner_name(runner), &request.run_url)
+            .await?;
+        tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
+        Ok(Response::new(StartRunResponse {
+            run: Some(run_to_proto(run, Some(&workflow))),
+        }))
+    }
+
+    async fn finish_run(
+        &self,
+        request: Request<FinishRunRequest>,
+    ) -> Result<Response<FinishRunResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let request = request.into_inner();
+        let outcome = reportable_outcome(request.status)?;
+        validate_reason(&request.reason)?;
+        let run = self
+            .store
+            .finish_run(Finish {
+                org_id: Some(&principal.org_id),
+                run_id: &request.run_id,
+                outcome,
+                reason: &request.reason,
+            })
+            .await?;
+        tracing::debug!(org = %principal.org_name, run = %run.id, status = %run.status, "run finished");
+        let run = self.runs_to_proto(vec![run]).await?.pop();
+        Ok(Response::new(FinishRunResponse { run }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        let principal = self.authorize_any(&request).await?;
+        let run = self
+            .store
+            .get_run(&principal.org_id, &request.into_inner().run_id)
+            .await?;
+        let run = self.runs_to_proto(vec![run]).await?.pop();
+        Ok(Response::new(GetRunResponse { run }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let principal = self.authorize(&request, Scope::MetricsRead).await?;
+        let request = request.into_inner();
+        let before = page_token::decode(&request.page_token).map_err(Error::from)?;
+        let limit = page_token::page_size(request.page_size, 50, 1000);
+        let mut filter = RunFilter::default();
+        if !request.workflow.is_empty() {
+            let project = if request.project.is_empty() {
+                DEFAULT_PROJECT
+            } else {
+                request.project.as_str()
+            };
+            match self
+                .store
+                .find_workflow(&principal.org_id, project, &request.workflow)
+                .await?
+            {
+                Some(w) => filter.workflow_id = Some(w.id),
+                None => return Ok(Response::new(ListRunsResponse::default())),
+            }
+        }
+        filter.status = match RunStatus::try_from(request.status) {
+            Ok(RunStatus::Unspecified) => None,
+            Ok(status) => Some(status),
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!("unknown status {}", request.status)).into());
+            }
+        };
+        let runs = self
+            .store
+            .list_runs(&principal.org_id, &filter, before.as_deref(), limit)
+            .await?;
+        let next_page_token = next_token(&runs, limit, |r| &r.id);
+        Ok(Response::new(ListRunsResponse {
+            runs: self.runs_to_proto(runs).await?,
+            next_page_token,
+        }))
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<ListWorkflowsRequest>,
+    ) -> Result<Response<ListWorkflowsResponse>, Status> {
+        let principal = self.authorize(&request, Scope::MetricsRead).await?;
+        let request = request.into_inner();
+        let after = page_token::decode(&request.page_token).map_err(Error::from)?;
+        let limit = page_token::page_size(request.page_size, 100, 1000);
+        let workflows = self
+            .store
+            .list_workflows(&principal.org_id, after.as_deref(), limit)
+            .await?;
+        let next_page_token = next_token(&workflows, limit, |w| &w.id);
+        Ok(Response::new(ListWorkflowsResponse {
+            workflows: workflows.into_iter().map(workflow_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_workflow_metrics(
+        &self,
+        request: Request<ListWorkflowMetricsRequest>,
+    ) -> Result<Response<ListWorkflowMetricsResponse>, Status> {
+        let principal = self.authorize(&request, Scope::MetricsRead).await?;
+        let request = request.into_inner();
+        let after = page_token::decode(&request.page_token).map_err(Error::from)?;
+        let limit = page_token::page_size(request.page_size, 500, 5000);
+        let page = self
+            .store
+            .workflow_metrics(&principal.org_id, after.as_deref(), limit)
+            .await?;
+        let next_page_token = next_token(&page, limit, |(w, _)| &w.id);
+        let workflows = page
+            .into_iter()
+            .map(|(w, d)| metrics_to_proto(w, d))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Response::new(ListWorkflowMetricsResponse {
+            workflows,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,18 @@
+//! workflow-run-service's schema migrations, applied at start-up. One file per migration.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_workflows_and_runs;
+
+/// Applies workflow-run-service's migrations, tracked in its own table.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_workflows_and_runs::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "workflow_run_service_migrations".into_iden()
+    }
+}

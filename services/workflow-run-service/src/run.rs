@@ -1,0 +1,146 @@
+//! Runs and workflows as the domain sees them: statuses, runner types, and the
+//! rules for what a runner may send.
+
+use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
+
+use crate::error::Error;
+
+/// The project a workflow belongs to when the runner names none.
+pub const DEFAULT_PROJECT: &str = "default";
+/// Longest workflow or project name, in characters.
+pub const MAX_NAME: usize = 200;
+/// Longest run URL, in bytes.
+pub const MAX_URL: usize = 2048;
+/// Longest finish reason, in characters.
+pub const MAX_REASON: usize = 1000;
+
+/// A run status as stored and as shown in metric labels.
+pub fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Initialized => "initialized",
+        RunStatus::Success => "success",
+        RunStatus::Error => "error",
+        RunStatus::Expired => "expired",
+        RunStatus::Canceled => "canceled",
+        RunStatus::Unspecified => "unspecified",
+    }
+}
+
+/// A stored status read back; anything unknown reads as UNSPECIFIED.
+pub fn parse_status(stored: &str) -> RunStatus {
+    match stored {
+        "initialized" => RunStatus::Initialized,
+        "success" => RunStatus::Success,
+        "error" => RunStatus::Error,
+        "expired" => RunStatus::Expired,
+        "canceled" => RunStatus::Canceled,
+        _ => RunStatus::Unspecified,
+    }
+}
+
+/// A runner type as stored and as shown in the `runner` label: Chainloop's
+/// names (`GITHUB_ACTION`, …), `UNSPECIFIED` when unknown.
+pub fn runner_name(runner: RunnerType) -> &'static str {
+    let name = runner.as_str_name();
+    name.strip_prefix("RUNNER_TYPE_").unwrap_or(name)
+}
+
+/// A stored runner type read back.
+pub fn parse_runner(stored: &str) -> RunnerType {
+    RunnerType::from_str_name(&format!("RUNNER_TYPE_{stored}")).unwrap_or(RunnerType::Unspecified)
+}
+
+/// Checks a workflow or project name: 1 to 200 characters, no control characters,
+/// no leading or trailing white space.
+pub fn validate_name(what: &str, name: &str) -> Result<(), Error> {
+    let problem = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.chars().count() > MAX_NAME {
+        Some("is longer than 200 characters")
+    } else if name.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else if name.trim() != name {
+        Some("starts or ends with white space")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::InvalidArgument(format!("{what} name {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// Checks an optional run URL: empty, or an http(s) URL of at most 2048 bytes.
+pub fn validate_run_url(url: &str) -> Result<(), Error> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.len() > MAX_URL || url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(Error::InvalidArgument(
+            "run_url must be an http:// or https:// URL of at most 2048 bytes without spaces".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a finish reason's length.
+pub fn validate_reason(reason: &str) -> Result<(), Error> {
+    if reason.chars().count() > MAX_REASON {
+        return Err(Error::InvalidArgument(format!(
+            "reason is longer than {MAX_REASON} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The outcome a runner may report: SUCCESS, ERROR or CANCELED.
+pub fn reportable_outcome(raw: i32) -> Result<RunStatus, Error> {
+    match RunStatus::try_from(raw) {
+        Ok(status @ (RunStatus::Success | RunStatus::Error | RunStatus::Canceled)) => Ok(status),
+        _ => Err(Error::InvalidArgument(
+            "status must be SUCCESS, ERROR or CANCELED".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_runners_round_trip() {
+        for s in [
+            RunStatus::Initialized,
+            RunStatus::Success,
+            RunStatus::Error,
+            RunStatus::Expired,
+            RunStatus::Canceled,
+        ] {
+            assert_eq!(parse_status(status_name(s)), s);
+        }
+        assert_eq!(runner_name(RunnerType::GithubAction), "GITHUB_ACTION");
+        assert_eq!(runner_name(RunnerType::Unspecified), "UNSPECIFIED");
+        for r in [RunnerType::GitlabPipeline, RunnerType::TektonPipeline, RunnerType::Unspecified] {
+            assert_eq!(parse_runner(runner_name(r)), r);
+        }
+    }
+
+    #[test]
+    fn names_urls_and_outcomes() {
+        assert!(validate_name("workflow", "backend-release-production").is_ok());
+        assert!(validate_name("workflow", "déploiement \"prod\" \\ 🚀").is_ok());
+        for bad in ["", " x", "x ", "a\nb", "a\u{0}b", &"x".repeat(201)] {
+            assert!(validate_name("workflow", bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_run_url("").is_ok());
+        assert!(validate_run_url("https://github.com/o/r/actions/runs/1").is_ok());
+        for bad in ["ftp://x", "javascript:alert(1)", "https://a b", &format!("https://{}", "x".repeat(2048))] {
+            assert!(validate_run_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(reportable_outcome(RunStatus::Success as i32).ok(), Some(RunStatus::Success));
+        assert!(reportable_outcome(RunStatus::Initialized as i32).is_err());
+        assert!(reportable_outcome(RunStatus::Expired as i32).is_err());
+        assert!(reportable_outcome(99).is_err());
+    }
+}

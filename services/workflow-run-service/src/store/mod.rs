@@ -1,0 +1,49 @@
+//! workflow-run-service's storage: plain async functions over its own connection.
+//!
+//! Writes that must agree with each other (a run's outcome, its workflow's last
+//! run, its duration histogram) happen in one transaction; rows that concurrent
+//! finishes share are locked (`FOR UPDATE` on PostgreSQL; SQLite has a single
+//! writer connection), so no update is lost whichever replica serves the call.
+
+mod metrics;
+mod runs;
+mod workflows;
+
+use sea_orm::DatabaseConnection;
+
+pub use runs::{Finish, RunFilter};
+
+/// Workflows, runs and their aggregates, persisted.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// Bounds for histograms created from now on.
+    buckets: Vec<f64>,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection, buckets: Vec<f64>) -> Self {
+        Store { db, buckets }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use runplane_kit::database::DatabaseArgs;
+
+    /// A store over a fresh SQLite file in `dir`.
+    pub(crate) async fn store(dir: &tempfile::TempDir) -> super::Store {
+        let url = format!("sqlite://{}", dir.path().join("workflow-run.db").display());
+        let args = DatabaseArgs {
+            db_max_connections: 1,
+            db_connect_timeout: Duration::from_secs(2),
+            db_acquire_timeout: Duration::from_secs(2),
+        };
+        let db = runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
+            .await
+            .expect("connect");
+        super::Store::new(db, vec![10.0, 60.0])
+    }
+}

@@ -1,0 +1,298 @@
+//! Runs: started, finished (once), expired by the sweeper, listed newest first.
+
+use runplane_api::workflowrun::v1::RunStatus;
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::Store;
+use crate::entity::{run, run_duration, workflow};
+use crate::error::Error;
+use crate::histogram::Histogram;
+use crate::run::{parse_status, status_name};
+
+/// What to list in [`Store::list_runs`].
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub workflow_id: Option<String>,
+    pub status: Option<RunStatus>,
+}
+
+/// How a run ends.
+#[derive(Debug)]
+pub struct Finish<'a> {
+    /// The caller's organization; `None` for the sweeper, which acts for all.
+    pub org_id: Option<&'a str>,
+    pub run_id: &'a str,
+    pub outcome: RunStatus,
+    pub reason: &'a str,
+}
+
+impl Store {
+    /// Records a new run of `workflow`, in progress.
+    pub async fn start_run(
+        &self,
+        workflow: &workflow::Model,
+        runner: &str,
+        run_url: &str,
+    ) -> Result<run::Model, Error> {
+        let model = run::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: workflow.org_id.clone(),
+            workflow_id: workflow.id.clone(),
+            runner: runner.to_owned(),
+            run_url: run_url.to_owned(),
+            status: status_name(RunStatus::Initialized).to_owned(),
+            reason: String::new(),
+            started_at_ms: runplane_kit::time::now_ms(),
+            finished_at_ms: None,
+        };
+        let active = run::ActiveModel {
+            id: Set(model.id.clone()),
+            org_id: Set(model.org_id.clone()),
+            workflow_id: Set(model.workflow_id.clone()),
+            runner: Set(model.runner.clone()),
+            run_url: Set(model.run_url.clone()),
+            status: Set(model.status.clone()),
+            reason: Set(String::new()),
+            started_at_ms: Set(model.started_at_ms),
+            finished_at_ms: Set(None),
+        };
+        run::Entity::insert(active).exec(&self.db).await?;
+        Ok(model)
+    }
+
+    /// An organization's run; another organization's run is "not found" too.
+    pub async fn get_run(&self, org_id: &str, run_id: &str) -> Result<run::Model, Error> {
+        run::Entity::find_by_id(run_id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|r| r.org_id == org_id)
+            .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))
+    }
+
+    /// Ends a run: its outcome, its workflow's last run, and its duration
+    /// histogram change together or not at all. Finishing again with the same
+    /// outcome returns the run unchanged; with another, fails.
+    pub async fn finish_run(&self, finish: Finish<'_>) -> Result<run::Model, Error> {
+        let txn = self.db.begin().await?;
+        let run = run::Entity::find_by_id(finish.run_id.to_owned())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .filter(|r| finish.org_id.is_none_or(|org| r.org_id == org))
+            .ok_or_else(|| Error::RunNotFound(finish.run_id.to_owned()))?;
+        match parse_status(&run.status) {
+            RunStatus::Initialized => {}
+            done if done == finish.outcome => return Ok(run),
+            done => {
+                return Err(Error::AlreadyFinished {
+                    run_id: run.id,
+                    status: status_name(done),
+                });
+            }
+        }
+        let finished_at = runplane_kit::time::now_ms().max(run.started_at_ms);
+        let status = status_name(finish.outcome);
+        run::Entity::update_many()
+            .col_expr(run::Column::Status, Expr::value(status))
+            .col_expr(run::Column::Reason, Expr::value(finish.reason))
+            .col_expr(run::Column::FinishedAtMs, Expr::value(finished_at))
+            .filter(run::Column::Id.eq(&run.id))
+            .exec(&txn)
+            .await?;
+        // The workflow's last run is the one that finished last, whatever order
+        // the finishes arrive in.
+        workflow::Entity::update_many()
+            .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
+            .col_expr(workflow::Column::LastRunRunner, Expr::value(&run.runner))
+            .col_expr(workflow::Column::LastRunFinishedAtMs, Expr::value(finished_at))
+            .filter(workflow::Column::Id.eq(&run.workflow_id))
+            .filter(
+                Condition::any()
+                    .add(workflow::Column::LastRunFinishedAtMs.is_null())
+                    .add(workflow::Column::LastRunFinishedAtMs.lte(finished_at)),
+            )
+            .exec(&txn)
+            .await?;
+        // An expired run never reported a duration: its "duration" would be the
+        // timeout, so it stays out of the histogram.
+        if finish.outcome != RunStatus::Expired {
+            let seconds = (finished_at - run.started_at_ms) as f64 / 1000.0;
+            self.observe_duration(&txn, &run.workflow_id, status, &run.runner, seconds)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(run::Model {
+            status: status.to_owned(),
+            reason: finish.reason.to_owned(),
+            finished_at_ms: Some(finished_at),
+            ..run
+        })
+    }
+
+    async fn observe_duration(
+        &self,
+        txn: &DatabaseTransaction,
+        workflow_id: &str,
+        status: &str,
+        runner: &str,
+        seconds: f64,
+    ) -> Result<(), Error> {
+        let key = (workflow_id.to_owned(), status.to_owned(), runner.to_owned());
+        let row = match locked_histogram(txn, &key).await? {
+            Some(row) => row,
+            None => {
+                let empty = Histogram::empty(&self.buckets);
+                let active = run_duration::ActiveModel {
+                    workflow_id: Set(key.0.clone()),
+                    status: Set(key.1.clone()),
+                    runner: Set(key.2.clone()),
+                    count: Set(0),
+                    sum_seconds: Set(0.0),
+                    bucket_bounds: Set(empty.encode_bounds()),
+                    bucket_counts: Set(empty.encode_counts()),
+                };
+                // A concurrent first finish may have created it: then we lock theirs.
+                run_duration::Entity::insert(active)
+                    .on_conflict_do_nothing()
+                    .exec(txn)
+                    .await?;
+                locked_histogram(txn, &key).await?.ok_or_else(|| {
+                    sea_orm::DbErr::RecordNotFound("histogram vanished after insert".into())
+                })?
+            }
+        };
+        let mut histogram =
+            Histogram::decode(&row.bucket_bounds, &row.bucket_counts, row.count, row.sum_seconds)?;
+        histogram.observe(seconds);
+        run_duration::Entity::update_many()
+            .col_expr(run_duration::Column::Count, Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)))
+            .col_expr(run_duration::Column::SumSeconds, Expr::value(histogram.sum))
+            .col_expr(run_duration::Column::BucketCounts, Expr::value(histogram.encode_counts()))
+            .filter(run_duration::Column::WorkflowId.eq(&key.0))
+            .filter(run_duration::Column::Status.eq(&key.1))
+            .filter(run_duration::Column::Runner.eq(&key.2))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` of an organization's runs older than id `before`, newest first.
+    pub async fn list_runs(
+        &self,
+        org_id: &str,
+        filter: &RunFilter,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<run::Model>, Error> {
+        let mut query = run::Entity::find()
+            .filter(run::Column::OrgId.eq(org_id))
+            .order_by_desc(run::Column::Id)
+            .limit(limit);
+        if let Some(workflow_id) = &filter.workflow_id {
+            query = query.filter(run::Column::WorkflowId.eq(workflow_id));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(run::Column::Status.eq(status_name(status)));
+        }
+        if let Some(before) = before {
+            query = query.filter(run::Column::Id.lt(before));
+        }
+        Ok(query.all(&self.db).await?)
+    }
+
+    /// Ids of up to `limit` runs still in progress that started before `started_before_ms`.
+    pub async fn stale_runs(&self, started_before_ms: i64, limit: u64) -> Result<Vec<String>, Error> {
+        let ids = run::Entity::find()
+            .select_only()
+            .column(run::Column::Id)
+            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)))
+            .filter(run::Column::StartedAtMs.lt(started_before_ms))
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?;
+        Ok(ids)
+    }
+}
+
+async fn locked_histogram(
+    txn: &impl ConnectionTrait,
+    key: &(String, String, String),
+) -> Result<Option<run_duration::Model>, Error> {
+    Ok(run_duration::Entity::find_by_id(key.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::store;
+
+    #[tokio::test]
+    async fn finishing_is_once_and_idempotent_and_updates_aggregates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let wf = store.find_or_create_workflow("org", "default", "build").await.expect("wf");
+        let again = store.find_or_create_workflow("org", "default", "build").await.expect("wf");
+        assert_eq!(wf.id, again.id);
+
+        let a = store.start_run(&wf, "GITHUB_ACTION", "").await.expect("start");
+        let b = store.start_run(&wf, "GITHUB_ACTION", "").await.expect("start");
+        let finish = |id, outcome| Finish { org_id: Some("org"), run_id: id, outcome, reason: "" };
+
+        // Another organization cannot finish (or see) the run.
+        let other = Finish { org_id: Some("other"), ..finish(&a.id, RunStatus::Success) };
+        assert!(matches!(store.finish_run(other).await, Err(Error::RunNotFound(_))));
+
+        let done = store.finish_run(finish(&a.id, RunStatus::Success)).await.expect("finish");
+        assert_eq!(done.status, "success");
+        let retry = store.finish_run(finish(&a.id, RunStatus::Success)).await.expect("retry");
+        assert_eq!(retry.finished_at_ms, done.finished_at_ms);
+        assert!(matches!(
+            store.finish_run(finish(&a.id, RunStatus::Error)).await,
+            Err(Error::AlreadyFinished { status: "success", .. })
+        ));
+        store.finish_run(finish(&b.id, RunStatus::Error)).await.expect("finish b");
+
+        let page = store.workflow_metrics("org", None, 10).await.expect("metrics");
+        assert_eq!(page.len(), 1);
+        let (workflow, durations) = &page[0];
+        assert_eq!(workflow.last_run_status.as_deref(), Some("error"));
+        // One histogram per status, each counting exactly once despite the retry.
+        let mut counts: Vec<(String, i64)> = durations.iter().map(|d| (d.status.clone(), d.count)).collect();
+        counts.sort();
+        assert_eq!(counts, [("error".to_owned(), 1), ("success".to_owned(), 1)]);
+
+        // The newest run is listed first, and filters apply.
+        let runs = store.list_runs("org", &RunFilter::default(), None, 10).await.expect("list");
+        assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [b.id.as_str(), a.id.as_str()]);
+        let failed = RunFilter { status: Some(RunStatus::Error), ..RunFilter::default() };
+        assert_eq!(store.list_runs("org", &failed, None, 10).await.expect("list").len(), 1);
+        assert!(store.list_runs("other", &RunFilter::default(), None, 10).await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn stale_runs_expire_without_touching_the_histogram() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let wf = store.find_or_create_workflow("org", "default", "deploy").await.expect("wf");
+        let run = store.start_run(&wf, "UNSPECIFIED", "").await.expect("start");
+        let stale = store.stale_runs(runplane_kit::time::now_ms() + 1, 10).await.expect("stale");
+        assert_eq!(stale, [run.id.clone()]);
+        let expired = store
+            .finish_run(Finish { org_id: None, run_id: &run.id, outcome: RunStatus::Expired, reason: "timeout" })
+            .await
+            .expect("expire");
+        assert_eq!(expired.status, "expired");
+        let page = store.workflow_metrics("org", None, 10).await.expect("metrics");
+        assert_eq!(page[0].0.last_run_status.as_deref(), Some("expired"));
+        assert!(page[0].1.is_empty());
+        assert!(store.stale_runs(runplane_kit::time::now_ms() + 1, 10).await.expect("stale").is_empty());
+    }
+}

@@ -1,0 +1,59 @@
+//! Marks runs that never reported an outcome as expired.
+//!
+//! A CI job killed before it could report leaves its run in progress forever;
+//! after the run timeout the sweeper finishes it as EXPIRED through the same
+//! path as FinishRun, so the workflow's last run reflects it.
+
+use std::time::Duration;
+
+use runplane_api::workflowrun::v1::RunStatus;
+
+use crate::store::{Finish, Store};
+
+/// Runs expired per database round trip.
+const BATCH: u64 = 500;
+
+/// Sweeps every `interval`, forever.
+pub async fn run(store: Store, timeout: Duration, interval: Duration) {
+    let reason = format!(
+        "no outcome reported within {}",
+        humantime::format_duration(timeout)
+    );
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match sweep(&store, timeout, &reason).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired runs past the run timeout"),
+            Err(e) => tracing::warn!(error = %e, "sweeping stale runs failed; will retry"),
+        }
+    }
+}
+
+/// Expires every run started more than `timeout` ago that is still in progress.
+pub async fn sweep(store: &Store, timeout: Duration, reason: &str) -> Result<usize, crate::error::Error> {
+    let cutoff = runplane_kit::time::now_ms() - runplane_kit::time::duration_ms(timeout);
+    let mut expired = 0;
+    loop {
+        let stale = store.stale_runs(cutoff, BATCH).await?;
+        let batch = stale.len();
+        for run_id in &stale {
+            let finish = Finish {
+                org_id: None,
+                run_id,
+                outcome: RunStatus::Expired,
+                reason,
+            };
+            match store.finish_run(finish).await {
+                Ok(_) => expired += 1,
+                // Finished by its runner in the meantime: nothing to expire.
+                Err(crate::error::Error::AlreadyFinished { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if (batch as u64) < BATCH {
+            return Ok(expired);
+        }
+    }
+}
