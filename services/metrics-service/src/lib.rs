@@ -1,1 +1,95 @@
+//! metrics-service: the HTTP scrape endpoint `GET /prom/{org}/metrics`.
+//!
+//! Every scrape is authenticated through token-service, checked against
+//! org-service's list of organizations with the integration on, and rendered
+//! from workflow-run-service's per-workflow aggregates ([`scrape`],
+//! [`upstream`], [`exposition`]). It keeps no state of its own.
 
+pub mod config;
+pub mod exposition;
+pub mod own_metrics;
+pub mod scrape;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use runplane_kit::auth::{AdminCredential, TokenAuthenticator};
+
+pub use config::Config;
+
+/// Runs metrics-service until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let admin = Arc::new(AdminCredential::load(&config.admin)?);
+    let channel = |addr: &str| runplane_kit::client::channel(addr, &config.upstream);
+    let upstreams = Arc::new(upstream::Upstreams {
+        tokens: TokenAuthenticator::uncached(channel(&config.token_service_addr)?),
+        orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
+        workflow_runs: WorkflowRunServiceClient::new(channel(&config.workflow_run_service_addr)?),
+        admin,
+    });
+    let own_metrics = own_metrics::OwnMetrics::new().context("registering own metrics")?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = router(upstreams, own_metrics, draining.clone(), config.request_timeout);
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+    tracing::info!(addr = %config.listen_addr, "HTTP server listening");
+    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let signal = runplane_kit::shutdown::signal().await;
+        tracing::info!(signal, "shutting down: /readyz now fails; draining");
+        draining.store(true, Ordering::SeqCst);
+        let _ = drain_started_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let drain_timeout = config.drain_timeout;
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        () = async {
+            if drain_started_rx.await.is_ok() {
+                tokio::time::sleep(drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The HTTP routes: the per-organization scrape, probes, and own metrics.
+pub fn router(
+    upstreams: Arc<upstream::Upstreams>,
+    own_metrics: own_metrics::OwnMetrics,
+    draining: Arc<AtomicBool>,
+    request_timeout: std::time::Duration,
+) -> Router {
+    let metrics_for_route = own_metrics.clone();
+    Router::new()
+        .route("/prom/{org}/metrics", get(scrape::handle).with_state(upstreams))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(draining))
+        .route("/metrics", get(move || async move { metrics_for_route.render() }))
+        .layer(axum::middleware::from_fn_with_state(own_metrics, own_metrics::track))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+}
+
+async fn readyz(State(draining): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
+    if draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! metrics-service's process entry point.
+
+fn main() -> std::process::ExitCode {
+    runplane_kit::service::main(metrics_service::run)
+}

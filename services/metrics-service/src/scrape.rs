@@ -1,0 +1,139 @@
+//! `GET /prom/{org}/metrics`: authenticate, authorize, then render.
+//!
+//! Checks run in a fixed order so that nothing reaches a caller without a valid
+//! token: 401 (no, malformed, unknown, expired or revoked token), 403 (another
+//! organization's token, or no `metrics:read`), 404 (integration off), 503 (a
+//! service behind this one is unreachable: never a 200 with missing data).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use runplane_api::token::v1::Scope;
+
+use crate::exposition;
+use crate::upstream::Upstreams;
+
+/// Content type of the text exposition format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Why a scrape is refused; the only place HTTP status codes are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("invalid, expired or revoked token")]
+    InvalidToken,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("Prometheus metrics are not enabled for organization {0:?}")]
+    NotEnabled(String),
+    #[error("{upstream} is unavailable; try again")]
+    Unavailable {
+        upstream: &'static str,
+        detail: String,
+    },
+    #[error("{upstream} answered unexpectedly")]
+    Upstream {
+        upstream: &'static str,
+        detail: String,
+    },
+    #[error("cannot encode the exposition")]
+    Encode(#[from] prometheus::Error),
+}
+
+impl IntoResponse for ScrapeError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ScrapeError::MissingToken | ScrapeError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
+            ScrapeError::Unavailable { upstream, detail } => {
+                tracing::warn!(upstream, %detail, "scrape failed: upstream unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ScrapeError::Upstream { upstream, detail } => {
+                tracing::error!(upstream, %detail, "scrape failed: unexpected upstream answer");
+                StatusCode::BAD_GATEWAY
+            }
+            ScrapeError::Encode(e) => {
+                tracing::error!(error = %e, "scrape failed: encoding");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut response = (status, format!("{self}\n")).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        match self {
+            ScrapeError::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"runplane\""));
+            }
+            ScrapeError::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"runplane\", error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Serves one scrape.
+pub async fn handle(
+    State(upstreams): State<Arc<Upstreams>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ScrapeError> {
+    let secret = bearer(&headers)?;
+    // The organization lookup does not depend on the token: ask both at once,
+    // then judge the answers in the documented order.
+    let org_lookup = async {
+        if is_org_name(&org) {
+            upstreams.organization(&org).await
+        } else {
+            Ok(None)
+        }
+    };
+    let (principal, organization) = tokio::join!(upstreams.authenticate(secret), org_lookup);
+    let principal = principal?;
+    if principal.org_name != org {
+        return Err(ScrapeError::Forbidden("this token belongs to another organization"));
+    }
+    if !principal.scopes.contains(&Scope::MetricsRead) {
+        return Err(ScrapeError::Forbidden("this token lacks the `metrics:read` scope"));
+    }
+    match organization? {
+        // Recreated under the same name since the token was issued: not its org.
+        Some(o) if o.id != principal.org_id => {
+            return Err(ScrapeError::Forbidden("this token belongs to another organization"));
+        }
+        Some(o) if o.prometheus_metrics_enabled => {}
+        _ => return Err(ScrapeError::NotEnabled(org)),
+    }
+    let workflows = upstreams.workflow_metrics(secret).await?;
+    let body = exposition::encode_text(&exposition::families(&org, &workflows))?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE))],
+        body,
+    )
+        .into_response())
+}
+
+/// The bearer secret of the request.
+fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ScrapeError::MissingToken)?
+        .to_str()
+        .map_err(|_| ScrapeError::InvalidToken)?;
+    runplane_kit::auth::bearer_from_header(value).ok_or(ScrapeError::InvalidToken)
+}
+
+/// A cheap shape check before asking org-service about a path segment.
+fn is_org_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}

@@ -1,0 +1,101 @@
+//! The three questions a scrape asks, each of another service: who is this
+//! token (token-service), is this organization's integration on (org-service),
+//! and what are its workflows' aggregates (workflow-run-service).
+
+use std::sync::Arc;
+
+use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+use runplane_api::org::v1::{GetOrganizationRequest, Organization, get_organization_request::Lookup};
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowMetrics};
+use runplane_kit::auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
+use runplane_kit::client::with_bearer;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::scrape::ScrapeError;
+
+/// Workflows per ListWorkflowMetrics page.
+const PAGE_SIZE: i32 = 1000;
+
+/// Clients for the scrape's upstream services.
+pub struct Upstreams {
+    /// Uncached: a revoked token fails on the very next scrape.
+    pub tokens: TokenAuthenticator,
+    pub orgs: OrganizationServiceClient<Channel>,
+    pub workflow_runs: WorkflowRunServiceClient<Channel>,
+    pub admin: Arc<AdminCredential>,
+}
+
+impl Upstreams {
+    /// Who the bearer token belongs to.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal, ScrapeError> {
+        self.tokens.authenticate(secret).await.map_err(|e| match e {
+            AuthError::Missing | AuthError::Invalid => ScrapeError::InvalidToken,
+            AuthError::Forbidden(_) => ScrapeError::Forbidden("this token may not read metrics"),
+            AuthError::Unavailable(detail) => ScrapeError::Unavailable {
+                upstream: "token-service",
+                detail,
+            },
+            AuthError::Internal(detail) => ScrapeError::Upstream {
+                upstream: "token-service",
+                detail,
+            },
+        })
+    }
+
+    /// The organization called `name`, or `None` if there is none.
+    pub async fn organization(&self, name: &str) -> Result<Option<Organization>, ScrapeError> {
+        let request = with_bearer(
+            GetOrganizationRequest {
+                lookup: Some(Lookup::Name(name.to_owned())),
+            },
+            self.admin.secret(),
+        );
+        match self.orgs.clone().get_organization(request).await {
+            Ok(response) => Ok(response.into_inner().organization),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(upstream_error("org-service", status)),
+        }
+    }
+
+    /// Every workflow's aggregates, a page at a time, read with the scraper's token
+    /// so that workflow-run-service confines the answer to its organization.
+    pub async fn workflow_metrics(&self, secret: &str) -> Result<Vec<WorkflowMetrics>, ScrapeError> {
+        let mut client = self.workflow_runs.clone();
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = with_bearer(
+                ListWorkflowMetricsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                },
+                secret,
+            );
+            let page = client
+                .list_workflow_metrics(request)
+                .await
+                .map_err(|status| upstream_error("workflow-run-service", status))?
+                .into_inner();
+            all.extend(page.workflows);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+fn upstream_error(upstream: &'static str, status: Status) -> ScrapeError {
+    let detail = status.message().to_owned();
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+            ScrapeError::Unavailable { upstream, detail }
+        }
+        // The token was revoked between the two calls.
+        Code::Unauthenticated => ScrapeError::InvalidToken,
+        Code::PermissionDenied => ScrapeError::Forbidden("this token may not read metrics"),
+        _ => ScrapeError::Upstream { upstream, detail },
+    }
+}
