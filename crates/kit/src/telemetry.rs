@@ -33,6 +33,7 @@ pub fn init(service: &'static str, args: &LogArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = match args.log_format {

@@ -21,13 +21,25 @@ pub struct Config {
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
     /// org-service's address.
-    #[arg(long, env = "RUNPLANE_ORG_SERVICE_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "RUNPLANE_ORG_SERVICE_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub org_service_addr: String,
     /// token-service's address.
-    #[arg(long, env = "RUNPLANE_TOKEN_SERVICE_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "RUNPLANE_TOKEN_SERVICE_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
     pub token_service_addr: String,
     /// workflow-run-service's address.
-    #[arg(long, env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(
+        long,
+        env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR",
+        default_value = "127.0.0.1:50053"
+    )]
     pub workflow_run_service_addr: String,
     /// Longest time one HTTP request may take.
     #[arg(long, env = "RUNPLANE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -1,9 +1,7 @@
 //! Renders an organization's workflow aggregates as Prometheus metric families,
 //! with metric names and HELP texts drop-in compatible with Chainloop's.
 
-use prometheus::proto::{
-    Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
+use prometheus::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
 
 /// `chainloop_workflow_up`: whether the last finished run succeeded.
@@ -18,7 +16,11 @@ pub fn families(org: &str, workflows: &[WorkflowMetrics]) -> Vec<MetricFamily> {
     let mut durations = Vec::new();
     for w in workflows {
         if let Some(last) = &w.last_run {
-            let value = if last.status() == RunStatus::Success { 1.0 } else { 0.0 };
+            let value = if last.status() == RunStatus::Success {
+                1.0
+            } else {
+                0.0
+            };
             let mut gauge = Gauge::default();
             gauge.set_value(value);
             let mut metric = Metric::from_gauge(gauge);
@@ -158,7 +160,11 @@ mod tests {
             &[workflow("backend-release-production", RunStatus::Success)],
         ))
         .expect("encode");
-        assert!(text.contains("# HELP chainloop_workflow_up Indicate if the last run was successful.\n"));
+        assert!(
+            text.contains(
+                "# HELP chainloop_workflow_up Indicate if the last run was successful.\n"
+            )
+        );
         assert!(text.contains("# TYPE chainloop_workflow_up gauge\n"));
         assert!(text.contains(
             "chainloop_workflow_up{org=\"cyberdyne\",project=\"default\",runner=\"GITHUB_ACTION\",workflow=\"backend-release-production\"} 1\n"
@@ -191,12 +197,17 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let name = "say \"hi\"\\\nbye";
-        let text = encode_text(&families("o", &[workflow(name, RunStatus::Success)])).expect("encode");
+        let text =
+            encode_text(&families("o", &[workflow(name, RunStatus::Success)])).expect("encode");
         assert!(
             text.contains(r#"workflow="say \"hi\"\\\nbye""#),
             "escaping wrong in\n{text}"
         );
         // Every sample is still one line.
-        assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("chainloop_")), "{text}");
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("chainloop_")),
+            "{text}"
+        );
     }
 }

@@ -37,7 +37,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let own_metrics = own_metrics::OwnMetrics::new().context("registering own metrics")?;
     let draining = Arc::new(AtomicBool::new(false));
-    let app = router(upstreams, own_metrics, draining.clone(), config.request_timeout);
+    let app = router(
+        upstreams,
+        own_metrics,
+        draining.clone(),
+        config.request_timeout,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
@@ -75,11 +80,20 @@ pub fn router(
 ) -> Router {
     let metrics_for_route = own_metrics.clone();
     Router::new()
-        .route("/prom/{org}/metrics", get(scrape::handle).with_state(upstreams))
+        .route(
+            "/prom/{org}/metrics",
+            get(scrape::handle).with_state(upstreams),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz).with_state(draining))
-        .route("/metrics", get(move || async move { metrics_for_route.render() }))
-        .layer(axum::middleware::from_fn_with_state(own_metrics, own_metrics::track))
+        .route(
+            "/metrics",
+            get(move || async move { metrics_for_route.render() }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            own_metrics,
+            own_metrics::track,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,

@@ -21,7 +21,10 @@ impl OwnMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("runplane_http_requests_total", "HTTP requests served, by route and status code."),
+            Opts::new(
+                "runplane_http_requests_total",
+                "HTTP requests served, by route and status code.",
+            ),
             &["route", "code"],
         )?;
         let latency = HistogramVec::new(
@@ -29,7 +32,9 @@ impl OwnMetrics {
                 "runplane_http_request_duration_seconds",
                 "Time to serve an HTTP request, by route.",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -46,7 +51,10 @@ impl OwnMetrics {
         let mut body = Vec::new();
         match prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut body) {
             Ok(()) => (
-                [(header::CONTENT_TYPE, HeaderValue::from_static(crate::scrape::TEXT_CONTENT_TYPE))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::scrape::TEXT_CONTENT_TYPE),
+                )],
                 body,
             )
                 .into_response(),

@@ -64,10 +64,16 @@ impl IntoResponse for ScrapeError {
         };
         let mut response = (status, format!("{self}\n")).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         match self {
             ScrapeError::MissingToken => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"runplane\""));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"runplane\""),
+                );
             }
             ScrapeError::InvalidToken => {
                 headers.insert(
@@ -100,15 +106,21 @@ pub async fn handle(
     let (principal, organization) = tokio::join!(upstreams.authenticate(secret), org_lookup);
     let principal = principal?;
     if principal.org_name != org {
-        return Err(ScrapeError::Forbidden("this token belongs to another organization"));
+        return Err(ScrapeError::Forbidden(
+            "this token belongs to another organization",
+        ));
     }
     if !principal.scopes.contains(&Scope::MetricsRead) {
-        return Err(ScrapeError::Forbidden("this token lacks the `metrics:read` scope"));
+        return Err(ScrapeError::Forbidden(
+            "this token lacks the `metrics:read` scope",
+        ));
     }
     match organization? {
         // Recreated under the same name since the token was issued: not its org.
         Some(o) if o.id != principal.org_id => {
-            return Err(ScrapeError::Forbidden("this token belongs to another organization"));
+            return Err(ScrapeError::Forbidden(
+                "this token belongs to another organization",
+            ));
         }
         Some(o) if o.prometheus_metrics_enabled => {}
         _ => return Err(ScrapeError::NotEnabled(org)),
@@ -116,7 +128,10 @@ pub async fn handle(
     let workflows = upstreams.workflow_metrics(secret).await?;
     let body = exposition::encode_text(&exposition::families(&org, &workflows))?;
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(TEXT_CONTENT_TYPE),
+        )],
         body,
     )
         .into_response())
@@ -135,5 +150,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
 /// A cheap shape check before asking org-service about a path segment.
 fn is_org_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

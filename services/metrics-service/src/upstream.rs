@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
-use runplane_api::org::v1::{GetOrganizationRequest, Organization, get_organization_request::Lookup};
+use runplane_api::org::v1::{
+    GetOrganizationRequest, Organization, get_organization_request::Lookup,
+};
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowMetrics};
 use runplane_kit::auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
@@ -61,7 +63,10 @@ impl Upstreams {
 
     /// Every workflow's aggregates, a page at a time, read with the scraper's token
     /// so that workflow-run-service confines the answer to its organization.
-    pub async fn workflow_metrics(&self, secret: &str) -> Result<Vec<WorkflowMetrics>, ScrapeError> {
+    pub async fn workflow_metrics(
+        &self,
+        secret: &str,
+    ) -> Result<Vec<WorkflowMetrics>, ScrapeError> {
         let mut client = self.workflow_runs.clone();
         let mut all = Vec::new();
         let mut page_token = String::new();

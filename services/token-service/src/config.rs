@@ -23,10 +23,18 @@ pub struct Config {
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
     pub listen_addr: SocketAddr,
     /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "RUNPLANE_DATABASE_URL", default_value = "sqlite://.runplane/token.db")]
+    #[arg(
+        long,
+        env = "RUNPLANE_DATABASE_URL",
+        default_value = "sqlite://.runplane/token.db"
+    )]
     pub database_url: String,
     /// org-service's address.
-    #[arg(long, env = "RUNPLANE_ORG_SERVICE_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "RUNPLANE_ORG_SERVICE_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub org_service_addr: String,
     /// How long Authenticate trusts that a token's organization still exists
     /// before asking org-service again. A deleted organization's tokens stop

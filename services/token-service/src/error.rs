@@ -14,7 +14,9 @@ pub enum Error {
     OrgNotFound(String),
     #[error("organization {org:?} has no live token named {name:?}")]
     TokenNotFound { org: String, name: String },
-    #[error("organization {org:?} already has a live token named {name:?}; revoke it or pick another name")]
+    #[error(
+        "organization {org:?} already has a live token named {name:?}; revoke it or pick another name"
+    )]
     AlreadyExists { org: String, name: String },
     #[error("org-service is unavailable: {0}")]
     OrgServiceUnavailable(String),

@@ -45,7 +45,10 @@ impl TokenHandler {
             return Err(AuthError::Invalid.into());
         }
         Ok(AuthenticateResponse {
-            scopes: token::decode_scopes(&token.scopes).into_iter().map(i32::from).collect(),
+            scopes: token::decode_scopes(&token.scopes)
+                .into_iter()
+                .map(i32::from)
+                .collect(),
             token_id: token.id,
             org_id: token.org_id,
             org_name: token.org_name,

@@ -74,10 +74,10 @@ impl OrgDirectory {
             self.admin.secret(),
         );
         match self.client.clone().get_organization(request).await {
-            Ok(response) => Ok(response
-                .into_inner()
-                .organization
-                .map(|o| OrgRef { id: o.id, name: o.name })),
+            Ok(response) => Ok(response.into_inner().organization.map(|o| OrgRef {
+                id: o.id,
+                name: o.name,
+            })),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {

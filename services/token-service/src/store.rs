@@ -84,7 +84,10 @@ impl Store {
     }
 
     /// The token whose secret hashes to `secret_hash`, if any.
-    pub async fn by_secret_hash(&self, secret_hash: &str) -> Result<Option<api_token::Model>, Error> {
+    pub async fn by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<api_token::Model>, Error> {
         Ok(api_token::Entity::find()
             .filter(api_token::Column::SecretHash.eq(secret_hash))
             .one(&self.db)
@@ -92,7 +95,11 @@ impl Store {
     }
 
     /// An organization's tokens, newest first; only unrevoked ones unless `include_revoked`.
-    pub async fn list(&self, org_id: &str, include_revoked: bool) -> Result<Vec<api_token::Model>, Error> {
+    pub async fn list(
+        &self,
+        org_id: &str,
+        include_revoked: bool,
+    ) -> Result<Vec<api_token::Model>, Error> {
         let mut query = api_token::Entity::find()
             .filter(api_token::Column::OrgId.eq(org_id))
             .order_by_desc(api_token::Column::Id);
@@ -103,7 +110,12 @@ impl Store {
     }
 
     /// Revokes the organization's live token called `name` and returns it.
-    pub async fn revoke(&self, org_id: &str, org_name: &str, name: &str) -> Result<api_token::Model, Error> {
+    pub async fn revoke(
+        &self,
+        org_id: &str,
+        org_name: &str,
+        name: &str,
+    ) -> Result<api_token::Model, Error> {
         let now = runplane_kit::time::now_ms();
         let live = || {
             api_token::Entity::find()
@@ -135,7 +147,10 @@ impl Store {
     /// Revokes every live token of an organization (it was deleted).
     pub async fn revoke_all(&self, org_id: &str) -> Result<u64, Error> {
         let result = api_token::Entity::update_many()
-            .col_expr(api_token::Column::RevokedAtMs, Expr::value(runplane_kit::time::now_ms()))
+            .col_expr(
+                api_token::Column::RevokedAtMs,
+                Expr::value(runplane_kit::time::now_ms()),
+            )
             .filter(api_token::Column::OrgId.eq(org_id))
             .filter(api_token::Column::RevokedAtMs.is_null())
             .exec(&self.db)
@@ -170,9 +185,10 @@ mod tests {
             db_connect_timeout: Duration::from_secs(2),
             db_acquire_timeout: Duration::from_secs(2),
         };
-        let db = runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
-            .await
-            .expect("connect");
+        let db =
+            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
+                .await
+                .expect("connect");
         let store = Store::new(db);
 
         let (token, secret) = store.create(new_token("prom", None)).await.expect("create");
@@ -183,25 +199,44 @@ mod tests {
         let wal = std::fs::read(dir.path().join("token.db-wal")).unwrap_or_default();
         let needle = secret.as_bytes();
         for bytes in [&raw, &wal] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "secret stored in clear");
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "secret stored in clear"
+            );
         }
 
         let hash = runplane_kit::secret::SecretHash::of(&secret).0;
-        assert_eq!(store.by_secret_hash(&hash).await.expect("get").map(|t| t.id), Some(token.id.clone()));
+        assert_eq!(
+            store
+                .by_secret_hash(&hash)
+                .await
+                .expect("get")
+                .map(|t| t.id),
+            Some(token.id.clone())
+        );
         assert!(matches!(
             store.create(new_token("prom", None)).await,
             Err(Error::AlreadyExists { .. })
         ));
 
-        let revoked = store.revoke("org-1", "cyberdyne", "prom").await.expect("revoke");
+        let revoked = store
+            .revoke("org-1", "cyberdyne", "prom")
+            .await
+            .expect("revoke");
         assert!(revoked.revoked_at_ms.is_some());
         assert!(matches!(
             store.revoke("org-1", "cyberdyne", "prom").await,
             Err(Error::TokenNotFound { .. })
         ));
         // The name is free again once revoked, and once expired.
-        store.create(new_token("prom", Some(1))).await.expect("reuse after revoke");
-        store.create(new_token("prom", None)).await.expect("reuse after expiry");
+        store
+            .create(new_token("prom", Some(1)))
+            .await
+            .expect("reuse after revoke");
+        store
+            .create(new_token("prom", None))
+            .await
+            .expect("reuse after expiry");
         assert_eq!(store.list("org-1", false).await.expect("list").len(), 1);
         assert_eq!(store.list("org-1", true).await.expect("list").len(), 3);
         assert_eq!(store.revoke_all("org-1").await.expect("revoke all"), 1);

@@ -60,7 +60,11 @@ pub fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
 
 /// Scopes as stored: comma-separated names.
 pub fn encode_scopes(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| scope_name(*s)).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|s| scope_name(*s))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Scopes as stored, read back; unknown names (from a newer version) are skipped.
@@ -76,7 +80,10 @@ pub fn is_live(token: &api_token::Model, now_ms: i64) -> bool {
 /// A token's wire form; never includes the secret or its hash.
 pub fn to_proto(token: api_token::Model) -> Token {
     Token {
-        scopes: decode_scopes(&token.scopes).into_iter().map(i32::from).collect(),
+        scopes: decode_scopes(&token.scopes)
+            .into_iter()
+            .map(i32::from)
+            .collect(),
         id: token.id,
         name: token.name,
         description: token.description,
@@ -116,6 +123,9 @@ mod tests {
         assert!(requested_scopes(&[42]).is_err());
         let stored = encode_scopes(&[Scope::MetricsRead, Scope::RunsWrite]);
         assert_eq!(stored, "metrics:read,runs:write");
-        assert_eq!(decode_scopes(&stored), [Scope::MetricsRead, Scope::RunsWrite]);
+        assert_eq!(
+            decode_scopes(&stored),
+            [Scope::MetricsRead, Scope::RunsWrite]
+        );
     }
 }

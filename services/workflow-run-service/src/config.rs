@@ -22,10 +22,18 @@ pub struct Config {
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
     pub listen_addr: SocketAddr,
     /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "RUNPLANE_DATABASE_URL", default_value = "sqlite://.runplane/workflow-run.db")]
+    #[arg(
+        long,
+        env = "RUNPLANE_DATABASE_URL",
+        default_value = "sqlite://.runplane/workflow-run.db"
+    )]
     pub database_url: String,
     /// token-service's address.
-    #[arg(long, env = "RUNPLANE_TOKEN_SERVICE_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "RUNPLANE_TOKEN_SERVICE_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
     pub token_service_addr: String,
     /// How long token-service's answer about a token is reused on this service
     /// (0s: ask every time). A revoked token may keep reporting runs for at most

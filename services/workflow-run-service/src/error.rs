@@ -14,7 +14,10 @@ pub enum Error {
     #[error("run {0:?} not found")]
     RunNotFound(String),
     #[error("run {run_id:?} already finished as {status}; a finished run's outcome cannot change")]
-    AlreadyFinished { run_id: String, status: &'static str },
+    AlreadyFinished {
+        run_id: String,
+        status: &'static str,
+    },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
     #[error(transparent)]

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
-    DurationHistogram, FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse,
-    LastRun, ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest,
-    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus,
-    RunnerType, StartRunRequest, StartRunResponse, Workflow, WorkflowMetrics,
+    DurationHistogram, FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, LastRun,
+    ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest, ListWorkflowMetricsResponse,
+    ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus, RunnerType, StartRunRequest,
+    StartRunResponse, Workflow, WorkflowMetrics,
 };
 use runplane_kit::auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_kit::page_token;
@@ -42,7 +42,10 @@ impl WorkflowRunHandler {
 
     /// For reads a runner may also do: either scope will do.
     async fn authorize_any<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
-        let principal = self.auth.authenticate(runplane_kit::auth::bearer(request)?).await?;
+        let principal = self
+            .auth
+            .authenticate(runplane_kit::auth::bearer(request)?)
+            .await?;
         if principal.scopes.is_empty() {
             return Err(AuthError::Forbidden("this token has no scopes".into()).into());
         }
@@ -109,7 +112,12 @@ fn metrics_to_proto(
     let last_run = match (&w.last_run_status, w.last_run_finished_at_ms) {
         (Some(status), Some(at)) => Some(LastRun {
             status: parse_status(status).into(),
-            runner_type: w.last_run_runner.as_deref().map(parse_runner).unwrap_or_default().into(),
+            runner_type: w
+                .last_run_runner
+                .as_deref()
+                .map(parse_runner)
+                .unwrap_or_default()
+                .into(),
             finish_time: Some(timestamp(at)),
         }),
         _ => None,
@@ -241,7 +249,9 @@ impl WorkflowRunService for WorkflowRunHandler {
             Ok(RunStatus::Unspecified) => None,
             Ok(status) => Some(status),
             Err(_) => {
-                return Err(Error::InvalidArgument(format!("unknown status {}", request.status)).into());
+                return Err(
+                    Error::InvalidArgument(format!("unknown status {}", request.status)).into(),
+                );
             }
         };
         let runs = self

@@ -47,10 +47,19 @@ impl Histogram {
     }
 
     /// Reads a stored histogram.
-    pub fn decode(bounds: &str, counts: &str, count: i64, sum: f64) -> Result<Self, CorruptHistogram> {
-        let bounds = split(bounds).map(str::parse::<f64>).collect::<Result<Vec<_>, _>>()
+    pub fn decode(
+        bounds: &str,
+        counts: &str,
+        count: i64,
+        sum: f64,
+    ) -> Result<Self, CorruptHistogram> {
+        let bounds = split(bounds)
+            .map(str::parse::<f64>)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CorruptHistogram(format!("bounds {bounds:?}: {e}")))?;
-        let counts = split(counts).map(str::parse::<u64>).collect::<Result<Vec<_>, _>>()
+        let counts = split(counts)
+            .map(str::parse::<u64>)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CorruptHistogram(format!("counts {counts:?}: {e}")))?;
         if bounds.len() != counts.len() {
             return Err(CorruptHistogram(format!(
@@ -113,7 +122,8 @@ mod tests {
         assert_eq!(h.counts, [2, 3, 3]);
         assert_eq!(h.count, 4);
         assert_eq!(h.sum, 101.0);
-        let back = Histogram::decode(&h.encode_bounds(), &h.encode_counts(), 4, 101.0).expect("decode");
+        let back =
+            Histogram::decode(&h.encode_bounds(), &h.encode_counts(), 4, 101.0).expect("decode");
         assert_eq!(back, h);
         assert!(Histogram::decode("1,2", "1", 1, 0.0).is_err());
         assert!(Histogram::decode("x", "1", 1, 0.0).is_err());

@@ -31,7 +31,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.run_timeout.is_zero() || config.sweep_interval.is_zero() {
         anyhow::bail!("invalid configuration: run_timeout and sweep_interval must be above zero");
     }
-    let token_channel = runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
+    let token_channel =
+        runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
     let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
     let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
@@ -39,7 +40,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let store = store::Store::new(db, config.run_duration_buckets.clone());
-    tokio::spawn(sweeper::run(store.clone(), config.run_timeout, config.sweep_interval));
+    tokio::spawn(sweeper::run(
+        store.clone(),
+        config.run_timeout,
+        config.sweep_interval,
+    ));
     let auth = TokenAuthenticator::cached(
         token_channel,
         config.auth_cache_ttl,

@@ -78,7 +78,8 @@ pub fn validate_run_url(url: &str) -> Result<(), Error> {
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() > MAX_URL || url.chars().any(|c| c.is_control() || c == ' ') {
         return Err(Error::InvalidArgument(
-            "run_url must be an http:// or https:// URL of at most 2048 bytes without spaces".into(),
+            "run_url must be an http:// or https:// URL of at most 2048 bytes without spaces"
+                .into(),
         ));
     }
     Ok(())
@@ -121,7 +122,11 @@ mod tests {
         }
         assert_eq!(runner_name(RunnerType::GithubAction), "GITHUB_ACTION");
         assert_eq!(runner_name(RunnerType::Unspecified), "UNSPECIFIED");
-        for r in [RunnerType::GitlabPipeline, RunnerType::TektonPipeline, RunnerType::Unspecified] {
+        for r in [
+            RunnerType::GitlabPipeline,
+            RunnerType::TektonPipeline,
+            RunnerType::Unspecified,
+        ] {
             assert_eq!(parse_runner(runner_name(r)), r);
         }
     }
@@ -135,10 +140,18 @@ mod tests {
         }
         assert!(validate_run_url("").is_ok());
         assert!(validate_run_url("https://github.com/o/r/actions/runs/1").is_ok());
-        for bad in ["ftp://x", "javascript:alert(1)", "https://a b", &format!("https://{}", "x".repeat(2048))] {
+        for bad in [
+            "ftp://x",
+            "javascript:alert(1)",
+            "https://a b",
+            &format!("https://{}", "x".repeat(2048)),
+        ] {
             assert!(validate_run_url(bad).is_err(), "{bad}");
         }
-        assert_eq!(reportable_outcome(RunStatus::Success as i32).ok(), Some(RunStatus::Success));
+        assert_eq!(
+            reportable_outcome(RunStatus::Success as i32).ok(),
+            Some(RunStatus::Success)
+        );
         assert!(reportable_outcome(RunStatus::Initialized as i32).is_err());
         assert!(reportable_outcome(RunStatus::Expired as i32).is_err());
         assert!(reportable_outcome(99).is_err());

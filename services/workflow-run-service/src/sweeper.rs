@@ -32,7 +32,11 @@ pub async fn run(store: Store, timeout: Duration, interval: Duration) {
 }
 
 /// Expires every run started more than `timeout` ago that is still in progress.
-pub async fn sweep(store: &Store, timeout: Duration, reason: &str) -> Result<usize, crate::error::Error> {
+pub async fn sweep(
+    store: &Store,
+    timeout: Duration,
+    reason: &str,
+) -> Result<usize, crate::error::Error> {
     let cutoff = runplane_kit::time::now_ms() - runplane_kit::time::duration_ms(timeout);
     let mut expired = 0;
     loop {

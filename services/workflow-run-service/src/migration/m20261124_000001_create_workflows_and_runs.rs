@@ -62,9 +62,23 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // Find-or-create on StartRun, and the uniqueness of a workflow's name.
-        index(manager, "workflows_org_project_name", Workflows::Table, &[Workflows::OrgId, Workflows::Project, Workflows::Name], true).await?;
+        index(
+            manager,
+            "workflows_org_project_name",
+            Workflows::Table,
+            &[Workflows::OrgId, Workflows::Project, Workflows::Name],
+            true,
+        )
+        .await?;
         // ListWorkflows and the scrape page through an organization's workflows by id.
-        index(manager, "workflows_org_id", Workflows::Table, &[Workflows::OrgId, Workflows::Id], false).await?;
+        index(
+            manager,
+            "workflows_org_id",
+            Workflows::Table,
+            &[Workflows::OrgId, Workflows::Id],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -84,11 +98,39 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // ListRuns, newest first: all of an organization's runs, one workflow's, or one status'.
-        index(manager, "runs_org_id", Runs::Table, &[Runs::OrgId, Runs::Id], false).await?;
-        index(manager, "runs_workflow_id", Runs::Table, &[Runs::WorkflowId, Runs::Id], false).await?;
-        index(manager, "runs_org_status_id", Runs::Table, &[Runs::OrgId, Runs::Status, Runs::Id], false).await?;
+        index(
+            manager,
+            "runs_org_id",
+            Runs::Table,
+            &[Runs::OrgId, Runs::Id],
+            false,
+        )
+        .await?;
+        index(
+            manager,
+            "runs_workflow_id",
+            Runs::Table,
+            &[Runs::WorkflowId, Runs::Id],
+            false,
+        )
+        .await?;
+        index(
+            manager,
+            "runs_org_status_id",
+            Runs::Table,
+            &[Runs::OrgId, Runs::Status, Runs::Id],
+            false,
+        )
+        .await?;
         // The sweeper looks for runs still initialized past the run timeout.
-        index(manager, "runs_status_started", Runs::Table, &[Runs::Status, Runs::StartedAtMs], false).await?;
+        index(
+            manager,
+            "runs_status_started",
+            Runs::Table,
+            &[Runs::Status, Runs::StartedAtMs],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(

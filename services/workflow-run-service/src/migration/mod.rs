@@ -9,7 +9,9 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_workflows_and_runs::Migration)]
+        vec![Box::new(
+            m20261124_000001_create_workflows_and_runs::Migration,
+        )]
     }
 
     fn migration_table_name() -> DynIden {

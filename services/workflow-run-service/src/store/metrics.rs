@@ -28,7 +28,10 @@ impl Store {
             .all(&self.db)
             .await?
         {
-            by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
+            by_workflow
+                .entry(row.workflow_id.clone())
+                .or_default()
+                .push(row);
         }
         Ok(workflows
             .into_iter()

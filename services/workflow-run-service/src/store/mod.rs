@@ -41,9 +41,10 @@ pub(crate) mod test_support {
             db_connect_timeout: Duration::from_secs(2),
             db_acquire_timeout: Duration::from_secs(2),
         };
-        let db = runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
-            .await
-            .expect("connect");
+        let db =
+            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
+                .await
+                .expect("connect");
         super::Store::new(db, vec![10.0, 60.0])
     }
 }

@@ -108,7 +108,10 @@ impl Store {
         workflow::Entity::update_many()
             .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
             .col_expr(workflow::Column::LastRunRunner, Expr::value(&run.runner))
-            .col_expr(workflow::Column::LastRunFinishedAtMs, Expr::value(finished_at))
+            .col_expr(
+                workflow::Column::LastRunFinishedAtMs,
+                Expr::value(finished_at),
+            )
             .filter(workflow::Column::Id.eq(&run.workflow_id))
             .filter(
                 Condition::any()
@@ -165,13 +168,23 @@ impl Store {
                 })?
             }
         };
-        let mut histogram =
-            Histogram::decode(&row.bucket_bounds, &row.bucket_counts, row.count, row.sum_seconds)?;
+        let mut histogram = Histogram::decode(
+            &row.bucket_bounds,
+            &row.bucket_counts,
+            row.count,
+            row.sum_seconds,
+        )?;
         histogram.observe(seconds);
         run_duration::Entity::update_many()
-            .col_expr(run_duration::Column::Count, Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)))
+            .col_expr(
+                run_duration::Column::Count,
+                Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)),
+            )
             .col_expr(run_duration::Column::SumSeconds, Expr::value(histogram.sum))
-            .col_expr(run_duration::Column::BucketCounts, Expr::value(histogram.encode_counts()))
+            .col_expr(
+                run_duration::Column::BucketCounts,
+                Expr::value(histogram.encode_counts()),
+            )
             .filter(run_duration::Column::WorkflowId.eq(&key.0))
             .filter(run_duration::Column::Status.eq(&key.1))
             .filter(run_duration::Column::Runner.eq(&key.2))
@@ -205,7 +218,11 @@ impl Store {
     }
 
     /// Ids of up to `limit` runs still in progress that started before `started_before_ms`.
-    pub async fn stale_runs(&self, started_before_ms: i64, limit: u64) -> Result<Vec<String>, Error> {
+    pub async fn stale_runs(
+        &self,
+        started_before_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<String>, Error> {
         let ids = run::Entity::find()
             .select_only()
             .column(run::Column::Id)
@@ -238,61 +255,147 @@ mod tests {
     async fn finishing_is_once_and_idempotent_and_updates_aggregates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(&dir).await;
-        let wf = store.find_or_create_workflow("org", "default", "build").await.expect("wf");
-        let again = store.find_or_create_workflow("org", "default", "build").await.expect("wf");
+        let wf = store
+            .find_or_create_workflow("org", "default", "build")
+            .await
+            .expect("wf");
+        let again = store
+            .find_or_create_workflow("org", "default", "build")
+            .await
+            .expect("wf");
         assert_eq!(wf.id, again.id);
 
-        let a = store.start_run(&wf, "GITHUB_ACTION", "").await.expect("start");
-        let b = store.start_run(&wf, "GITHUB_ACTION", "").await.expect("start");
-        let finish = |id, outcome| Finish { org_id: Some("org"), run_id: id, outcome, reason: "" };
+        let a = store
+            .start_run(&wf, "GITHUB_ACTION", "")
+            .await
+            .expect("start");
+        let b = store
+            .start_run(&wf, "GITHUB_ACTION", "")
+            .await
+            .expect("start");
+        let finish = |id, outcome| Finish {
+            org_id: Some("org"),
+            run_id: id,
+            outcome,
+            reason: "",
+        };
 
         // Another organization cannot finish (or see) the run.
-        let other = Finish { org_id: Some("other"), ..finish(&a.id, RunStatus::Success) };
-        assert!(matches!(store.finish_run(other).await, Err(Error::RunNotFound(_))));
+        let other = Finish {
+            org_id: Some("other"),
+            ..finish(&a.id, RunStatus::Success)
+        };
+        assert!(matches!(
+            store.finish_run(other).await,
+            Err(Error::RunNotFound(_))
+        ));
 
-        let done = store.finish_run(finish(&a.id, RunStatus::Success)).await.expect("finish");
+        let done = store
+            .finish_run(finish(&a.id, RunStatus::Success))
+            .await
+            .expect("finish");
         assert_eq!(done.status, "success");
-        let retry = store.finish_run(finish(&a.id, RunStatus::Success)).await.expect("retry");
+        let retry = store
+            .finish_run(finish(&a.id, RunStatus::Success))
+            .await
+            .expect("retry");
         assert_eq!(retry.finished_at_ms, done.finished_at_ms);
         assert!(matches!(
             store.finish_run(finish(&a.id, RunStatus::Error)).await,
-            Err(Error::AlreadyFinished { status: "success", .. })
+            Err(Error::AlreadyFinished {
+                status: "success",
+                ..
+            })
         ));
-        store.finish_run(finish(&b.id, RunStatus::Error)).await.expect("finish b");
+        store
+            .finish_run(finish(&b.id, RunStatus::Error))
+            .await
+            .expect("finish b");
 
-        let page = store.workflow_metrics("org", None, 10).await.expect("metrics");
+        let page = store
+            .workflow_metrics("org", None, 10)
+            .await
+            .expect("metrics");
         assert_eq!(page.len(), 1);
         let (workflow, durations) = &page[0];
         assert_eq!(workflow.last_run_status.as_deref(), Some("error"));
         // One histogram per status, each counting exactly once despite the retry.
-        let mut counts: Vec<(String, i64)> = durations.iter().map(|d| (d.status.clone(), d.count)).collect();
+        let mut counts: Vec<(String, i64)> = durations
+            .iter()
+            .map(|d| (d.status.clone(), d.count))
+            .collect();
         counts.sort();
         assert_eq!(counts, [("error".to_owned(), 1), ("success".to_owned(), 1)]);
 
         // The newest run is listed first, and filters apply.
-        let runs = store.list_runs("org", &RunFilter::default(), None, 10).await.expect("list");
-        assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [b.id.as_str(), a.id.as_str()]);
-        let failed = RunFilter { status: Some(RunStatus::Error), ..RunFilter::default() };
-        assert_eq!(store.list_runs("org", &failed, None, 10).await.expect("list").len(), 1);
-        assert!(store.list_runs("other", &RunFilter::default(), None, 10).await.expect("list").is_empty());
+        let runs = store
+            .list_runs("org", &RunFilter::default(), None, 10)
+            .await
+            .expect("list");
+        assert_eq!(
+            runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            [b.id.as_str(), a.id.as_str()]
+        );
+        let failed = RunFilter {
+            status: Some(RunStatus::Error),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            store
+                .list_runs("org", &failed, None, 10)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .list_runs("other", &RunFilter::default(), None, 10)
+                .await
+                .expect("list")
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn stale_runs_expire_without_touching_the_histogram() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(&dir).await;
-        let wf = store.find_or_create_workflow("org", "default", "deploy").await.expect("wf");
-        let run = store.start_run(&wf, "UNSPECIFIED", "").await.expect("start");
-        let stale = store.stale_runs(runplane_kit::time::now_ms() + 1, 10).await.expect("stale");
+        let wf = store
+            .find_or_create_workflow("org", "default", "deploy")
+            .await
+            .expect("wf");
+        let run = store
+            .start_run(&wf, "UNSPECIFIED", "")
+            .await
+            .expect("start");
+        let stale = store
+            .stale_runs(runplane_kit::time::now_ms() + 1, 10)
+            .await
+            .expect("stale");
         assert_eq!(stale, [run.id.clone()]);
         let expired = store
-            .finish_run(Finish { org_id: None, run_id: &run.id, outcome: RunStatus::Expired, reason: "timeout" })
+            .finish_run(Finish {
+                org_id: None,
+                run_id: &run.id,
+                outcome: RunStatus::Expired,
+                reason: "timeout",
+            })
             .await
             .expect("expire");
         assert_eq!(expired.status, "expired");
-        let page = store.workflow_metrics("org", None, 10).await.expect("metrics");
+        let page = store
+            .workflow_metrics("org", None, 10)
+            .await
+            .expect("metrics");
         assert_eq!(page[0].0.last_run_status.as_deref(), Some("expired"));
         assert!(page[0].1.is_empty());
-        assert!(store.stale_runs(runplane_kit::time::now_ms() + 1, 10).await.expect("stale").is_empty());
+        assert!(
+            store
+                .stale_runs(runplane_kit::time::now_ms() + 1, 10)
+                .await
+                .expect("stale")
+                .is_empty()
+        );
     }
 }

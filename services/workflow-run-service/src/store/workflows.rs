@@ -38,7 +38,9 @@ impl Store {
             .await?;
         self.find_workflow(org_id, project, name)
             .await?
-            .ok_or_else(|| sea_orm::DbErr::RecordNotFound("workflow vanished after insert".into()).into())
+            .ok_or_else(|| {
+                sea_orm::DbErr::RecordNotFound("workflow vanished after insert".into()).into()
+            })
     }
 
     /// The workflow `project/name` of an organization, if it exists.

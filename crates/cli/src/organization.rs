@@ -1,0 +1,310 @@
+//! `runplane organization …`: organizations and their API tokens.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::Subcommand;
+use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+use runplane_api::org::v1::{
+    CreateOrganizationRequest, DeleteOrganizationRequest, ListOrganizationsRequest,
+};
+use runplane_api::token::v1::token_service_client::TokenServiceClient;
+use runplane_api::token::v1::{
+    CreateTokenRequest, ListTokensRequest, RevokeTokenRequest, Scope, Token,
+};
+use runplane_kit::auth::{AdminArgs, AdminCredential, parse_scope, scope_name};
+use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
+use runplane_kit::config::parse_duration;
+use runplane_kit::time::{from_timestamp, now_ms, timestamp};
+
+use crate::cli::Global;
+use crate::exit::describe;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OrganizationCommand {
+    /// Create an organization.
+    Create {
+        /// Lowercase DNS-1123 label, e.g. `cyberdyne`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List organizations, and whether their Prometheus metrics are served.
+    List,
+    /// Delete an organization; its tokens stop working.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
+    /// Manage an organization's API tokens.
+    #[command(subcommand)]
+    ApiToken(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; its secret is printed once and never again.
+    Create {
+        /// Unique among the organization's live tokens.
+        #[arg(long)]
+        name: String,
+        /// The organization the token acts for.
+        #[arg(long)]
+        org: String,
+        /// `runs:write` and/or `metrics:read` (repeat or comma-separate; default both).
+        #[arg(long = "scope", value_delimiter = ',', value_parser = scope_arg)]
+        scopes: Vec<Scope>,
+        /// Lifetime, e.g. `30d`, `12h` (default: never expires).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+        /// Free text, e.g. who uses it.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List an organization's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+        /// Include revoked and expired tokens.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a token by name; it fails from the next call on.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: String,
+    },
+}
+
+fn scope_arg(text: &str) -> Result<Scope, String> {
+    parse_scope(text)
+        .ok_or_else(|| format!("unknown scope {text:?}: use runs:write or metrics:read"))
+}
+
+/// Runs an organization command with the admin credential.
+pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow::Result<()> {
+    let admin = AdminCredential::load(&AdminArgs {
+        admin_token_file: global
+            .admin_token_file
+            .clone()
+            .unwrap_or_else(|| global.data_dir.join("admin-token")),
+    })?;
+    let upstream = UpstreamArgs {
+        upstream_timeout: global.timeout,
+    };
+    if let OrganizationCommand::ApiToken(command) = command {
+        let client = TokenServiceClient::new(channel(&global.token_service_addr, &upstream)?);
+        return tokens(global, &admin, client, command).await;
+    }
+    let mut client = OrganizationServiceClient::new(channel(&global.org_service_addr, &upstream)?);
+    let fail = |s: tonic::Status| describe(&s, "org-service", &global.org_service_addr);
+    match command {
+        OrganizationCommand::Create { name } => {
+            let org = client
+                .create_organization(with_bearer(
+                    CreateOrganizationRequest { name },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?
+                .into_inner()
+                .organization
+                .unwrap_or_default();
+            if global.quiet {
+                println!("{}", org.id);
+            } else {
+                println!("Created organization {} (id {}).", org.name, org.id);
+                if !org.prometheus_metrics_enabled {
+                    println!(
+                        "Its Prometheus metrics are off: add `- org_name: {}` under prometheus_org_metrics in the config to serve them.",
+                        org.name
+                    );
+                }
+            }
+        }
+        OrganizationCommand::List => {
+            let mut page_token = String::new();
+            let mut rows = Vec::new();
+            loop {
+                let page = client
+                    .list_organizations(with_bearer(
+                        ListOrganizationsRequest {
+                            page_size: 1000,
+                            page_token,
+                        },
+                        admin.secret(),
+                    ))
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                rows.extend(page.organizations);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if global.quiet {
+                rows.iter().for_each(|o| println!("{}", o.name));
+            } else {
+                println!("{:<30} {:<8} {:<22} ID", "NAME", "METRICS", "CREATED");
+                for o in rows {
+                    let metrics = if o.prometheus_metrics_enabled {
+                        "on"
+                    } else {
+                        "off"
+                    };
+                    println!(
+                        "{:<30} {:<8} {:<22} {}",
+                        o.name,
+                        metrics,
+                        format_time(o.create_time.as_ref().map(from_timestamp)),
+                        o.id
+                    );
+                }
+            }
+        }
+        OrganizationCommand::Delete { name } => {
+            client
+                .delete_organization(with_bearer(
+                    DeleteOrganizationRequest { name: name.clone() },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?;
+            if !global.quiet {
+                println!("Deleted organization {name}.");
+            }
+        }
+        // Handled above, before connecting to org-service.
+        OrganizationCommand::ApiToken(_) => {}
+    }
+    Ok(())
+}
+
+async fn tokens(
+    global: &Global,
+    admin: &AdminCredential,
+    mut client: TokenServiceClient<tonic::transport::Channel>,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
+    let fail = |s: tonic::Status| describe(&s, "token-service", &global.token_service_addr);
+    match command {
+        TokenCommand::Create {
+            name,
+            org,
+            scopes,
+            expires_in,
+            description,
+        } => {
+            let expire_time = expires_in
+                .map(|d| timestamp(now_ms().saturating_add(runplane_kit::time::duration_ms(d))));
+            let response = client
+                .create_token(with_bearer(
+                    CreateTokenRequest {
+                        org_name: org,
+                        name,
+                        description,
+                        scopes: scopes.into_iter().map(i32::from).collect(),
+                        expire_time,
+                    },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if global.quiet {
+                println!("{}", response.secret);
+            } else {
+                let token = response.token.unwrap_or_default();
+                println!(
+                    "Created token {:?} for organization {} (scopes: {}; expires: {}).",
+                    token.name,
+                    token.org_name,
+                    scopes_text(&token),
+                    match &token.expire_time {
+                        Some(at) => format_time(Some(from_timestamp(at))),
+                        None => "never".to_owned(),
+                    },
+                );
+                println!("Copy it now: it is shown once and cannot be recovered.\n");
+                println!("{}", response.secret);
+            }
+        }
+        TokenCommand::List { org, all } => {
+            let tokens = client
+                .list_tokens(with_bearer(
+                    ListTokensRequest {
+                        org_name: org,
+                        include_inactive: all,
+                    },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?
+                .into_inner()
+                .tokens;
+            if global.quiet {
+                tokens.iter().for_each(|t| println!("{}", t.name));
+            } else {
+                println!(
+                    "{:<24} {:<26} {:<22} {:<22} STATE",
+                    "NAME", "SCOPES", "CREATED", "EXPIRES"
+                );
+                for t in tokens {
+                    println!(
+                        "{:<24} {:<26} {:<22} {:<22} {}",
+                        t.name,
+                        scopes_text(&t),
+                        format_time(t.create_time.as_ref().map(from_timestamp)),
+                        format_time(t.expire_time.as_ref().map(from_timestamp)),
+                        token_state(&t)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { name, org } => {
+            client
+                .revoke_token(with_bearer(
+                    RevokeTokenRequest {
+                        org_name: org.clone(),
+                        name: name.clone(),
+                    },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?;
+            if !global.quiet {
+                println!("Revoked token {name:?} of organization {org}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scopes_text(token: &Token) -> String {
+    token.scopes().map(scope_name).collect::<Vec<_>>().join(",")
+}
+
+fn token_state(token: &Token) -> &'static str {
+    if token.revoke_time.is_some() {
+        "revoked"
+    } else if token
+        .expire_time
+        .as_ref()
+        .is_some_and(|t| from_timestamp(t) <= now_ms())
+    {
+        "expired"
+    } else {
+        "live"
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, seconds), or `-`.
+pub(crate) fn format_time(ms: Option<i64>) -> String {
+    match ms.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        None => "-".to_owned(),
+    }
+}

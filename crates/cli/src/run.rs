@@ -1,0 +1,418 @@
+//! `runplane run …`: what CI runners call to report their runs.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use runplane_api::workflowrun::v1::{
+    FinishRunRequest, ListRunsRequest, Run, RunStatus, RunnerType, StartRunRequest,
+};
+use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
+use runplane_kit::time::from_timestamp;
+use tonic::transport::Channel;
+
+use crate::cli::Global;
+use crate::exit::describe;
+use crate::organization::format_time;
+use crate::runner_env;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunCommand {
+    /// Record that a workflow run started; prints its run id.
+    Start {
+        #[command(flatten)]
+        run: StartArgs,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Record a run's outcome.
+    Finish {
+        /// The id `run start` printed.
+        run_id: String,
+        #[arg(long, value_enum)]
+        status: Outcome,
+        /// Why, in a few words (e.g. the failing step).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Start a run, run COMMAND, finish the run with its outcome, and exit with its exit code.
+    Exec {
+        #[command(flatten)]
+        run: StartArgs,
+        #[command(flatten)]
+        token: TokenArg,
+        /// The command to run, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// List recent runs, newest first (needs `metrics:read`).
+    List {
+        /// Only this workflow's runs.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// With --workflow: its project.
+        #[arg(long, default_value = "")]
+        project: String,
+        /// Only runs in this state.
+        #[arg(long, value_enum)]
+        status: Option<ListStatus>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+}
+
+/// Which run, of which workflow, from where.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StartArgs {
+    /// Workflow name, e.g. `backend-release-production`.
+    #[arg(long)]
+    workflow: String,
+    /// Project the workflow belongs to.
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// CI system (default: detected from its environment variables).
+    #[arg(long, value_parser = runner_env::parse_runner)]
+    runner: Option<RunnerType>,
+    /// Link to this run in the CI system (default: detected where the CI sets one).
+    #[arg(long)]
+    run_url: Option<String>,
+}
+
+/// The organization API token a runner authenticates with.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TokenArg {
+    /// Organization API token (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "RUNPLANE_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+/// A run's reportable outcome.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Outcome {
+    Success,
+    Error,
+    Canceled,
+}
+
+impl From<Outcome> for RunStatus {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Success => RunStatus::Success,
+            Outcome::Error => RunStatus::Error,
+            Outcome::Canceled => RunStatus::Canceled,
+        }
+    }
+}
+
+/// A run state to list.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ListStatus {
+    Initialized,
+    Success,
+    Error,
+    Expired,
+    Canceled,
+}
+
+impl From<ListStatus> for RunStatus {
+    fn from(s: ListStatus) -> Self {
+        match s {
+            ListStatus::Initialized => RunStatus::Initialized,
+            ListStatus::Success => RunStatus::Success,
+            ListStatus::Error => RunStatus::Error,
+            ListStatus::Expired => RunStatus::Expired,
+            ListStatus::Canceled => RunStatus::Canceled,
+        }
+    }
+}
+
+struct Reporter<'a> {
+    global: &'a Global,
+    client: WorkflowRunServiceClient<Channel>,
+    token: String,
+}
+
+impl Reporter<'_> {
+    fn fail(&self, status: tonic::Status) -> anyhow::Error {
+        describe(
+            &status,
+            "workflow-run-service",
+            &self.global.workflow_run_service_addr,
+        )
+    }
+
+    async fn start(&mut self, args: StartArgs) -> anyhow::Result<Run> {
+        let detected = runner_env::detect_from_process();
+        let request = StartRunRequest {
+            workflow: args.workflow,
+            project: args.project,
+            runner_type: args.runner.unwrap_or(detected.runner).into(),
+            run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
+        };
+        let response = self
+            .client
+            .start_run(with_bearer(request, &self.token))
+            .await;
+        Ok(response
+            .map_err(|s| self.fail(s))?
+            .into_inner()
+            .run
+            .unwrap_or_default())
+    }
+
+    async fn finish(
+        &mut self,
+        run_id: String,
+        status: RunStatus,
+        reason: String,
+    ) -> anyhow::Result<Run> {
+        let request = FinishRunRequest {
+            run_id,
+            status: status.into(),
+            reason,
+        };
+        let response = self
+            .client
+            .finish_run(with_bearer(request, &self.token))
+            .await;
+        Ok(response
+            .map_err(|s| self.fail(s))?
+            .into_inner()
+            .run
+            .unwrap_or_default())
+    }
+}
+
+/// Runs a run command.
+pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode> {
+    let upstream = UpstreamArgs {
+        upstream_timeout: global.timeout,
+    };
+    let client =
+        WorkflowRunServiceClient::new(channel(&global.workflow_run_service_addr, &upstream)?);
+    let reporter = |token: TokenArg| Reporter {
+        global,
+        client: client.clone(),
+        token: token.token.trim().to_owned(),
+    };
+    match command {
+        RunCommand::Start { run, token } => {
+            let started = reporter(token).start(run).await?;
+            if global.quiet {
+                println!("{}", started.id);
+            } else {
+                println!(
+                    "Started run {} of {}/{} ({}).",
+                    started.id,
+                    started.project,
+                    started.workflow,
+                    runner_env_name(started.runner_type())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Finish {
+            run_id,
+            status,
+            reason,
+            token,
+        } => {
+            let finished = reporter(token)
+                .finish(run_id, status.into(), reason)
+                .await?;
+            if !global.quiet {
+                println!(
+                    "Run {} finished: {}.",
+                    finished.id,
+                    status_text(finished.status())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Exec {
+            run,
+            token,
+            command,
+        } => exec(global, reporter(token), run, command).await,
+        RunCommand::List {
+            workflow,
+            project,
+            status,
+            limit,
+            token,
+        } => {
+            let request = ListRunsRequest {
+                workflow: workflow.unwrap_or_default(),
+                project,
+                status: status.map(RunStatus::from).unwrap_or_default().into(),
+                page_size: limit,
+                page_token: String::new(),
+            };
+            let mut r = reporter(token);
+            let response = r.client.list_runs(with_bearer(request, &r.token)).await;
+            let runs = response.map_err(|s| r.fail(s))?.into_inner().runs;
+            if global.quiet {
+                runs.iter().for_each(|run| println!("{}", run.id));
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<38} {:<11} {:<22} {:>10}  WORKFLOW",
+                "RUN", "STATUS", "STARTED", "DURATION"
+            );
+            for run in runs {
+                let started = run.start_time.as_ref().map(from_timestamp);
+                let finished = run.finish_time.as_ref().map(from_timestamp);
+                let duration = match (started, finished) {
+                    (Some(s), Some(f)) => format!("{:.1}s", (f - s) as f64 / 1000.0),
+                    _ => "-".to_owned(),
+                };
+                println!(
+                    "{:<38} {:<11} {:<22} {:>10}  {}/{}",
+                    run.id,
+                    status_text(run.status()),
+                    format_time(started),
+                    duration,
+                    run.project,
+                    run.workflow
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `run exec`: the command's own exit code is ours, so CI sees what it would
+/// have seen without runplane.
+async fn exec(
+    global: &Global,
+    mut reporter: Reporter<'_>,
+    args: StartArgs,
+    command: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let run = reporter.start(args).await?;
+    if !global.quiet {
+        eprintln!(
+            "runplane: started run {} of {}/{}",
+            run.id, run.project, run.workflow
+        );
+    }
+    // Ctrl-C reaches the command through the terminal; we stay alive to report
+    // its outcome. SIGTERM (a CI cancelling the job) is passed on to it.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let (program, rest) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command given"))?;
+    let (status, reason, code) = match tokio::process::Command::new(program).args(rest).spawn() {
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            (
+                RunStatus::Error,
+                format!("cannot start {program:?}: {e}"),
+                code,
+            )
+        }
+        Ok(mut child) => {
+            let exit = loop {
+                tokio::select! {
+                    exit = child.wait() => break exit?,
+                    _ = sigint.recv() => {}
+                    _ = sigterm.recv() => {
+                        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGTERM,
+                            );
+                        }
+                    }
+                }
+            };
+            outcome(exit)
+        }
+    };
+    let finished = reporter.finish(run.id, status, reason.clone()).await?;
+    if !global.quiet {
+        let why = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        eprintln!(
+            "runplane: run {} finished: {}{why}",
+            finished.id,
+            status_text(status)
+        );
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The run outcome, reason and exit code for a command's exit status.
+fn outcome(exit: std::process::ExitStatus) -> (RunStatus, String, u8) {
+    use std::os::unix::process::ExitStatusExt as _;
+    if let Some(code) = exit.code() {
+        let byte = u8::try_from(code & 0xff).unwrap_or(1);
+        if code == 0 {
+            (RunStatus::Success, String::new(), 0)
+        } else {
+            (RunStatus::Error, format!("exit code {code}"), byte)
+        }
+    } else {
+        let signal = exit.signal().unwrap_or(0);
+        let code = u8::try_from(128 + signal).unwrap_or(255);
+        // Interrupted or terminated: the job was cancelled rather than failing.
+        if signal == 2 || signal == 15 {
+            (
+                RunStatus::Canceled,
+                format!("terminated by signal {signal}"),
+                code,
+            )
+        } else {
+            (RunStatus::Error, format!("killed by signal {signal}"), code)
+        }
+    }
+}
+
+fn status_text(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Initialized => "in progress",
+        RunStatus::Success => "success",
+        RunStatus::Error => "error",
+        RunStatus::Expired => "expired",
+        RunStatus::Canceled => "canceled",
+        RunStatus::Unspecified => "unknown",
+    }
+}
+
+fn runner_env_name(runner: RunnerType) -> &'static str {
+    let name = runner.as_str_name();
+    name.strip_prefix("RUNNER_TYPE_").unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn exit_statuses_map_to_outcomes_and_codes() {
+        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(0));
+        assert_eq!((s, c), (RunStatus::Success, 0));
+        let (s, r, c) = outcome(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!((s, r.as_str(), c), (RunStatus::Error, "exit code 3", 3));
+        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(15));
+        assert_eq!((s, c), (RunStatus::Canceled, 143));
+        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(9));
+        assert_eq!((s, c), (RunStatus::Error, 137));
+    }
+}

@@ -1,0 +1,185 @@
+//! Which CI system is running us, and the URL of this run there, read from the
+//! environment variables each CI system sets.
+
+use runplane_api::workflowrun::v1::RunnerType;
+
+/// What the environment says about the current CI run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Detected {
+    pub(crate) runner: RunnerType,
+    pub(crate) run_url: Option<String>,
+}
+
+/// Detects the CI system from `var` (the process environment in production,
+/// a map in tests) and `tekton_dir` (whether `/tekton` exists, which is how a
+/// Tekton step is recognised: Tekton sets no variable of its own).
+pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> Detected {
+    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    let is = |name: &str, value: &str| var(name).is_some_and(|v| v.eq_ignore_ascii_case(value));
+    let (runner, run_url) = if is("GITHUB_ACTIONS", "true") {
+        let url = match (
+            var("GITHUB_SERVER_URL"),
+            var("GITHUB_REPOSITORY"),
+            var("GITHUB_RUN_ID"),
+        ) {
+            (Some(server), Some(repo), Some(id)) => {
+                Some(format!("{server}/{repo}/actions/runs/{id}"))
+            }
+            _ => None,
+        };
+        (RunnerType::GithubAction, url)
+    } else if is("GITLAB_CI", "true") {
+        (
+            RunnerType::GitlabPipeline,
+            var("CI_JOB_URL").or_else(|| var("CI_PIPELINE_URL")),
+        )
+    } else if is("TF_BUILD", "true") {
+        let url = match (
+            var("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"),
+            var("SYSTEM_TEAMPROJECT"),
+            var("BUILD_BUILDID"),
+        ) {
+            (Some(base), Some(project), Some(id)) => {
+                Some(format!("{base}{project}/_build/results?buildId={id}"))
+            }
+            _ => None,
+        };
+        (RunnerType::AzurePipeline, url)
+    } else if set("JENKINS_URL") || set("JENKINS_HOME") {
+        (RunnerType::JenkinsJob, var("BUILD_URL"))
+    } else if is("CIRCLECI", "true") {
+        (RunnerType::CircleciBuild, var("CIRCLE_BUILD_URL"))
+    } else if set("TEAMCITY_VERSION") {
+        (RunnerType::TeamcityPipeline, None)
+    } else if set("DAGGER_SESSION_PORT") || set("CHAINLOOP_DAGGER_CLIENT") {
+        (RunnerType::DaggerPipeline, None)
+    } else if tekton_dir {
+        (RunnerType::TektonPipeline, None)
+    } else {
+        (RunnerType::Unspecified, None)
+    };
+    Detected {
+        runner,
+        run_url: run_url.filter(|u| !u.is_empty()),
+    }
+}
+
+/// Detects from this process's environment.
+pub(crate) fn detect_from_process() -> Detected {
+    detect(
+        |name| std::env::var(name).ok(),
+        std::path::Path::new("/tekton").is_dir(),
+    )
+}
+
+/// Parses `--runner`: Chainloop's names, any case, `-` or `_`.
+pub(crate) fn parse_runner(text: &str) -> Result<RunnerType, String> {
+    let name = text.trim().to_ascii_uppercase().replace('-', "_");
+    let name = name.strip_prefix("RUNNER_TYPE_").unwrap_or(&name);
+    match RunnerType::from_str_name(&format!("RUNNER_TYPE_{name}")) {
+        Some(RunnerType::Unspecified) | None => Err(format!(
+            "unknown runner {text:?}: use one of GITHUB_ACTION, GITLAB_PIPELINE, AZURE_PIPELINE, \
+             JENKINS_JOB, CIRCLECI_BUILD, DAGGER_PIPELINE, TEAMCITY_PIPELINE, TEKTON_PIPELINE"
+        )),
+        Some(runner) => Ok(runner),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn detects_each_ci_system_and_its_run_url() {
+        let cases: Vec<(Vec<(&str, &str)>, RunnerType, Option<&str>)> = vec![
+            (
+                vec![
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_SERVER_URL", "https://github.com"),
+                    ("GITHUB_REPOSITORY", "acme/app"),
+                    ("GITHUB_RUN_ID", "42"),
+                ],
+                RunnerType::GithubAction,
+                Some("https://github.com/acme/app/actions/runs/42"),
+            ),
+            (
+                vec![
+                    ("GITLAB_CI", "true"),
+                    ("CI_JOB_URL", "https://gitlab.com/a/b/-/jobs/7"),
+                ],
+                RunnerType::GitlabPipeline,
+                Some("https://gitlab.com/a/b/-/jobs/7"),
+            ),
+            (
+                vec![
+                    ("TF_BUILD", "True"),
+                    (
+                        "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI",
+                        "https://dev.azure.com/acme/",
+                    ),
+                    ("SYSTEM_TEAMPROJECT", "app"),
+                    ("BUILD_BUILDID", "9"),
+                ],
+                RunnerType::AzurePipeline,
+                Some("https://dev.azure.com/acme/app/_build/results?buildId=9"),
+            ),
+            (
+                vec![
+                    ("JENKINS_URL", "https://ci/"),
+                    ("BUILD_URL", "https://ci/job/x/3/"),
+                ],
+                RunnerType::JenkinsJob,
+                Some("https://ci/job/x/3/"),
+            ),
+            (
+                vec![
+                    ("CIRCLECI", "true"),
+                    ("CIRCLE_BUILD_URL", "https://circleci.com/gh/a/b/5"),
+                ],
+                RunnerType::CircleciBuild,
+                Some("https://circleci.com/gh/a/b/5"),
+            ),
+            (
+                vec![("TEAMCITY_VERSION", "2024.1")],
+                RunnerType::TeamcityPipeline,
+                None,
+            ),
+            (
+                vec![("DAGGER_SESSION_PORT", "1234")],
+                RunnerType::DaggerPipeline,
+                None,
+            ),
+            (vec![], RunnerType::Unspecified, None),
+        ];
+        for (vars, runner, url) in cases {
+            let detected = detect(env(&vars), false);
+            assert_eq!(detected.runner, runner, "{vars:?}");
+            assert_eq!(detected.run_url.as_deref(), url, "{vars:?}");
+        }
+        assert_eq!(detect(env(&[]), true).runner, RunnerType::TektonPipeline);
+    }
+
+    #[test]
+    fn runner_flag_accepts_chainloop_names_in_any_case() {
+        assert_eq!(parse_runner("GITHUB_ACTION"), Ok(RunnerType::GithubAction));
+        assert_eq!(
+            parse_runner("gitlab-pipeline"),
+            Ok(RunnerType::GitlabPipeline)
+        );
+        assert_eq!(
+            parse_runner("runner_type_tekton_pipeline"),
+            Ok(RunnerType::TektonPipeline)
+        );
+        assert!(parse_runner("travis").is_err());
+        assert!(parse_runner("unspecified").is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! `runplane up`: the whole suite on one machine, as four supervised processes.
+//!
+//! Each service is its own OS process, started from the binary next to
+//! `runplane`, with its SQLite file in the data directory. Their logs are
+//! prefixed with their names. If one exits, the others are stopped and `up`
+//! fails; Ctrl-C (or SIGTERM) stops all four cleanly.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use runplane_kit::secret::{self, SecretKind};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::cli::Global;
+
+/// How long the services get to start before `up` gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the services get to drain after being asked to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Shared YAML configuration file, passed to every service.
+    #[arg(long, env = "RUNPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP address of metrics-service.
+    #[arg(long, env = "RUNPLANE_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+/// One service of the suite.
+struct Service {
+    name: &'static str,
+    section: &'static str,
+    default_addr: &'static str,
+    database: Option<&'static str>,
+    /// Whether it needs the admin credential (to check callers or to call org-service).
+    admin: bool,
+}
+
+const SERVICES: [Service; 4] = [
+    Service {
+        name: "org-service",
+        section: "org_service",
+        default_addr: "127.0.0.1:50051",
+        database: Some("org.db"),
+        admin: true,
+    },
+    Service {
+        name: "token-service",
+        section: "token_service",
+        default_addr: "127.0.0.1:50052",
+        database: Some("token.db"),
+        admin: true,
+    },
+    Service {
+        name: "workflow-run-service",
+        section: "workflow_run_service",
+        default_addr: "127.0.0.1:50053",
+        database: Some("workflow-run.db"),
+        admin: false,
+    },
+    Service {
+        name: "metrics-service",
+        section: "metrics_service",
+        default_addr: "127.0.0.1:8080",
+        database: None,
+        admin: true,
+    },
+];
+
+/// Starts the suite and supervises it until a signal or a failure.
+pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = global.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let file_settings = |section: &str| -> anyhow::Result<Vec<(String, String)>> {
+        match &args.config {
+            Some(path) => Ok(runplane_kit::config::file_settings(path, section)?),
+            None => Ok(Vec::new()),
+        }
+    };
+    let lookup = |settings: &[(String, String)], key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+
+    // Addresses: flags and RUNPLANE_* variables, then the config file, then the defaults.
+    // (A flag left at its default counts as not given, so the file can override it.)
+    let flags = [
+        Some(global.org_service_addr.clone()),
+        Some(global.token_service_addr.clone()),
+        Some(global.workflow_run_service_addr.clone()),
+        args.metrics_addr.map(|a| a.to_string()),
+    ];
+    let mut addrs = Vec::new();
+    for (service, flag) in SERVICES.iter().zip(flags) {
+        let explicit = flag.filter(|f| f != service.default_addr);
+        let from_file = lookup(&file_settings(service.section)?, "listen_addr");
+        let addr = explicit
+            .or(from_file)
+            .unwrap_or_else(|| service.default_addr.to_owned());
+        let addr: SocketAddr = addr
+            .trim_start_matches("http://")
+            .parse()
+            .with_context(|| format!("{}: invalid listen address {addr:?}", service.name))?;
+        addrs.push(addr);
+    }
+
+    let admin_token_file = lookup(&file_settings("org_service")?, "admin_token_file")
+        .map(PathBuf::from)
+        .or_else(|| global.admin_token_file.clone())
+        .unwrap_or_else(|| data_dir.join("admin-token"));
+    ensure_admin_token(&admin_token_file)?;
+
+    let bin_dir = std::env::current_exe()
+        .context("cannot locate the runplane binary")?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the runplane binary has no directory")?;
+
+    let mut children: Vec<(&'static str, Child)> = Vec::new();
+    let started = start_all(
+        &bin_dir,
+        &data_dir,
+        &admin_token_file,
+        &addrs,
+        &args,
+        &file_settings,
+        &mut children,
+    )
+    .await;
+    if let Err(e) = started {
+        stop_all(&mut children).await;
+        return Err(e);
+    }
+
+    println!(
+        "runplane is up. Data in {}, admin credential in {}.",
+        data_dir.display(),
+        admin_token_file.display()
+    );
+    for (service, addr) in SERVICES.iter().zip(&addrs) {
+        match service.name {
+            "metrics-service" => {
+                println!("  {:<22} http://{addr}/prom/{{org}}/metrics", service.name)
+            }
+            _ => println!("  {:<22} {addr} (gRPC)", service.name),
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+    let _ = std::io::stdout().flush();
+
+    // Supervise: the first child to exit, or a signal, ends the suite.
+    let exited = async {
+        let waits = children.iter_mut().map(|(name, child)| {
+            let name = *name;
+            Box::pin(async move { (name, child.wait().await) })
+        });
+        futures_select_all(waits.collect()).await
+    };
+    let outcome = tokio::select! {
+        (name, status) = exited => Some((name, status)),
+        signal = runplane_kit::shutdown::signal() => {
+            eprintln!("runplane: {signal} received; stopping the suite");
+            None
+        }
+    };
+    stop_all(&mut children).await;
+    match outcome {
+        None => Ok(ExitCode::SUCCESS),
+        Some((name, status)) => {
+            let status = status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            eprintln!("runplane: {name} exited ({status}); stopped the others");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_all(
+    bin_dir: &Path,
+    data_dir: &Path,
+    admin_token_file: &Path,
+    addrs: &[SocketAddr],
+    args: &UpArgs,
+    file_settings: &dyn Fn(&str) -> anyhow::Result<Vec<(String, String)>>,
+    children: &mut Vec<(&'static str, Child)>,
+) -> anyhow::Result<()> {
+    let [org, token, workflow_run, _metrics] = [addrs[0], addrs[1], addrs[2], addrs[3]];
+    for (service, addr) in SERVICES.iter().zip(addrs) {
+        let binary = bin_dir.join(service.name);
+        if !binary.is_file() {
+            anyhow::bail!(
+                "cannot find {} next to runplane (looked for {}); build the whole workspace: cargo build --workspace",
+                service.name,
+                binary.display()
+            );
+        }
+        let settings = file_settings(service.section)?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("--listen-addr")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if service.admin {
+            command.arg("--admin-token-file").arg(admin_token_file);
+        }
+        if let Some(config) = &args.config {
+            command.arg("--config").arg(config);
+        }
+        // The embedded default, unless the config file chose a database.
+        if let Some(file) = service.database {
+            if !settings.iter().any(|(k, _)| k == "database_url") {
+                command
+                    .arg("--database-url")
+                    .arg(format!("sqlite://{}", data_dir.join(file).display()));
+            }
+        }
+        let peers: &[(&str, SocketAddr)] = match service.name {
+            "token-service" => &[("--org-service-addr", org)],
+            "workflow-run-service" => &[("--token-service-addr", token)],
+            "metrics-service" => &[
+                ("--org-service-addr", org),
+                ("--token-service-addr", token),
+                ("--workflow-run-service-addr", workflow_run),
+            ],
+            _ => &[],
+        };
+        for (flag, peer) in peers {
+            command.arg(flag).arg(peer.to_string());
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        prefix_output(service.name, &mut child);
+        children.push((service.name, child));
+        let (_, child) = children.last_mut().context("just pushed")?;
+        wait_ready(service.name, *addr, child).await?;
+    }
+    Ok(())
+}
+
+/// Creates the admin credential on first start (readable by the owner only).
+fn ensure_admin_token(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let secret = secret::generate(SecretKind::Admin)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the admin credential {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    eprintln!(
+        "runplane: generated the admin credential in {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Copies a child's stdout and stderr to ours, each line prefixed with its name.
+fn prefix_output(name: &'static str, child: &mut Child) {
+    fn pump(name: &'static str, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{name:>20} | {line}");
+            }
+        });
+    }
+    if let Some(out) = child.stdout.take() {
+        pump(name, out);
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(name, err);
+    }
+}
+
+/// Waits until the service answers its readiness check, or fails if it exits.
+async fn wait_ready(name: &'static str, addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{name} exited during start-up ({status}); see its log above");
+        }
+        let ready = if name == "metrics-service" {
+            http_ready(addr).await
+        } else {
+            grpc_ready(addr).await
+        };
+        if ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{name} did not become ready on {addr} within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a gRPC server at `addr` reports SERVING on `grpc.health.v1`.
+pub(crate) async fn grpc_ready(addr: SocketAddr) -> bool {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    matches!(
+        client.check(HealthCheckRequest { service: String::new() }).await,
+        Ok(r) if r.get_ref().status() == ServingStatus::Serving
+    )
+}
+
+/// Whether an HTTP server at `addr` answers 200 on `/readyz`.
+async fn http_ready(addr: SocketAddr) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(
+                format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Asks every running child to stop (SIGTERM), in reverse start order, and
+/// kills those that do not stop in time.
+async fn stop_all(children: &mut [(&'static str, Child)]) {
+    for (_, child) in children.iter().rev() {
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for (name, child) in children.iter_mut().rev() {
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => eprintln!("runplane: {name} stopped with {status}"),
+            Ok(Err(e)) => eprintln!("runplane: cannot wait for {name}: {e}"),
+            Err(_) => {
+                eprintln!("runplane: {name} did not stop within {STOP_TIMEOUT:?}; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// The first of several futures to complete.
+async fn futures_select_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> F::Output {
+    let mut futures = futures;
+    std::future::poll_fn(move |cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(out);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
