@@ -7,7 +7,7 @@ pub(crate) fn describe(status: &Status, service: &str, addr: &str) -> anyhow::Er
     let message = status.message();
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded => anyhow::anyhow!(
-            "cannot reach {service} at {addr} ({message}); is the suite running? (`runplane up`)"
+            "{service} at {addr} is unavailable ({message}); is the suite running? (`runplane up`)"
         ),
         Code::Unauthenticated => anyhow::anyhow!("{service} refused the credential: {message}"),
         Code::PermissionDenied => anyhow::anyhow!("not allowed: {message}"),

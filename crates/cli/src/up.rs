@@ -148,12 +148,16 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
         data_dir.display(),
         admin_token_file.display()
     );
-    for (service, addr) in SERVICES.iter().zip(&addrs) {
+    for ((service, addr), (_, child)) in SERVICES.iter().zip(&addrs).zip(&children) {
+        let pid = child.id().unwrap_or_default();
         match service.name {
             "metrics-service" => {
-                println!("  {:<22} http://{addr}/prom/{{org}}/metrics", service.name)
+                println!(
+                    "  {:<22} http://{addr}/prom/{{org}}/metrics (pid {pid})",
+                    service.name
+                )
             }
-            _ => println!("  {:<22} {addr} (gRPC)", service.name),
+            _ => println!("  {:<22} {addr} (gRPC, pid {pid})", service.name),
         }
     }
     println!("Press Ctrl-C to stop.");

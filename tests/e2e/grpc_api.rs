@@ -1,0 +1,307 @@
+//! The gRPC API itself, as any client sees it: codes, isolation, scopes, paging.
+
+use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+use runplane_api::org::v1::{
+    GetOrganizationRequest, ListOrganizationsRequest, get_organization_request::Lookup,
+};
+use runplane_api::workflowrun::v1::{
+    FinishRunRequest, GetRunRequest, ListRunsRequest, ListWorkflowsRequest, RunStatus, RunnerType,
+    StartRunRequest,
+};
+use tonic::Code;
+
+use crate::support::{Suite, bearer, channel};
+
+fn start(workflow: &str) -> StartRunRequest {
+    StartRunRequest {
+        workflow: workflow.to_owned(),
+        project: String::new(),
+        runner_type: RunnerType::GitlabPipeline.into(),
+        run_url: "https://gitlab.example/jobs/1".to_owned(),
+    }
+}
+
+/// The code of a call that must fail.
+fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
+    match result {
+        Ok(_) => panic!("the call should have failed"),
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    for org in ["cyberdyne", "acme-corp"] {
+        suite
+            .cli(&["organization", "create", "--name", org])
+            .await
+            .ok();
+    }
+    let cyberdyne = suite.token("cyberdyne", "ci", &[]).await;
+    let acme = suite.token("acme-corp", "ci", &[]).await;
+    let reader = suite
+        .token("cyberdyne", "reader", &["--scope", "metrics:read"])
+        .await;
+    let writer = suite
+        .token("cyberdyne", "writer", &["--scope", "runs:write"])
+        .await;
+    let mut client = suite.workflow_runs().await;
+
+    let run = client
+        .start_run(bearer(start("build"), &cyberdyne))
+        .await
+        .expect("start")
+        .into_inner()
+        .run
+        .expect("run");
+    assert_eq!(
+        (run.project.as_str(), run.workflow.as_str()),
+        ("default", "build")
+    );
+    assert_eq!(run.status(), RunStatus::Initialized);
+    assert_eq!(run.runner_type(), RunnerType::GitlabPipeline);
+
+    // Another organization cannot see, finish or list cyberdyne's run: NOT_FOUND, as for a run that does not exist.
+    assert_eq!(
+        code(
+            client
+                .get_run(bearer(
+                    GetRunRequest {
+                        run_id: run.id.clone()
+                    },
+                    &acme
+                ))
+                .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(
+            client
+                .get_run(bearer(
+                    GetRunRequest {
+                        run_id: "missing".into()
+                    },
+                    &acme
+                ))
+                .await
+        ),
+        Code::NotFound
+    );
+    let finish = |token: &str, status: RunStatus| {
+        bearer(
+            FinishRunRequest {
+                run_id: run.id.clone(),
+                status: status.into(),
+                reason: String::new(),
+            },
+            token,
+        )
+    };
+    assert_eq!(
+        code(client.finish_run(finish(&acme, RunStatus::Success)).await),
+        Code::NotFound
+    );
+    let listed = client
+        .list_runs(bearer(ListRunsRequest::default(), &acme))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.runs.is_empty());
+    let workflows = client
+        .list_workflows(bearer(ListWorkflowsRequest::default(), &acme))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(workflows.workflows.is_empty());
+
+    // Scopes: reading needs metrics:read, reporting needs runs:write.
+    assert_eq!(
+        code(client.start_run(bearer(start("build"), &reader)).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            client
+                .list_runs(bearer(ListRunsRequest::default(), &writer))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    client
+        .get_run(bearer(
+            GetRunRequest {
+                run_id: run.id.clone(),
+            },
+            &writer,
+        ))
+        .await
+        .expect("a runner may read its run");
+
+    // Credentials: none, malformed, unknown.
+    assert_eq!(
+        code(client.start_run(tonic::Request::new(start("build"))).await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(client.start_run(bearer(start("build"), "nonsense")).await),
+        Code::Unauthenticated
+    );
+    let unknown =
+        runplane_kit::secret::generate(runplane_kit::secret::SecretKind::ApiToken).expect("rng");
+    assert_eq!(
+        code(client.start_run(bearer(start("build"), &unknown)).await),
+        Code::Unauthenticated
+    );
+
+    // Bad input: INVALID_ARGUMENT with a reason; nothing is stored.
+    for bad in [
+        start(""),
+        start(" padded"),
+        start("line\nbreak"),
+        start(&"x".repeat(201)),
+    ] {
+        let status = client
+            .start_run(bearer(bad, &cyberdyne))
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("workflow name"), "{status:?}");
+    }
+    let mut bad_runner = start("build");
+    bad_runner.runner_type = 99;
+    assert_eq!(
+        code(client.start_run(bearer(bad_runner, &cyberdyne)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            client
+                .finish_run(finish(&cyberdyne, RunStatus::Initialized))
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            client
+                .finish_run(finish(&cyberdyne, RunStatus::Expired))
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    let bad_page = ListRunsRequest {
+        page_token: "%%%".into(),
+        ..ListRunsRequest::default()
+    };
+    assert_eq!(
+        code(client.list_runs(bearer(bad_page, &cyberdyne)).await),
+        Code::InvalidArgument
+    );
+
+    // Finishing: once, idempotently; a different outcome is FAILED_PRECONDITION.
+    client
+        .finish_run(finish(&cyberdyne, RunStatus::Error))
+        .await
+        .expect("finish");
+    client
+        .finish_run(finish(&cyberdyne, RunStatus::Error))
+        .await
+        .expect("retry");
+    assert_eq!(
+        code(
+            client
+                .finish_run(finish(&cyberdyne, RunStatus::Success))
+                .await
+        ),
+        Code::FailedPrecondition
+    );
+
+    // Paging: 5 more runs, 2 per page, newest first, nothing repeated or lost.
+    for _ in 0..5 {
+        client
+            .start_run(bearer(start("build"), &cyberdyne))
+            .await
+            .expect("start");
+    }
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_runs(bearer(
+                ListRunsRequest {
+                    page_size: 2,
+                    page_token,
+                    ..ListRunsRequest::default()
+                },
+                &cyberdyne,
+            ))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.runs.len() <= 2);
+        seen.extend(page.runs.into_iter().map(|r| r.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 6);
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first");
+    let in_progress = ListRunsRequest {
+        status: RunStatus::Initialized.into(),
+        ..ListRunsRequest::default()
+    };
+    assert_eq!(
+        client
+            .list_runs(bearer(in_progress, &cyberdyne))
+            .await
+            .expect("list")
+            .into_inner()
+            .runs
+            .len(),
+        5
+    );
+
+    // org-service requires the admin credential; a tenant token is not it.
+    let mut orgs = OrganizationServiceClient::new(channel(suite.addrs[0]).await);
+    assert_eq!(
+        code(
+            orgs.list_organizations(tonic::Request::new(ListOrganizationsRequest::default()))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            orgs.list_organizations(bearer(ListOrganizationsRequest::default(), &cyberdyne))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    let admin = std::fs::read_to_string(suite.data_dir().join("admin-token")).expect("admin");
+    let found = orgs
+        .get_organization(bearer(
+            GetOrganizationRequest {
+                lookup: Some(Lookup::Name("cyberdyne".into())),
+            },
+            admin.trim(),
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .organization
+        .expect("org");
+    assert!(found.prometheus_metrics_enabled);
+    let empty = orgs
+        .get_organization(bearer(
+            GetOrganizationRequest { lookup: None },
+            admin.trim(),
+        ))
+        .await;
+    assert_eq!(code(empty), Code::InvalidArgument);
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real binaries as separate processes, talking real gRPC
+//! and HTTP, over real SQLite files in a temporary directory per test.
+//!
+//! Run `cargo build --workspace --bins` first (the README's test command does):
+//! the tests start the binaries that build produced.
+
+mod support;
+
+mod cli_errors;
+mod grpc_api;
+mod restart;
+mod scrape_status;
+mod supervision;
+mod upstream_down;
+mod walkthrough;

@@ -1,0 +1,490 @@
+//! The harness: a suite of real processes in a temporary directory.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use tonic::transport::Channel;
+
+/// The services' binary names, in start order.
+pub(crate) const SERVICES: [&str; 4] = [
+    "org-service",
+    "token-service",
+    "workflow-run-service",
+    "metrics-service",
+];
+
+/// CI variables that would change what `run start` detects.
+const CI_VARIABLES: &[&str] = &[
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "TF_BUILD",
+    "JENKINS_URL",
+    "JENKINS_HOME",
+    "CIRCLECI",
+    "TEAMCITY_VERSION",
+    "DAGGER_SESSION_PORT",
+    "CHAINLOOP_DAGGER_CLIENT",
+    "RUNPLANE_TOKEN",
+    "RUNPLANE_ADMIN_TOKEN",
+    "RUNPLANE_CONFIG",
+    "RUNPLANE_LISTEN_ADDR",
+    "RUNPLANE_DATABASE_URL",
+];
+
+/// Where `cargo build --workspace --bins` put the binaries: next to `deps/`,
+/// where this test binary lives.
+pub(crate) fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    for name in SERVICES.iter().chain(&["runplane"]) {
+        assert!(
+            dir.join(name).is_file(),
+            "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// What a CLI invocation printed and how it exited.
+#[derive(Debug)]
+pub(crate) struct CliOutput {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts success and returns stdout, trimmed.
+    pub(crate) fn ok(self) -> String {
+        assert!(self.status.success(), "CLI failed: {self:#?}");
+        self.stdout.trim().to_owned()
+    }
+
+    /// Asserts failure and returns stderr.
+    pub(crate) fn err(self) -> String {
+        assert!(!self.status.success(), "CLI should have failed: {self:#?}");
+        self.stderr
+    }
+}
+
+/// An HTTP answer.
+pub(crate) struct Scrape {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) www_authenticate: Option<String>,
+    pub(crate) body: String,
+}
+
+/// Four services on free ports, with their data in a temporary directory.
+pub(crate) struct Suite {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) addrs: [SocketAddr; 4],
+    pub(crate) config: PathBuf,
+    bin: PathBuf,
+    up: Option<Child>,
+    services: Vec<(&'static str, Child)>,
+    http: reqwest::Client,
+}
+
+impl Suite {
+    /// A suite (not started yet) whose config enables metrics for cyberdyne and
+    /// acme-corp, with `extra` YAML appended.
+    pub(crate) fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("runplane.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "prometheus_org_metrics:\n  - org_name: cyberdyne\n  - org_name: acme-corp\n\
+                 token_service:\n  org_cache_ttl: 0s\n{extra}"
+            ),
+        )
+        .expect("write config");
+        Suite {
+            addrs: free_ports(),
+            config,
+            dir,
+            bin: bin_dir(),
+            up: None,
+            services: Vec::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn metrics_url(&self, org: &str) -> String {
+        format!("http://{}/prom/{org}/metrics", self.addrs[3])
+    }
+
+    /// Starts the whole suite with `runplane up` and waits until it says it is up.
+    pub(crate) async fn up(&mut self) {
+        let stdout = std::fs::File::create(self.dir.path().join("up.out")).expect("stdout file");
+        let stderr = std::fs::File::create(self.dir.path().join("up.log")).expect("log file");
+        let mut command = self.command("runplane");
+        command
+            .args(["up", "--config"])
+            .arg(&self.config)
+            .args(["--metrics-addr", &self.addrs[3].to_string()])
+            .stdout(stdout)
+            .stderr(stderr);
+        let mut child = command.spawn().expect("spawn runplane up");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("runplane up exited ({status}):\n{}", self.log());
+            }
+            if self.up_output().contains("Press Ctrl-C to stop.") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runplane up did not come up:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.up = Some(child);
+    }
+
+    /// What `runplane up` printed on stdout.
+    pub(crate) fn up_output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.out")).unwrap_or_default()
+    }
+
+    /// Everything the services logged.
+    pub(crate) fn log(&self) -> String {
+        let mut text = std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default();
+        for name in SERVICES {
+            if let Ok(more) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
+                text.push_str(&more);
+            }
+        }
+        text
+    }
+
+    /// The pid `runplane up` reported for `service`.
+    pub(crate) fn pid_of(&self, service: &str) -> i32 {
+        let out = self.up_output();
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(service))
+            .unwrap_or_else(|| panic!("{service} not in up's output:\n{out}"));
+        let pid = line
+            .rsplit("pid ")
+            .next()
+            .and_then(|p| p.trim_end_matches(')').parse().ok());
+        pid.unwrap_or_else(|| panic!("no pid in {line:?}"))
+    }
+
+    /// Sends SIGINT (Ctrl-C) to `runplane up` and waits for it to exit.
+    pub(crate) async fn stop_up(&mut self) -> ExitStatus {
+        let mut child = self.up.take().expect("suite is up");
+        signal(child.id(), nix::sys::signal::Signal::SIGINT);
+        wait_exit(&mut child, Duration::from_secs(30)).await
+    }
+
+    /// Waits for `runplane up` to exit by itself.
+    pub(crate) async fn wait_up_exit(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.up.take().expect("suite is up");
+        wait_exit(&mut child, within).await
+    }
+
+    /// Starts one service directly (without `up`), and waits until it is ready.
+    pub(crate) async fn start_service(&mut self, name: &'static str) {
+        let index = SERVICES
+            .iter()
+            .position(|s| *s == name)
+            .expect("known service");
+        let admin = self.data_dir().join("admin-token");
+        if !admin.exists() {
+            std::fs::create_dir_all(self.data_dir()).expect("data dir");
+            let secret = runplane_kit::secret::generate(runplane_kit::secret::SecretKind::Admin)
+                .expect("rng");
+            std::fs::write(&admin, secret).expect("admin token");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("log file");
+        let mut command = self.command(name);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen-addr", &self.addrs[index].to_string()])
+            .stdout(Stdio::null())
+            .stderr(log);
+        if name != "workflow-run-service" {
+            command.arg("--admin-token-file").arg(&admin);
+        }
+        if name != "metrics-service" {
+            let db = self.data_dir().join(format!("{name}.db"));
+            command
+                .arg("--database-url")
+                .arg(format!("sqlite://{}", db.display()));
+        }
+        let peers: &[(&str, usize)] = match name {
+            "token-service" => &[("--org-service-addr", 0)],
+            "workflow-run-service" => &[("--token-service-addr", 1)],
+            "metrics-service" => &[
+                ("--org-service-addr", 0),
+                ("--token-service-addr", 1),
+                ("--workflow-run-service-addr", 2),
+            ],
+            _ => &[],
+        };
+        for (flag, peer) in peers {
+            command.args([*flag, &self.addrs[*peer].to_string()]);
+        }
+        let mut child = command.spawn().expect("spawn service");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("{name} exited ({status}):\n{}", self.log());
+            }
+            if self.ready(index).await {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not become ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.services.push((name, child));
+    }
+
+    /// Stops a directly started service with SIGTERM and waits for it.
+    pub(crate) async fn stop_service(&mut self, name: &str) -> ExitStatus {
+        let index = self
+            .services
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("service started");
+        let (_, mut child) = self.services.remove(index);
+        signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        wait_exit(&mut child, Duration::from_secs(30)).await
+    }
+
+    async fn ready(&self, index: usize) -> bool {
+        if index == 3 {
+            let url = format!("http://{}/readyz", self.addrs[3]);
+            matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
+        } else {
+            grpc_serving(self.addrs[index], "").await
+        }
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        let mut command = Command::new(self.bin.join(binary));
+        command.current_dir(self.dir.path());
+        for var in CI_VARIABLES {
+            command.env_remove(var);
+        }
+        command
+            .env("RUNPLANE_DATA_DIR", self.data_dir())
+            .env("RUNPLANE_ORG_SERVICE_ADDR", self.addrs[0].to_string())
+            .env("RUNPLANE_TOKEN_SERVICE_ADDR", self.addrs[1].to_string())
+            .env(
+                "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR",
+                self.addrs[2].to_string(),
+            );
+        command
+    }
+
+    /// Runs the `runplane` CLI against this suite.
+    pub(crate) async fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_with_env(args, &[]).await
+    }
+
+    /// Runs the `runplane` CLI with extra environment variables.
+    pub(crate) async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+        let mut command = self.command("runplane");
+        command.args(args).envs(env.iter().copied());
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("run runplane");
+        CliOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Creates an organization API token and returns its secret.
+    pub(crate) async fn token(&self, org: &str, name: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "organization",
+            "api-token",
+            "create",
+            "--org",
+            org,
+            "--name",
+            name,
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args).await.ok()
+    }
+
+    /// GET /prom/{org}/metrics with an optional `Authorization` header value.
+    pub(crate) async fn scrape(&self, org: &str, authorization: Option<&str>) -> Scrape {
+        self.get(&self.metrics_url(org), authorization).await
+    }
+
+    /// GET a URL with an optional `Authorization` header value.
+    pub(crate) async fn get(&self, url: &str, authorization: Option<&str>) -> Scrape {
+        let mut request = self.http.get(url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Scrape {
+            status: response.status().as_u16(),
+            content_type: header("content-type").unwrap_or_default(),
+            www_authenticate: header("www-authenticate"),
+            body: response.text().await.expect("body"),
+        }
+    }
+
+    /// A gRPC client for workflow-run-service.
+    pub(crate) async fn workflow_runs(&self) -> WorkflowRunServiceClient<Channel> {
+        WorkflowRunServiceClient::new(channel(self.addrs[2]).await)
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        // Never leave processes behind: ask nicely, then insist.
+        let mut children: Vec<Child> = self.up.take().into_iter().collect();
+        children.extend(self.services.drain(..).map(|(_, c)| c));
+        for child in &children {
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        }
+        for mut child in children {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A connected gRPC channel to `addr`.
+pub(crate) async fn channel(addr: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Whether `addr` reports SERVING for `service` ("" = the whole server).
+pub(crate) async fn grpc_serving(addr: SocketAddr, service: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await;
+    matches!(answer, Ok(r) if r.get_ref().status() == ServingStatus::Serving)
+}
+
+/// A request carrying a bearer token.
+pub(crate) fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    runplane_kit::client::with_bearer(message, token)
+}
+
+/// Runs `promtool check metrics` on an exposition and returns its complaints.
+pub(crate) fn promtool_check(exposition: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool is required: install the Debian package `prometheus` (scripts/test does)",
+        );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn free_ports() -> [SocketAddr; 4] {
+    // Hold all four at once so they are distinct; the services bind them right after.
+    let listeners: Vec<TcpListener> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect();
+    [addrs[0], addrs[1], addrs[2], addrs[3]]
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
