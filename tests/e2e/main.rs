@@ -7,6 +7,7 @@
 mod support;
 
 mod cli_errors;
+mod docs;
 mod grpc_api;
 mod restart;
 mod scrape_status;

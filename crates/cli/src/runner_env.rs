@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn detects_each_ci_system_and_its_run_url() {
-        let cases: Vec<(Vec<(&str, &str)>, RunnerType, Option<&str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, RunnerType, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 vec![
                     ("GITHUB_ACTIONS", "true"),

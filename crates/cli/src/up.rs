@@ -75,80 +75,144 @@ const SERVICES: [Service; 4] = [
     },
 ];
 
-/// Starts the suite and supervises it until a signal or a failure.
-pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = global.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let file_settings = |section: &str| -> anyhow::Result<Vec<(String, String)>> {
-        match &args.config {
-            Some(path) => Ok(runplane_kit::config::file_settings(path, section)?),
-            None => Ok(Vec::new()),
-        }
-    };
-    let lookup = |settings: &[(String, String)], key: &str| {
-        settings
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
+/// Everything `up` decides before starting anything.
+struct Plan {
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    admin_token_file: PathBuf,
+    config: Option<PathBuf>,
+    /// Listen addresses, in [`SERVICES`] order.
+    addrs: Vec<SocketAddr>,
+}
 
-    // Addresses: flags and RUNPLANE_* variables, then the config file, then the defaults.
-    // (A flag left at its default counts as not given, so the file can override it.)
-    let flags = [
-        Some(global.org_service_addr.clone()),
-        Some(global.token_service_addr.clone()),
-        Some(global.workflow_run_service_addr.clone()),
-        args.metrics_addr.map(|a| a.to_string()),
-    ];
-    let mut addrs = Vec::new();
-    for (service, flag) in SERVICES.iter().zip(flags) {
-        let explicit = flag.filter(|f| f != service.default_addr);
-        let from_file = lookup(&file_settings(service.section)?, "listen_addr");
-        let addr = explicit
-            .or(from_file)
-            .unwrap_or_else(|| service.default_addr.to_owned());
-        let addr: SocketAddr = addr
-            .trim_start_matches("http://")
-            .parse()
-            .with_context(|| format!("{}: invalid listen address {addr:?}", service.name))?;
-        addrs.push(addr);
+impl Plan {
+    fn new(global: &Global, args: UpArgs) -> anyhow::Result<Self> {
+        let mut plan = Plan {
+            bin_dir: std::env::current_exe()
+                .context("cannot locate the runplane binary")?
+                .parent()
+                .map(Path::to_path_buf)
+                .context("the runplane binary has no directory")?,
+            data_dir: global.data_dir.clone(),
+            admin_token_file: PathBuf::new(),
+            config: args.config,
+            addrs: Vec::new(),
+        };
+        // Addresses: flags and RUNPLANE_* variables, then the config file, then the
+        // defaults. (A flag left at its default counts as not given, so the file can
+        // override it.)
+        let flags = [
+            Some(global.org_service_addr.clone()),
+            Some(global.token_service_addr.clone()),
+            Some(global.workflow_run_service_addr.clone()),
+            args.metrics_addr.map(|a| a.to_string()),
+        ];
+        for (service, flag) in SERVICES.iter().zip(flags) {
+            let explicit = flag.filter(|f| f != service.default_addr);
+            let from_file = plan.file_setting(service.section, "listen_addr")?;
+            let addr = explicit
+                .or(from_file)
+                .unwrap_or_else(|| service.default_addr.to_owned());
+            let addr: SocketAddr = addr
+                .trim_start_matches("http://")
+                .parse()
+                .with_context(|| format!("{}: invalid listen address {addr:?}", service.name))?;
+            plan.addrs.push(addr);
+        }
+        plan.admin_token_file = plan
+            .file_setting("org_service", "admin_token_file")?
+            .map(PathBuf::from)
+            .or_else(|| global.admin_token_file.clone())
+            .unwrap_or_else(|| plan.data_dir.join("admin-token"));
+        Ok(plan)
     }
 
-    let admin_token_file = lookup(&file_settings("org_service")?, "admin_token_file")
-        .map(PathBuf::from)
-        .or_else(|| global.admin_token_file.clone())
-        .unwrap_or_else(|| data_dir.join("admin-token"));
-    ensure_admin_token(&admin_token_file)?;
+    /// The value the config file gives `key` for `section`, if any.
+    fn file_setting(&self, section: &str, key: &str) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let settings = runplane_kit::config::file_settings(path, section)?;
+        Ok(settings.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+    }
 
-    let bin_dir = std::env::current_exe()
-        .context("cannot locate the runplane binary")?
-        .parent()
-        .map(Path::to_path_buf)
-        .context("the runplane binary has no directory")?;
+    /// The command line that starts `service` listening on `addr`.
+    fn command(&self, service: &Service, addr: SocketAddr) -> anyhow::Result<Command> {
+        let binary = self.bin_dir.join(service.name);
+        if !binary.is_file() {
+            anyhow::bail!(
+                "cannot find {} next to runplane (looked for {}); build the whole workspace: cargo build --workspace",
+                service.name,
+                binary.display()
+            );
+        }
+        let mut command = Command::new(&binary);
+        command
+            .arg("--listen-addr")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if service.admin {
+            command
+                .arg("--admin-token-file")
+                .arg(&self.admin_token_file);
+        }
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        // The embedded default, unless the config file chose a database.
+        if let Some(file) = service.database
+            && self
+                .file_setting(service.section, "database_url")?
+                .is_none()
+        {
+            let url = format!("sqlite://{}", self.data_dir.join(file).display());
+            command.arg("--database-url").arg(url);
+        }
+        let [org, token, workflow_run, _] =
+            [self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]];
+        let peers: &[(&str, SocketAddr)] = match service.name {
+            "token-service" => &[("--org-service-addr", org)],
+            "workflow-run-service" => &[("--token-service-addr", token)],
+            "metrics-service" => &[
+                ("--org-service-addr", org),
+                ("--token-service-addr", token),
+                ("--workflow-run-service-addr", workflow_run),
+            ],
+            _ => &[],
+        };
+        for (flag, peer) in peers {
+            command.arg(flag).arg(peer.to_string());
+        }
+        Ok(command)
+    }
+}
+
+/// Starts the suite and supervises it until a signal or a failure.
+pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let plan = Plan::new(global, args)?;
+    std::fs::create_dir_all(&plan.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            plan.data_dir.display()
+        )
+    })?;
+    ensure_admin_token(&plan.admin_token_file)?;
 
     let mut children: Vec<(&'static str, Child)> = Vec::new();
-    let started = start_all(
-        &bin_dir,
-        &data_dir,
-        &admin_token_file,
-        &addrs,
-        &args,
-        &file_settings,
-        &mut children,
-    )
-    .await;
-    if let Err(e) = started {
+    if let Err(e) = start_all(&plan, &mut children).await {
         stop_all(&mut children).await;
         return Err(e);
     }
 
     println!(
         "runplane is up. Data in {}, admin credential in {}.",
-        data_dir.display(),
-        admin_token_file.display()
+        plan.data_dir.display(),
+        plan.admin_token_file.display()
     );
-    for ((service, addr), (_, child)) in SERVICES.iter().zip(&addrs).zip(&children) {
+    for ((service, addr), (_, child)) in SERVICES.iter().zip(&plan.addrs).zip(&children) {
         let pid = child.id().unwrap_or_default();
         match service.name {
             "metrics-service" => {
@@ -169,7 +233,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
             let name = *name;
             Box::pin(async move { (name, child.wait().await) })
         });
-        futures_select_all(waits.collect()).await
+        first_of(waits.collect()).await
     };
     let outcome = tokio::select! {
         (name, status) = exited => Some((name, status)),
@@ -191,65 +255,13 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn start_all(
-    bin_dir: &Path,
-    data_dir: &Path,
-    admin_token_file: &Path,
-    addrs: &[SocketAddr],
-    args: &UpArgs,
-    file_settings: &dyn Fn(&str) -> anyhow::Result<Vec<(String, String)>>,
-    children: &mut Vec<(&'static str, Child)>,
-) -> anyhow::Result<()> {
-    let [org, token, workflow_run, _metrics] = [addrs[0], addrs[1], addrs[2], addrs[3]];
-    for (service, addr) in SERVICES.iter().zip(addrs) {
-        let binary = bin_dir.join(service.name);
-        if !binary.is_file() {
-            anyhow::bail!(
-                "cannot find {} next to runplane (looked for {}); build the whole workspace: cargo build --workspace",
-                service.name,
-                binary.display()
-            );
-        }
-        let settings = file_settings(service.section)?;
-        let mut command = Command::new(&binary);
-        command
-            .arg("--listen-addr")
-            .arg(addr.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if service.admin {
-            command.arg("--admin-token-file").arg(admin_token_file);
-        }
-        if let Some(config) = &args.config {
-            command.arg("--config").arg(config);
-        }
-        // The embedded default, unless the config file chose a database.
-        if let Some(file) = service.database {
-            if !settings.iter().any(|(k, _)| k == "database_url") {
-                command
-                    .arg("--database-url")
-                    .arg(format!("sqlite://{}", data_dir.join(file).display()));
-            }
-        }
-        let peers: &[(&str, SocketAddr)] = match service.name {
-            "token-service" => &[("--org-service-addr", org)],
-            "workflow-run-service" => &[("--token-service-addr", token)],
-            "metrics-service" => &[
-                ("--org-service-addr", org),
-                ("--token-service-addr", token),
-                ("--workflow-run-service-addr", workflow_run),
-            ],
-            _ => &[],
-        };
-        for (flag, peer) in peers {
-            command.arg(flag).arg(peer.to_string());
-        }
-        let mut child = command
+/// Starts the services in dependency order, each once the previous is ready.
+async fn start_all(plan: &Plan, children: &mut Vec<(&'static str, Child)>) -> anyhow::Result<()> {
+    for (service, addr) in SERVICES.iter().zip(&plan.addrs) {
+        let mut child = plan
+            .command(service, *addr)?
             .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .with_context(|| format!("cannot start {}", service.name))?;
         prefix_output(service.name, &mut child);
         children.push((service.name, child));
         let (_, child) = children.last_mut().context("just pushed")?;
@@ -389,8 +401,8 @@ async fn stop_all(children: &mut [(&'static str, Child)]) {
     }
 }
 
-/// The first of several futures to complete.
-async fn futures_select_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> F::Output {
+/// The output of whichever future completes first.
+async fn first_of<F: std::future::Future + Unpin>(futures: Vec<F>) -> F::Output {
     let mut futures = futures;
     std::future::poll_fn(move |cx| {
         for f in futures.iter_mut() {

@@ -130,6 +130,19 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
     )
 }
 
+/// The gRPC status for a database failure: UNAVAILABLE when the database cannot
+/// be reached (the caller may retry), INTERNAL otherwise. Details go to the log,
+/// never to the caller.
+pub fn status(e: &DbErr) -> tonic::Status {
+    tracing::error!(error = %e, "database error");
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            tonic::Status::unavailable("the database is unavailable; retry later")
+        }
+        _ => tonic::Status::internal("internal error (logged on the server)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,18 +185,5 @@ mod tests {
         assert!(path.exists());
         let err = connect("mysql://x", &args).await.expect_err("unsupported");
         assert!(err.to_string().contains("unsupported"), "{err}");
-    }
-}
-
-/// The gRPC status for a database failure: UNAVAILABLE when the database cannot
-/// be reached (the caller may retry), INTERNAL otherwise. Details go to the log,
-/// never to the caller.
-pub fn status(e: &DbErr) -> tonic::Status {
-    tracing::error!(error = %e, "database error");
-    match e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-            tonic::Status::unavailable("the database is unavailable; retry later")
-        }
-        _ => tonic::Status::internal("internal error (logged on the server)"),
     }
 }

@@ -373,7 +373,7 @@ mod tests {
             .stale_runs(runplane_kit::time::now_ms() + 1, 10)
             .await
             .expect("stale");
-        assert_eq!(stale, [run.id.clone()]);
+        assert_eq!(stale, std::slice::from_ref(&run.id));
         let expired = store
             .finish_run(Finish {
                 org_id: None,
