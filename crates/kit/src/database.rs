@@ -54,6 +54,20 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     Ok(db)
 }
 
+/// Opens (creating it if needed) the SQLite file at `path` with default pool
+/// settings and applies the migrations `M`: how tests and tools reach a
+/// service's storage directly.
+pub async fn open_sqlite<M: MigratorTrait>(
+    path: &Path,
+) -> Result<DatabaseConnection, DatabaseError> {
+    let args = DatabaseArgs {
+        db_max_connections: 1,
+        db_connect_timeout: Duration::from_secs(5),
+        db_acquire_timeout: Duration::from_secs(5),
+    };
+    connect_and_migrate::<M>(&format!("sqlite://{}", path.display()), &args).await
+}
+
 /// Connects to `url` with the pool settings in `args`.
 pub async fn connect(url: &str, args: &DatabaseArgs) -> Result<DatabaseConnection, DatabaseError> {
     let mut options = ConnectOptions::new(url.to_owned());

@@ -2,12 +2,13 @@
 //! health and server reflection (v1 and v1alpha, for grpcurl and grpcio),
 //! request timeouts, and a graceful drain on shutdown.
 
-use std::future::Future;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -32,23 +33,29 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-/// Serves `routes` plus health and reflection on `listener` until `shutdown`
-/// resolves; then reports NOT_SERVING, stops accepting, and lets in-flight
+/// Serves `service` plus health and reflection on `listener` until SIGTERM or
+/// SIGINT; then reports NOT_SERVING, stops accepting, and lets in-flight
 /// requests finish for at most the drain timeout.
-pub async fn serve(
-    listener: TcpListener,
-    routes: Routes,
-    service_names: &[&'static str],
-    args: &ServerArgs,
-    shutdown: impl Future<Output = &'static str> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn serve<S>(listener: TcpListener, service: S, args: &ServerArgs) -> anyhow::Result<()>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    let service_names = [S::NAME];
+    let routes = Routes::new(service);
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health
-            .set_service_status(*name, ServingStatus::Serving)
+            .set_service_status(name, ServingStatus::Serving)
             .await;
     }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -67,12 +74,11 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let names: Vec<&'static str> = service_names.to_vec();
     let stop = async move {
-        let signal = shutdown.await;
+        let signal = crate::shutdown::signal().await;
         tracing::info!(signal, "shutting down: reporting NOT_SERVING and draining");
         // "" is the whole server, as a mesh or Kubernetes probe asks for it.
-        for name in std::iter::once("").chain(names) {
+        for name in std::iter::once("").chain(service_names) {
             health
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;

@@ -2,12 +2,26 @@
 //! turn the outcome into an exit code.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::grpc::ServerArgs;
 use crate::telemetry::LogArgs;
 
 /// Exit code for a configuration the service cannot start with (BSD `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Settings every service accepts: the shared file, server limits, logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Shared YAML configuration file (see README: Configuration).
+    #[arg(long, env = "RUNPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
 
 /// What [`main`] needs to know about a service's configuration type.
 pub trait ServiceConfig: clap::Parser {
@@ -15,8 +29,8 @@ pub trait ServiceConfig: clap::Parser {
     const NAME: &'static str;
     /// Its section in the shared config file.
     const SECTION: &'static str;
-    /// Its logging settings.
-    fn log(&self) -> &LogArgs;
+    /// The settings every service has.
+    fn common(&self) -> &CommonArgs;
 }
 
 /// Runs a service: parses its configuration (exit 64 with a clear message when
@@ -35,7 +49,7 @@ where
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    crate::telemetry::init(C::NAME, config.log());
+    crate::telemetry::init(C::NAME, &config.common().log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

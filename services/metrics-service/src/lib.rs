@@ -41,7 +41,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         upstreams,
         own_metrics,
         draining.clone(),
-        config.request_timeout,
+        config.common.server.request_timeout,
     );
 
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
@@ -56,7 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = drain_started_tx.send(());
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let drain_timeout = config.drain_timeout;
+    let drain_timeout = config.common.server.drain_timeout;
     tokio::select! {
         result = server => result.context("HTTP server failed")?,
         () = async {

@@ -1,21 +1,15 @@
 //! org-service's configuration.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use runplane_kit::auth::AdminArgs;
 use runplane_kit::database::DatabaseArgs;
-use runplane_kit::grpc::ServerArgs;
-use runplane_kit::service::ServiceConfig;
-use runplane_kit::telemetry::LogArgs;
+use runplane_kit::service::{CommonArgs, ServiceConfig};
 
 /// Organizations and their Prometheus integration switch.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "org-service", version, about)]
 pub struct Config {
-    /// Shared YAML configuration file (section `org_service`).
-    #[arg(long, env = "RUNPLANE_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Address the gRPC server listens on.
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
@@ -35,15 +29,13 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
     const NAME: &'static str = "org-service";
     const SECTION: &'static str = "org_service";
-    fn log(&self) -> &LogArgs {
-        &self.log
+    fn common(&self) -> &CommonArgs {
+        &self.common
     }
 }

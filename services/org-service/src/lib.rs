@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use runplane_api::org::v1::organization_service_server::{OrganizationServiceServer, SERVICE_NAME};
+use runplane_api::org::v1::organization_service_server::OrganizationServiceServer;
 use runplane_kit::auth::AdminCredential;
 
 pub use config::Config;
@@ -38,13 +38,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let service =
         handler::OrganizationHandler::new(store::Store::new(db), Arc::new(admin), enabled);
-    let routes = tonic::service::Routes::new(OrganizationServiceServer::new(service));
     runplane_kit::grpc::serve(
         listener,
-        routes,
-        &[SERVICE_NAME],
-        &config.server,
-        runplane_kit::shutdown::signal(),
+        OrganizationServiceServer::new(service),
+        &config.common.server,
     )
     .await
 }

@@ -85,20 +85,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runplane_kit::database::DatabaseArgs;
-    use std::time::Duration;
 
     async fn store(dir: &tempfile::TempDir) -> Store {
-        let url = format!("sqlite://{}", dir.path().join("org.db").display());
-        let args = DatabaseArgs {
-            db_max_connections: 1,
-            db_connect_timeout: Duration::from_secs(2),
-            db_acquire_timeout: Duration::from_secs(2),
-        };
-        let db =
-            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
-                .await
-                .expect("connect");
+        let path = dir.path().join("org.db");
+        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+            .await
+            .expect("open");
         Store::new(db)
     }
 

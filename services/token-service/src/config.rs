@@ -1,24 +1,18 @@
 //! token-service's configuration.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use runplane_kit::auth::AdminArgs;
 use runplane_kit::client::UpstreamArgs;
 use runplane_kit::config::parse_duration;
 use runplane_kit::database::DatabaseArgs;
-use runplane_kit::grpc::ServerArgs;
-use runplane_kit::service::ServiceConfig;
-use runplane_kit::telemetry::LogArgs;
+use runplane_kit::service::{CommonArgs, ServiceConfig};
 
 /// Organization API tokens.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "token-service", version, about)]
 pub struct Config {
-    /// Shared YAML configuration file (section `token_service`).
-    #[arg(long, env = "RUNPLANE_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Address the gRPC server listens on.
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
     pub listen_addr: SocketAddr,
@@ -48,15 +42,13 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
     const NAME: &'static str = "token-service";
     const SECTION: &'static str = "token_service";
-    fn log(&self) -> &LogArgs {
-        &self.log
+    fn common(&self) -> &CommonArgs {
+        &self.common
     }
 }

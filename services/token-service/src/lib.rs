@@ -15,7 +15,7 @@ pub mod token;
 
 use std::sync::Arc;
 
-use runplane_api::token::v1::token_service_server::{SERVICE_NAME, TokenServiceServer};
+use runplane_api::token::v1::token_service_server::TokenServiceServer;
 use runplane_kit::auth::AdminCredential;
 
 pub use config::Config;
@@ -32,13 +32,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);
     let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin);
-    let routes = tonic::service::Routes::new(TokenServiceServer::new(service));
     runplane_kit::grpc::serve(
         listener,
-        routes,
-        &[SERVICE_NAME],
-        &config.server,
-        runplane_kit::shutdown::signal(),
+        TokenServiceServer::new(service),
+        &config.common.server,
     )
     .await
 }

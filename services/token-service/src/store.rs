@@ -162,8 +162,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runplane_kit::database::DatabaseArgs;
-    use std::time::Duration;
 
     fn new_token(name: &str, expires_at_ms: Option<i64>) -> NewToken {
         NewToken {
@@ -179,16 +177,10 @@ mod tests {
     #[tokio::test]
     async fn tokens_on_a_real_sqlite_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("token.db").display());
-        let args = DatabaseArgs {
-            db_max_connections: 1,
-            db_connect_timeout: Duration::from_secs(2),
-            db_acquire_timeout: Duration::from_secs(2),
-        };
-        let db =
-            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
-                .await
-                .expect("connect");
+        let path = dir.path().join("token.db");
+        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+            .await
+            .expect("open");
         let store = Store::new(db);
 
         let (token, secret) = store.create(new_token("prom", None)).await.expect("create");

@@ -1,23 +1,17 @@
 //! workflow-run-service's configuration.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use runplane_kit::client::UpstreamArgs;
 use runplane_kit::config::parse_duration;
 use runplane_kit::database::DatabaseArgs;
-use runplane_kit::grpc::ServerArgs;
-use runplane_kit::service::ServiceConfig;
-use runplane_kit::telemetry::LogArgs;
+use runplane_kit::service::{CommonArgs, ServiceConfig};
 
 /// Workflows, runs and their aggregates.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "workflow-run-service", version, about)]
 pub struct Config {
-    /// Shared YAML configuration file (section `workflow_run_service`).
-    #[arg(long, env = "RUNPLANE_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Address the gRPC server listens on.
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
     pub listen_addr: SocketAddr,
@@ -63,15 +57,13 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
     const NAME: &'static str = "workflow-run-service";
     const SECTION: &'static str = "workflow_run_service";
-    fn log(&self) -> &LogArgs {
-        &self.log
+    fn common(&self) -> &CommonArgs {
+        &self.common
     }
 }

@@ -16,9 +16,7 @@ pub mod store;
 pub mod sweeper;
 
 use anyhow::Context as _;
-use runplane_api::workflowrun::v1::workflow_run_service_server::{
-    SERVICE_NAME, WorkflowRunServiceServer,
-};
+use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServiceServer;
 use runplane_kit::auth::TokenAuthenticator;
 
 pub use config::Config;
@@ -51,13 +49,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.auth_cache_capacity,
     );
     let service = handler::WorkflowRunHandler::new(store, auth);
-    let routes = tonic::service::Routes::new(WorkflowRunServiceServer::new(service));
     runplane_kit::grpc::serve(
         listener,
-        routes,
-        &[SERVICE_NAME],
-        &config.server,
-        runplane_kit::shutdown::signal(),
+        WorkflowRunServiceServer::new(service),
+        &config.common.server,
     )
     .await
 }

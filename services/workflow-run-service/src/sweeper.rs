@@ -61,3 +61,68 @@ pub async fn sweep(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::store;
+
+    #[tokio::test]
+    async fn sweeping_expires_only_runs_past_the_timeout_and_only_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let wf = store
+            .find_or_create_workflow("org", "default", "nightly")
+            .await
+            .expect("wf");
+        let stale = store
+            .start_run(&wf, "UNSPECIFIED", "")
+            .await
+            .expect("start");
+        let finished = store
+            .start_run(&wf, "UNSPECIFIED", "")
+            .await
+            .expect("start");
+        store
+            .finish_run(Finish {
+                org_id: Some("org"),
+                run_id: &finished.id,
+                outcome: RunStatus::Success,
+                reason: "",
+            })
+            .await
+            .expect("finish");
+
+        // Nothing is older than an hour yet.
+        assert_eq!(
+            sweep(&store, Duration::from_secs(3600), "late")
+                .await
+                .expect("sweep"),
+            0
+        );
+        // With a zero timeout the in-progress run is past due; the finished one is left alone.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            sweep(&store, Duration::ZERO, "late").await.expect("sweep"),
+            1
+        );
+        assert_eq!(
+            sweep(&store, Duration::ZERO, "late").await.expect("sweep"),
+            0
+        );
+
+        let expired = store.get_run("org", &stale.id).await.expect("get");
+        assert_eq!(
+            (expired.status.as_str(), expired.reason.as_str()),
+            ("expired", "late")
+        );
+        assert_eq!(
+            store
+                .get_run("org", &finished.id)
+                .await
+                .expect("get")
+                .status,
+            "success"
+        );
+    }
+}

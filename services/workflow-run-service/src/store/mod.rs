@@ -29,22 +29,12 @@ impl Store {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use std::time::Duration;
-
-    use runplane_kit::database::DatabaseArgs;
-
     /// A store over a fresh SQLite file in `dir`.
     pub(crate) async fn store(dir: &tempfile::TempDir) -> super::Store {
-        let url = format!("sqlite://{}", dir.path().join("workflow-run.db").display());
-        let args = DatabaseArgs {
-            db_max_connections: 1,
-            db_connect_timeout: Duration::from_secs(2),
-            db_acquire_timeout: Duration::from_secs(2),
-        };
-        let db =
-            runplane_kit::database::connect_and_migrate::<crate::migration::Migrator>(&url, &args)
-                .await
-                .expect("connect");
+        let path = dir.path().join("workflow-run.db");
+        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+            .await
+            .expect("open");
         super::Store::new(db, vec![10.0, 60.0])
     }
 }
