@@ -211,7 +211,7 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
                     started.id,
                     started.project,
                     started.workflow,
-                    runner_env_name(started.runner_type())
+                    runplane_kit::names::runner(started.runner_type())
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -392,11 +392,6 @@ fn status_text(status: RunStatus) -> &'static str {
         RunStatus::Canceled => "canceled",
         RunStatus::Unspecified => "unknown",
     }
-}
-
-fn runner_env_name(runner: RunnerType) -> &'static str {
-    let name = runner.as_str_name();
-    name.strip_prefix("RUNNER_TYPE_").unwrap_or(name)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod database;
 pub mod grpc;
+pub mod names;
 pub mod page_token;
 pub mod secret;
 pub mod service;

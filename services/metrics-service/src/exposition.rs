@@ -3,6 +3,7 @@
 
 use prometheus::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
+use runplane_kit::names;
 
 /// `chainloop_workflow_up`: whether the last finished run succeeded.
 pub const WORKFLOW_UP: &str = "chainloop_workflow_up";
@@ -27,7 +28,7 @@ pub fn families(org: &str, workflows: &[WorkflowMetrics]) -> Vec<MetricFamily> {
             metric.set_label(labels(&[
                 ("org", org),
                 ("project", &w.project),
-                ("runner", runner_label(last.runner_type())),
+                ("runner", names::runner(last.runner_type())),
                 ("workflow", &w.workflow),
             ]));
             up.push(metric);
@@ -53,8 +54,8 @@ pub fn families(org: &str, workflows: &[WorkflowMetrics]) -> Vec<MetricFamily> {
             metric.set_label(labels(&[
                 ("org", org),
                 ("project", &w.project),
-                ("runner", runner_label(d.runner_type())),
-                ("status", status_label(d.status())),
+                ("runner", names::runner(d.runner_type())),
+                ("status", names::status(d.status())),
                 ("workflow", &w.workflow),
             ]));
             durations.push(metric);
@@ -107,24 +108,6 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
             pair
         })
         .collect()
-}
-
-/// The `runner` label: Chainloop's runner names, `UNSPECIFIED` when unknown.
-pub fn runner_label(runner: runplane_api::workflowrun::v1::RunnerType) -> &'static str {
-    let name = runner.as_str_name();
-    name.strip_prefix("RUNNER_TYPE_").unwrap_or(name)
-}
-
-/// The `status` label.
-pub fn status_label(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Success => "success",
-        RunStatus::Error => "error",
-        RunStatus::Canceled => "canceled",
-        RunStatus::Expired => "expired",
-        RunStatus::Initialized => "initialized",
-        RunStatus::Unspecified => "unspecified",
-    }
 }
 
 #[cfg(test)]

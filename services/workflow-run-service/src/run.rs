@@ -1,7 +1,7 @@
 //! Runs and workflows as the domain sees them: statuses, runner types, and the
 //! rules for what a runner may send.
 
-use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
+use runplane_api::workflowrun::v1::RunStatus;
 
 use crate::error::Error;
 
@@ -14,41 +14,9 @@ pub const MAX_URL: usize = 2048;
 /// Longest finish reason, in characters.
 pub const MAX_REASON: usize = 1000;
 
-/// A run status as stored and as shown in metric labels.
-pub fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Initialized => "initialized",
-        RunStatus::Success => "success",
-        RunStatus::Error => "error",
-        RunStatus::Expired => "expired",
-        RunStatus::Canceled => "canceled",
-        RunStatus::Unspecified => "unspecified",
-    }
-}
-
-/// A stored status read back; anything unknown reads as UNSPECIFIED.
-pub fn parse_status(stored: &str) -> RunStatus {
-    match stored {
-        "initialized" => RunStatus::Initialized,
-        "success" => RunStatus::Success,
-        "error" => RunStatus::Error,
-        "expired" => RunStatus::Expired,
-        "canceled" => RunStatus::Canceled,
-        _ => RunStatus::Unspecified,
-    }
-}
-
-/// A runner type as stored and as shown in the `runner` label: Chainloop's
-/// names (`GITHUB_ACTION`, …), `UNSPECIFIED` when unknown.
-pub fn runner_name(runner: RunnerType) -> &'static str {
-    let name = runner.as_str_name();
-    name.strip_prefix("RUNNER_TYPE_").unwrap_or(name)
-}
-
-/// A stored runner type read back.
-pub fn parse_runner(stored: &str) -> RunnerType {
-    RunnerType::from_str_name(&format!("RUNNER_TYPE_{stored}")).unwrap_or(RunnerType::Unspecified)
-}
+pub use runplane_kit::names::{
+    parse_runner, parse_status, runner as runner_name, status as status_name,
+};
 
 /// Checks a workflow or project name: 1 to 200 characters, no control characters,
 /// no leading or trailing white space.
@@ -108,28 +76,6 @@ pub fn reportable_outcome(raw: i32) -> Result<RunStatus, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_and_runners_round_trip() {
-        for s in [
-            RunStatus::Initialized,
-            RunStatus::Success,
-            RunStatus::Error,
-            RunStatus::Expired,
-            RunStatus::Canceled,
-        ] {
-            assert_eq!(parse_status(status_name(s)), s);
-        }
-        assert_eq!(runner_name(RunnerType::GithubAction), "GITHUB_ACTION");
-        assert_eq!(runner_name(RunnerType::Unspecified), "UNSPECIFIED");
-        for r in [
-            RunnerType::GitlabPipeline,
-            RunnerType::TektonPipeline,
-            RunnerType::Unspecified,
-        ] {
-            assert_eq!(parse_runner(runner_name(r)), r);
-        }
-    }
 
     #[test]
     fn names_urls_and_outcomes() {
