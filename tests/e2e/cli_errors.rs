@@ -2,7 +2,7 @@
 
 use crate::support::Suite;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_errors_are_clear() {
     let mut suite = Suite::new("");
     suite.up().await;

@@ -29,7 +29,7 @@ fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
     let mut suite = Suite::new("");
     suite.up().await;

@@ -9,6 +9,7 @@ mod support;
 mod cli_errors;
 mod docs;
 mod grpc_api;
+mod reflection;
 mod restart;
 mod scrape_status;
 mod supervision;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::Suite;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_answers_each_failure_with_the_right_status() {
     let mut suite = Suite::new("");
     suite.up().await;

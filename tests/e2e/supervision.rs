@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::{Suite, grpc_serving};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_service_dying_stops_the_suite_with_a_failure() {
     let mut suite = Suite::new("");
     suite.up().await;
@@ -37,7 +37,7 @@ async fn one_service_dying_stops_the_suite_with_a_failure() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_file_fails_fast_with_a_clear_message() {
     let suite = Suite::new("metrics_service:\n  listen_adress: 127.0.0.1:1\n");
     let metrics_addr = suite.addrs[3].to_string();

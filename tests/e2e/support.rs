@@ -376,6 +376,10 @@ impl Suite {
     }
 }
 
+/// Dropping a suite stops its processes. Tests run on a multi-threaded runtime
+/// (`#[tokio::test(flavor = "multi_thread")]`) so that, while this blocks one
+/// thread, the test's own gRPC connections still answer the servers' GOAWAY and
+/// the servers stop at once instead of waiting out their drain timeout.
 impl Drop for Suite {
     fn drop(&mut self) {
         // Never leave processes behind: ask nicely, then insist.

@@ -3,7 +3,7 @@
 
 use crate::support::Suite;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstreams_are_503_and_recovery_needs_no_restart() {
     let mut suite = Suite::new("");
     for service in ["org-service", "token-service", "metrics-service"] {

@@ -10,7 +10,7 @@ use crate::support::{Suite, bearer, grpc_serving, promtool_check};
 /// Histogram bounds chosen so that a ~1 s run and an instant one land in different buckets.
 const BUCKETS: &str = "workflow_run_service:\n  run_duration_buckets: [0.5, 5, 60]\n";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_on_the_embedded_default() {
     let mut suite = Suite::new(BUCKETS);
     suite.up().await;
