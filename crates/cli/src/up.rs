@@ -32,6 +32,11 @@ pub(crate) struct UpArgs {
     /// HTTP address of metrics-service.
     #[arg(long, env = "RUNPLANE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// One PostgreSQL database for the three stateful services, each in its own
+    /// schema (postgres://USER[:PASSWORD]@HOST:PORT/DB). Default: SQLite files in
+    /// the data directory.
+    #[arg(long, env = "RUNPLANE_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 /// One service of the suite.
@@ -81,6 +86,7 @@ struct Plan {
     data_dir: PathBuf,
     admin_token_file: PathBuf,
     config: Option<PathBuf>,
+    database_url: Option<String>,
     /// Listen addresses, in [`SERVICES`] order.
     addrs: Vec<SocketAddr>,
 }
@@ -96,6 +102,7 @@ impl Plan {
             data_dir: global.data_dir.clone(),
             admin_token_file: PathBuf::new(),
             config: args.config,
+            database_url: args.database_url,
             addrs: Vec::new(),
         };
         // Addresses: flags and RUNPLANE_* variables, then the config file, then the
@@ -162,14 +169,17 @@ impl Plan {
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }
-        // The embedded default, unless the config file chose a database.
-        if let Some(file) = service.database
-            && self
+        // --database-url, else the config file's choice, else the embedded default.
+        if let Some(file) = service.database {
+            if let Some(url) = &self.database_url {
+                command.arg("--database-url").arg(url);
+            } else if self
                 .file_setting(service.section, "database_url")?
                 .is_none()
-        {
-            let url = format!("sqlite://{}", self.data_dir.join(file).display());
-            command.arg("--database-url").arg(url);
+            {
+                let url = format!("sqlite://{}", self.data_dir.join(file).display());
+                command.arg("--database-url").arg(url);
+            }
         }
         let [org, token, workflow_run, _] =
             [self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]];
@@ -207,9 +217,12 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
         return Err(e);
     }
 
+    let data = match &plan.database_url {
+        Some(url) => runplane_kit::database::redact(url),
+        None => plan.data_dir.display().to_string(),
+    };
     println!(
-        "runplane is up. Data in {}, admin credential in {}.",
-        plan.data_dir.display(),
+        "runplane is up. Data in {data}, admin credential in {}.",
         plan.admin_token_file.display()
     );
     for ((service, addr), (_, child)) in SERVICES.iter().zip(&plan.addrs).zip(&children) {

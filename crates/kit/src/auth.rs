@@ -129,12 +129,12 @@ pub struct AdminArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminCredentialError {
     #[error(
-        "cannot read the admin credential from {path}: {source} \
+        "cannot read the admin credential from {path}: {cause} \
          (set RUNPLANE_ADMIN_TOKEN, or --admin-token-file, or start the suite with `runplane up`)"
     )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the admin credential in {origin} is malformed ({reason}); it must look like rpa_…")]
     Malformed {
@@ -169,9 +169,9 @@ impl AdminCredential {
 
     /// Loads the credential from a file (surrounding white space ignored).
     pub fn from_file(path: &Path) -> Result<Self, AdminCredentialError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AdminCredentialError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| AdminCredentialError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::from_secret(text.trim(), &path.display().to_string())
     }

@@ -45,15 +45,15 @@ pub const SHARED_KEYS: &[&str] = &[
 /// A configuration problem, reported before the service starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("config file {path} is not valid YAML: {source}")]
+    #[error("config file {path} is not valid YAML: {cause}")]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        cause: serde_yaml::Error,
     },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -110,14 +110,14 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 /// The settings that apply to `section`: the shared top-level keys, overridden by
 /// the section's own keys, each rendered as a command-line value.
 pub fn file_settings(path: &Path, section: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     parse_settings(&text, section).map_err(|e| match e {
-        SettingsError::Yaml(source) => ConfigError::Parse {
+        SettingsError::Yaml(cause) => ConfigError::Parse {
             path: path.to_owned(),
-            source,
+            cause,
         },
         SettingsError::Invalid(message) => ConfigError::Invalid {
             path: path.to_owned(),

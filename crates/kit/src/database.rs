@@ -3,13 +3,19 @@
 //! `sqlite://…` is the embedded default: WAL journal, `synchronous=NORMAL`
 //! (a committed transaction survives a crash of the process), a busy timeout,
 //! and one connection, so that writes are serialised in the process rather than
-//! fought over with SQLITE_BUSY. `postgres://…` is for production.
+//! fought over with SQLITE_BUSY. `postgres://…` is for production: each service
+//! keeps its tables in its own schema, and its migrations run in one
+//! transaction under an advisory lock, so replicas that start together apply
+//! each migration exactly once.
 
 use std::path::Path;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 /// Connection pool settings every service accepts.
@@ -24,6 +30,10 @@ pub struct DatabaseArgs {
     /// How long a request waits for a free pooled connection.
     #[arg(long, env = "RUNPLANE_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub db_acquire_timeout: Duration,
+    /// PostgreSQL schema for this service's tables (default: the service's own,
+    /// e.g. `org_service`), created if missing. Ignored by SQLite.
+    #[arg(long, env = "RUNPLANE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
 }
 
 /// The database could not be opened or migrated.
@@ -31,27 +41,77 @@ pub struct DatabaseArgs {
 pub enum DatabaseError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
-    #[error("cannot create the directory for {url}: {source}")]
-    CreateDir { url: String, source: std::io::Error },
-    #[error("cannot connect to {url}: {source}")]
-    Connect { url: String, source: DbErr },
-    #[error("cannot migrate {url}: {source}")]
-    Migrate { url: String, source: DbErr },
+    #[error("cannot create the directory for {url}: {cause}")]
+    CreateDir { url: String, cause: std::io::Error },
+    #[error("cannot connect to {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error("cannot migrate {url}: {cause}")]
+    Migrate { url: String, cause: DbErr },
+    #[error(
+        "invalid database schema {0:?}: use 1 to 63 characters of a-z, 0-9 and _, starting with a letter or _"
+    )]
+    InvalidSchema(String),
 }
 
-/// Connects to `url` and applies the service's migrations `M`.
+/// Connects to `url` and applies the service's migrations `M`. On PostgreSQL
+/// the tables live in `args.database_schema`, or `default_schema` when unset.
 pub async fn connect_and_migrate<M: MigratorTrait>(
     url: &str,
     args: &DatabaseArgs,
+    default_schema: &str,
 ) -> Result<DatabaseConnection, DatabaseError> {
-    let db = connect(url, args).await?;
-    M::up(&db, None)
-        .await
-        .map_err(|source| DatabaseError::Migrate {
-            url: redact(url),
-            source,
-        })?;
+    let schema = args.database_schema.as_deref().unwrap_or(default_schema);
+    let db = connect(url, args, schema).await?;
+    let migrate = |cause| DatabaseError::Migrate {
+        url: redact(url),
+        cause,
+    };
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            // One transaction, behind a lock keyed by the schema: a replica that
+            // starts at the same time waits, then finds nothing left to apply.
+            let txn = db.begin().await.map_err(migrate)?;
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({})",
+                advisory_key(schema)
+            ))
+            .await
+            .map_err(migrate)?;
+            txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+                .map_err(migrate)?;
+            M::up(&txn, None).await.map_err(migrate)?;
+            txn.commit().await.map_err(migrate)?;
+        }
+        _ => M::up(&db, None).await.map_err(migrate)?,
+    }
     Ok(db)
+}
+
+/// The advisory lock that serialises migrations of one schema.
+fn advisory_key(schema: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("runplane-migrate:{schema}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Checks a PostgreSQL schema name (it is spliced into SQL, so it must be plain).
+fn validate_schema(schema: &str) -> Result<(), DatabaseError> {
+    let ok = (1..=63).contains(&schema.len())
+        && schema
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DatabaseError::InvalidSchema(schema.to_owned()))
+    }
 }
 
 /// Opens (creating it if needed) the SQLite file at `path` with default pool
@@ -64,12 +124,18 @@ pub async fn open_sqlite<M: MigratorTrait>(
         db_max_connections: 1,
         db_connect_timeout: Duration::from_secs(5),
         db_acquire_timeout: Duration::from_secs(5),
+        database_schema: None,
     };
-    connect_and_migrate::<M>(&format!("sqlite://{}", path.display()), &args).await
+    connect_and_migrate::<M>(&format!("sqlite://{}", path.display()), &args, "main").await
 }
 
-/// Connects to `url` with the pool settings in `args`.
-pub async fn connect(url: &str, args: &DatabaseArgs) -> Result<DatabaseConnection, DatabaseError> {
+/// Connects to `url` with the pool settings in `args`; on PostgreSQL every
+/// connection's `search_path` is `schema`.
+pub async fn connect(
+    url: &str,
+    args: &DatabaseArgs,
+    schema: &str,
+) -> Result<DatabaseConnection, DatabaseError> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(args.db_connect_timeout)
@@ -80,9 +146,9 @@ pub async fn connect(url: &str, args: &DatabaseArgs) -> Result<DatabaseConnectio
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|source| DatabaseError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|cause| DatabaseError::CreateDir {
                 url: url.to_owned(),
-                source,
+                cause,
             })?;
         }
         options
@@ -96,16 +162,40 @@ pub async fn connect(url: &str, args: &DatabaseArgs) -> Result<DatabaseConnectio
                     .foreign_keys(true)
             });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        options.max_connections(args.db_max_connections.max(1));
+        validate_schema(schema)?;
+        options
+            .max_connections(args.db_max_connections.max(1))
+            .set_schema_search_path(schema.to_owned());
     } else {
         return Err(DatabaseError::UnsupportedUrl(redact(url)));
     }
-    Database::connect(options)
-        .await
-        .map_err(|source| DatabaseError::Connect {
-            url: redact(url),
-            source,
-        })
+    match Database::connect(options).await {
+        Ok(db) => Ok(db),
+        Err(pool_error) => {
+            // The pool reports only that it timed out; one direct attempt says why.
+            let cause = diagnose_postgres(url, args.db_connect_timeout)
+                .await
+                .unwrap_or_else(|| pool_error.to_string());
+            Err(DatabaseError::Connect {
+                url: redact(url),
+                cause,
+            })
+        }
+    }
+}
+
+/// Why a single PostgreSQL connection to `url` fails, if it is PostgreSQL and does.
+async fn diagnose_postgres(url: &str, timeout: Duration) -> Option<String> {
+    use sea_orm::sqlx::ConnectOptions as _;
+    let options: sea_orm::sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+    }
 }
 
 /// The path part of a `sqlite:` URL (may be `:memory:`), or `None` for other URLs.
@@ -178,6 +268,17 @@ mod tests {
     }
 
     #[test]
+    fn schema_names_are_plain_identifiers() {
+        for ok in ["org_service", "_x", "a1"] {
+            assert!(validate_schema(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Org", "1a", "a-b", "a\"b", "a;drop", &"a".repeat(64)] {
+            assert!(validate_schema(bad).is_err(), "{bad}");
+        }
+        assert_ne!(advisory_key("org_service"), advisory_key("token_service"));
+    }
+
+    #[test]
     fn sqlite_paths() {
         assert_eq!(sqlite_path("sqlite://a/b.db?mode=rwc"), Some("a/b.db"));
         assert_eq!(sqlite_path("sqlite:x.db"), Some("x.db"));
@@ -193,11 +294,14 @@ mod tests {
             db_max_connections: 4,
             db_connect_timeout: Duration::from_secs(2),
             db_acquire_timeout: Duration::from_secs(2),
+            database_schema: None,
         };
-        let db = connect(&url, &args).await.expect("connect");
+        let db = connect(&url, &args, "main").await.expect("connect");
         db.ping().await.expect("ping");
         assert!(path.exists());
-        let err = connect("mysql://x", &args).await.expect_err("unsupported");
+        let err = connect("mysql://x", &args, "main")
+            .await
+            .expect_err("unsupported");
         assert!(err.to_string().contains("unsupported"), "{err}");
     }
 }

@@ -29,6 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
+        "org_service",
     )
     .await?;
     tracing::info!(

@@ -28,6 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
+        "token_service",
     )
     .await?;
     let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);

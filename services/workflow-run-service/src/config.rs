@@ -43,6 +43,13 @@ pub struct Config {
     /// How often the sweeper looks for runs past the run timeout.
     #[arg(long, env = "RUNPLANE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+    /// Finished runs older than this are deleted (0s: keep forever). The metrics
+    /// are unaffected: they come from aggregates that retention never touches.
+    #[arg(long, env = "RUNPLANE_RUN_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub run_retention: Duration,
+    /// How often retention looks for runs to delete.
+    #[arg(long, env = "RUNPLANE_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
     /// Upper bounds, in seconds, of the run duration histogram's buckets, for
     /// histograms created from now on (existing series keep theirs).
     #[arg(

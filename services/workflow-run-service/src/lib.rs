@@ -3,7 +3,8 @@
 //!
 //! Transport ([`handler`]) → domain ([`run`], [`histogram`], [`error`]) →
 //! storage ([`store`]) over its own tables ([`entity`], [`migration`]), plus
-//! the [`sweeper`] that expires runs nobody finished.
+//! two background tasks: the [`sweeper`] that expires runs nobody finished,
+//! and [`retention`], which deletes old finished runs.
 
 pub mod config;
 pub mod entity;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod handler;
 pub mod histogram;
 pub mod migration;
+pub mod retention;
 pub mod run;
 pub mod store;
 pub mod sweeper;
@@ -26,8 +28,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     histogram::validate_buckets(&config.run_duration_buckets)
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    if config.run_timeout.is_zero() || config.sweep_interval.is_zero() {
-        anyhow::bail!("invalid configuration: run_timeout and sweep_interval must be above zero");
+    if config.run_timeout.is_zero()
+        || config.sweep_interval.is_zero()
+        || config.retention_interval.is_zero()
+    {
+        anyhow::bail!(
+            "invalid configuration: run_timeout, sweep_interval and retention_interval must be above zero"
+        );
     }
     let token_channel =
         runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
@@ -35,6 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
+        "workflow_run_service",
     )
     .await?;
     let store = store::Store::new(db, config.run_duration_buckets.clone());

@@ -3,15 +3,17 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_workflows_and_runs;
+mod m20261124_000002_index_finished_runs;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261124_000001_create_workflows_and_runs::Migration,
-        )]
+        vec![
+            Box::new(m20261124_000001_create_workflows_and_runs::Migration),
+            Box::new(m20261124_000002_index_finished_runs::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

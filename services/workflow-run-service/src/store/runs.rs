@@ -1,7 +1,7 @@
 //! Runs: started, finished (once), expired by the sweeper, listed newest first.
 
 use runplane_api::workflowrun::v1::RunStatus;
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::{Condition, Expr, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -215,6 +215,28 @@ impl Store {
             query = query.filter(run::Column::Id.lt(before));
         }
         Ok(query.all(&self.db).await?)
+    }
+
+    /// Deletes up to `limit` runs that finished before `finished_before_ms`,
+    /// oldest first, and says how many it deleted. The aggregates are left as
+    /// they are: the metrics keep counting every run ever finished.
+    pub async fn delete_finished_runs(
+        &self,
+        finished_before_ms: i64,
+        limit: u64,
+    ) -> Result<u64, Error> {
+        let oldest = Query::select()
+            .column(run::Column::Id)
+            .from(run::Entity)
+            .and_where(run::Column::FinishedAtMs.lt(finished_before_ms))
+            .order_by(run::Column::FinishedAtMs, Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let result = run::Entity::delete_many()
+            .filter(run::Column::Id.in_subquery(oldest))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
     }
 
     /// Ids of up to `limit` runs still in progress that started before `started_before_ms`.
