@@ -83,9 +83,17 @@ pub(crate) struct Scrape {
     pub(crate) body: String,
 }
 
-/// Four services on free ports, with their data in a temporary directory.
+/// Environment variable naming a PostgreSQL server (`postgres://USER@HOST:PORT`):
+/// when set, every suite keeps its data in a database of its own there, created
+/// for it and dropped afterwards, instead of SQLite files.
+pub(crate) const POSTGRES_ENV: &str = "RUNPLANE_TEST_POSTGRES";
+
+/// Four services on free ports, with their data in a temporary directory (or a
+/// fresh PostgreSQL database, see [`POSTGRES_ENV`]).
 pub(crate) struct Suite {
     pub(crate) dir: tempfile::TempDir,
+    /// The suite's PostgreSQL server and database, in PostgreSQL mode.
+    postgres: Option<(String, String)>,
     pub(crate) addrs: [SocketAddr; 4],
     pub(crate) config: PathBuf,
     bin: PathBuf,
@@ -108,7 +116,26 @@ impl Suite {
             ),
         )
         .expect("write config");
+        let postgres = std::env::var(POSTGRES_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|server| {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let server = server.trim_end_matches('/').to_owned();
+                let name = format!(
+                    "runplane_e2e_{}_{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::SeqCst)
+                );
+                psql(
+                    &format!("{server}/postgres"),
+                    &format!("CREATE DATABASE {name}"),
+                );
+                (server, name)
+            });
         Suite {
+            postgres,
             addrs: free_ports(),
             config,
             dir,
@@ -126,6 +153,18 @@ impl Suite {
         self.dir.path().join("data")
     }
 
+    /// The suite's PostgreSQL database URL, in PostgreSQL mode.
+    pub(crate) fn database_url(&self) -> Option<String> {
+        self.postgres
+            .as_ref()
+            .map(|(server, name)| format!("{server}/{name}"))
+    }
+
+    /// Runs SQL in the suite's PostgreSQL database and returns psql's unaligned output.
+    pub(crate) fn sql(&self, query: &str) -> String {
+        psql(&self.database_url().expect("PostgreSQL mode"), query)
+    }
+
     pub(crate) fn metrics_url(&self, org: &str) -> String {
         format!("http://{}/prom/{org}/metrics", self.addrs[3])
     }
@@ -139,6 +178,10 @@ impl Suite {
             .args(["up", "--config"])
             .arg(&self.config)
             .args(["--metrics-addr", &self.addrs[3].to_string()])
+            .args(
+                self.database_url()
+                    .map(|url| format!("--database-url={url}")),
+            )
             .stdout(stdout)
             .stderr(stderr);
         let mut child = command.spawn().expect("spawn runplane up");
@@ -203,12 +246,67 @@ impl Suite {
         wait_exit(&mut child, within).await
     }
 
-    /// Starts one service directly (without `up`), and waits until it is ready.
+    /// Starts one service directly (without `up`) on its usual address, and
+    /// waits until it is ready.
     pub(crate) async fn start_service(&mut self, name: &'static str) {
         let index = SERVICES
             .iter()
             .position(|s| *s == name)
             .expect("known service");
+        let peers = [self.addrs[0], self.addrs[1], self.addrs[2]];
+        self.start_instance(name, self.addrs[index], peers).await;
+    }
+
+    /// Starts one instance of a service on `listen`, talking to the given
+    /// org-service, token-service and workflow-run-service: replicas share the
+    /// database, each has its own address.
+    pub(crate) async fn start_instance(
+        &mut self,
+        name: &'static str,
+        listen: SocketAddr,
+        peers: [SocketAddr; 3],
+    ) {
+        self.start_instances(name, &[listen], peers).await;
+    }
+
+    /// Starts several instances of a service at the same moment (all processes
+    /// first, then waits for each), as replicas do when a deployment rolls out.
+    pub(crate) async fn start_instances(
+        &mut self,
+        name: &'static str,
+        listens: &[SocketAddr],
+        peers: [SocketAddr; 3],
+    ) {
+        let children: Vec<(SocketAddr, Child)> = listens
+            .iter()
+            .map(|listen| (*listen, self.spawn_instance(name, *listen, peers)))
+            .collect();
+        for (listen, mut child) in children {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    panic!("{name} exited ({status}):\n{}", self.log());
+                }
+                if self.ready(name, listen).await {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not become ready:\n{}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.services.push((name, child));
+        }
+    }
+
+    fn spawn_instance(
+        &self,
+        name: &'static str,
+        listen: SocketAddr,
+        [org, token, workflow_run]: [SocketAddr; 3],
+    ) -> Child {
         let admin = self.data_dir().join("admin-token");
         if !admin.exists() {
             std::fs::create_dir_all(self.data_dir()).expect("data dir");
@@ -225,48 +323,35 @@ impl Suite {
         command
             .arg("--config")
             .arg(&self.config)
-            .args(["--listen-addr", &self.addrs[index].to_string()])
+            .args(["--listen-addr", &listen.to_string()])
             .stdout(Stdio::null())
             .stderr(log);
         if name != "workflow-run-service" {
             command.arg("--admin-token-file").arg(&admin);
         }
         if name != "metrics-service" {
-            let db = self.data_dir().join(format!("{name}.db"));
-            command
-                .arg("--database-url")
-                .arg(format!("sqlite://{}", db.display()));
+            let url = self.database_url().unwrap_or_else(|| {
+                format!(
+                    "sqlite://{}",
+                    self.data_dir().join(format!("{name}.db")).display()
+                )
+            });
+            command.arg("--database-url").arg(url);
         }
-        let peers: &[(&str, usize)] = match name {
-            "token-service" => &[("--org-service-addr", 0)],
-            "workflow-run-service" => &[("--token-service-addr", 1)],
+        let peers: &[(&str, SocketAddr)] = match name {
+            "token-service" => &[("--org-service-addr", org)],
+            "workflow-run-service" => &[("--token-service-addr", token)],
             "metrics-service" => &[
-                ("--org-service-addr", 0),
-                ("--token-service-addr", 1),
-                ("--workflow-run-service-addr", 2),
+                ("--org-service-addr", org),
+                ("--token-service-addr", token),
+                ("--workflow-run-service-addr", workflow_run),
             ],
             _ => &[],
         };
         for (flag, peer) in peers {
-            command.args([*flag, &self.addrs[*peer].to_string()]);
+            command.args([*flag, &peer.to_string()]);
         }
-        let mut child = command.spawn().expect("spawn service");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!("{name} exited ({status}):\n{}", self.log());
-            }
-            if self.ready(index).await {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not become ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.services.push((name, child));
+        command.spawn().expect("spawn service")
     }
 
     /// Stops a directly started service with SIGTERM and waits for it.
@@ -281,12 +366,12 @@ impl Suite {
         wait_exit(&mut child, Duration::from_secs(30)).await
     }
 
-    async fn ready(&self, index: usize) -> bool {
-        if index == 3 {
-            let url = format!("http://{}/readyz", self.addrs[3]);
+    async fn ready(&self, name: &str, addr: SocketAddr) -> bool {
+        if name == "metrics-service" {
+            let url = format!("http://{addr}/readyz");
             matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
         } else {
-            grpc_serving(self.addrs[index], "").await
+            grpc_serving(addr, "").await
         }
     }
 
@@ -396,7 +481,34 @@ impl Drop for Suite {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some((server, name)) = &self.postgres {
+            psql(
+                &format!("{server}/postgres"),
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
     }
+}
+
+/// Runs SQL with psql against `url` and returns its unaligned output.
+fn psql(url: &str, query: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", query])
+        .output()
+        .expect("psql is required in PostgreSQL mode (Debian: postgresql-client)");
+    assert!(
+        output.status.success(),
+        "psql {query:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A free port on the loopback interface.
+pub(crate) fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
 }
 
 /// A connected gRPC channel to `addr`.

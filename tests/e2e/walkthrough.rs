@@ -282,9 +282,25 @@ async fn walkthrough_on_the_embedded_default() {
         "{body}"
     );
 
-    // The data lives in real SQLite files under the data directory.
-    for db in ["org.db", "token.db", "workflow-run.db"] {
-        assert!(suite.data_dir().join(db).is_file(), "{db} missing");
+    // The data lives in real SQLite files under the data directory, or in each
+    // service's own schema of the PostgreSQL database.
+    if suite.database_url().is_some() {
+        assert_eq!(
+            suite.sql("SELECT name FROM org_service.organizations"),
+            "cyberdyne"
+        );
+        assert_eq!(
+            suite.sql("SELECT count(*) FROM token_service.api_tokens"),
+            "2"
+        );
+        assert_eq!(
+            suite.sql("SELECT count(*) FROM workflow_run_service.runs"),
+            "3"
+        );
+    } else {
+        for db in ["org.db", "token.db", "workflow-run.db"] {
+            assert!(suite.data_dir().join(db).is_file(), "{db} missing");
+        }
     }
     // Ctrl-C stops all four cleanly.
     assert!(suite.stop_up().await.success(), "{}", suite.log());

@@ -51,6 +51,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.run_timeout,
         config.sweep_interval,
     ));
+    if config.run_retention.is_zero() {
+        tracing::info!("run retention is off: finished runs are kept forever");
+    } else {
+        tokio::spawn(retention::run(
+            store.clone(),
+            config.run_retention,
+            config.retention_interval,
+        ));
+    }
     let auth = TokenAuthenticator::cached(
         token_channel,
         config.auth_cache_ttl,
