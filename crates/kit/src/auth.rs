@@ -136,7 +136,10 @@ pub enum AdminCredentialError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("the admin credential in {origin} is malformed ({reason}); it must look like rpa_…")]
+    #[error(
+        "the admin credential in {origin} is malformed ({reason}): use one minted by `runplane up` \
+         (rpa_…) or a random secret of at least 32 visible ASCII characters"
+    )]
     Malformed {
         origin: String,
         reason: secret::MalformedSecret,
@@ -176,13 +179,23 @@ impl AdminCredential {
         Self::from_secret(text.trim(), &path.display().to_string())
     }
 
+    /// Accepts a minted `rpa_…` credential, or one from an operator's own
+    /// secret store (a Helm-generated Secret, say): at least 32 visible ASCII
+    /// characters. An organization token (`rpt_…`) is never an admin credential.
     fn from_secret(secret: &str, origin: &str) -> Result<Self, AdminCredentialError> {
-        secret::parse(SecretKind::Admin, secret).map_err(|reason| {
-            AdminCredentialError::Malformed {
+        let minted = secret::parse(SecretKind::Admin, secret);
+        let operator_provided = secret.len() >= 32
+            && secret.bytes().all(|b| b.is_ascii_graphic())
+            && !secret.starts_with("rpt_")
+            && !secret.starts_with("rpa_");
+        if let Err(reason) = minted
+            && !operator_provided
+        {
+            return Err(AdminCredentialError::Malformed {
                 origin: origin.to_owned(),
                 reason,
-            }
-        })?;
+            });
+        }
         Ok(AdminCredential {
             secret: secret.to_owned(),
             hash: SecretHash::of(secret),
@@ -363,8 +376,14 @@ mod tests {
             Err(AuthError::Missing)
         ));
 
-        std::fs::write(&path, "rpt_not-an-admin-token").expect("write");
-        assert!(AdminCredential::from_file(&path).is_err());
+        // An operator's own strong secret is accepted; short ones and tenant tokens are not.
+        std::fs::write(&path, "Zx8q1hV4oWc9TbPp2LrN6sKe3YfAjG7m").expect("write");
+        assert!(AdminCredential::from_file(&path).is_ok());
+        let tenant = secret::generate(SecretKind::ApiToken).expect("rng");
+        for bad in ["short-secret", tenant.as_str(), "rpa_broken-checksum-but-long-enough-to-pass"] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(AdminCredential::from_file(&path).is_err(), "{bad}");
+        }
         assert!(AdminCredential::from_file(&dir.path().join("missing")).is_err());
     }
 }
