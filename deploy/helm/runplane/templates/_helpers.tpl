@@ -1,0 +1,71 @@
+{{/* The release's base name. */}}
+{{- define "runplane.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "runplane.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "root" $ "component" "org-service"). */}}
+{{- define "runplane.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The container image. */}}
+{{- define "runplane.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The four services: name, values key, protocol, and what each needs. */}}
+{{- define "runplane.components" -}}
+- name: org-service
+  key: orgService
+  protocol: grpc
+  database: true
+  admin: true
+- name: token-service
+  key: tokenService
+  protocol: grpc
+  database: true
+  admin: true
+- name: workflow-run-service
+  key: workflowRunService
+  protocol: grpc
+  database: true
+  admin: false
+- name: metrics-service
+  key: metricsService
+  protocol: http
+  database: false
+  admin: true
+{{- end -}}
+
+{{/* The Secret and key holding the database URL. */}}
+{{- define "runplane.databaseSecret" -}}
+{{- if .Values.database.existingSecret -}}
+{{- .Values.database.existingSecret -}}
+{{- else -}}
+{{- printf "%s-database" (include "runplane.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the admin credential. */}}
+{{- define "runplane.adminSecret" -}}
+{{- if .Values.admin.existingSecret -}}
+{{- .Values.admin.existingSecret -}}
+{{- else -}}
+{{- printf "%s-admin" (include "runplane.fullname" .) -}}
+{{- end -}}
+{{- end -}}
