@@ -10,6 +10,7 @@ mod cli_errors;
 mod docs;
 mod grpc_api;
 mod postgres;
+mod prometheus;
 mod reflection;
 mod restart;
 mod retention;

@@ -380,7 +380,11 @@ mod tests {
         std::fs::write(&path, "Zx8q1hV4oWc9TbPp2LrN6sKe3YfAjG7m").expect("write");
         assert!(AdminCredential::from_file(&path).is_ok());
         let tenant = secret::generate(SecretKind::ApiToken).expect("rng");
-        for bad in ["short-secret", tenant.as_str(), "rpa_broken-checksum-but-long-enough-to-pass"] {
+        for bad in [
+            "short-secret",
+            tenant.as_str(),
+            "rpa_broken-checksum-but-long-enough-to-pass",
+        ] {
             std::fs::write(&path, bad).expect("write");
             assert!(AdminCredential::from_file(&path).is_err(), "{bad}");
         }
