@@ -7,11 +7,13 @@
 
 mod metrics;
 mod runs;
+mod seed;
 mod workflows;
 
 use sea_orm::DatabaseConnection;
 
 pub use runs::{Finish, RunFilter};
+pub use seed::SeedPlan;
 
 /// Workflows, runs and their aggregates, persisted.
 #[derive(Clone)]

@@ -1,0 +1,343 @@
+//! `runplane-bench`: the real suite (four processes, from the release build)
+//! on SQLite and PostgreSQL, measured side by side with its floors, printed as
+//! a Markdown report. See docs/benchmarks.md for the command and the figures.
+
+mod ingest;
+mod scrape;
+mod stats;
+mod suite;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use runplane_kit::database::DatabaseArgs;
+use workflow_run_service::histogram::DEFAULT_BUCKETS;
+use workflow_run_service::store::{SeedPlan, Store};
+
+use crate::suite::{Backend, Suite};
+
+/// Benchmarks runplane against its floors.
+#[derive(Debug, Parser)]
+#[command(name = "runplane-bench", version, about)]
+struct Args {
+    /// Seconds and small sizes, for CI: proves the benchmark runs; its figures mean little.
+    #[arg(long)]
+    quick: bool,
+    /// Which database to run on.
+    #[arg(long, value_enum, default_value_t = Which::Both)]
+    backend: Which,
+    /// PostgreSQL server (a user that may create databases); the benchmark makes its own database.
+    #[arg(
+        long,
+        env = "RUNPLANE_TEST_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    postgres: String,
+    /// Directory of the runplane binaries (default: this binary's directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Also write the report to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// Sizes of one run of the benchmark.
+struct Plan {
+    ingest_for: Duration,
+    clients: Vec<usize>,
+    org_sizes: Vec<usize>,
+    long_history_runs: usize,
+    scrapes: usize,
+    health_checks: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                ingest_for: Duration::from_secs(1),
+                clients: vec![1, 8, 64],
+                org_sizes: vec![10, 100],
+                long_history_runs: 10_000,
+                scrapes: 10,
+                health_checks: 100,
+            }
+        } else {
+            Plan {
+                ingest_for: Duration::from_secs(10),
+                clients: vec![1, 8, 64],
+                org_sizes: vec![10, 100, 1_000, 10_000],
+                long_history_runs: 1_000_000,
+                scrapes: 100,
+                health_checks: 2_000,
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .to_path_buf(),
+    };
+    let bin_dir = bin_dir
+        .canonicalize()
+        .with_context(|| format!("--bin-dir {}", bin_dir.display()))?;
+    let plan = Plan::new(args.quick);
+    let backends = match args.backend {
+        Which::Sqlite => vec![Backend::Sqlite],
+        Which::Postgres => vec![Backend::Postgres(args.postgres.clone())],
+        Which::Both => vec![Backend::Sqlite, Backend::Postgres(args.postgres.clone())],
+    };
+    let work = std::env::temp_dir().join(format!("runplane-bench-{}", std::process::id()));
+    let mut report = format!(
+        "# runplane benchmark ({} mode)\n\nMachine: {} cores, {}; binaries from {}.\n",
+        if args.quick { "quick" } else { "full" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        machine(),
+        bin_dir.display()
+    );
+    for backend in &backends {
+        eprintln!("runplane-bench: {} ...", backend.name());
+        let section = run(&bin_dir, backend, &plan, &work)
+            .await
+            .with_context(|| backend.name())?;
+        report.push_str(&section);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    print!("{report}");
+    if let Some(path) = args.output {
+        std::fs::write(&path, &report).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+async fn run(
+    bin_dir: &std::path::Path,
+    backend: &Backend,
+    plan: &Plan,
+    work: &std::path::Path,
+) -> anyhow::Result<String> {
+    let mut orgs = vec!["ingest".to_owned()];
+    for n in &plan.org_sizes {
+        orgs.push(format!("s{n}"));
+        orgs.push(format!("l{n}"));
+    }
+    let suite = Suite::start(bin_dir, backend, &orgs, work).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = suite.memory_mib();
+    let mut out = format!("\n## {}\n", backend.name());
+
+    // Floor (a): one gRPC hop.
+    let health = ingest::health_round_trips(suite.addrs[0], plan.health_checks).await?;
+
+    // Ingestion through the API, then the database alone on a database of its own.
+    let (ingest_org, ingest_secret) = suite.org_with_token("ingest").await?;
+    let mut ingestion = Vec::new();
+    for clients in &plan.clients {
+        ingestion.push(
+            ingest::through_api(suite.addrs[2], &ingest_secret, *clients, plan.ingest_for).await?,
+        );
+    }
+    let floor_db = match backend {
+        Backend::Sqlite => format!("sqlite://{}", suite.dir.join("floor.db").display()),
+        Backend::Postgres(_) => suite.workflow_run_db.clone(),
+    };
+    let floor_store = store(&floor_db, "bench_floor").await?;
+    let mut floors_c = Vec::new();
+    for clients in &plan.clients {
+        floors_c.push(
+            ingest::database_alone(floor_store.clone(), &ingest_org, *clients, plan.ingest_for)
+                .await?,
+        );
+    }
+
+    // Scrapes of growing organizations, with short and long histories seeded
+    // straight into workflow-run-service's database through its data layer.
+    let seeder = store(&suite.workflow_run_db, "workflow_run_service").await?;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let mut scrapes = Vec::new();
+    for n in &plan.org_sizes {
+        for (prefix, runs_per_workflow) in [("s", 10), ("l", (plan.long_history_runs / n).max(1))] {
+            let name = format!("{prefix}{n}");
+            let (org_id, secret) = suite.org_with_token(&name).await?;
+            let seed = SeedPlan {
+                org_id,
+                project: "default".into(),
+                workflows: *n,
+                runs_per_workflow,
+                runner: "GITHUB_ACTION".into(),
+            };
+            let runs = seeder.seed_history(&seed).await?;
+            let url = format!("http://{}/prom/{name}/metrics", suite.addrs[3]);
+            let count = if *n >= 10_000 {
+                plan.scrapes.min(30)
+            } else {
+                plan.scrapes
+            };
+            let measured = scrape::scrape(&http, &url, Some(&secret), count).await?;
+            scrapes.push((*n, prefix == "l", runs, measured));
+        }
+    }
+    let reference = scrapes
+        .iter()
+        .filter(|s| !s.1)
+        .min_by_key(|s| s.0.abs_diff(1_000))
+        .context("no scrape")?;
+    let floor_b_addr = scrape::serve_from_memory(reference.3.body.clone()).await?;
+    let floor_b = scrape::scrape(
+        &http,
+        &format!("http://{floor_b_addr}/metrics"),
+        None,
+        plan.scrapes,
+    )
+    .await?;
+    let loaded = suite.memory_mib();
+
+    // The report.
+    let _ = writeln!(
+        out,
+        "\n### Ingestion (run start + finish pairs, real gRPC and token authentication)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| clients | pairs/s | StartRun p50 / p99 (ms) | FinishRun p50 / p99 (ms) | floor (c): database alone, pairs/s | floor ÷ runplane |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    for (i, floor) in ingestion.iter().zip(&floors_c) {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} | {:.2}× |",
+            i.clients,
+            i.pairs_per_second,
+            i.start.p50(),
+            i.start.p99(),
+            i.finish.p50(),
+            i.finish.p99(),
+            floor,
+            floor / i.pairs_per_second
+        );
+    }
+    let _ = writeln!(out, "\n### Scrape (`GET /prom/{{org}}/metrics`)\n");
+    let _ = writeln!(
+        out,
+        "| workflows | history | runs in org | p50 (ms) | p99 (ms) | size | p50 ÷ floor (b) p50 |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|");
+    for (n, long, runs, s) in &scrapes {
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {runs} | {:.2} | {:.2} | {} | {:.1}× |",
+            if *long { "long" } else { "10 runs/workflow" },
+            s.latencies.p50(),
+            s.latencies.p99(),
+            size(s.bytes),
+            s.latencies.p50() / floor_b.latencies.p50()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nLong vs short history, same workflows (p50 ratio, target ≤ 1.2×):"
+    );
+    for n in &plan.org_sizes {
+        let p50 = |long: bool| {
+            scrapes
+                .iter()
+                .find(|s| s.0 == *n && s.1 == long)
+                .map(|s| s.3.latencies.p50())
+                .unwrap_or(f64::NAN)
+        };
+        let _ = write!(out, " {n}: {:.2}×;", p50(true) / p50(false));
+    }
+    let _ = writeln!(out, "\n\n### Floors\n");
+    let _ = writeln!(out, "| floor | p50 (ms) | p99 (ms) | samples |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| (a) gRPC health check, one hop | {:.3} | {:.3} | {} |",
+        health.p50(),
+        health.p99(),
+        health.len()
+    );
+    let _ = writeln!(
+        out,
+        "| (b) HTTP, the {}-workflow scrape's bytes ({}) from memory | {:.3} | {:.3} | {} |",
+        reference.0,
+        size(reference.3.bytes),
+        floor_b.latencies.p50(),
+        floor_b.latencies.p99(),
+        floor_b.latencies.len()
+    );
+    let _ = writeln!(
+        out,
+        "| (c) database alone, start + finish | see ingestion | | |"
+    );
+    let _ = writeln!(out, "\n### Resident memory (MiB)\n");
+    let _ = writeln!(out, "| service | idle | after the load |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for ((name, before), (_, after)) in idle.iter().zip(&loaded) {
+        let _ = writeln!(out, "| {name} | {before:.1} | {after:.1} |");
+    }
+    suite.stop().await?;
+    Ok(out)
+}
+
+async fn store(url: &str, schema: &str) -> anyhow::Result<Store> {
+    let args = DatabaseArgs {
+        db_max_connections: 10,
+        db_connect_timeout: Duration::from_secs(10),
+        db_acquire_timeout: Duration::from_secs(30),
+        database_schema: Some(schema.to_owned()),
+    };
+    let db =
+        runplane_kit::database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
+            url, &args, schema,
+        )
+        .await?;
+    Ok(Store::new(db, DEFAULT_BUCKETS.to_vec()))
+}
+
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default();
+    format!("{cpu}, {memory} memory")
+}
