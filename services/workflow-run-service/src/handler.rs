@@ -23,7 +23,7 @@ use crate::run::{
     DEFAULT_PROJECT, parse_runner, parse_status, reportable_outcome, runner_name, validate_name,
     validate_reason, validate_run_url,
 };
-use crate::store::{Finish, RunFilter, Store};
+use crate::store::{Finish, RunFilter, Store, WorkflowRef};
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
 pub struct WorkflowRunHandler {
@@ -57,13 +57,7 @@ impl WorkflowRunHandler {
         let mut ids: Vec<String> = runs.iter().map(|r| r.workflow_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let workflows: HashMap<String, workflow::Model> = self
-            .store
-            .workflows_by_id(ids)
-            .await?
-            .into_iter()
-            .map(|w| (w.id.clone(), w))
-            .collect();
+        let workflows: HashMap<String, WorkflowRef> = self.store.workflow_refs(ids).await?;
         Ok(runs
             .into_iter()
             .map(|r| {
@@ -74,7 +68,7 @@ impl WorkflowRunHandler {
     }
 }
 
-fn run_to_proto(run: run::Model, workflow: Option<&workflow::Model>) -> Run {
+fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
     Run {
         project: workflow.map(|w| w.project.clone()).unwrap_or_default(),
         workflow: workflow.map(|w| w.name.clone()).unwrap_or_default(),

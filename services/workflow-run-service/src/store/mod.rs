@@ -10,10 +10,13 @@ mod runs;
 mod seed;
 mod workflows;
 
+use std::sync::{Arc, Mutex};
+
 use sea_orm::DatabaseConnection;
 
 pub use runs::{Finish, RunFilter};
 pub use seed::SeedPlan;
+pub use workflows::WorkflowRef;
 
 /// Workflows, runs and their aggregates, persisted.
 #[derive(Clone)]
@@ -21,11 +24,17 @@ pub struct Store {
     db: DatabaseConnection,
     /// Bounds for histograms created from now on.
     buckets: Vec<f64>,
+    /// Workflow identities seen so far, shared by clones.
+    identities: Arc<Mutex<workflows::Identities>>,
 }
 
 impl Store {
     pub fn new(db: DatabaseConnection, buckets: Vec<f64>) -> Self {
-        Store { db, buckets }
+        Store {
+            db,
+            buckets,
+            identities: Arc::default(),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ impl Store {
     /// Records a new run of `workflow`, in progress.
     pub async fn start_run(
         &self,
-        workflow: &workflow::Model,
+        workflow: &super::WorkflowRef,
         runner: &str,
         run_url: &str,
     ) -> Result<run::Model, Error> {
@@ -77,32 +77,30 @@ impl Store {
     /// histogram change together or not at all. Finishing again with the same
     /// outcome returns the run unchanged; with another, fails.
     pub async fn finish_run(&self, finish: Finish<'_>) -> Result<run::Model, Error> {
-        let txn = self.db.begin().await?;
-        let run = run::Entity::find_by_id(finish.run_id.to_owned())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .filter(|r| finish.org_id.is_none_or(|org| r.org_id == org))
-            .ok_or_else(|| Error::RunNotFound(finish.run_id.to_owned()))?;
-        match parse_status(&run.status) {
-            RunStatus::Initialized => {}
-            done if done == finish.outcome => return Ok(run),
-            done => {
-                return Err(Error::AlreadyFinished {
-                    run_id: run.id,
-                    status: status_name(done),
-                });
-            }
-        }
-        let finished_at = runplane_kit::time::now_ms().max(run.started_at_ms);
+        let now = runplane_kit::time::now_ms();
         let status = status_name(finish.outcome);
-        run::Entity::update_many()
+        let txn = self.db.begin().await?;
+        // Claim the run in one statement: only an in-progress run of the caller's
+        // organization changes. Starting the transaction with a write also takes
+        // the write lock (or the row lock) first, so concurrent finishes queue
+        // rather than deadlock, and a retry sees the first one's outcome.
+        let mut claim = run::Entity::update_many()
             .col_expr(run::Column::Status, Expr::value(status))
             .col_expr(run::Column::Reason, Expr::value(finish.reason))
-            .col_expr(run::Column::FinishedAtMs, Expr::value(finished_at))
-            .filter(run::Column::Id.eq(&run.id))
-            .exec(&txn)
-            .await?;
+            .col_expr(
+                run::Column::FinishedAtMs,
+                finished_at_no_earlier_than_start(now),
+            )
+            .filter(run::Column::Id.eq(finish.run_id))
+            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)));
+        if let Some(org_id) = finish.org_id {
+            claim = claim.filter(run::Column::OrgId.eq(org_id));
+        }
+        let Some(run) = claim.exec_with_returning(&txn).await?.pop() else {
+            txn.rollback().await?;
+            return self.already_finished(&finish).await;
+        };
+        let finished_at = run.finished_at_ms.unwrap_or(now);
         // The workflow's last run is the one that finished last, whatever order
         // the finishes arrive in.
         workflow::Entity::update_many()
@@ -128,12 +126,26 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        Ok(run::Model {
-            status: status.to_owned(),
-            reason: finish.reason.to_owned(),
-            finished_at_ms: Some(finished_at),
-            ..run
-        })
+        Ok(run)
+    }
+
+    /// Why a run could not be claimed: it is not the caller's (not found), or it
+    /// already finished (with this outcome: a harmless retry; otherwise refused).
+    async fn already_finished(&self, finish: &Finish<'_>) -> Result<run::Model, Error> {
+        let run = run::Entity::find_by_id(finish.run_id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|r| finish.org_id.is_none_or(|org| r.org_id == org))
+            .ok_or_else(|| Error::RunNotFound(finish.run_id.to_owned()))?;
+        match parse_status(&run.status) {
+            done if done == finish.outcome => Ok(run),
+            // Still in progress yet not claimable: it was not ours to claim.
+            RunStatus::Initialized => Err(Error::RunNotFound(finish.run_id.to_owned())),
+            done => Err(Error::AlreadyFinished {
+                run_id: run.id,
+                status: status_name(done),
+            }),
+        }
     }
 
     async fn observe_duration(
@@ -256,6 +268,17 @@ impl Store {
             .await?;
         Ok(ids)
     }
+}
+
+/// `CASE WHEN started_at_ms > now THEN started_at_ms ELSE now END`: a run never
+/// finishes before it started, even across replicas whose clocks disagree.
+fn finished_at_no_earlier_than_start(now: i64) -> Expr {
+    Expr::case(
+        run::Column::StartedAtMs.gt(now),
+        Expr::col(run::Column::StartedAtMs),
+    )
+    .finally(now)
+    .into()
 }
 
 async fn locked_histogram(

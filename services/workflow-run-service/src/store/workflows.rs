@@ -1,4 +1,11 @@
 //! Workflows: found or created on first use, listed a page at a time.
+//!
+//! A workflow's identity (id, organization, project, name) never changes once
+//! created, so it is remembered in memory: starting a run of a known workflow,
+//! and naming the workflows of finished runs, costs no query. (Should workflows
+//! ever be deleted or renamed, [`Identities`] must be told.)
+
+use std::collections::HashMap;
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -6,15 +13,67 @@ use super::Store;
 use crate::entity::workflow;
 use crate::error::Error;
 
+/// Who a workflow is: what never changes about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRef {
+    pub id: String,
+    pub org_id: String,
+    pub project: String,
+    pub name: String,
+}
+
+impl From<&workflow::Model> for WorkflowRef {
+    fn from(w: &workflow::Model) -> Self {
+        WorkflowRef {
+            id: w.id.clone(),
+            org_id: w.org_id.clone(),
+            project: w.project.clone(),
+            name: w.name.clone(),
+        }
+    }
+}
+
+/// Most workflow identities kept in memory; past it, the map starts over.
+const MAX_IDENTITIES: usize = 100_000;
+
+/// Workflow identities by (organization, project, name) and by id.
+#[derive(Default)]
+pub(crate) struct Identities {
+    by_key: HashMap<(String, String, String), WorkflowRef>,
+    by_id: HashMap<String, WorkflowRef>,
+}
+
+impl Identities {
+    fn remember(&mut self, w: WorkflowRef) {
+        if self.by_id.len() >= MAX_IDENTITIES {
+            self.by_key.clear();
+            self.by_id.clear();
+        }
+        let key = (w.org_id.clone(), w.project.clone(), w.name.clone());
+        self.by_id.insert(w.id.clone(), w.clone());
+        self.by_key.insert(key, w);
+    }
+}
+
 impl Store {
+    fn identities(&self) -> std::sync::MutexGuard<'_, Identities> {
+        self.identities.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The workflow `project/name` of an organization, created if it is new.
     pub async fn find_or_create_workflow(
         &self,
         org_id: &str,
         project: &str,
         name: &str,
-    ) -> Result<workflow::Model, Error> {
+    ) -> Result<WorkflowRef, Error> {
+        let key = (org_id.to_owned(), project.to_owned(), name.to_owned());
+        if let Some(known) = self.identities().by_key.get(&key) {
+            return Ok(known.clone());
+        }
         if let Some(found) = self.find_workflow(org_id, project, name).await? {
+            let found = WorkflowRef::from(&found);
+            self.identities().remember(found.clone());
             return Ok(found);
         }
         let active = workflow::ActiveModel {
@@ -36,11 +95,15 @@ impl Store {
             ])
             .exec(&self.db)
             .await?;
-        self.find_workflow(org_id, project, name)
+        let created = self
+            .find_workflow(org_id, project, name)
             .await?
+            .map(|w| WorkflowRef::from(&w))
             .ok_or_else(|| {
-                sea_orm::DbErr::RecordNotFound("workflow vanished after insert".into()).into()
-            })
+                sea_orm::DbErr::RecordNotFound("workflow vanished after insert".into())
+            })?;
+        self.identities().remember(created.clone());
+        Ok(created)
     }
 
     /// The workflow `project/name` of an organization, if it exists.
@@ -75,14 +138,37 @@ impl Store {
         Ok(query.all(&self.db).await?)
     }
 
-    /// The workflows with these ids (for naming them in run listings).
-    pub async fn workflows_by_id(&self, ids: Vec<String>) -> Result<Vec<workflow::Model>, Error> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+    /// The identities of the workflows with these ids (for naming them in run
+    /// listings), from memory where known.
+    pub async fn workflow_refs(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, WorkflowRef>, Error> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let identities = self.identities();
+            for id in ids {
+                match identities.by_id.get(&id) {
+                    Some(w) => {
+                        found.insert(id, w.clone());
+                    }
+                    None => missing.push(id),
+                }
+            }
         }
-        Ok(workflow::Entity::find()
-            .filter(workflow::Column::Id.is_in(ids))
-            .all(&self.db)
-            .await?)
+        if !missing.is_empty() {
+            let rows = workflow::Entity::find()
+                .filter(workflow::Column::Id.is_in(missing))
+                .all(&self.db)
+                .await?;
+            let mut identities = self.identities();
+            for row in rows {
+                let w = WorkflowRef::from(&row);
+                identities.remember(w.clone());
+                found.insert(w.id.clone(), w);
+            }
+        }
+        Ok(found)
     }
 }
