@@ -6,6 +6,7 @@
 
 mod support;
 
+mod auth_cache;
 mod cli_errors;
 mod docs;
 mod grpc_api;

@@ -42,6 +42,12 @@ struct Args {
     /// Also write the report to this file.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Organization sizes (workflows) to scrape, instead of the mode's.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Scrapes per organization, instead of the mode's.
+    #[arg(long)]
+    scrapes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,7 +104,13 @@ async fn main() -> anyhow::Result<()> {
     let bin_dir = bin_dir
         .canonicalize()
         .with_context(|| format!("--bin-dir {}", bin_dir.display()))?;
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if !args.sizes.is_empty() {
+        plan.org_sizes = args.sizes.clone();
+    }
+    if let Some(scrapes) = args.scrapes {
+        plan.scrapes = scrapes;
+    }
     let backends = match args.backend {
         Which::Sqlite => vec![Backend::Sqlite],
         Which::Postgres => vec![Backend::Postgres(args.postgres.clone())],

@@ -39,8 +39,6 @@ pub enum ScrapeError {
         upstream: &'static str,
         detail: String,
     },
-    #[error("cannot encode the exposition")]
-    Encode(#[from] prometheus::Error),
 }
 
 impl IntoResponse for ScrapeError {
@@ -56,10 +54,6 @@ impl IntoResponse for ScrapeError {
             ScrapeError::Upstream { upstream, detail } => {
                 tracing::error!(upstream, %detail, "scrape failed: unexpected upstream answer");
                 StatusCode::BAD_GATEWAY
-            }
-            ScrapeError::Encode(e) => {
-                tracing::error!(error = %e, "scrape failed: encoding");
-                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         let mut response = (status, format!("{self}\n")).into_response();
@@ -126,7 +120,7 @@ pub async fn handle(
         _ => return Err(ScrapeError::NotEnabled(org)),
     }
     let workflows = upstreams.workflow_metrics(secret).await?;
-    let body = exposition::encode_text(&exposition::families(&org, &workflows))?;
+    let body = exposition::render(&org, &workflows);
     Ok((
         [(
             header::CONTENT_TYPE,
