@@ -12,6 +12,7 @@ pub mod error;
 pub mod handler;
 pub mod histogram;
 pub mod migration;
+pub mod periodic;
 pub mod retention;
 pub mod run;
 pub mod store;

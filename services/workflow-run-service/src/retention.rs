@@ -14,16 +14,12 @@ const BATCH: u64 = 1000;
 
 /// Applies retention every `interval`, forever.
 pub async fn run(store: Store, retention: Duration, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match apply(&store, retention).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted finished runs past the retention age"),
-            Err(e) => tracing::warn!(error = %e, "applying run retention failed; will retry"),
-        }
-    }
+    crate::periodic::every(
+        interval,
+        "deleted finished runs past the retention age",
+        || apply(&store, retention),
+    )
+    .await;
 }
 
 /// Deletes every run that finished more than `retention` ago.

@@ -19,16 +19,10 @@ pub async fn run(store: Store, timeout: Duration, interval: Duration) {
         "no outcome reported within {}",
         humantime::format_duration(timeout)
     );
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match sweep(&store, timeout, &reason).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expired runs past the run timeout"),
-            Err(e) => tracing::warn!(error = %e, "sweeping stale runs failed; will retry"),
-        }
-    }
+    crate::periodic::every(interval, "expired runs past the run timeout", || {
+        sweep(&store, timeout, &reason)
+    })
+    .await;
 }
 
 /// Expires every run started more than `timeout` ago that is still in progress.
@@ -36,7 +30,7 @@ pub async fn sweep(
     store: &Store,
     timeout: Duration,
     reason: &str,
-) -> Result<usize, crate::error::Error> {
+) -> Result<u64, crate::error::Error> {
     let cutoff = runplane_kit::time::now_ms() - runplane_kit::time::duration_ms(timeout);
     let mut expired = 0;
     loop {
