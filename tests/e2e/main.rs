@@ -15,6 +15,7 @@ mod prometheus;
 mod reflection;
 mod restart;
 mod retention;
+mod retries;
 mod scrape_status;
 mod supervision;
 mod upstream_down;

@@ -412,6 +412,17 @@ impl Suite {
         }
     }
 
+    /// Starts the `runplane` CLI without waiting for it, its output captured.
+    pub(crate) fn spawn_cli(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut command = self.command("runplane");
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().expect("spawn runplane")
+    }
+
     /// Creates an organization API token and returns its secret.
     pub(crate) async fn token(&self, org: &str, name: &str, extra: &[&str]) -> String {
         let mut args = vec![

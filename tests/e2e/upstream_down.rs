@@ -37,8 +37,12 @@ async fn unreachable_upstreams_are_503_and_recovery_needs_no_restart() {
     let answer = suite.scrape("cyberdyne", Some(&auth)).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert!(answer.body.contains("token-service"), "{}", answer.body);
-    // Runners get UNAVAILABLE, and the CLI says which service is missing.
-    let runner_env = [("RUNPLANE_TOKEN", runner.as_str())];
+    // Runners get UNAVAILABLE, and the CLI says which service is missing
+    // (without its retries: tests/e2e/retries.rs covers those).
+    let runner_env = [
+        ("RUNPLANE_TOKEN", runner.as_str()),
+        ("RUNPLANE_RETRY_FOR", "0s"),
+    ];
     let started = suite
         .cli_with_env(&["run", "start", "--workflow", "w"], &runner_env)
         .await

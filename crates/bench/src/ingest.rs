@@ -46,6 +46,7 @@ pub(crate) async fn through_api(
                     project: String::new(),
                     runner_type: RunnerType::GithubAction.into(),
                     run_url: String::new(),
+                    request_id: String::new(),
                 };
                 let t0 = Instant::now();
                 let run = api
@@ -103,7 +104,9 @@ pub(crate) async fn database_alone(
                 let workflow = store
                     .find_or_create_workflow(&org_id, "default", &name)
                     .await?;
-                let run = store.start_run(&workflow, "GITHUB_ACTION", "").await?;
+                let run = store
+                    .start_run(&workflow, "GITHUB_ACTION", "", None)
+                    .await?;
                 store
                     .finish_run(Finish {
                         org_id: Some(&org_id),

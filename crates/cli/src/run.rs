@@ -1,6 +1,8 @@
 //! `runplane run …`: what CI runners call to report their runs.
 
+use std::future::Future;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
@@ -81,14 +83,26 @@ pub(crate) struct StartArgs {
     /// Link to this run in the CI system (default: detected where the CI sets one).
     #[arg(long)]
     run_url: Option<String>,
+    /// Idempotency key: starting again with the same key returns the same run
+    /// (default: one per invocation, so this command's own retries are safe).
+    #[arg(long)]
+    request_id: Option<String>,
 }
 
-/// The organization API token a runner authenticates with.
+/// How a runner talks to runplane: its token, and how hard it tries.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TokenArg {
     /// Organization API token (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "RUNPLANE_TOKEN", hide_env_values = true)]
     token: String,
+    /// Keep retrying a call that failed because runplane was unreachable or slow
+    /// (UNAVAILABLE, DEADLINE_EXCEEDED) for this long, with exponential backoff.
+    #[arg(long, env = "RUNPLANE_RETRY_FOR", default_value = "30s", value_parser = runplane_kit::config::parse_duration)]
+    retry_for: Duration,
+    /// Never fail the CI job because of runplane: report failures as warnings and
+    /// exit 0 (`run exec` still exits with the command's code).
+    #[arg(long, env = "RUNPLANE_BEST_EFFORT")]
+    best_effort: bool,
 }
 
 /// A run's reportable outcome.
@@ -135,6 +149,15 @@ struct Reporter<'a> {
     global: &'a Global,
     client: WorkflowRunServiceClient<Channel>,
     token: String,
+    retry_for: Duration,
+}
+
+/// Whether a failed call may succeed if simply tried again.
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    )
 }
 
 impl Reporter<'_> {
@@ -146,6 +169,33 @@ impl Reporter<'_> {
         )
     }
 
+    /// Calls `attempt` until it succeeds, fails for good, or `retry_for` has
+    /// passed: exponential backoff from 100 ms to 5 s, with jitter so that many
+    /// runners do not retry in step.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, tonic::Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.retry_for;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match attempt().await {
+                Err(status) if retryable(status.code()) && Instant::now() + delay < deadline => {
+                    let pause = jittered(delay);
+                    eprintln!(
+                        "runplane: {what}: {} (retrying in {} ms)",
+                        status.message(),
+                        pause.as_millis()
+                    );
+                    tokio::time::sleep(pause).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                result => return result,
+            }
+        }
+    }
+
     async fn start(&mut self, args: StartArgs) -> anyhow::Result<Run> {
         let detected = runner_env::detect_from_process();
         let request = StartRunRequest {
@@ -153,10 +203,14 @@ impl Reporter<'_> {
             project: args.project,
             runner_type: args.runner.unwrap_or(detected.runner).into(),
             run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
+            request_id: args.request_id.unwrap_or_else(invocation_id),
         };
         let response = self
-            .client
-            .start_run(with_bearer(request, &self.token))
+            .with_retries("starting the run", || {
+                let mut client = self.client.clone();
+                let request = with_bearer(request.clone(), &self.token);
+                async move { client.start_run(request).await }
+            })
             .await;
         Ok(response
             .map_err(|s| self.fail(s))?
@@ -165,6 +219,7 @@ impl Reporter<'_> {
             .unwrap_or_default())
     }
 
+    /// Finishing is idempotent, so retrying it is always safe.
     async fn finish(
         &mut self,
         run_id: String,
@@ -177,8 +232,11 @@ impl Reporter<'_> {
             reason,
         };
         let response = self
-            .client
-            .finish_run(with_bearer(request, &self.token))
+            .with_retries("finishing the run", || {
+                let mut client = self.client.clone();
+                let request = with_bearer(request.clone(), &self.token);
+                async move { client.finish_run(request).await }
+            })
             .await;
         Ok(response
             .map_err(|s| self.fail(s))?
@@ -199,7 +257,29 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
         global,
         client: client.clone(),
         token: token.token.trim().to_owned(),
+        retry_for: token.retry_for,
     };
+    let best_effort = match &command {
+        RunCommand::Start { token, .. }
+        | RunCommand::Finish { token, .. }
+        | RunCommand::Exec { token, .. }
+        | RunCommand::List { token, .. } => token.best_effort,
+    };
+    let outcome = report(global, command, reporter).await;
+    match outcome {
+        Err(e) if best_effort => {
+            eprintln!("runplane: warning: {e:#} (--best-effort: not failing the job)");
+            Ok(ExitCode::SUCCESS)
+        }
+        outcome => outcome,
+    }
+}
+
+async fn report<'a>(
+    global: &'a Global,
+    command: RunCommand,
+    reporter: impl Fn(TokenArg) -> Reporter<'a>,
+) -> anyhow::Result<ExitCode> {
     match command {
         RunCommand::Start { run, token } => {
             let started = reporter(token).start(run).await?;
@@ -238,7 +318,10 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
             run,
             token,
             command,
-        } => exec(global, reporter(token), run, command).await,
+        } => {
+            let best_effort = token.best_effort;
+            exec(global, reporter(token), run, command, best_effort).await
+        }
         RunCommand::List {
             workflow,
             project,
@@ -253,8 +336,14 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
                 page_size: limit,
                 page_token: String::new(),
             };
-            let mut r = reporter(token);
-            let response = r.client.list_runs(with_bearer(request, &r.token)).await;
+            let r = reporter(token);
+            let response = r
+                .with_retries("listing runs", || {
+                    let mut client = r.client.clone();
+                    let request = with_bearer(request.clone(), &r.token);
+                    async move { client.list_runs(request).await }
+                })
+                .await;
             let runs = response.map_err(|s| r.fail(s))?.into_inner().runs;
             if global.quiet {
                 runs.iter().for_each(|run| println!("{}", run.id));
@@ -293,11 +382,20 @@ async fn exec(
     mut reporter: Reporter<'_>,
     args: StartArgs,
     command: Vec<String>,
+    best_effort: bool,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let run = reporter.start(args).await?;
-    if !global.quiet {
+    // With --best-effort the command runs even when runplane cannot be reached.
+    let run = match reporter.start(args).await {
+        Ok(run) => Some(run),
+        Err(e) if best_effort => {
+            eprintln!("runplane: warning: {e:#}; running the command unreported (--best-effort)");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let (Some(run), false) = (&run, global.quiet) {
         eprintln!(
             "runplane: started run {} of {}/{}",
             run.id, run.project, run.workflow
@@ -341,20 +439,52 @@ async fn exec(
             outcome(exit)
         }
     };
-    let finished = reporter.finish(run.id, status, reason.clone()).await?;
-    if !global.quiet {
-        let why = if reason.is_empty() {
-            String::new()
-        } else {
-            format!(" ({reason})")
-        };
-        eprintln!(
-            "runplane: run {} finished: {}{why}",
-            finished.id,
-            status_text(status)
-        );
+    let Some(run) = run else {
+        return Ok(ExitCode::from(code));
+    };
+    match reporter.finish(run.id, status, reason.clone()).await {
+        Ok(finished) if !global.quiet => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            eprintln!(
+                "runplane: run {} finished: {}{why}",
+                finished.id,
+                status_text(status)
+            );
+        }
+        Ok(_) => {}
+        Err(e) if best_effort => {
+            eprintln!("runplane: warning: {e:#} (--best-effort: not failing the job)");
+        }
+        // The command's own exit code matters more to CI than our failure to report it.
+        Err(e) => eprintln!("runplane: error: {e:#}"),
     }
     Ok(ExitCode::from(code))
+}
+
+/// An idempotency key for this invocation: its retries reuse it, a new
+/// invocation gets another.
+fn invocation_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("cli-{}-{nanos:x}", std::process::id())
+}
+
+/// Somewhere between half of `delay` and all of it, so that many runners do not
+/// retry in step. (Spread, not secrecy: the clock's nanoseconds will do.)
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let half = delay / 2;
+    let spread = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_nanos(u64::from(nanos) % spread)
 }
 
 /// The run outcome, reason and exit code for a command's exit status.

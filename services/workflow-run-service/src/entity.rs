@@ -43,6 +43,8 @@ pub mod run {
         pub reason: String,
         pub started_at_ms: i64,
         pub finished_at_ms: Option<i64>,
+        /// The client's idempotency key for StartRun, when it sent one.
+        pub request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,8 @@ pub enum Error {
         run_id: String,
         status: &'static str,
     },
+    #[error("request_id {request_id:?} was already used to start a run of another workflow")]
+    RequestIdReused { request_id: String },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
     #[error(transparent)]
@@ -35,6 +37,7 @@ impl From<Error> for Status {
             }
             Error::RunNotFound(_) => Status::not_found(e.to_string()),
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
+            Error::RequestIdReused { .. } => Status::already_exists(e.to_string()),
             Error::CorruptHistogram(_) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")

@@ -163,6 +163,16 @@ impl WorkflowRunService for WorkflowRunHandler {
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
         validate_run_url(&request.run_url)?;
+        let request_id = Some(request.request_id.as_str()).filter(|k| !k.is_empty());
+        if let Some(key) = request_id {
+            validate_name("request_id", key)?;
+            if key.chars().count() > 100 {
+                return Err(Error::InvalidArgument(
+                    "request_id is longer than 100 characters".into(),
+                )
+                .into());
+            }
+        }
         let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
             Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
         })?;
@@ -172,7 +182,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             .await?;
         let run = self
             .store
-            .start_run(&workflow, runner_name(runner), &request.run_url)
+            .start_run(&workflow, runner_name(runner), &request.run_url, request_id)
             .await?;
         tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {

@@ -53,7 +53,7 @@ mod tests {
             .expect("wf");
         for outcome in [RunStatus::Success, RunStatus::Error] {
             let run = store
-                .start_run(&wf, "UNSPECIFIED", "")
+                .start_run(&wf, "UNSPECIFIED", "", None)
                 .await
                 .expect("start");
             store
@@ -67,7 +67,7 @@ mod tests {
                 .expect("finish");
         }
         let open = store
-            .start_run(&wf, "UNSPECIFIED", "")
+            .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
         let before = store

@@ -70,11 +70,11 @@ mod tests {
             .await
             .expect("wf");
         let stale = store
-            .start_run(&wf, "UNSPECIFIED", "")
+            .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
         let finished = store
-            .start_run(&wf, "UNSPECIFIED", "")
+            .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
         store

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_workflows_and_runs;
 mod m20261124_000002_index_finished_runs;
+mod m20261124_000003_run_request_ids;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub struct Migrator;
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_workflows_and_runs::Migration),
             Box::new(m20261124_000002_index_finished_runs::Migration),
+            Box::new(m20261124_000003_run_request_ids::Migration),
         ]
     }
 

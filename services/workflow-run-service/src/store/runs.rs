@@ -31,13 +31,20 @@ pub struct Finish<'a> {
 }
 
 impl Store {
-    /// Records a new run of `workflow`, in progress.
+    /// Records a new run of `workflow`, in progress. With a `request_id`, a
+    /// repeated call returns the run the first one created (idempotent start).
     pub async fn start_run(
         &self,
         workflow: &super::WorkflowRef,
         runner: &str,
         run_url: &str,
+        request_id: Option<&str>,
     ) -> Result<run::Model, Error> {
+        if let Some(key) = request_id
+            && let Some(existing) = self.run_by_request_id(&workflow.org_id, key).await?
+        {
+            return same_workflow(existing, workflow, key);
+        }
         let model = run::Model {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: workflow.org_id.clone(),
@@ -48,6 +55,7 @@ impl Store {
             reason: String::new(),
             started_at_ms: runplane_kit::time::now_ms(),
             finished_at_ms: None,
+            request_id: request_id.map(str::to_owned),
         };
         let active = run::ActiveModel {
             id: Set(model.id.clone()),
@@ -59,9 +67,33 @@ impl Store {
             reason: Set(String::new()),
             started_at_ms: Set(model.started_at_ms),
             finished_at_ms: Set(None),
+            request_id: Set(model.request_id.clone()),
         };
-        run::Entity::insert(active).exec(&self.db).await?;
-        Ok(model)
+        match run::Entity::insert(active).exec(&self.db).await {
+            Ok(_) => Ok(model),
+            // A concurrent retry with the same key won: answer with its run.
+            Err(e) if runplane_kit::database::is_unique_violation(&e) && request_id.is_some() => {
+                let key = request_id.unwrap_or_default();
+                let existing = self
+                    .run_by_request_id(&workflow.org_id, key)
+                    .await?
+                    .ok_or(Error::Database(e))?;
+                same_workflow(existing, workflow, key)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn run_by_request_id(
+        &self,
+        org_id: &str,
+        request_id: &str,
+    ) -> Result<Option<run::Model>, Error> {
+        Ok(run::Entity::find()
+            .filter(run::Column::OrgId.eq(org_id))
+            .filter(run::Column::RequestId.eq(request_id))
+            .one(&self.db)
+            .await?)
     }
 
     /// An organization's run; another organization's run is "not found" too.
@@ -281,6 +313,21 @@ fn finished_at_no_earlier_than_start(now: i64) -> Expr {
     .into()
 }
 
+/// The run a repeated request id refers to, if it is of the same workflow.
+fn same_workflow(
+    existing: run::Model,
+    workflow: &super::WorkflowRef,
+    key: &str,
+) -> Result<run::Model, Error> {
+    if existing.workflow_id == workflow.id {
+        Ok(existing)
+    } else {
+        Err(Error::RequestIdReused {
+            request_id: key.to_owned(),
+        })
+    }
+}
+
 async fn locked_histogram(
     txn: &impl ConnectionTrait,
     key: &(String, String, String),
@@ -311,11 +358,11 @@ mod tests {
         assert_eq!(wf.id, again.id);
 
         let a = store
-            .start_run(&wf, "GITHUB_ACTION", "")
+            .start_run(&wf, "GITHUB_ACTION", "", None)
             .await
             .expect("start");
         let b = store
-            .start_run(&wf, "GITHUB_ACTION", "")
+            .start_run(&wf, "GITHUB_ACTION", "", None)
             .await
             .expect("start");
         let finish = |id, outcome| Finish {
@@ -411,7 +458,7 @@ mod tests {
             .await
             .expect("wf");
         let run = store
-            .start_run(&wf, "UNSPECIFIED", "")
+            .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
         let stale = store

@@ -66,6 +66,7 @@ impl Store {
                     reason: Set(String::new()),
                     started_at_ms: Set(started),
                     finished_at_ms: Set(Some(finished)),
+                    request_id: Set(None),
                 });
                 if runs.len() == ROWS_PER_STATEMENT {
                     written += runs.len() as u64;
