@@ -10,6 +10,7 @@ mod auth_cache;
 mod cli_errors;
 mod docs;
 mod grpc_api;
+mod org_metrics;
 mod postgres;
 mod prometheus;
 mod reflection;

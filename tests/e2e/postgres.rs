@@ -187,7 +187,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
                 "w{workflow}: up {value}, last finished {statuses:?}"
             );
         }
-        bodies.push(scrape.body);
+        bodies.push(scrape.stable_body());
     }
     assert_eq!(
         bodies[0], bodies[1],
@@ -204,7 +204,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
         ("token-service", "token_service", 1),
-        ("workflow-run-service", "workflow_run_service", 3),
+        ("workflow-run-service", "workflow_run_service", 4),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
         suite.start_instances(service, &replicas, peers).await;

@@ -22,9 +22,15 @@ async fn scrape_answers_each_failure_with_the_right_status() {
         .await;
     let bearer = |t: &str| format!("Bearer {t}");
 
-    // 200 for the organization's own token, even with no runs yet (an empty exposition).
+    // 200 for the organization's own token, even with no runs yet: no workflow series.
     let ok = suite.scrape("cyberdyne", Some(&bearer(&token))).await;
-    assert_eq!((ok.status, ok.body.as_str()), (200, ""));
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.stable_body(),
+        "# HELP chainloop_org_workflows Workflows of the organization.\n\
+         # TYPE chainloop_org_workflows gauge\n\
+         chainloop_org_workflows{org=\"cyberdyne\"} 0\n"
+    );
 
     // 401: no credential, a malformed one, an unknown token; with WWW-Authenticate.
     for auth in [

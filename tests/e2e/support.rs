@@ -86,6 +86,18 @@ pub(crate) struct Scrape {
 /// Environment variable naming a PostgreSQL server (`postgres://USER@HOST:PORT`):
 /// when set, every suite keeps its data in a database of its own there, created
 /// for it and dropped afterwards, instead of SQLite files.
+impl Scrape {
+    /// The body without `*_scrape_duration_seconds`, the one value that changes
+    /// from one scrape to the next when nothing else does.
+    pub(crate) fn stable_body(&self) -> String {
+        self.body
+            .lines()
+            .filter(|l| !l.contains("_scrape_duration_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
+
 pub(crate) const POSTGRES_ENV: &str = "RUNPLANE_TEST_POSTGRES";
 
 /// Four services on free ports, with their data in a temporary directory (or a
@@ -446,9 +458,17 @@ impl Suite {
 
     /// GET a URL with an optional `Authorization` header value.
     pub(crate) async fn get(&self, url: &str, authorization: Option<&str>) -> Scrape {
+        match authorization {
+            Some(value) => self.get_with(url, &[("authorization", value)]).await,
+            None => self.get_with(url, &[]).await,
+        }
+    }
+
+    /// GET a URL with the given headers.
+    pub(crate) async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Scrape {
         let mut request = self.http.get(url);
-        if let Some(value) = authorization {
-            request = request.header("authorization", value);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request.send().await.expect("HTTP request");
         let header = |name: &str| {
@@ -464,6 +484,25 @@ impl Suite {
             www_authenticate: header("www-authenticate"),
             body: response.text().await.expect("body"),
         }
+    }
+
+    /// GET a URL with the given headers: the `Content-Encoding` and the raw bytes.
+    pub(crate) async fn get_raw(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> (Option<String>, Vec<u8>) {
+        let mut request = self.http.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (encoding, response.bytes().await.expect("body").to_vec())
     }
 
     /// A gRPC client for workflow-run-service.
@@ -582,6 +621,58 @@ pub(crate) fn promtool_check(exposition: &str) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// One sample as an independent OpenMetrics parser read it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ParsedSample {
+    pub(crate) family: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub(crate) value: f64,
+    pub(crate) timestamp: Option<String>,
+}
+
+/// Parses an OpenMetrics exposition with Python's `prometheus_client` (the
+/// interpreter in RUNPLANE_TEST_PYTHON, which scripts/test provides, or
+/// `python3`); its complaint when the exposition is invalid.
+pub(crate) fn parse_openmetrics(exposition: &str) -> Result<Vec<ParsedSample>, String> {
+    use std::io::Write as _;
+    let python = std::env::var("RUNPLANE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/e2e/scripts/parse_openmetrics.py"
+    );
+    let mut child = Command::new(&python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{python} is required (scripts/test provides one with prometheus_client): {e}")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to the parser");
+    let output = child.wait_with_output().expect("parser");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "prometheus_client is missing for {python}: {stderr} (scripts/test installs it)"
+    );
+    if !output.status.success() {
+        return Err(stderr.into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("parser output"))
+        .collect())
 }
 
 fn free_ports() -> [SocketAddr; 4] {

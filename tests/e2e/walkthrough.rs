@@ -178,7 +178,7 @@ async fn walkthrough_on_the_embedded_default() {
     );
     let body = scrape.body;
     assert!(
-        body.contains("# HELP chainloop_workflow_up Indicate if the last run was successful.\n"),
+        body.contains("# HELP chainloop_workflow_up Indicate if the last run was successful. "),
         "{body}"
     );
     assert!(

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{
-    FinishRunRequest, ListRunsRequest, Run, RunStatus, RunnerType, StartRunRequest,
+    DeleteWorkflowRequest, FinishRunRequest, ListRunsRequest, Run, RunStatus, RunnerType,
+    StartRunRequest,
 };
 use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
 use runplane_kit::time::from_timestamp;
@@ -63,6 +64,17 @@ pub(crate) enum RunCommand {
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: i32,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Delete a workflow with all its runs; its series leave the next scrape.
+    DeleteWorkflow {
+        /// Workflow name.
+        #[arg(long)]
+        workflow: String,
+        /// Its project.
+        #[arg(long, default_value = "")]
+        project: String,
         #[command(flatten)]
         token: TokenArg,
     },
@@ -263,7 +275,8 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
         RunCommand::Start { token, .. }
         | RunCommand::Finish { token, .. }
         | RunCommand::Exec { token, .. }
-        | RunCommand::List { token, .. } => token.best_effort,
+        | RunCommand::List { token, .. }
+        | RunCommand::DeleteWorkflow { token, .. } => token.best_effort,
     };
     let outcome = report(global, command, reporter).await;
     match outcome {
@@ -321,6 +334,29 @@ async fn report<'a>(
         } => {
             let best_effort = token.best_effort;
             exec(global, reporter(token), run, command, best_effort).await
+        }
+        RunCommand::DeleteWorkflow {
+            workflow,
+            project,
+            token,
+        } => {
+            let request = DeleteWorkflowRequest { workflow, project };
+            let r = reporter(token);
+            let response = r
+                .with_retries("deleting a workflow", || {
+                    let mut client = r.client.clone();
+                    let request = with_bearer(request.clone(), &r.token);
+                    async move { client.delete_workflow(request).await }
+                })
+                .await;
+            let deleted = response.map_err(|s| r.fail(s))?.into_inner().deleted_runs;
+            if !global.quiet {
+                println!(
+                    "Deleted workflow {} and its {deleted} run(s).",
+                    request.workflow
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         RunCommand::List {
             workflow,

@@ -34,6 +34,17 @@ pub struct Config {
         default_value = "127.0.0.1:50053"
     )]
     pub workflow_run_service_addr: String,
+    /// Prefix of the per-organization metric names. The default keeps
+    /// Chainloop's names, so its dashboards and alert rules work unchanged.
+    #[arg(long, env = "RUNPLANE_METRICS_NAMESPACE", default_value = crate::exposition::DEFAULT_NAMESPACE, value_parser = parse_namespace)]
+    pub metrics_namespace: String,
+    /// In OpenMetrics responses, add `_created` series to counters and histograms.
+    #[arg(
+        long,
+        env = "RUNPLANE_OPENMETRICS_CREATED_SERIES",
+        default_value_t = false
+    )]
+    pub openmetrics_created_series: bool,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -47,5 +58,33 @@ impl ServiceConfig for Config {
     const SECTION: &'static str = "metrics_service";
     fn common(&self) -> &CommonArgs {
         &self.common
+    }
+}
+
+/// A metric name prefix: `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus names go.
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let mut chars = text.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a metric name prefix (letters, digits and `_`, not starting with a digit)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn namespaces_are_metric_name_prefixes() {
+        assert!(super::parse_namespace("chainloop").is_ok());
+        assert!(super::parse_namespace("ci_cd2").is_ok());
+        for bad in ["", "2ci", "ci-cd", "ci cd", "ci:cd"] {
+            assert!(super::parse_namespace(bad).is_err(), "{bad:?}");
+        }
     }
 }

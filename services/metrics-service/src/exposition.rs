@@ -1,41 +1,140 @@
-//! Renders an organization's workflow aggregates in the Prometheus text
-//! format, with metric names and HELP texts drop-in compatible with Chainloop's.
+//! Renders an organization's workflow aggregates as a Prometheus exposition,
+//! in the text format 0.0.4 or OpenMetrics 1.0, with the two metrics of
+//! Chainloop's integration (same names and labels, so its dashboard and alert
+//! rules work unchanged) and runplane's own beside them.
 //!
 //! The exposition is written straight into one buffer: each series' labels are
 //! escaped once and reused for all its lines. Building `prometheus` crate metric
 //! families and encoding them was most of a large scrape's cost (see
-//! docs/benchmarks.md); the tests check that the output is byte for byte what
-//! that encoder writes.
+//! docs/benchmarks.md); the tests check that the text output is byte for byte
+//! what that encoder writes, and the end-to-end tests parse both formats with
+//! independent parsers (promtool, Python's prometheus_client).
+//!
+//! No sample carries a timestamp: Prometheus' staleness handling needs the
+//! scrape time. Names of workflows, projects and organizations only ever
+//! appear as label values, escaped.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
 use runplane_kit::names;
+use runplane_kit::time::from_timestamp;
 
-/// `chainloop_workflow_up`: whether the last finished run succeeded.
-pub const WORKFLOW_UP: &str = "chainloop_workflow_up";
-/// `chainloop_workflow_run_duration_seconds`: run durations by outcome.
-pub const RUN_DURATION: &str = "chainloop_workflow_run_duration_seconds";
+/// The namespace of Chainloop's metric names, the default.
+pub const DEFAULT_NAMESPACE: &str = "chainloop";
 
-const UP_HELP: &str = "Indicate if the last run was successful.";
+/// Which exposition format to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`: what Prometheus falls back to.
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format a scraper asked for with its `Accept` header, as Prometheus
+    /// negotiates: OpenMetrics when listed with a quality at least that of the
+    /// text format; the text format otherwise (also without a header).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let (mut quality, mut version) = (1.0f32, None);
+            for param in parts {
+                match param.split_once('=') {
+                    Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => {
+                        quality = v.trim().parse().unwrap_or(0.0);
+                    }
+                    Some((k, v)) if k.trim().eq_ignore_ascii_case("version") => {
+                        version = Some(v.trim().trim_matches('"').to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text"
+                    if version
+                        .as_deref()
+                        .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+                {
+                    openmetrics = openmetrics.max(quality);
+                }
+                "text/plain" if version.as_deref().is_none_or(|v| v == "0.0.4") => {
+                    text = text.max(quality);
+                }
+                "*/*" | "text/*" => text = text.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// How to write: set once from the configuration, then per request.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Prefix of every metric name (`chainloop` by default).
+    pub namespace: String,
+    pub format: Format,
+    /// In OpenMetrics, add `_created` series to counters and histograms (the
+    /// workflow's creation time: every counter of it was zero then).
+    pub created_series: bool,
+}
+
+const UP_HELP: &str = "Indicate if the last run was successful. A run still in progress does \
+not count: the value is that of the newest finished run.";
 const DURATION_HELP: &str = "Duration of a workflow runs in seconds.";
+const IN_PROGRESS_HELP: &str = "Runs of the workflow started and not finished yet.";
+const LAST_TIMESTAMP_HELP: &str = "When the newest run of the workflow with each outcome \
+finished, in seconds since the Unix epoch.";
+const LAST_DURATION_HELP: &str = "Duration of the newest finished run of the workflow that \
+reported an outcome (expired runs have none); runs in progress do not count.";
+const RUNS_HELP: &str = "Runs of the workflow finished, by outcome and runner; kept when old \
+runs are deleted.";
+const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
+const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
 
-/// The text exposition (format 0.0.4) of one organization's workflows.
-/// Workflows without a finished run contribute no series; an organization
-/// without any has an empty exposition.
-pub fn render(org: &str, workflows: &[WorkflowMetrics]) -> String {
-    let histograms: usize = workflows.iter().map(|w| w.durations.len()).sum();
-    let mut out = String::with_capacity(256 + workflows.len() * 200 + histograms * 2400);
+/// The exposition of one organization's workflows. `started` is when the
+/// request began: the last family reports how long the whole answer took.
+pub fn render(
+    options: &Options,
+    org: &str,
+    workflows: &[WorkflowMetrics],
+    started: Instant,
+) -> String {
+    let outcomes: usize = workflows.iter().map(|w| w.durations.len()).sum();
+    let mut out = String::with_capacity(512 + workflows.len() * 700 + outcomes * 2800);
+    let writer = Writer {
+        ns: &options.namespace,
+        format: options.format,
+        created: options.created_series && options.format == Format::OpenMetrics,
+    };
     let org = escape(org);
     let mut labels = String::new();
 
-    let mut header = false;
+    // Chainloop's two families first, as Chainloop writes them.
+    let mut family = writer.family("workflow_up", UP_HELP, Kind::Gauge);
     for w in workflows {
         let Some(last) = &w.last_run else { continue };
-        if !header {
-            family_header(&mut out, WORKFLOW_UP, UP_HELP, "gauge");
-            header = true;
-        }
         labels.clear();
         let _ = write!(
             labels,
@@ -44,25 +143,19 @@ pub fn render(org: &str, workflows: &[WorkflowMetrics]) -> String {
             names::runner(last.runner_type()),
             escape(&w.workflow)
         );
-        let up = if last.status() == RunStatus::Success {
-            1
-        } else {
-            0
-        };
-        let _ = writeln!(out, "{WORKFLOW_UP}{{{labels}}} {up}");
+        let up = u8::from(last.status() == RunStatus::Success);
+        family.sample(&mut out, "", &labels, up);
     }
 
-    let mut header = false;
+    let mut family = writer.family(
+        "workflow_run_duration_seconds",
+        DURATION_HELP,
+        Kind::Histogram,
+    );
     for w in workflows {
-        if w.durations.is_empty() {
-            continue;
-        }
-        if !header {
-            family_header(&mut out, RUN_DURATION, DURATION_HELP, "histogram");
-            header = true;
-        }
         let (project, workflow) = (escape(&w.project), escape(&w.workflow));
-        for d in &w.durations {
+        // Expired runs are counted without a duration: no histogram of their own.
+        for d in w.durations.iter().filter(|d| d.count > 0) {
             labels.clear();
             let _ = write!(
                 labels,
@@ -70,29 +163,216 @@ pub fn render(org: &str, workflows: &[WorkflowMetrics]) -> String {
                 names::runner(d.runner_type()),
                 names::status(d.status())
             );
+            family.header(&mut out);
             for (bound, count) in d.bucket_bounds.iter().zip(&d.bucket_counts) {
                 let _ = writeln!(
                     out,
-                    "{RUN_DURATION}_bucket{{{labels},le=\"{bound}\"}} {count}"
+                    "{}_bucket{{{labels},le=\"{}\"}} {count}",
+                    family.name,
+                    Bound(*bound, writer.format)
                 );
             }
             let _ = writeln!(
                 out,
-                "{RUN_DURATION}_bucket{{{labels},le=\"+Inf\"}} {}",
-                d.count
+                "{}_bucket{{{labels},le=\"+Inf\"}} {}",
+                family.name, d.count
             );
-            let _ = writeln!(out, "{RUN_DURATION}_sum{{{labels}}} {}", d.sum_seconds);
-            let _ = writeln!(out, "{RUN_DURATION}_count{{{labels}}} {}", d.count);
+            let _ = writeln!(out, "{}_sum{{{labels}}} {}", family.name, d.sum_seconds);
+            let _ = writeln!(out, "{}_count{{{labels}}} {}", family.name, d.count);
+            if writer.created {
+                family.created(&mut out, &labels, w);
+            }
         }
+    }
+
+    let mut family = writer.family("workflow_runs_in_progress", IN_PROGRESS_HELP, Kind::Gauge);
+    for w in workflows {
+        workflow_labels(&mut labels, &org, w);
+        family.sample(&mut out, "", &labels, w.runs_in_progress);
+    }
+
+    let mut family = writer.family(
+        "workflow_last_run_timestamp_seconds",
+        LAST_TIMESTAMP_HELP,
+        Kind::Gauge,
+    );
+    let mut newest: BTreeMap<&'static str, i64> = BTreeMap::new();
+    for w in workflows {
+        newest.clear();
+        for d in &w.durations {
+            if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
+                let entry = newest.entry(names::status(d.status())).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+        for (status, at) in &newest {
+            labels.clear();
+            let _ = write!(
+                labels,
+                "org=\"{org}\",project=\"{}\",status=\"{status}\",workflow=\"{}\"",
+                escape(&w.project),
+                escape(&w.workflow)
+            );
+            family.sample(&mut out, "", &labels, Seconds(*at));
+        }
+    }
+
+    let mut family = writer.family(
+        "workflow_last_run_duration_seconds",
+        LAST_DURATION_HELP,
+        Kind::Gauge,
+    );
+    for w in workflows {
+        let Some(seconds) = w.last_run.as_ref().and_then(|l| l.duration_seconds) else {
+            continue;
+        };
+        workflow_labels(&mut labels, &org, w);
+        family.sample(&mut out, "", &labels, seconds);
+    }
+
+    let mut family = writer.family("workflow_runs", RUNS_HELP, Kind::Counter);
+    for w in workflows {
+        for d in &w.durations {
+            labels.clear();
+            let _ = write!(
+                labels,
+                "org=\"{org}\",project=\"{}\",runner=\"{}\",status=\"{}\",workflow=\"{}\"",
+                escape(&w.project),
+                names::runner(d.runner_type()),
+                names::status(d.status()),
+                escape(&w.workflow)
+            );
+            family.sample(&mut out, "_total", &labels, d.runs_total);
+            if writer.created {
+                family.created(&mut out, &labels, w);
+            }
+        }
+    }
+
+    labels.clear();
+    let _ = write!(labels, "org=\"{org}\"");
+    let mut family = writer.family("org_workflows", ORG_WORKFLOWS_HELP, Kind::Gauge);
+    family.sample(&mut out, "", &labels, workflows.len());
+    let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
+    family.sample(&mut out, "", &labels, started.elapsed().as_secs_f64());
+
+    if writer.format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
     }
     out
 }
 
-fn family_header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
 }
 
-/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+struct Writer<'a> {
+    ns: &'a str,
+    format: Format,
+    created: bool,
+}
+
+impl Writer<'_> {
+    /// A family whose HELP/TYPE lines are written before its first sample
+    /// (a family without samples is left out, as the prometheus crate does).
+    fn family(&self, name: &str, help: &'static str, kind: Kind) -> Family {
+        // OpenMetrics names a counter family without `_total`; the text
+        // format names it after its samples.
+        let base = format!("{}_{name}", self.ns);
+        let family_name = match (kind, self.format) {
+            (Kind::Counter, Format::Text) => format!("{base}_total"),
+            _ => base.clone(),
+        };
+        Family {
+            name: base,
+            family_name,
+            help,
+            kind,
+            written: false,
+        }
+    }
+}
+
+struct Family {
+    /// Prefix of the sample names.
+    name: String,
+    /// Name on the HELP and TYPE lines.
+    family_name: String,
+    help: &'static str,
+    kind: Kind,
+    written: bool,
+}
+
+impl Family {
+    fn header(&mut self, out: &mut String) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let kind = match self.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
+        };
+        let name = &self.family_name;
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", self.help);
+    }
+
+    fn sample(
+        &mut self,
+        out: &mut String,
+        suffix: &str,
+        labels: &str,
+        value: impl std::fmt::Display,
+    ) {
+        self.header(out);
+        let _ = writeln!(out, "{}{suffix}{{{labels}}} {value}", self.name);
+    }
+
+    fn created(&mut self, out: &mut String, labels: &str, w: &WorkflowMetrics) {
+        if let Some(at) = w.create_time.as_ref().map(from_timestamp) {
+            let _ = writeln!(out, "{}_created{{{labels}}} {}", self.name, Seconds(at));
+        }
+    }
+}
+
+/// `org`, `project`, `workflow`: the labels of a per-workflow series.
+fn workflow_labels(labels: &mut String, org: &str, w: &WorkflowMetrics) {
+    labels.clear();
+    let _ = write!(
+        labels,
+        "org=\"{org}\",project=\"{}\",workflow=\"{}\"",
+        escape(&w.project),
+        escape(&w.workflow)
+    );
+}
+
+/// Milliseconds since the epoch, written as seconds (`1732450000.5`).
+struct Seconds(i64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0 as f64 / 1000.0)
+    }
+}
+
+/// A bucket bound: as the prometheus crate writes it in the text format
+/// (`10`), and as OpenMetrics' canonical form wants it (`10.0`).
+struct Bound(f64, Format);
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Format::OpenMetrics if self.0.fract() == 0.0 => write!(f, "{:.1}", self.0),
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A label value as both formats want it: `\\`, `"` and newlines escaped.
 fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return std::borrow::Cow::Borrowed(value);
@@ -109,32 +389,67 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(escaped)
 }
 
-/// The same exposition through the `prometheus` crate's families and encoder:
-/// the reference [`render`] must match.
+/// The text exposition through the `prometheus` crate's families and encoder,
+/// in the same family order: the reference [`render`] must match.
 #[cfg(test)]
-fn families(org: &str, workflows: &[WorkflowMetrics]) -> Vec<prometheus::proto::MetricFamily> {
-    let mut up = Vec::new();
-    let mut durations = Vec::new();
+fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String {
+    use prometheus::proto::{Bucket, Counter, Gauge, Histogram, Metric, MetricType};
+    let gauge = |value: f64, pairs: &[(&str, &str)]| {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        let mut m = Metric::from_gauge(g);
+        m.set_label(labels(pairs));
+        m
+    };
+    let (mut up, mut durations, mut in_progress, mut last_at, mut last_duration, mut runs) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for w in workflows {
+        let base = [("org", org), ("project", w.project.as_str())];
         if let Some(last) = &w.last_run {
-            let value = if last.status() == RunStatus::Success {
-                1.0
-            } else {
-                0.0
-            };
-            let mut gauge = prometheus::proto::Gauge::default();
-            gauge.set_value(value);
-            let mut metric = prometheus::proto::Metric::from_gauge(gauge);
-            metric.set_label(labels(&[
-                ("org", org),
-                ("project", &w.project),
-                ("runner", names::runner(last.runner_type())),
-                ("workflow", &w.workflow),
-            ]));
-            up.push(metric);
+            let value = f64::from(u8::from(last.status() == RunStatus::Success));
+            up.push(gauge(
+                value,
+                &[
+                    base[0],
+                    base[1],
+                    ("runner", names::runner(last.runner_type())),
+                    ("workflow", &w.workflow),
+                ],
+            ));
+            if let Some(seconds) = last.duration_seconds {
+                last_duration.push(gauge(
+                    seconds,
+                    &[base[0], base[1], ("workflow", &w.workflow)],
+                ));
+            }
         }
+        in_progress.push(gauge(
+            f64::from(w.runs_in_progress),
+            &[base[0], base[1], ("workflow", &w.workflow)],
+        ));
+        let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
         for d in &w.durations {
-            let mut histogram = prometheus::proto::Histogram::default();
+            let pairs = [
+                base[0],
+                base[1],
+                ("runner", names::runner(d.runner_type())),
+                ("status", names::status(d.status())),
+                ("workflow", w.workflow.as_str()),
+            ];
+            if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
+                let entry = newest.entry(names::status(d.status())).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+            let mut counter = Counter::default();
+            counter.set_value(d.runs_total as f64);
+            let mut m = Metric::default();
+            m.set_counter(counter);
+            m.set_label(labels(&pairs));
+            runs.push(m);
+            if d.count == 0 {
+                continue;
+            }
+            let mut histogram = Histogram::default();
             histogram.set_sample_count(d.count);
             histogram.set_sample_sum(d.sum_seconds);
             histogram.set_bucket(
@@ -142,65 +457,80 @@ fn families(org: &str, workflows: &[WorkflowMetrics]) -> Vec<prometheus::proto::
                     .iter()
                     .zip(&d.bucket_counts)
                     .map(|(bound, count)| {
-                        let mut bucket = prometheus::proto::Bucket::default();
+                        let mut bucket = Bucket::default();
                         bucket.set_upper_bound(*bound);
                         bucket.set_cumulative_count(*count);
                         bucket
                     })
                     .collect(),
             );
-            let mut metric = prometheus::proto::Metric::default();
-            metric.set_histogram(histogram);
-            metric.set_label(labels(&[
-                ("org", org),
-                ("project", &w.project),
-                ("runner", names::runner(d.runner_type())),
-                ("status", names::status(d.status())),
-                ("workflow", &w.workflow),
-            ]));
-            durations.push(metric);
+            let mut m = Metric::default();
+            m.set_histogram(histogram);
+            m.set_label(labels(&pairs));
+            durations.push(m);
+        }
+        for (status, at) in newest {
+            last_at.push(gauge(
+                at as f64 / 1000.0,
+                &[
+                    base[0],
+                    base[1],
+                    ("status", status),
+                    ("workflow", &w.workflow),
+                ],
+            ));
         }
     }
-    let mut out = Vec::with_capacity(2);
-    // The encoder refuses empty families, and an absent family is what an
-    // organization without finished runs should show.
-    if !up.is_empty() {
-        out.push(family(
-            WORKFLOW_UP,
-            UP_HELP,
-            prometheus::proto::MetricType::GAUGE,
-            up,
-        ));
-    }
-    if !durations.is_empty() {
-        out.push(family(
-            RUN_DURATION,
+    let org_workflows = vec![gauge(workflows.len() as f64, &[("org", org)])];
+    let mut families = Vec::new();
+    for (name, help, kind, metrics) in [
+        ("workflow_up", UP_HELP, MetricType::GAUGE, up),
+        (
+            "workflow_run_duration_seconds",
             DURATION_HELP,
-            prometheus::proto::MetricType::HISTOGRAM,
+            MetricType::HISTOGRAM,
             durations,
-        ));
+        ),
+        (
+            "workflow_runs_in_progress",
+            IN_PROGRESS_HELP,
+            MetricType::GAUGE,
+            in_progress,
+        ),
+        (
+            "workflow_last_run_timestamp_seconds",
+            LAST_TIMESTAMP_HELP,
+            MetricType::GAUGE,
+            last_at,
+        ),
+        (
+            "workflow_last_run_duration_seconds",
+            LAST_DURATION_HELP,
+            MetricType::GAUGE,
+            last_duration,
+        ),
+        ("workflow_runs_total", RUNS_HELP, MetricType::COUNTER, runs),
+        (
+            "org_workflows",
+            ORG_WORKFLOWS_HELP,
+            MetricType::GAUGE,
+            org_workflows,
+        ),
+    ] {
+        // The encoder refuses empty families; an absent family is what we write.
+        if metrics.is_empty() {
+            continue;
+        }
+        let mut family = prometheus::proto::MetricFamily::default();
+        family.set_name(format!("{ns}_{name}"));
+        family.set_help(help.to_owned());
+        family.set_field_type(kind);
+        family.set_metric(metrics);
+        families.push(family);
     }
-    out
-}
-
-#[cfg(test)]
-fn encode_text(families: &[prometheus::proto::MetricFamily]) -> Result<String, prometheus::Error> {
-    prometheus::TextEncoder::new().encode_to_string(families)
-}
-
-#[cfg(test)]
-fn family(
-    name: &str,
-    help: &str,
-    kind: prometheus::proto::MetricType,
-    metrics: Vec<prometheus::proto::Metric>,
-) -> prometheus::proto::MetricFamily {
-    let mut family = prometheus::proto::MetricFamily::default();
-    family.set_name(name.to_owned());
-    family.set_help(help.to_owned());
-    family.set_field_type(kind);
-    family.set_metric(metrics);
-    family
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .expect("encode")
 }
 
 /// Label pairs, given in name order (the exposition keeps the order given).
@@ -221,6 +551,19 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<prometheus::proto::LabelPair> {
 mod tests {
     use super::*;
     use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, RunnerType};
+    use runplane_kit::time::timestamp;
+
+    fn options(format: Format) -> Options {
+        Options {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            format,
+            created_series: false,
+        }
+    }
+
+    fn text(org: &str, workflows: &[WorkflowMetrics]) -> String {
+        render(&options(Format::Text), org, workflows, Instant::now())
+    }
 
     fn workflow(name: &str, status: RunStatus) -> WorkflowMetrics {
         WorkflowMetrics {
@@ -230,7 +573,8 @@ mod tests {
             last_run: Some(LastRun {
                 status: status.into(),
                 runner_type: RunnerType::GithubAction.into(),
-                finish_time: None,
+                finish_time: Some(timestamp(1_732_450_000_500)),
+                duration_seconds: Some(42.5),
             }),
             durations: vec![DurationHistogram {
                 status: status.into(),
@@ -239,20 +583,30 @@ mod tests {
                 sum_seconds: 75.5,
                 bucket_bounds: vec![10.0, 30.0],
                 bucket_counts: vec![1, 2],
+                runs_total: 3,
+                last_finish_time: Some(timestamp(1_732_450_000_500)),
             }],
+            runs_in_progress: 2,
+            create_time: Some(timestamp(1_700_000_000_000)),
         }
+    }
+
+    /// Everything but the scrape duration, whose value changes every time.
+    fn without_scrape_duration(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.contains("scrape_duration_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     #[test]
     fn renders_chainloop_compatible_series() {
-        let text = render(
+        let text = text(
             "cyberdyne",
             &[workflow("backend-release-production", RunStatus::Success)],
         );
         assert!(
-            text.contains(
-                "# HELP chainloop_workflow_up Indicate if the last run was successful.\n"
-            )
+            text.contains("# HELP chainloop_workflow_up Indicate if the last run was successful.")
         );
         assert!(text.contains("# TYPE chainloop_workflow_up gauge\n"));
         assert!(text.contains(
@@ -266,29 +620,44 @@ mod tests {
             format!("chainloop_workflow_run_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 3\n"),
             format!("chainloop_workflow_run_duration_seconds_sum{{{labels}}} 75.5\n"),
             format!("chainloop_workflow_run_duration_seconds_count{{{labels}}} 3\n"),
+            format!("chainloop_workflow_runs_total{{{labels}}} 3\n"),
+            "chainloop_workflow_runs_in_progress{org=\"cyberdyne\",project=\"default\",workflow=\"backend-release-production\"} 2\n".into(),
+            "chainloop_workflow_last_run_timestamp_seconds{org=\"cyberdyne\",project=\"default\",status=\"success\",workflow=\"backend-release-production\"} 1732450000.5\n".into(),
+            "chainloop_workflow_last_run_duration_seconds{org=\"cyberdyne\",project=\"default\",workflow=\"backend-release-production\"} 42.5\n".into(),
+            "# TYPE chainloop_workflow_runs_total counter\n".into(),
+            "chainloop_org_workflows{org=\"cyberdyne\"} 1\n".into(),
+            "# TYPE chainloop_scrape_duration_seconds gauge\n".into(),
         ] {
             assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("_created"));
     }
 
     #[test]
-    fn failed_last_run_is_zero_and_no_finished_run_means_no_series() {
-        let text = render("o", &[workflow("w", RunStatus::Error)]);
+    fn failed_last_run_is_zero_and_a_fresh_workflow_has_only_its_gauges() {
+        let text = text("o", &[workflow("w", RunStatus::Error)]);
         assert!(text.contains("chainloop_workflow_up{org=\"o\",project=\"default\",runner=\"GITHUB_ACTION\",workflow=\"w\"} 0\n"));
         let fresh = WorkflowMetrics {
             workflow: "never-finished".into(),
+            project: "default".into(),
+            runs_in_progress: 1,
             ..WorkflowMetrics::default()
         };
-        assert_eq!(render("o", &[fresh]), "");
+        let text = super::render(&options(Format::Text), "o", &[fresh], Instant::now());
+        assert!(!text.contains("chainloop_workflow_up"), "{text}");
+        assert!(!text.contains("chainloop_workflow_run_duration"), "{text}");
+        assert!(text.contains("chainloop_workflow_runs_in_progress{org=\"o\",project=\"default\",workflow=\"never-finished\"} 1\n"));
+        assert!(text.contains("chainloop_org_workflows{org=\"o\"} 1\n"));
     }
 
-    #[test]
-    fn the_direct_writer_matches_the_prometheus_crates_encoder_byte_for_byte() {
+    fn assorted() -> Vec<WorkflowMetrics> {
         let mut several = vec![
             workflow("a", RunStatus::Success),
             workflow("b \"quoted\" \\ back\nslash", RunStatus::Error),
             WorkflowMetrics {
                 workflow: "never-finished".into(),
+                project: "p".into(),
                 ..WorkflowMetrics::default()
             },
         ];
@@ -296,27 +665,117 @@ mod tests {
         two.durations.push(DurationHistogram {
             status: RunStatus::Error.into(),
             runner_type: RunnerType::Unspecified.into(),
-            count: 0,
+            count: 1,
             sum_seconds: 0.25,
             bucket_bounds: vec![0.5, 2.5, 1e9],
-            bucket_counts: vec![0, 0, 0],
+            bucket_counts: vec![1, 1, 1],
+            runs_total: 1,
+            last_finish_time: Some(timestamp(1_732_450_001_000)),
+        });
+        // Expired runs: counted, no histogram.
+        two.durations.push(DurationHistogram {
+            status: RunStatus::Expired.into(),
+            runner_type: RunnerType::Unspecified.into(),
+            runs_total: 4,
+            last_finish_time: Some(timestamp(1_732_450_002_000)),
+            ..DurationHistogram::default()
         });
         several.push(two);
+        several
+    }
+
+    #[test]
+    fn the_direct_writer_matches_the_prometheus_crates_encoder_byte_for_byte() {
+        let several = assorted();
         for (org, workflows) in [
             ("cyberdyne", &several[..]),
             ("o", &several[..1]),
             ("o", &several[2..3]),
             ("empty", &[][..]),
         ] {
-            let reference = encode_text(&families(org, workflows)).expect("encode");
-            assert_eq!(render(org, workflows), reference, "{org}");
+            let reference = reference_text(DEFAULT_NAMESPACE, org, workflows);
+            assert_eq!(
+                without_scrape_duration(&text(org, workflows)),
+                reference,
+                "{org}"
+            );
+        }
+        let renamed = Options {
+            namespace: "ci".into(),
+            ..options(Format::Text)
+        };
+        let text = render(&renamed, "o", &several, Instant::now());
+        assert_eq!(
+            without_scrape_duration(&text),
+            reference_text("ci", "o", &several)
+        );
+        assert!(text.contains("# TYPE ci_scrape_duration_seconds gauge"));
+    }
+
+    #[test]
+    fn openmetrics_names_counters_without_total_ends_with_eof_and_adds_created_on_request() {
+        let several = assorted();
+        let om = render(&options(Format::OpenMetrics), "o", &several, Instant::now());
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("# TYPE chainloop_workflow_runs counter\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("chainloop_workflow_runs_total{org=\"o\","),
+            "{om}"
+        );
+        assert!(om.contains("le=\"10.0\"}"), "{om}");
+        assert!(om.contains("le=\"1000000000.0\"}"), "{om}");
+        assert!(!om.contains("_created"), "{om}");
+        let with_created = Options {
+            created_series: true,
+            ..options(Format::OpenMetrics)
+        };
+        let om = render(&with_created, "o", &several, Instant::now());
+        assert!(om.contains("chainloop_workflow_runs_created{org=\"o\",project=\"default\",runner=\"GITHUB_ACTION\",status=\"success\",workflow=\"a\"} 1700000000\n"), "{om}");
+        assert!(
+            om.contains("chainloop_workflow_run_duration_seconds_created{"),
+            "{om}"
+        );
+        // Text never gets them.
+        let text = render(
+            &Options {
+                format: Format::Text,
+                ..with_created
+            },
+            "o",
+            &several,
+            Instant::now(),
+        );
+        assert!(!text.contains("_created"));
+    }
+
+    #[test]
+    fn negotiation_follows_prometheus() {
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+        for text in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;version=2.0.0"),
+            Some("application/openmetrics-text;q=0"),
+            Some("application/json"),
+        ] {
+            assert_eq!(Format::negotiate(text), Format::Text, "{text:?}");
         }
     }
 
     #[test]
     fn label_values_are_escaped() {
         let name = "say \"hi\"\\\nbye";
-        let text = render("o", &[workflow(name, RunStatus::Success)]);
+        let text = text("o", &[workflow(name, RunStatus::Success)]);
         assert!(
             text.contains(r#"workflow="say \"hi\"\\\nbye""#),
             "escaping wrong in\n{text}"

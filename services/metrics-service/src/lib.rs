@@ -29,16 +29,25 @@ pub use config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin = Arc::new(AdminCredential::load(&config.admin)?);
     let channel = |addr: &str| runplane_kit::client::channel(addr, &config.upstream);
-    let upstreams = Arc::new(upstream::Upstreams {
-        tokens: TokenAuthenticator::uncached(channel(&config.token_service_addr)?),
-        orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
-        workflow_runs: WorkflowRunServiceClient::new(channel(&config.workflow_run_service_addr)?),
-        admin,
+    let scraper = Arc::new(scrape::Scraper {
+        upstreams: upstream::Upstreams {
+            tokens: TokenAuthenticator::uncached(channel(&config.token_service_addr)?),
+            orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
+            workflow_runs: WorkflowRunServiceClient::new(channel(
+                &config.workflow_run_service_addr,
+            )?),
+            admin,
+        },
+        exposition: exposition::Options {
+            namespace: config.metrics_namespace.clone(),
+            format: exposition::Format::Text,
+            created_series: config.openmetrics_created_series,
+        },
     });
     let own_metrics = own_metrics::OwnMetrics::new().context("registering own metrics")?;
     let draining = Arc::new(AtomicBool::new(false));
     let app = router(
-        upstreams,
+        scraper,
         own_metrics,
         draining.clone(),
         config.common.server.request_timeout,
@@ -73,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.
 pub fn router(
-    upstreams: Arc<upstream::Upstreams>,
+    scraper: Arc<scrape::Scraper>,
     own_metrics: own_metrics::OwnMetrics,
     draining: Arc<AtomicBool>,
     request_timeout: std::time::Duration,
@@ -82,7 +91,10 @@ pub fn router(
     Router::new()
         .route(
             "/prom/{org}/metrics",
-            get(scrape::handle).with_state(upstreams),
+            get(scrape::handle)
+                .with_state(scraper)
+                // Large expositions compress ~10×; Prometheus asks for gzip.
+                .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz).with_state(draining))

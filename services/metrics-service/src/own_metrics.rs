@@ -53,7 +53,7 @@ impl OwnMetrics {
             Ok(()) => (
                 [(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::scrape::TEXT_CONTENT_TYPE),
+                    HeaderValue::from_static(crate::exposition::Format::Text.content_type()),
                 )],
                 body,
             )

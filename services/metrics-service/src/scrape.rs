@@ -6,17 +6,15 @@
 //! service behind this one is unreachable: never a 200 with missing data).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runplane_api::token::v1::Scope;
 
-use crate::exposition;
+use crate::exposition::{self, Format};
 use crate::upstream::Upstreams;
-
-/// Content type of the text exposition format.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why a scrape is refused; the only place HTTP status codes are chosen.
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +79,22 @@ impl IntoResponse for ScrapeError {
     }
 }
 
+/// What a scrape needs: the services behind it and how to write.
+pub struct Scraper {
+    pub upstreams: Upstreams,
+    /// Namespace and `_created` setting; the format is chosen per request.
+    pub exposition: exposition::Options,
+}
+
 /// Serves one scrape.
 pub async fn handle(
-    State(upstreams): State<Arc<Upstreams>>,
+    State(scraper): State<Arc<Scraper>>,
     Path(org): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ScrapeError> {
+    let started = Instant::now();
+    let upstreams = &scraper.upstreams;
+    tracing::Span::current().record("org", org.as_str());
     let secret = bearer(&headers)?;
     // The organization lookup does not depend on the token: ask both at once,
     // then judge the answers in the documented order.
@@ -120,11 +128,20 @@ pub async fn handle(
         _ => return Err(ScrapeError::NotEnabled(org)),
     }
     let workflows = upstreams.workflow_metrics(secret).await?;
-    let body = exposition::render(&org, &workflows);
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
+    let options = exposition::Options {
+        format,
+        ..scraper.exposition.clone()
+    };
+    let body = exposition::render(&options, &org, &workflows, started);
     Ok((
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(TEXT_CONTENT_TYPE),
+            HeaderValue::from_static(format.content_type()),
         )],
         body,
     )

@@ -17,6 +17,9 @@ pub mod workflow {
         pub last_run_status: Option<String>,
         pub last_run_runner: Option<String>,
         pub last_run_finished_at_ms: Option<i64>,
+        /// How long the newest finished run that reported an outcome took
+        /// (an expired run has no duration and leaves it as it was).
+        pub last_run_duration_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -53,9 +56,9 @@ pub mod run {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// `run_durations`: the cumulative duration histogram of a workflow's finished
-/// runs per (status, runner), kept up to date as runs finish, so that a scrape
-/// never reads the runs themselves.
+/// `run_durations`: per workflow and (status, runner), how many runs finished
+/// so, when the last did, and the cumulative histogram of their durations; kept
+/// up to date as runs finish, so that a scrape never reads the runs themselves.
 pub mod run_duration {
     use sea_orm::entity::prelude::*;
 
@@ -74,6 +77,10 @@ pub mod run_duration {
         pub bucket_bounds: String,
         /// Comma-separated cumulative counts, one per bound.
         pub bucket_counts: String,
+        /// Every run finished with this outcome, expired ones included (which
+        /// have no duration, so `count` leaves them out). Only ever grows.
+        pub runs_total: i64,
+        pub last_finished_at_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,11 @@ pub enum Error {
     },
     #[error("request_id {request_id:?} was already used to start a run of another workflow")]
     RequestIdReused { request_id: String },
+    /// Internal: a remembered workflow was deleted meanwhile; the caller retries.
+    #[error("workflow {0:?} was deleted")]
+    WorkflowGone(String),
+    #[error("workflow {project}/{workflow} not found")]
+    WorkflowNotFound { project: String, workflow: String },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
     #[error(transparent)]
@@ -35,7 +40,11 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) | Error::InvalidPageToken(_) => {
                 Status::invalid_argument(e.to_string())
             }
-            Error::RunNotFound(_) => Status::not_found(e.to_string()),
+            Error::RunNotFound(_) | Error::WorkflowNotFound { .. } => {
+                Status::not_found(e.to_string())
+            }
+            // Retried by the handler; reaching a client means it kept happening.
+            Error::WorkflowGone(_) => Status::aborted(e.to_string()),
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
             Error::RequestIdReused { .. } => Status::already_exists(e.to_string()),
             Error::CorruptHistogram(_) => {

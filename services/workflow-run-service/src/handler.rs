@@ -6,24 +6,25 @@ use std::collections::HashMap;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
-    DurationHistogram, FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, LastRun,
-    ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest, ListWorkflowMetricsResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus, RunnerType, StartRunRequest,
-    StartRunResponse, Workflow, WorkflowMetrics,
+    DeleteWorkflowRequest, DeleteWorkflowResponse, DurationHistogram, FinishRunRequest,
+    FinishRunResponse, GetRunRequest, GetRunResponse, LastRun, ListRunsRequest, ListRunsResponse,
+    ListWorkflowMetricsRequest, ListWorkflowMetricsResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, Run, RunStatus, RunnerType, StartRunRequest, StartRunResponse, Workflow,
+    WorkflowMetrics,
 };
 use runplane_kit::auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_kit::page_token;
 use runplane_kit::time::timestamp;
 use tonic::{Request, Response, Status};
 
-use crate::entity::{run, run_duration, workflow};
+use crate::entity::{run, workflow};
 use crate::error::Error;
 use crate::histogram::Histogram;
 use crate::run::{
     DEFAULT_PROJECT, parse_runner, parse_status, reportable_outcome, runner_name, validate_name,
     validate_reason, validate_run_url,
 };
-use crate::store::{Finish, RunFilter, Store, WorkflowRef};
+use crate::store::{Finish, RunFilter, Store, WorkflowAggregates, WorkflowRef};
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
 pub struct WorkflowRunHandler {
@@ -99,10 +100,12 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
     }
 }
 
-fn metrics_to_proto(
-    w: workflow::Model,
-    durations: Vec<run_duration::Model>,
-) -> Result<WorkflowMetrics, Error> {
+fn metrics_to_proto(aggregates: WorkflowAggregates) -> Result<WorkflowMetrics, Error> {
+    let WorkflowAggregates {
+        workflow: w,
+        outcomes,
+        runs_in_progress,
+    } = aggregates;
     let last_run = match (&w.last_run_status, w.last_run_finished_at_ms) {
         (Some(status), Some(at)) => Some(LastRun {
             status: parse_status(status).into(),
@@ -113,10 +116,11 @@ fn metrics_to_proto(
                 .unwrap_or_default()
                 .into(),
             finish_time: Some(timestamp(at)),
+            duration_seconds: w.last_run_duration_ms.map(|ms| ms as f64 / 1000.0),
         }),
         _ => None,
     };
-    let durations = durations
+    let durations = outcomes
         .into_iter()
         .map(|d| {
             let h = Histogram::decode(&d.bucket_bounds, &d.bucket_counts, d.count, d.sum_seconds)?;
@@ -127,15 +131,19 @@ fn metrics_to_proto(
                 sum_seconds: h.sum,
                 bucket_bounds: h.bounds,
                 bucket_counts: h.counts,
+                runs_total: u64::try_from(d.runs_total).unwrap_or(0),
+                last_finish_time: d.last_finished_at_ms.map(timestamp),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(WorkflowMetrics {
+        create_time: Some(timestamp(w.created_at_ms)),
         workflow_id: w.id,
         project: w.project,
         workflow: w.name,
         last_run,
         durations,
+        runs_in_progress,
     })
 }
 
@@ -176,14 +184,26 @@ impl WorkflowRunService for WorkflowRunHandler {
         let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
             Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
         })?;
-        let workflow = self
-            .store
-            .find_or_create_workflow(&principal.org_id, project, &request.workflow)
-            .await?;
-        let run = self
-            .store
-            .start_run(&workflow, runner_name(runner), &request.run_url, request_id)
-            .await?;
+        // A workflow remembered in memory may have been deleted since (through
+        // any replica): then it is forgotten and created afresh, once.
+        let mut attempts = 0;
+        let (workflow, run) = loop {
+            let workflow = self
+                .store
+                .find_or_create_workflow(&principal.org_id, project, &request.workflow)
+                .await?;
+            match self
+                .store
+                .start_run(&workflow, runner_name(runner), &request.run_url, request_id)
+                .await
+            {
+                Err(Error::WorkflowGone(_)) if attempts == 0 => {
+                    self.store.forget_workflow(&workflow);
+                    attempts += 1;
+                }
+                result => break (workflow, result?),
+            }
+        };
         tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {
             run: Some(run_to_proto(run, Some(&workflow))),
@@ -288,6 +308,27 @@ impl WorkflowRunService for WorkflowRunHandler {
         }))
     }
 
+    async fn delete_workflow(
+        &self,
+        request: Request<DeleteWorkflowRequest>,
+    ) -> Result<Response<DeleteWorkflowResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let request = request.into_inner();
+        let project = if request.project.is_empty() {
+            DEFAULT_PROJECT
+        } else {
+            request.project.as_str()
+        };
+        validate_name("workflow", &request.workflow)?;
+        validate_name("project", project)?;
+        let deleted_runs = self
+            .store
+            .delete_workflow(&principal.org_id, project, &request.workflow)
+            .await?;
+        tracing::info!(org = %principal.org_name, project, workflow = %request.workflow, deleted_runs, "workflow deleted");
+        Ok(Response::new(DeleteWorkflowResponse { deleted_runs }))
+    }
+
     async fn list_workflow_metrics(
         &self,
         request: Request<ListWorkflowMetricsRequest>,
@@ -300,10 +341,10 @@ impl WorkflowRunService for WorkflowRunHandler {
             .store
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
             .await?;
-        let next_page_token = next_token(&page, limit, |(w, _)| &w.id);
+        let next_page_token = next_token(&page, limit, |a| &a.workflow.id);
         let workflows = page
             .into_iter()
-            .map(|(w, d)| metrics_to_proto(w, d))
+            .map(metrics_to_proto)
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Response::new(ListWorkflowMetricsResponse {
             workflows,

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_workflows_and_runs;
 mod m20261124_000002_index_finished_runs;
 mod m20261124_000003_run_request_ids;
+mod m20261124_000004_outcome_aggregates;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_workflows_and_runs::Migration),
             Box::new(m20261124_000002_index_finished_runs::Migration),
             Box::new(m20261124_000003_run_request_ids::Migration),
+            Box::new(m20261124_000004_outcome_aggregates::Migration),
         ]
     }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
+pub use metrics::WorkflowAggregates;
 pub use runs::{Finish, RunFilter};
 pub use seed::SeedPlan;
 pub use workflows::WorkflowRef;

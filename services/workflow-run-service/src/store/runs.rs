@@ -20,6 +20,16 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
 }
 
+/// One finished run, as its aggregate row counts it.
+struct Outcome<'a> {
+    workflow_id: &'a str,
+    status: &'a str,
+    runner: &'a str,
+    finished_at_ms: i64,
+    /// `None` for an expired run: counted, but not in the duration histogram.
+    seconds: Option<f64>,
+}
+
 /// How a run ends.
 #[derive(Debug)]
 pub struct Finish<'a> {
@@ -57,20 +67,10 @@ impl Store {
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
         };
-        let active = run::ActiveModel {
-            id: Set(model.id.clone()),
-            org_id: Set(model.org_id.clone()),
-            workflow_id: Set(model.workflow_id.clone()),
-            runner: Set(model.runner.clone()),
-            run_url: Set(model.run_url.clone()),
-            status: Set(model.status.clone()),
-            reason: Set(String::new()),
-            started_at_ms: Set(model.started_at_ms),
-            finished_at_ms: Set(None),
-            request_id: Set(model.request_id.clone()),
-        };
-        match run::Entity::insert(active).exec(&self.db).await {
-            Ok(_) => Ok(model),
+        match self.insert_run_of_existing_workflow(&model).await {
+            Ok(true) => Ok(model),
+            // Deleted since we remembered it (by this replica or another).
+            Ok(false) => Err(Error::WorkflowGone(workflow.id.clone())),
             // A concurrent retry with the same key won: answer with its run.
             Err(e) if runplane_kit::database::is_unique_violation(&e) && request_id.is_some() => {
                 let key = request_id.unwrap_or_default();
@@ -82,6 +82,51 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `INSERT INTO runs … SELECT … WHERE EXISTS (the workflow)`: one statement,
+    /// so a run never outlives a workflow deleted a moment before. Says whether
+    /// the run was written.
+    async fn insert_run_of_existing_workflow(
+        &self,
+        run: &run::Model,
+    ) -> Result<bool, sea_orm::DbErr> {
+        let workflow_exists = Query::select()
+            .expr(Expr::val(1))
+            .from(workflow::Entity)
+            .and_where(workflow::Column::Id.eq(&run.workflow_id))
+            .to_owned();
+        let values = Query::select()
+            .exprs([
+                Expr::val(&run.id),
+                Expr::val(&run.org_id),
+                Expr::val(&run.workflow_id),
+                Expr::val(&run.runner),
+                Expr::val(&run.run_url),
+                Expr::val(&run.status),
+                Expr::val(&run.reason),
+                Expr::val(run.started_at_ms),
+                Expr::val(run.request_id.clone()),
+            ])
+            .and_where(Expr::exists(workflow_exists))
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(run::Entity)
+            .columns([
+                run::Column::Id,
+                run::Column::OrgId,
+                run::Column::WorkflowId,
+                run::Column::Runner,
+                run::Column::RunUrl,
+                run::Column::Status,
+                run::Column::Reason,
+                run::Column::StartedAtMs,
+                run::Column::RequestId,
+            ])
+            .select_from(values)
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+            .to_owned();
+        Ok(self.db.execute(&insert).await?.rows_affected() == 1)
     }
 
     async fn run_by_request_id(
@@ -134,14 +179,23 @@ impl Store {
         };
         let finished_at = run.finished_at_ms.unwrap_or(now);
         // The workflow's last run is the one that finished last, whatever order
-        // the finishes arrive in.
-        workflow::Entity::update_many()
+        // the finishes arrive in. An expired run has no duration to report.
+        let duration_ms =
+            (finish.outcome != RunStatus::Expired).then(|| finished_at - run.started_at_ms);
+        let mut last_run = workflow::Entity::update_many()
             .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
             .col_expr(workflow::Column::LastRunRunner, Expr::value(&run.runner))
             .col_expr(
                 workflow::Column::LastRunFinishedAtMs,
                 Expr::value(finished_at),
-            )
+            );
+        if let Some(duration_ms) = duration_ms {
+            last_run = last_run.col_expr(
+                workflow::Column::LastRunDurationMs,
+                Expr::value(duration_ms),
+            );
+        }
+        last_run
             .filter(workflow::Column::Id.eq(&run.workflow_id))
             .filter(
                 Condition::any()
@@ -150,13 +204,14 @@ impl Store {
             )
             .exec(&txn)
             .await?;
-        // An expired run never reported a duration: its "duration" would be the
-        // timeout, so it stays out of the histogram.
-        if finish.outcome != RunStatus::Expired {
-            let seconds = (finished_at - run.started_at_ms) as f64 / 1000.0;
-            self.observe_duration(&txn, &run.workflow_id, status, &run.runner, seconds)
-                .await?;
-        }
+        let outcome = Outcome {
+            workflow_id: &run.workflow_id,
+            status,
+            runner: &run.runner,
+            finished_at_ms: finished_at,
+            seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
+        };
+        self.record_outcome(&txn, &outcome).await?;
         txn.commit().await?;
         Ok(run)
     }
@@ -180,16 +235,19 @@ impl Store {
         }
     }
 
-    async fn observe_duration(
+    /// Counts a finished run in its (workflow, status, runner) aggregate row,
+    /// created on first use and locked while it changes.
+    async fn record_outcome(
         &self,
         txn: &DatabaseTransaction,
-        workflow_id: &str,
-        status: &str,
-        runner: &str,
-        seconds: f64,
+        outcome: &Outcome<'_>,
     ) -> Result<(), Error> {
-        let key = (workflow_id.to_owned(), status.to_owned(), runner.to_owned());
-        let row = match locked_histogram(txn, &key).await? {
+        let key = (
+            outcome.workflow_id.to_owned(),
+            outcome.status.to_owned(),
+            outcome.runner.to_owned(),
+        );
+        let row = match locked_aggregate(txn, &key).await? {
             Some(row) => row,
             None => {
                 let empty = Histogram::empty(&self.buckets);
@@ -201,34 +259,51 @@ impl Store {
                     sum_seconds: Set(0.0),
                     bucket_bounds: Set(empty.encode_bounds()),
                     bucket_counts: Set(empty.encode_counts()),
+                    runs_total: Set(0),
+                    last_finished_at_ms: Set(None),
                 };
                 // A concurrent first finish may have created it: then we lock theirs.
                 run_duration::Entity::insert(active)
                     .on_conflict_do_nothing()
                     .exec(txn)
                     .await?;
-                locked_histogram(txn, &key).await?.ok_or_else(|| {
-                    sea_orm::DbErr::RecordNotFound("histogram vanished after insert".into())
+                locked_aggregate(txn, &key).await?.ok_or_else(|| {
+                    sea_orm::DbErr::RecordNotFound("aggregate row vanished after insert".into())
                 })?
             }
         };
-        let mut histogram = Histogram::decode(
-            &row.bucket_bounds,
-            &row.bucket_counts,
-            row.count,
-            row.sum_seconds,
-        )?;
-        histogram.observe(seconds);
-        run_duration::Entity::update_many()
+        let last_finished = row
+            .last_finished_at_ms
+            .map_or(outcome.finished_at_ms, |at| at.max(outcome.finished_at_ms));
+        let mut update = run_duration::Entity::update_many()
             .col_expr(
-                run_duration::Column::Count,
-                Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)),
+                run_duration::Column::RunsTotal,
+                Expr::value(row.runs_total.saturating_add(1)),
             )
-            .col_expr(run_duration::Column::SumSeconds, Expr::value(histogram.sum))
             .col_expr(
-                run_duration::Column::BucketCounts,
-                Expr::value(histogram.encode_counts()),
-            )
+                run_duration::Column::LastFinishedAtMs,
+                Expr::value(last_finished),
+            );
+        if let Some(seconds) = outcome.seconds {
+            let mut histogram = Histogram::decode(
+                &row.bucket_bounds,
+                &row.bucket_counts,
+                row.count,
+                row.sum_seconds,
+            )?;
+            histogram.observe(seconds);
+            update = update
+                .col_expr(
+                    run_duration::Column::Count,
+                    Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)),
+                )
+                .col_expr(run_duration::Column::SumSeconds, Expr::value(histogram.sum))
+                .col_expr(
+                    run_duration::Column::BucketCounts,
+                    Expr::value(histogram.encode_counts()),
+                );
+        }
+        update
             .filter(run_duration::Column::WorkflowId.eq(&key.0))
             .filter(run_duration::Column::Status.eq(&key.1))
             .filter(run_duration::Column::Runner.eq(&key.2))
@@ -328,7 +403,7 @@ fn same_workflow(
     }
 }
 
-async fn locked_histogram(
+async fn locked_aggregate(
     txn: &impl ConnectionTrait,
     key: &(String, String, String),
 ) -> Result<Option<run_duration::Model>, Error> {
@@ -341,7 +416,12 @@ async fn locked_histogram(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::WorkflowAggregates;
     use crate::store::test_support::store;
+
+    async fn run_finished(store: &Store, id: &str) -> Option<i64> {
+        store.get_run("org", id).await.expect("run").finished_at_ms
+    }
 
     #[tokio::test]
     async fn finishing_is_once_and_idempotent_and_updates_aggregates() {
@@ -409,15 +489,23 @@ mod tests {
             .await
             .expect("metrics");
         assert_eq!(page.len(), 1);
-        let (workflow, durations) = &page[0];
+        let WorkflowAggregates {
+            workflow,
+            outcomes,
+            runs_in_progress,
+        } = &page[0];
         assert_eq!(workflow.last_run_status.as_deref(), Some("error"));
-        // One histogram per status, each counting exactly once despite the retry.
-        let mut counts: Vec<(String, i64)> = durations
+        assert_eq!(*runs_in_progress, 0);
+        // One row per status, each counting exactly once despite the retry.
+        let mut counts: Vec<(String, i64, i64)> = outcomes
             .iter()
-            .map(|d| (d.status.clone(), d.count))
+            .map(|d| (d.status.clone(), d.count, d.runs_total))
             .collect();
         counts.sort();
-        assert_eq!(counts, [("error".to_owned(), 1), ("success".to_owned(), 1)]);
+        assert_eq!(
+            counts,
+            [("error".to_owned(), 1, 1), ("success".to_owned(), 1, 1)]
+        );
 
         // The newest run is listed first, and filters apply.
         let runs = store
@@ -480,8 +568,16 @@ mod tests {
             .workflow_metrics("org", None, 10)
             .await
             .expect("metrics");
-        assert_eq!(page[0].0.last_run_status.as_deref(), Some("expired"));
-        assert!(page[0].1.is_empty());
+        assert_eq!(page[0].workflow.last_run_status.as_deref(), Some("expired"));
+        // Counted, with no duration observed.
+        let expired = &page[0].outcomes;
+        assert_eq!(expired.len(), 1);
+        assert_eq!((expired[0].runs_total, expired[0].count), (1, 0));
+        assert_eq!(
+            expired[0].last_finished_at_ms,
+            run_finished(&store, &run.id).await
+        );
+        assert_eq!(page[0].workflow.last_run_duration_ms, None);
         assert!(
             store
                 .stale_runs(runplane_kit::time::now_ms() + 1, 10)
@@ -489,5 +585,58 @@ mod tests {
                 .expect("stale")
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn out_of_order_finishes_and_runs_in_progress() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        let wf = store
+            .find_or_create_workflow("org", "default", "deploy")
+            .await
+            .expect("wf");
+        let first = store
+            .start_run(&wf, "UNSPECIFIED", "", None)
+            .await
+            .expect("start");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let second = store
+            .start_run(&wf, "UNSPECIFIED", "", None)
+            .await
+            .expect("start");
+        let _open = store
+            .start_run(&wf, "UNSPECIFIED", "", None)
+            .await
+            .expect("start");
+        let finish = |id, outcome| Finish {
+            org_id: Some("org"),
+            run_id: id,
+            outcome,
+            reason: "",
+        };
+        // The later-started run finishes first; the earlier one finishes last.
+        store
+            .finish_run(finish(&second.id, RunStatus::Success))
+            .await
+            .expect("finish");
+        let last = store
+            .finish_run(finish(&first.id, RunStatus::Error))
+            .await
+            .expect("finish");
+        let page = store
+            .workflow_metrics("org", None, 10)
+            .await
+            .expect("metrics");
+        let aggregates = &page[0];
+        assert_eq!(aggregates.runs_in_progress, 1);
+        assert_eq!(
+            aggregates.workflow.last_run_status.as_deref(),
+            Some("error")
+        );
+        assert_eq!(
+            aggregates.workflow.last_run_duration_ms,
+            last.finished_at_ms.map(|f| f - first.started_at_ms)
+        );
+        assert!(aggregates.workflow.last_run_duration_ms >= Some(30));
     }
 }

@@ -40,7 +40,7 @@ impl Store {
         let start = runplane_kit::time::now_ms() - 86_400_000;
         let mut written = 0u64;
         let mut workflows = Vec::with_capacity(plan.workflows);
-        let mut histograms: HashMap<(String, &'static str), Histogram> = HashMap::new();
+        let mut histograms: HashMap<(String, &'static str), (Histogram, i64)> = HashMap::new();
         let mut runs = Vec::with_capacity(ROWS_PER_STATEMENT);
         let txn = self.db.begin().await?;
         for w in 0..plan.workflows {
@@ -51,11 +51,12 @@ impl Store {
                 let started = start + (r as i64) * 60_000;
                 let duration_ms = 5_000 + ((w * 7919 + r * 104_729) % 600_000) as i64;
                 let finished = started + duration_ms;
-                histograms
+                let (histogram, last_finished) = histograms
                     .entry((workflow_id.clone(), status))
-                    .or_insert_with(|| Histogram::empty(&self.buckets))
-                    .observe(duration_ms as f64 / 1000.0);
-                last = Some((status, finished));
+                    .or_insert_with(|| (Histogram::empty(&self.buckets), finished));
+                histogram.observe(duration_ms as f64 / 1000.0);
+                *last_finished = finished;
+                last = Some((status, finished, duration_ms));
                 runs.push(run::ActiveModel {
                     id: Set(uuid::Uuid::now_v7().to_string()),
                     org_id: Set(plan.org_id.clone()),
@@ -81,9 +82,10 @@ impl Store {
                 project: Set(plan.project.clone()),
                 name: Set(format!("workflow-{w:05}")),
                 created_at_ms: Set(start),
-                last_run_status: Set(last.map(|(s, _)| s.to_owned())),
+                last_run_status: Set(last.map(|(s, _, _)| s.to_owned())),
                 last_run_runner: Set(last.map(|_| plan.runner.clone())),
-                last_run_finished_at_ms: Set(last.map(|(_, at)| at)),
+                last_run_finished_at_ms: Set(last.map(|(_, at, _)| at)),
+                last_run_duration_ms: Set(last.map(|(_, _, ms)| ms)),
             });
         }
         if !runs.is_empty() {
@@ -97,15 +99,19 @@ impl Store {
         }
         let rows: Vec<run_duration::ActiveModel> = histograms
             .into_iter()
-            .map(|((workflow_id, status), h)| run_duration::ActiveModel {
-                workflow_id: Set(workflow_id),
-                status: Set(status.to_owned()),
-                runner: Set(plan.runner.clone()),
-                count: Set(i64::try_from(h.count).unwrap_or(i64::MAX)),
-                sum_seconds: Set(h.sum),
-                bucket_bounds: Set(h.encode_bounds()),
-                bucket_counts: Set(h.encode_counts()),
-            })
+            .map(
+                |((workflow_id, status), (h, last_finished))| run_duration::ActiveModel {
+                    workflow_id: Set(workflow_id),
+                    status: Set(status.to_owned()),
+                    runner: Set(plan.runner.clone()),
+                    count: Set(i64::try_from(h.count).unwrap_or(i64::MAX)),
+                    sum_seconds: Set(h.sum),
+                    bucket_bounds: Set(h.encode_bounds()),
+                    bucket_counts: Set(h.encode_counts()),
+                    runs_total: Set(i64::try_from(h.count).unwrap_or(i64::MAX)),
+                    last_finished_at_ms: Set(Some(last_finished)),
+                },
+            )
             .collect();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             run_duration::Entity::insert_many(chunk.to_vec())
@@ -145,9 +151,13 @@ mod tests {
             .await
             .expect("metrics");
         assert_eq!(page.len(), 3);
-        for (workflow, durations) in page {
+        for aggregates in page {
+            let (workflow, durations) = (aggregates.workflow, aggregates.outcomes);
             let count: i64 = durations.iter().map(|d| d.count).sum();
             assert_eq!(count, 7, "{}", workflow.name);
+            let total: i64 = durations.iter().map(|d| d.runs_total).sum();
+            assert_eq!(total, 7, "{}", workflow.name);
+            assert!(workflow.last_run_duration_ms.is_some());
             assert!(workflow.last_run_status.is_some());
             let mine: Vec<_> = runs
                 .iter()

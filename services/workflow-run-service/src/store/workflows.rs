@@ -2,15 +2,19 @@
 //!
 //! A workflow's identity (id, organization, project, name) never changes once
 //! created, so it is remembered in memory: starting a run of a known workflow,
-//! and naming the workflows of finished runs, costs no query. (Should workflows
-//! ever be deleted or renamed, [`Identities`] must be told.)
+//! and naming the workflows of finished runs, costs no query. A deletion
+//! through another replica is noticed when a run's insert finds the workflow
+//! gone (see `Store::start_run`), and the identity is forgotten then.
 
 use std::collections::HashMap;
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 
 use super::Store;
-use crate::entity::workflow;
+use crate::entity::{run, run_duration, workflow};
 use crate::error::Error;
 
 /// Who a workflow is: what never changes about it.
@@ -53,6 +57,12 @@ impl Identities {
         self.by_id.insert(w.id.clone(), w.clone());
         self.by_key.insert(key, w);
     }
+
+    fn forget(&mut self, w: &WorkflowRef) {
+        self.by_key
+            .remove(&(w.org_id.clone(), w.project.clone(), w.name.clone()));
+        self.by_id.remove(&w.id);
+    }
 }
 
 impl Store {
@@ -85,6 +95,7 @@ impl Store {
             last_run_status: Set(None),
             last_run_runner: Set(None),
             last_run_finished_at_ms: Set(None),
+            last_run_duration_ms: Set(None),
         };
         // Another caller may create it at the same moment: whoever loses reads the winner's row.
         workflow::Entity::insert(active)
@@ -170,5 +181,113 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// Forgets a remembered workflow identity (it was deleted).
+    pub fn forget_workflow(&self, w: &WorkflowRef) {
+        self.identities().forget(w);
+    }
+
+    /// Deletes an organization's workflow `project/name` with its runs and
+    /// aggregates, in one transaction; its series leave the next scrape.
+    /// Returns how many runs went with it.
+    pub async fn delete_workflow(
+        &self,
+        org_id: &str,
+        project: &str,
+        name: &str,
+    ) -> Result<u64, Error> {
+        let Some(found) = self.find_workflow(org_id, project, name).await? else {
+            return Err(Error::WorkflowNotFound {
+                project: project.to_owned(),
+                workflow: name.to_owned(),
+            });
+        };
+        let txn = self.db.begin().await?;
+        // The workflow row goes first: a concurrent StartRun's insert checks for
+        // it, so no run can be added once this transaction commits.
+        workflow::Entity::delete_by_id(found.id.clone())
+            .exec(&txn)
+            .await?;
+        let runs = run::Entity::delete_many()
+            .filter(run::Column::WorkflowId.eq(&found.id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        run_duration::Entity::delete_many()
+            .filter(run_duration::Column::WorkflowId.eq(&found.id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        self.identities().forget(&WorkflowRef::from(&found));
+        Ok(runs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use runplane_api::workflowrun::v1::RunStatus;
+
+    use super::*;
+    use crate::store::Finish;
+    use crate::store::test_support::store;
+
+    #[tokio::test]
+    async fn deleting_a_workflow_takes_its_runs_and_aggregates_even_from_another_replica() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let replica_a = store(&dir).await;
+        // A second store over the same file: another replica with its own memory.
+        let replica_b = Store::new(replica_a.db.clone(), vec![10.0]);
+        let wf = replica_a
+            .find_or_create_workflow("org", "default", "build")
+            .await
+            .expect("wf");
+        let run = replica_a
+            .start_run(&wf, "UNSPECIFIED", "", None)
+            .await
+            .expect("start");
+        replica_a
+            .finish_run(Finish {
+                org_id: Some("org"),
+                run_id: &run.id,
+                outcome: RunStatus::Success,
+                reason: "",
+            })
+            .await
+            .expect("finish");
+        replica_a
+            .start_run(&wf, "UNSPECIFIED", "", None)
+            .await
+            .expect("start");
+
+        assert!(matches!(
+            replica_b.delete_workflow("other", "default", "build").await,
+            Err(Error::WorkflowNotFound { .. })
+        ));
+        assert_eq!(
+            replica_b
+                .delete_workflow("org", "default", "build")
+                .await
+                .expect("delete"),
+            2
+        );
+        assert!(
+            replica_a
+                .workflow_metrics("org", None, 10)
+                .await
+                .expect("metrics")
+                .is_empty()
+        );
+        // Replica A still remembers the workflow: its insert finds it gone.
+        assert!(matches!(
+            replica_a.start_run(&wf, "UNSPECIFIED", "", None).await,
+            Err(Error::WorkflowGone(_))
+        ));
+        replica_a.forget_workflow(&wf);
+        let again = replica_a
+            .find_or_create_workflow("org", "default", "build")
+            .await
+            .expect("wf");
+        assert_ne!(again.id, wf.id, "a new workflow, with a fresh history");
     }
 }
