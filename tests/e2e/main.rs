@@ -14,6 +14,7 @@ mod org_metrics;
 mod postgres;
 mod prometheus;
 mod reflection;
+mod reload;
 mod restart;
 mod retention;
 mod retries;

@@ -1,6 +1,5 @@
 //! org-service's gRPC handlers: check the caller, call the store, shape the answer.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use runplane_api::org::v1::organization_service_server::OrganizationService;
@@ -16,21 +15,18 @@ use tonic::{Request, Response, Status};
 
 use crate::entity::organization;
 use crate::error::Error;
+use crate::reload::EnabledOrgs;
 use crate::store::Store;
 
 /// Serves `runplane.org.v1.OrganizationService`.
 pub struct OrganizationHandler {
     store: Store,
     admin: Arc<AdminCredential>,
-    metrics_enabled: BTreeSet<String>,
+    metrics_enabled: EnabledOrgs,
 }
 
 impl OrganizationHandler {
-    pub fn new(
-        store: Store,
-        admin: Arc<AdminCredential>,
-        metrics_enabled: BTreeSet<String>,
-    ) -> Self {
+    pub fn new(store: Store, admin: Arc<AdminCredential>, metrics_enabled: EnabledOrgs) -> Self {
         OrganizationHandler {
             store,
             admin,
@@ -40,7 +36,7 @@ impl OrganizationHandler {
 
     fn to_proto(&self, org: organization::Model) -> Organization {
         Organization {
-            prometheus_metrics_enabled: self.metrics_enabled.contains(&org.name),
+            prometheus_metrics_enabled: self.metrics_enabled.borrow().contains(&org.name),
             id: org.id,
             name: org.name,
             create_time: Some(runplane_kit::time::timestamp(org.created_at_ms)),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod handler;
 pub mod migration;
 pub mod name;
+pub mod reload;
 pub mod store;
 
 use std::collections::BTreeSet;
@@ -37,6 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "Prometheus metrics enabled for {} organization(s)",
         enabled.len()
     );
+    let enabled = reload::watch(enabled, config.common.config.clone())?;
     let service =
         handler::OrganizationHandler::new(store::Store::new(db), Arc::new(admin), enabled);
     runplane_kit::grpc::serve(
