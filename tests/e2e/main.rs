@@ -20,5 +20,6 @@ mod retention;
 mod retries;
 mod scrape_status;
 mod supervision;
+mod telemetry;
 mod upstream_down;
 mod walkthrough;

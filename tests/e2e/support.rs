@@ -30,6 +30,9 @@ const CI_VARIABLES: &[&str] = &[
     "RUNPLANE_TOKEN",
     "RUNPLANE_ADMIN_TOKEN",
     "RUNPLANE_CONFIG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "TRACEPARENT",
     "RUNPLANE_LISTEN_ADDR",
     "RUNPLANE_DATABASE_URL",
 ];
@@ -112,6 +115,8 @@ pub(crate) struct Suite {
     up: Option<Child>,
     services: Vec<(&'static str, Child)>,
     http: reqwest::Client,
+    /// Extra environment of every process the suite starts.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Suite {
@@ -154,6 +159,7 @@ impl Suite {
             bin: bin_dir(),
             up: None,
             services: Vec::new(),
+            env: Vec::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -393,6 +399,7 @@ impl Suite {
         for var in CI_VARIABLES {
             command.env_remove(var);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
             .env("RUNPLANE_DATA_DIR", self.data_dir())
             .env("RUNPLANE_ORG_SERVICE_ADDR", self.addrs[0].to_string())
@@ -515,6 +522,29 @@ impl Suite {
 /// (`#[tokio::test(flavor = "multi_thread")]`) so that, while this blocks one
 /// thread, the test's own gRPC connections still answer the servers' GOAWAY and
 /// the servers stop at once instead of waiting out their drain timeout.
+impl Suite {
+    /// Every log line the suite's processes wrote must be free of secrets: no
+    /// API token, no admin credential, whatever the test did.
+    fn assert_no_secret_logged(&self) {
+        let log = self.log();
+        let admin =
+            std::fs::read_to_string(self.data_dir().join("admin-token")).unwrap_or_default();
+        let admin = admin.trim();
+        for (n, line) in log.lines().enumerate() {
+            let leak = ["rpt_", "rpa_"].iter().any(|prefix| {
+                line.match_indices(prefix).any(|(at, _)| {
+                    line[at + prefix.len()..]
+                        .chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .count()
+                        >= 16
+                })
+            }) || (!admin.is_empty() && line.contains(admin));
+            assert!(!leak, "a secret was logged (line {}): {line}", n + 1);
+        }
+    }
+}
+
 impl Drop for Suite {
     fn drop(&mut self) {
         // Never leave processes behind: ask nicely, then insist.
@@ -536,6 +566,9 @@ impl Drop for Suite {
                 &format!("{server}/postgres"),
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             );
+        }
+        if !std::thread::panicking() {
+            self.assert_no_secret_logged();
         }
     }
 }

@@ -184,7 +184,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
 async fn tokens(
     global: &Global,
     admin: &AdminCredential,
-    mut client: TokenServiceClient<tonic::transport::Channel>,
+    mut client: TokenServiceClient<runplane_kit::client::Channel>,
     command: TokenCommand,
 ) -> anyhow::Result<()> {
     let fail = |s: tonic::Status| describe(&s, "token-service", &global.token_service_addr);

@@ -11,8 +11,9 @@ use runplane_api::workflowrun::v1::{
     StartRunRequest,
 };
 use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
+
+use runplane_kit::client::Channel;
 use runplane_kit::time::from_timestamp;
-use tonic::transport::Channel;
 
 use crate::cli::Global;
 use crate::exit::describe;
@@ -220,7 +221,7 @@ impl Reporter<'_> {
         let response = self
             .with_retries("starting the run", || {
                 let mut client = self.client.clone();
-                let request = with_bearer(request.clone(), &self.token);
+                let request = runner_request(request.clone(), &self.token);
                 async move { client.start_run(request).await }
             })
             .await;
@@ -246,7 +247,7 @@ impl Reporter<'_> {
         let response = self
             .with_retries("finishing the run", || {
                 let mut client = self.client.clone();
-                let request = with_bearer(request.clone(), &self.token);
+                let request = runner_request(request.clone(), &self.token);
                 async move { client.finish_run(request).await }
             })
             .await;
@@ -345,7 +346,7 @@ async fn report<'a>(
             let response = r
                 .with_retries("deleting a workflow", || {
                     let mut client = r.client.clone();
-                    let request = with_bearer(request.clone(), &r.token);
+                    let request = runner_request(request.clone(), &r.token);
                     async move { client.delete_workflow(request).await }
                 })
                 .await;
@@ -376,7 +377,7 @@ async fn report<'a>(
             let response = r
                 .with_retries("listing runs", || {
                     let mut client = r.client.clone();
-                    let request = with_bearer(request.clone(), &r.token);
+                    let request = runner_request(request.clone(), &r.token);
                     async move { client.list_runs(request).await }
                 })
                 .await;
@@ -558,6 +559,19 @@ fn status_text(status: RunStatus) -> &'static str {
         RunStatus::Canceled => "canceled",
         RunStatus::Unspecified => "unknown",
     }
+}
+
+/// A request with the runner's token, joined to the CI job's trace when the
+/// runner exports one as `TRACEPARENT` (the W3C convention CI tools use).
+fn runner_request<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = with_bearer(message, token);
+    if let Some(value) = std::env::var("TRACEPARENT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        request.metadata_mut().insert("traceparent", value);
+    }
+    request
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::client::Channel;
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::token::v1::{AuthenticateRequest, Scope};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::secret::{self, SecretHash, SecretKind};
@@ -267,8 +267,15 @@ impl TokenAuthenticator {
         Ok(principal)
     }
 
-    /// Resolves a bearer secret to its principal.
+    /// Resolves a bearer secret to its principal, and names its organization
+    /// on the request's span (its log line and trace).
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
+        let principal = self.resolve(presented).await?;
+        crate::observe::record_org(&principal.org_name);
+        Ok(principal)
+    }
+
+    async fn resolve(&self, presented: &str) -> Result<Principal, AuthError> {
         // A malformed secret cannot be valid: answer without a network hop.
         secret::parse(SecretKind::ApiToken, presented).map_err(|_| AuthError::Invalid)?;
         let key = SecretHash::of(presented).0;

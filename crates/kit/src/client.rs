@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::observe::ObservedChannel;
+
+/// What clients of other services are built over: a lazily connecting channel
+/// that measures and traces each call (see [`crate::observe`]).
+pub type Channel = ObservedChannel;
 
 /// Settings for calls to other runplane services.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,13 +40,15 @@ pub fn channel(addr: &str, args: &UpstreamArgs) -> Result<Channel, InvalidAddres
         addr: addr.to_owned(),
         reason: e.to_string(),
     })?;
-    Ok(endpoint
-        .connect_timeout(args.upstream_timeout.min(Duration::from_secs(3)))
-        .timeout(args.upstream_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    Ok(ObservedChannel::new(
+        endpoint
+            .connect_timeout(args.upstream_timeout.min(Duration::from_secs(3)))
+            .timeout(args.upstream_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy(),
+    ))
 }
 
 /// Wraps `message` in a request that carries `secret` as its bearer credential.

@@ -85,6 +85,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
         }
         _ => M::up(&db, None).await.map_err(migrate)?,
     }
+    crate::observe::register_database_pool(&db);
     Ok(db)
 }
 

@@ -1,6 +1,8 @@
 //! The gRPC server every service runs: its services plus `grpc.health.v1`
 //! health and server reflection (v1 and v1alpha, for grpcurl and grpcio),
-//! request timeouts, and a graceful drain on shutdown.
+//! request timeouts, the service's own Prometheus metrics on `GET /metrics`
+//! (same port, plain HTTP/1.1), every request measured, traced and logged by
+//! [`crate::observe::GrpcServerLayer`], and a graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -68,10 +70,24 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building reflection (v1alpha)")?;
-    let routes = routes
+    let routes: Routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(reflection_v1alpha)
+        .into_axum_router()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    crate::observe::metrics().render(),
+                )
+            }),
+        )
+        .into();
 
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
@@ -90,7 +106,9 @@ where
     let server = Server::builder()
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        // For Prometheus' plain-HTTP GET /metrics; gRPC stays on HTTP/2.
+        .accept_http1(true)
+        .layer(crate::observe::GrpcServerLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
     tracing::info!(%addr, "gRPC server listening");

@@ -12,6 +12,7 @@ pub mod config;
 pub mod database;
 pub mod grpc;
 pub mod names;
+pub mod observe;
 pub mod page_token;
 pub mod secret;
 pub mod service;

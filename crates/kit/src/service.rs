@@ -49,22 +49,29 @@ where
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    crate::telemetry::init(C::NAME, &config.common().log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
+            eprintln!("{}: cannot start the async runtime: {e}", C::NAME);
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    // Inside the runtime: the OTLP exporter's channel runs on it. Dropped
+    // (flushing spans) before the runtime is.
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(C::NAME, &config.common().log)
+    };
+    let code = match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "{} failed", C::NAME);
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(telemetry);
+    code
 }

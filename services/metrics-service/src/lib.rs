@@ -44,11 +44,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             created_series: config.openmetrics_created_series,
         },
     });
-    let own_metrics = own_metrics::OwnMetrics::new().context("registering own metrics")?;
     let draining = Arc::new(AtomicBool::new(false));
     let app = router(
         scraper,
-        own_metrics,
         draining.clone(),
         config.common.server.request_timeout,
     );
@@ -83,11 +81,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.
 pub fn router(
     scraper: Arc<scrape::Scraper>,
-    own_metrics: own_metrics::OwnMetrics,
     draining: Arc<AtomicBool>,
     request_timeout: std::time::Duration,
 ) -> Router {
-    let metrics_for_route = own_metrics.clone();
     Router::new()
         .route(
             "/prom/{org}/metrics",
@@ -98,14 +94,8 @@ pub fn router(
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz).with_state(draining))
-        .route(
-            "/metrics",
-            get(move || async move { metrics_for_route.render() }),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            own_metrics,
-            own_metrics::track,
-        ))
+        .route("/metrics", get(own_metrics::render))
+        .layer(axum::middleware::from_fn(own_metrics::track))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,

@@ -1,32 +1,34 @@
-//! metrics-service's own metrics (`GET /metrics`, unauthenticated): its HTTP
-//! requests by route and status, for operators rather than for tenants.
+//! metrics-service's own telemetry, for operators rather than tenants: every
+//! HTTP request measured (by route template and status), traced (joining the
+//! scraper's trace when it sends `traceparent`) and logged once; `GET /metrics`
+//! serves these with the process-wide ones (outgoing gRPC calls, process).
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use tracing::Instrument as _;
 
-/// The service's own registry and instruments.
-#[derive(Clone)]
-pub struct OwnMetrics {
-    registry: Registry,
+struct HttpMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
 }
 
-impl OwnMetrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+fn http_metrics() -> &'static HttpMetrics {
+    static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
         let requests = IntCounterVec::new(
             Opts::new(
                 "runplane_http_requests_total",
                 "HTTP requests served, by route and status code.",
             ),
             &["route", "code"],
-        )?;
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "runplane_http_request_duration_seconds",
@@ -36,53 +38,69 @@ impl OwnMetrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             &["route"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        Ok(OwnMetrics {
-            registry,
-            requests,
-            latency,
-        })
-    }
-
-    /// The text exposition of the service's own metrics.
-    pub fn render(&self) -> Response {
-        let mut body = Vec::new();
-        match prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut body) {
-            Ok(()) => (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::exposition::Format::Text.content_type()),
-                )],
-                body,
-            )
-                .into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode own metrics");
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
-            }
-        }
-    }
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let registry = runplane_kit::observe::metrics();
+        registry.register(Box::new(requests.clone()));
+        registry.register(Box::new(latency.clone()));
+        HttpMetrics { requests, latency }
+    })
 }
 
-/// Middleware: counts and times every request by its route template (never by
-/// the concrete path, whose organization names would explode cardinality).
-pub async fn track(State(metrics): State<OwnMetrics>, request: Request, next: Next) -> Response {
+/// `GET /metrics`: the process's metrics in the text format.
+pub async fn render() -> Response {
+    http_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::exposition::Format::Text.content_type()),
+        )],
+        runplane_kit::observe::metrics().render(),
+    )
+        .into_response()
+}
+
+/// Middleware: one span, one measurement and one log line per request, by its
+/// route template (never the concrete path, whose organization names would
+/// explode cardinality). The scrape handler adds the organization to the span.
+pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        org = tracing::field::Empty,
+    );
+    let trace_id = runplane_kit::telemetry::extract(request.headers(), &span);
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let metrics = http_metrics();
     metrics
         .latency
         .with_label_values(&[route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(seconds);
     metrics
         .requests
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .inc();
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    let latency_ms = (seconds * 1e5).round() / 100.0;
+    let trace_id = trace_id.as_deref().unwrap_or("");
+    if route.starts_with("/prom/") {
+        tracing::info!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
+    } else {
+        // Probes and our own scrapes: frequent and uninteresting.
+        tracing::debug!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
+    }
     response
 }

@@ -11,8 +11,8 @@ use runplane_api::org::v1::{
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowMetrics};
 use runplane_kit::auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
+use runplane_kit::client::Channel;
 use runplane_kit::client::with_bearer;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::scrape::ScrapeError;

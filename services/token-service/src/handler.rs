@@ -128,6 +128,7 @@ impl TokenService for TokenHandler {
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let answer = self.authenticate(&request.into_inner().secret).await?;
+        runplane_kit::observe::record_org(&answer.org_name);
         Ok(Response::new(answer))
     }
 }

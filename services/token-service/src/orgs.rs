@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::org::v1::{GetOrganizationRequest, get_organization_request::Lookup};
 use runplane_kit::auth::AdminCredential;
+use runplane_kit::client::Channel;
 use runplane_kit::client::with_bearer;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::error::Error;
 

@@ -37,6 +37,10 @@ pub struct Config {
     /// Most token answers kept in that cache.
     #[arg(long, env = "RUNPLANE_AUTH_CACHE_CAPACITY", default_value_t = 10_000)]
     pub auth_cache_capacity: usize,
+    /// Also push runs as OpenTelemetry CI/CD metrics (`cicd.pipeline.run.*`)
+    /// over OTLP, to the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[arg(long, env = "RUNPLANE_OTEL_CICD_METRICS", default_value_t = false)]
+    pub otel_cicd_metrics: bool,
     /// A run still in progress this long after it started is marked expired.
     #[arg(long, env = "RUNPLANE_RUN_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub run_timeout: Duration,

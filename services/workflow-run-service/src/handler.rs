@@ -17,6 +17,9 @@ use runplane_kit::page_token;
 use runplane_kit::time::timestamp;
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
+use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::{run, workflow};
 use crate::error::Error;
 use crate::histogram::Histogram;
@@ -30,11 +33,12 @@ use crate::store::{Finish, RunFilter, Store, WorkflowAggregates, WorkflowRef};
 pub struct WorkflowRunHandler {
     store: Store,
     auth: TokenAuthenticator,
+    cicd: Option<Arc<CicdMetrics>>,
 }
 
 impl WorkflowRunHandler {
-    pub fn new(store: Store, auth: TokenAuthenticator) -> Self {
-        WorkflowRunHandler { store, auth }
+    pub fn new(store: Store, auth: TokenAuthenticator, cicd: Option<Arc<CicdMetrics>>) -> Self {
+        WorkflowRunHandler { store, auth, cicd }
     }
 
     async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<Principal, Error> {
@@ -147,6 +151,13 @@ fn metrics_to_proto(aggregates: WorkflowAggregates) -> Result<WorkflowMetrics, E
     })
 }
 
+/// How long a finished run took, by its own timestamps.
+fn run_seconds(run: &Run) -> Option<f64> {
+    let started = runplane_kit::time::from_timestamp(run.start_time.as_ref()?);
+    let finished = runplane_kit::time::from_timestamp(run.finish_time.as_ref()?);
+    Some((finished - started) as f64 / 1000.0)
+}
+
 /// The next page token: the last item's id, when the page was full.
 fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> &str) -> String {
     match items.last() {
@@ -194,7 +205,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 .await?;
             match self
                 .store
-                .start_run(&workflow, runner_name(runner), &request.run_url, request_id)
+                .start_run_reporting(&workflow, runner_name(runner), &request.run_url, request_id)
                 .await
             {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {
@@ -204,6 +215,14 @@ impl WorkflowRunService for WorkflowRunHandler {
                 result => break (workflow, result?),
             }
         };
+        let (run, created) = run;
+        if let (Some(cicd), true) = (&self.cicd, created) {
+            cicd.started(&Pipeline {
+                org_id: &principal.org_id,
+                org_name: Some(&principal.org_name),
+                name: &format!("{}/{}", workflow.project, workflow.name),
+            });
+        }
         tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {
             run: Some(run_to_proto(run, Some(&workflow))),
@@ -218,9 +237,9 @@ impl WorkflowRunService for WorkflowRunHandler {
         let request = request.into_inner();
         let outcome = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
-        let run = self
+        let (run, finished_now) = self
             .store
-            .finish_run(Finish {
+            .finish_run_reporting(Finish {
                 org_id: Some(&principal.org_id),
                 run_id: &request.run_id,
                 outcome,
@@ -229,6 +248,17 @@ impl WorkflowRunService for WorkflowRunHandler {
             .await?;
         tracing::debug!(org = %principal.org_name, run = %run.id, status = %run.status, "run finished");
         let run = self.runs_to_proto(vec![run]).await?.pop();
+        if let (Some(cicd), true, Some(run)) = (&self.cicd, finished_now, &run) {
+            cicd.finished(
+                &Pipeline {
+                    org_id: &principal.org_id,
+                    org_name: Some(&principal.org_name),
+                    name: &format!("{}/{}", run.project, run.workflow),
+                },
+                outcome,
+                run_seconds(run),
+            );
+        }
         Ok(Response::new(FinishRunResponse { run }))
     }
 

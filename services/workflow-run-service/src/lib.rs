@@ -6,6 +6,7 @@
 //! two background tasks: the [`sweeper`] that expires runs nobody finished,
 //! and [`retention`], which deletes old finished runs.
 
+pub mod cicd;
 pub mod config;
 pub mod entity;
 pub mod error;
@@ -47,8 +48,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let store = store::Store::new(db, config.run_duration_buckets.clone());
+    let cicd = config
+        .otel_cicd_metrics
+        .then(cicd::CicdMetrics::start)
+        .flatten()
+        .map(std::sync::Arc::new);
     tokio::spawn(sweeper::run(
         store.clone(),
+        cicd.clone(),
         config.run_timeout,
         config.sweep_interval,
     ));
@@ -66,7 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.auth_cache_ttl,
         config.auth_cache_capacity,
     );
-    let service = handler::WorkflowRunHandler::new(store, auth);
+    let service = handler::WorkflowRunHandler::new(store, auth, cicd);
     runplane_kit::grpc::serve(
         listener,
         WorkflowRunServiceServer::new(service),

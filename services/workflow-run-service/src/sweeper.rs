@@ -4,23 +4,30 @@
 //! after the run timeout the sweeper finishes it as EXPIRED through the same
 //! path as FinishRun, so the workflow's last run reflects it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use runplane_api::workflowrun::v1::RunStatus;
 
+use crate::cicd::{CicdMetrics, Pipeline};
 use crate::store::{Finish, Store};
 
 /// Runs expired per database round trip.
 const BATCH: u64 = 500;
 
 /// Sweeps every `interval`, forever.
-pub async fn run(store: Store, timeout: Duration, interval: Duration) {
+pub async fn run(
+    store: Store,
+    cicd: Option<Arc<CicdMetrics>>,
+    timeout: Duration,
+    interval: Duration,
+) {
     let reason = format!(
         "no outcome reported within {}",
         humantime::format_duration(timeout)
     );
     crate::periodic::every(interval, "expired runs past the run timeout", || {
-        sweep(&store, timeout, &reason)
+        sweep(&store, cicd.as_deref(), timeout, &reason)
     })
     .await;
 }
@@ -28,6 +35,7 @@ pub async fn run(store: Store, timeout: Duration, interval: Duration) {
 /// Expires every run started more than `timeout` ago that is still in progress.
 pub async fn sweep(
     store: &Store,
+    cicd: Option<&CicdMetrics>,
     timeout: Duration,
     reason: &str,
 ) -> Result<u64, crate::error::Error> {
@@ -43,8 +51,23 @@ pub async fn sweep(
                 outcome: RunStatus::Expired,
                 reason,
             };
-            match store.finish_run(finish).await {
-                Ok(_) => expired += 1,
+            match store.finish_run_reporting(finish).await {
+                Ok((run, finished_now)) => {
+                    expired += 1;
+                    if let (Some(cicd), true) = (cicd, finished_now) {
+                        let workflow = store.workflow_refs(vec![run.workflow_id.clone()]).await?;
+                        let name = workflow
+                            .get(&run.workflow_id)
+                            .map(|w| format!("{}/{}", w.project, w.name))
+                            .unwrap_or_default();
+                        let pipeline = Pipeline {
+                            org_id: &run.org_id,
+                            org_name: None,
+                            name: &name,
+                        };
+                        cicd.finished(&pipeline, RunStatus::Expired, None);
+                    }
+                }
                 // Finished by its runner in the meantime: nothing to expire.
                 Err(crate::error::Error::AlreadyFinished { .. }) => {}
                 Err(e) => return Err(e),
@@ -89,7 +112,7 @@ mod tests {
 
         // Nothing is older than an hour yet.
         assert_eq!(
-            sweep(&store, Duration::from_secs(3600), "late")
+            sweep(&store, None, Duration::from_secs(3600), "late")
                 .await
                 .expect("sweep"),
             0
@@ -97,11 +120,15 @@ mod tests {
         // With a zero timeout the in-progress run is past due; the finished one is left alone.
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
-            sweep(&store, Duration::ZERO, "late").await.expect("sweep"),
+            sweep(&store, None, Duration::ZERO, "late")
+                .await
+                .expect("sweep"),
             1
         );
         assert_eq!(
-            sweep(&store, Duration::ZERO, "late").await.expect("sweep"),
+            sweep(&store, None, Duration::ZERO, "late")
+                .await
+                .expect("sweep"),
             0
         );
 

@@ -50,10 +50,25 @@ impl Store {
         run_url: &str,
         request_id: Option<&str>,
     ) -> Result<run::Model, Error> {
+        Ok(self
+            .start_run_reporting(workflow, runner, run_url, request_id)
+            .await?
+            .0)
+    }
+
+    /// [`Store::start_run`], also saying whether this call created the run
+    /// (rather than answering a repeated `request_id`).
+    pub async fn start_run_reporting(
+        &self,
+        workflow: &super::WorkflowRef,
+        runner: &str,
+        run_url: &str,
+        request_id: Option<&str>,
+    ) -> Result<(run::Model, bool), Error> {
         if let Some(key) = request_id
             && let Some(existing) = self.run_by_request_id(&workflow.org_id, key).await?
         {
-            return same_workflow(existing, workflow, key);
+            return Ok((same_workflow(existing, workflow, key)?, false));
         }
         let model = run::Model {
             id: uuid::Uuid::now_v7().to_string(),
@@ -68,7 +83,7 @@ impl Store {
             request_id: request_id.map(str::to_owned),
         };
         match self.insert_run_of_existing_workflow(&model).await {
-            Ok(true) => Ok(model),
+            Ok(true) => Ok((model, true)),
             // Deleted since we remembered it (by this replica or another).
             Ok(false) => Err(Error::WorkflowGone(workflow.id.clone())),
             // A concurrent retry with the same key won: answer with its run.
@@ -78,7 +93,7 @@ impl Store {
                     .run_by_request_id(&workflow.org_id, key)
                     .await?
                     .ok_or(Error::Database(e))?;
-                same_workflow(existing, workflow, key)
+                Ok((same_workflow(existing, workflow, key)?, false))
             }
             Err(e) => Err(e.into()),
         }
@@ -154,6 +169,15 @@ impl Store {
     /// histogram change together or not at all. Finishing again with the same
     /// outcome returns the run unchanged; with another, fails.
     pub async fn finish_run(&self, finish: Finish<'_>) -> Result<run::Model, Error> {
+        Ok(self.finish_run_reporting(finish).await?.0)
+    }
+
+    /// [`Store::finish_run`], also saying whether this call finished the run
+    /// (rather than repeating a finish already recorded).
+    pub async fn finish_run_reporting(
+        &self,
+        finish: Finish<'_>,
+    ) -> Result<(run::Model, bool), Error> {
         let now = runplane_kit::time::now_ms();
         let status = status_name(finish.outcome);
         let txn = self.db.begin().await?;
@@ -175,7 +199,7 @@ impl Store {
         }
         let Some(run) = claim.exec_with_returning(&txn).await?.pop() else {
             txn.rollback().await?;
-            return self.already_finished(&finish).await;
+            return Ok((self.already_finished(&finish).await?, false));
         };
         let finished_at = run.finished_at_ms.unwrap_or(now);
         // The workflow's last run is the one that finished last, whatever order
@@ -213,7 +237,7 @@ impl Store {
         };
         self.record_outcome(&txn, &outcome).await?;
         txn.commit().await?;
-        Ok(run)
+        Ok((run, true))
     }
 
     /// Why a run could not be claimed: it is not the caller's (not found), or it
