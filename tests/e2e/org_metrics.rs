@@ -12,7 +12,7 @@ use runplane_api::workflowrun::v1::{
 };
 use runplane_kit::time::from_timestamp;
 
-use crate::support::{Suite, bearer, parse_openmetrics, promtool_check};
+use crate::support::{Suite, bearer, parse_openmetrics, promtool_check, without_scrape_duration};
 
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
@@ -330,11 +330,4 @@ fn text_samples(body: &str) -> BTreeMap<String, f64> {
             (key(name, &labels), value.parse().expect("value"))
         })
         .collect()
-}
-
-fn without_scrape_duration(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.contains("scrape_duration_seconds"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }

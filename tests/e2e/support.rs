@@ -93,12 +93,17 @@ impl Scrape {
     /// The body without `*_scrape_duration_seconds`, the one value that changes
     /// from one scrape to the next when nothing else does.
     pub(crate) fn stable_body(&self) -> String {
-        self.body
-            .lines()
-            .filter(|l| !l.contains("_scrape_duration_seconds"))
-            .map(|l| format!("{l}\n"))
-            .collect()
+        without_scrape_duration(&self.body)
     }
+}
+
+/// An exposition without its `*_scrape_duration_seconds` lines.
+pub(crate) fn without_scrape_duration(exposition: &str) -> String {
+    exposition
+        .lines()
+        .filter(|l| !l.contains("_scrape_duration_seconds"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 pub(crate) const POSTGRES_ENV: &str = "RUNPLANE_TEST_POSTGRES";
@@ -471,13 +476,17 @@ impl Suite {
         }
     }
 
-    /// GET a URL with the given headers.
-    pub(crate) async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Scrape {
+    async fn send_get(&self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = self.http.get(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("HTTP request");
+        request.send().await.expect("HTTP request")
+    }
+
+    /// GET a URL with the given headers.
+    pub(crate) async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Scrape {
+        let response = self.send_get(url, headers).await;
         let header = |name: &str| {
             response
                 .headers()
@@ -499,11 +508,7 @@ impl Suite {
         url: &str,
         headers: &[(&str, &str)],
     ) -> (Option<String>, Vec<u8>) {
-        let mut request = self.http.get(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("HTTP request");
+        let response = self.send_get(url, headers).await;
         let encoding = response
             .headers()
             .get("content-encoding")

@@ -24,7 +24,7 @@ use crate::entity::{run, workflow};
 use crate::error::Error;
 use crate::histogram::Histogram;
 use crate::run::{
-    DEFAULT_PROJECT, parse_runner, parse_status, reportable_outcome, runner_name, validate_name,
+    parse_runner, parse_status, project_or_default, reportable_outcome, runner_name, validate_name,
     validate_reason, validate_run_url,
 };
 use crate::store::{Finish, RunFilter, Store, WorkflowAggregates, WorkflowRef};
@@ -174,11 +174,7 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<StartRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
         let request = request.into_inner();
-        let project = if request.project.is_empty() {
-            DEFAULT_PROJECT
-        } else {
-            request.project.as_str()
-        };
+        let project = project_or_default(&request.project);
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
         validate_run_url(&request.run_url)?;
@@ -285,11 +281,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let limit = page_token::page_size(request.page_size, 50, 1000);
         let mut filter = RunFilter::default();
         if !request.workflow.is_empty() {
-            let project = if request.project.is_empty() {
-                DEFAULT_PROJECT
-            } else {
-                request.project.as_str()
-            };
+            let project = project_or_default(&request.project);
             match self
                 .store
                 .find_workflow(&principal.org_id, project, &request.workflow)
@@ -344,11 +336,7 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<DeleteWorkflowResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
         let request = request.into_inner();
-        let project = if request.project.is_empty() {
-            DEFAULT_PROJECT
-        } else {
-            request.project.as_str()
-        };
+        let project = project_or_default(&request.project);
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
         let deleted_runs = self

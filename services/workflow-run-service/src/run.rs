@@ -18,6 +18,15 @@ pub use runplane_kit::names::{
     parse_runner, parse_status, runner as runner_name, status as status_name,
 };
 
+/// The project a request names, `default` when it names none.
+pub fn project_or_default(project: &str) -> &str {
+    if project.is_empty() {
+        DEFAULT_PROJECT
+    } else {
+        project
+    }
+}
+
 /// Checks a workflow or project name: 1 to 200 characters, no control characters,
 /// no leading or trailing white space.
 pub fn validate_name(what: &str, name: &str) -> Result<(), Error> {
