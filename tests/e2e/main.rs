@@ -7,9 +7,11 @@
 mod support;
 
 mod auth_cache;
+mod chaos;
 mod cli_errors;
 mod docs;
 mod grpc_api;
+mod limits;
 mod org_metrics;
 mod postgres;
 mod prometheus;

@@ -349,9 +349,7 @@ impl Suite {
             .args(["--listen-addr", &listen.to_string()])
             .stdout(Stdio::null())
             .stderr(log);
-        if name != "workflow-run-service" {
-            command.arg("--admin-token-file").arg(&admin);
-        }
+        command.arg("--admin-token-file").arg(&admin);
         if name != "metrics-service" {
             let url = self.database_url().unwrap_or_else(|| {
                 format!(
@@ -387,6 +385,27 @@ impl Suite {
         let (_, mut child) = self.services.remove(index);
         signal(child.id(), nix::sys::signal::Signal::SIGTERM);
         wait_exit(&mut child, Duration::from_secs(30)).await
+    }
+
+    /// Sends `signal` to a service: the one started directly under that name,
+    /// else the one `runplane up` started.
+    pub(crate) fn signal_service(&self, name: &str, sig: nix::sys::signal::Signal) {
+        match self.services.iter().find(|(n, _)| *n == name) {
+            Some((_, child)) => signal(child.id(), sig),
+            None => signal(self.pid_of(name).unsigned_abs(), sig),
+        }
+    }
+
+    /// Kills a directly started service with SIGKILL: no drain, no flush.
+    pub(crate) async fn kill_service(&mut self, name: &str) {
+        let index = self
+            .services
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("service started");
+        let (_, mut child) = self.services.remove(index);
+        signal(child.id(), nix::sys::signal::Signal::SIGKILL);
+        wait_exit(&mut child, Duration::from_secs(10)).await;
     }
 
     async fn ready(&self, name: &str, addr: SocketAddr) -> bool {

@@ -165,12 +165,18 @@ struct Reporter<'a> {
     retry_for: Duration,
 }
 
-/// Whether a failed call may succeed if simply tried again.
-fn retryable(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-    )
+/// Whether a failed call may succeed if simply tried again: the service was
+/// unreachable or slow, or it shed the call under load (RESOURCE_EXHAUSTED with
+/// a retry pushback; a limit such as the per-organization workflow cap has none
+/// and is final).
+fn retryable(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => true,
+        tonic::Code::ResourceExhausted => status
+            .metadata()
+            .contains_key(runplane_kit::admission::PUSHBACK_METADATA),
+        _ => false,
+    }
 }
 
 impl Reporter<'_> {
@@ -194,7 +200,7 @@ impl Reporter<'_> {
         let mut delay = Duration::from_millis(100);
         loop {
             match attempt().await {
-                Err(status) if retryable(status.code()) && Instant::now() + delay < deadline => {
+                Err(status) if retryable(&status) && Instant::now() + delay < deadline => {
                     let pause = jittered(delay);
                     eprintln!(
                         "runplane: {what}: {} (retrying in {} ms)",

@@ -45,8 +45,6 @@ struct Service {
     section: &'static str,
     default_addr: &'static str,
     database: Option<&'static str>,
-    /// Whether it needs the admin credential (to check callers or to call org-service).
-    admin: bool,
 }
 
 const SERVICES: [Service; 4] = [
@@ -55,28 +53,24 @@ const SERVICES: [Service; 4] = [
         section: "org_service",
         default_addr: "127.0.0.1:50051",
         database: Some("org.db"),
-        admin: true,
     },
     Service {
         name: "token-service",
         section: "token_service",
         default_addr: "127.0.0.1:50052",
         database: Some("token.db"),
-        admin: true,
     },
     Service {
         name: "workflow-run-service",
         section: "workflow_run_service",
         default_addr: "127.0.0.1:50053",
         database: Some("workflow-run.db"),
-        admin: false,
     },
     Service {
         name: "metrics-service",
         section: "metrics_service",
         default_addr: "127.0.0.1:8080",
         database: None,
-        admin: true,
     },
 ];
 
@@ -161,11 +155,10 @@ impl Plan {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if service.admin {
-            command
-                .arg("--admin-token-file")
-                .arg(&self.admin_token_file);
-        }
+        // Every service checks callers with it or presents it to its peers.
+        command
+            .arg("--admin-token-file")
+            .arg(&self.admin_token_file);
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }

@@ -5,8 +5,9 @@
 //! resolves through token-service to a [`Principal`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::client::Channel;
@@ -14,6 +15,7 @@ use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::token::v1::{AuthenticateRequest, Scope};
 use tonic::{Code, Status};
 
+use crate::auth_failures::{FailureLimiter, TooManyFailures};
 use crate::secret::{self, SecretHash, SecretKind};
 
 /// Environment variable that holds the admin credential itself; wins over the file.
@@ -31,6 +33,9 @@ pub enum AuthError {
     /// Authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// This client address failed too often lately; nothing was checked.
+    #[error(transparent)]
+    TooManyFailures(#[from] TooManyFailures),
     /// token-service could not be reached or did not answer in time.
     #[error("authentication is unavailable: {0}")]
     Unavailable(String),
@@ -44,6 +49,7 @@ impl From<AuthError> for Status {
         match e {
             AuthError::Missing | AuthError::Invalid => Status::unauthenticated(e.to_string()),
             AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
+            AuthError::TooManyFailures(_) => Status::resource_exhausted(e.to_string()),
             AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
             AuthError::Internal(ref detail) => {
                 tracing::error!(%detail, "authentication failed unexpectedly");
@@ -59,6 +65,11 @@ pub fn bearer_from_header(value: &str) -> Option<&str> {
     let (scheme, secret) = value.trim().split_once(' ')?;
     let secret = secret.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+/// The IP address a gRPC request came from, when the transport knows it.
+pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<IpAddr> {
+    request.remote_addr().map(|a| a.ip())
 }
 
 /// The bearer secret of a gRPC request.
@@ -151,6 +162,7 @@ pub enum AdminCredentialError {
 pub struct AdminCredential {
     secret: String,
     hash: SecretHash,
+    failures: Option<Arc<FailureLimiter>>,
 }
 
 impl std::fmt::Debug for AdminCredential {
@@ -199,15 +211,29 @@ impl AdminCredential {
         Ok(AdminCredential {
             secret: secret.to_owned(),
             hash: SecretHash::of(secret),
+            failures: None,
         })
+    }
+
+    /// Limits wrong credentials per client address (see [`crate::auth_failures`]).
+    pub fn with_failure_limit(mut self, failures: Option<Arc<FailureLimiter>>) -> Self {
+        self.failures = failures;
+        self
     }
 
     /// Allows the call only if it carries the admin credential.
     pub fn check<T>(&self, request: &tonic::Request<T>) -> Result<(), AuthError> {
         let presented = bearer(request)?;
+        let client = client_ip(request);
+        if let Some(failures) = &self.failures {
+            failures.check(client)?;
+        }
         if SecretHash::of(presented).matches(&self.hash) {
             Ok(())
         } else {
+            if let Some(failures) = &self.failures {
+                failures.record_failure(client);
+            }
             Err(AuthError::Invalid)
         }
     }
@@ -225,6 +251,10 @@ impl AdminCredential {
 pub struct TokenAuthenticator {
     client: TokenServiceClient<Channel>,
     cache: Option<AnswerCache>,
+    /// Presented to token-service: it marks this caller as a runplane
+    /// service, which limits failures per client itself.
+    service_credential: Arc<AdminCredential>,
+    failures: Option<Arc<FailureLimiter>>,
 }
 
 struct AnswerCache {
@@ -234,26 +264,40 @@ struct AnswerCache {
 }
 
 impl TokenAuthenticator {
-    /// An authenticator that asks token-service on every call.
-    pub fn uncached(channel: Channel) -> Self {
+    /// An authenticator that asks token-service on every call, presenting
+    /// `service_credential` (the suite's admin credential) as the caller.
+    pub fn uncached(channel: Channel, service_credential: Arc<AdminCredential>) -> Self {
         TokenAuthenticator {
             client: TokenServiceClient::new(channel),
             cache: None,
+            service_credential,
+            failures: None,
         }
     }
 
     /// An authenticator that remembers successful answers for `ttl`, holding at
     /// most `capacity` of them. A zero `ttl` disables the cache.
-    pub fn cached(channel: Channel, ttl: Duration, capacity: usize) -> Self {
+    pub fn cached(
+        channel: Channel,
+        service_credential: Arc<AdminCredential>,
+        ttl: Duration,
+        capacity: usize,
+    ) -> Self {
         let cache = (!ttl.is_zero() && capacity > 0).then(|| AnswerCache {
             ttl,
             capacity,
             entries: Mutex::new(HashMap::new()),
         });
         TokenAuthenticator {
-            client: TokenServiceClient::new(channel),
             cache,
+            ..Self::uncached(channel, service_credential)
         }
+    }
+
+    /// Limits invalid tokens per client address (see [`crate::auth_failures`]).
+    pub fn with_failure_limit(mut self, failures: Option<Arc<FailureLimiter>>) -> Self {
+        self.failures = failures;
+        self
     }
 
     /// Authenticates the request's bearer token and checks it has `scope`.
@@ -262,15 +306,32 @@ impl TokenAuthenticator {
         request: &tonic::Request<T>,
         scope: Scope,
     ) -> Result<Principal, AuthError> {
-        let principal = self.authenticate(bearer(request)?).await?;
+        let principal = self
+            .authenticate(bearer(request)?, client_ip(request))
+            .await?;
         principal.require(scope)?;
         Ok(principal)
     }
 
-    /// Resolves a bearer secret to its principal, and names its organization
-    /// on the request's span (its log line and trace).
-    pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
-        let principal = self.resolve(presented).await?;
+    /// Resolves a bearer secret presented by `client` to its principal, and
+    /// names its organization on the request's span (its log line and trace).
+    pub async fn authenticate(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        if let Some(failures) = &self.failures {
+            failures.check(client)?;
+        }
+        let principal = match self.resolve(presented).await {
+            Err(AuthError::Invalid) => {
+                if let Some(failures) = &self.failures {
+                    failures.record_failure(client);
+                }
+                return Err(AuthError::Invalid);
+            }
+            result => result?,
+        };
         crate::observe::record_org(&principal.org_name);
         Ok(principal)
     }
@@ -285,9 +346,12 @@ impl TokenAuthenticator {
         let response = self
             .client
             .clone()
-            .authenticate(AuthenticateRequest {
-                secret: presented.to_owned(),
-            })
+            .authenticate(crate::client::with_bearer(
+                AuthenticateRequest {
+                    secret: presented.to_owned(),
+                },
+                self.service_credential.secret(),
+            ))
             .await
             .map_err(|status| match status.code() {
                 Code::Unauthenticated => AuthError::Invalid,

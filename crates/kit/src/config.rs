@@ -40,6 +40,7 @@ pub const SHARED_KEYS: &[&str] = &[
     "token_service_addr",
     "workflow_run_service_addr",
     "upstream_timeout",
+    "auth_failures_per_minute",
 ];
 
 /// A configuration problem, reported before the service starts.

@@ -2,7 +2,9 @@
 //! health and server reflection (v1 and v1alpha, for grpcurl and grpcio),
 //! request timeouts, the service's own Prometheus metrics on `GET /metrics`
 //! (same port, plain HTTP/1.1), every request measured, traced and logged by
-//! [`crate::observe::GrpcServerLayer`], and a graceful drain on shutdown.
+//! [`crate::observe::GrpcServerLayer`], load shedding past a concurrency limit
+//! ([`crate::admission`]), bounded message and header sizes, and a graceful
+//! drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +27,18 @@ pub struct ServerArgs {
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
     #[arg(long, env = "RUNPLANE_DRAIN_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
     pub drain_timeout: Duration,
+    /// Requests worked on at once; past it, requests are refused at once
+    /// (RESOURCE_EXHAUSTED / HTTP 503) rather than queued. Probes are exempt.
+    #[arg(long, env = "RUNPLANE_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
 }
+
+/// The largest request message a server accepts. runplane's requests are a
+/// few hundred bytes; anything near this is an attack or a bug.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// The largest header block a server accepts (HTTP/2 and HTTP/1).
+pub const MAX_HEADER_BYTES: u32 = 16 * 1024;
 
 /// Binds the listening socket up front, so that a taken port fails start-up with
 /// a message that names it.
@@ -106,9 +119,16 @@ where
     let server = Server::builder()
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_max_header_list_size(Some(MAX_HEADER_BYTES))
+        .max_concurrent_streams(Some(1024))
         // For Prometheus' plain-HTTP GET /metrics; gRPC stays on HTTP/2.
         .accept_http1(true)
+        // Outermost: a shed request is still measured, traced and logged.
         .layer(crate::observe::GrpcServerLayer)
+        .layer(crate::admission::AdmissionLayer::new(
+            args.max_concurrent_requests,
+            crate::admission::Protocol::Grpc,
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
     tracing::info!(%addr, "gRPC server listening");

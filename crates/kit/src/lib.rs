@@ -6,11 +6,14 @@
 //! and graceful shutdown ([`grpc`], [`shutdown`]). Peers are reached through
 //! [`client`]; credentials are minted and checked by [`secret`] and [`auth`].
 
+pub mod admission;
 pub mod auth;
+pub mod auth_failures;
 pub mod client;
 pub mod config;
 pub mod database;
 pub mod grpc;
+pub mod http;
 pub mod names;
 pub mod observe;
 pub mod page_token;

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -32,6 +32,9 @@ pub struct ServiceMetrics {
     server_seconds: HistogramVec,
     client_handled: IntCounterVec,
     client_seconds: HistogramVec,
+    shed: prometheus::IntCounter,
+    pub(crate) in_flight: IntGauge,
+    auth_failures: prometheus::IntCounter,
 }
 
 /// The process's metrics, created on first use.
@@ -76,12 +79,30 @@ impl ServiceMetrics {
                 "grpc_client_handling_seconds",
                 "Time calls to other services took, until their answer.",
             ),
+            shed: prometheus::IntCounter::new(
+                "runplane_requests_shed_total",
+                "Requests refused at once because the process was at its concurrency limit.",
+            )
+            .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            in_flight: IntGauge::new(
+                "runplane_requests_in_flight",
+                "Requests being worked on, out of --max-concurrent-requests (probes excluded).",
+            )
+            .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            auth_failures: prometheus::IntCounter::new(
+                "runplane_auth_failures_total",
+                "Wrong credentials presented (counted towards the per-address limit).",
+            )
+            .unwrap_or_else(|e| unreachable!("static metric: {e}")),
         };
         for collector in [
             Box::new(metrics.server_handled.clone()) as Box<dyn Collector>,
             Box::new(metrics.server_seconds.clone()),
             Box::new(metrics.client_handled.clone()),
             Box::new(metrics.client_seconds.clone()),
+            Box::new(metrics.shed.clone()),
+            Box::new(metrics.in_flight.clone()),
+            Box::new(metrics.auth_failures.clone()),
             Box::new(ProcessCollector::new()),
         ] {
             metrics.register(collector);
@@ -94,6 +115,16 @@ impl ServiceMetrics {
         if let Err(e) = self.registry.register(collector) {
             tracing::error!(error = %e, "cannot register a metrics collector");
         }
+    }
+
+    /// Counts a request refused by [`crate::admission`].
+    pub fn record_shed(&self) {
+        self.shed.inc();
+    }
+
+    /// Counts a wrong credential (see [`crate::auth_failures`]).
+    pub fn record_auth_failure(&self) {
+        self.auth_failures.inc();
     }
 
     /// The text exposition of everything registered.
@@ -214,7 +245,12 @@ where
         );
         let trace_id = crate::telemetry::extract(request.headers(), &span);
         let started = Instant::now();
-        let answer = inner.call(request);
+        let deadline = request
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            .and_then(|timeout| started.checked_add(timeout));
+        let answer = DEADLINE.scope(deadline, inner.call(request));
         Box::pin(async move {
             let result = answer.instrument(span.clone()).await;
             let code = match &result {
@@ -281,6 +317,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for ObservedChannel {
             crate::telemetry::extract(request.headers(), &span);
         }
         span.in_scope(|| crate::telemetry::inject(request.headers_mut()));
+        propagate_deadline(request.headers_mut());
         let started = Instant::now();
         let answer = tower::Service::call(&mut self.inner, request);
         Box::pin(async move {
@@ -298,6 +335,53 @@ impl tower::Service<http::Request<tonic::body::Body>> for ObservedChannel {
                 .observe(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+tokio::task_local! {
+    /// The deadline of the gRPC request being served, from its `grpc-timeout`.
+    static DEADLINE: Option<Instant>;
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// A call made while serving a request with a deadline carries what is left
+/// of it (or its own shorter `grpc-timeout`): a peer never works on behalf of
+/// a caller that has already given up.
+fn propagate_deadline(headers: &mut http::HeaderMap) {
+    let Ok(Some(deadline)) = DEADLINE.try_with(|d| *d) else {
+        return;
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let own = headers
+        .get(GRPC_TIMEOUT)
+        .and_then(|v| parse_grpc_timeout(v.as_bytes()));
+    if own.is_some_and(|own| own <= remaining) {
+        return;
+    }
+    // Milliseconds, rounded up so that a nearly spent deadline is not zero;
+    // 8 digits of them is over a day.
+    let millis = remaining.as_micros().div_ceil(1000).clamp(1, 99_999_999);
+    if let Ok(value) = format!("{millis}m").parse() {
+        headers.insert(GRPC_TIMEOUT, value);
     }
 }
 
@@ -535,5 +619,66 @@ mod tests {
             .expect("response");
         assert_eq!(code_name(code_of(&response)), "NOT_FOUND");
         assert_eq!(code_of(&http::Response::new(())), tonic::Code::Ok);
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_like_the_spec_says() {
+        assert_eq!(parse_grpc_timeout(b"5S"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_grpc_timeout(b"250m"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_grpc_timeout(b"2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        for bad in [&b""[..], b"S", b"123456789S", b"5s", b"-5S", b"5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    fn timeout_of(headers: &http::HeaderMap) -> Option<Duration> {
+        headers
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+    }
+
+    #[tokio::test]
+    async fn calls_made_while_serving_carry_the_remaining_deadline() {
+        // Outside a request: nothing is added.
+        let mut headers = http::HeaderMap::new();
+        propagate_deadline(&mut headers);
+        assert_eq!(timeout_of(&headers), None);
+
+        let deadline = Instant::now() + Duration::from_millis(800);
+        DEADLINE
+            .scope(Some(deadline), async {
+                let mut headers = http::HeaderMap::new();
+                propagate_deadline(&mut headers);
+                let left = timeout_of(&headers).expect("a grpc-timeout");
+                assert!(left <= Duration::from_millis(800) && left > Duration::ZERO);
+
+                // A call's own shorter timeout stays; a longer one is cut.
+                let mut headers = http::HeaderMap::new();
+                headers.insert(GRPC_TIMEOUT, http::HeaderValue::from_static("100m"));
+                propagate_deadline(&mut headers);
+                assert_eq!(timeout_of(&headers), Some(Duration::from_millis(100)));
+                headers.insert(GRPC_TIMEOUT, http::HeaderValue::from_static("60S"));
+                propagate_deadline(&mut headers);
+                assert!(timeout_of(&headers).is_some_and(|t| t <= Duration::from_millis(800)));
+            })
+            .await;
+
+        // A spent deadline still sends the smallest timeout, not none.
+        DEADLINE
+            .scope(Some(Instant::now()), async {
+                let mut headers = http::HeaderMap::new();
+                propagate_deadline(&mut headers);
+                assert_eq!(timeout_of(&headers), Some(Duration::from_millis(1)));
+            })
+            .await;
     }
 }

@@ -20,6 +20,8 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
+    pub auth_failures: crate::auth_failures::AuthFailureArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 

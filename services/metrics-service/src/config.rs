@@ -45,6 +45,11 @@ pub struct Config {
         default_value_t = false
     )]
     pub openmetrics_created_series: bool,
+    /// Request header naming the client's address, when a proxy or mesh sits in
+    /// front (e.g. `x-forwarded-for`: its last entry, the one the proxy added,
+    /// is used). Without it, failed authentications are limited per peer address.
+    #[arg(long, env = "RUNPLANE_CLIENT_ADDRESS_HEADER", value_parser = parse_header_name)]
+    pub client_address_header: Option<http::HeaderName>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -59,6 +64,11 @@ impl ServiceConfig for Config {
     fn common(&self) -> &CommonArgs {
         &self.common
     }
+}
+
+fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an HTTP header name"))
 }
 
 /// A metric name prefix: `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus names go.

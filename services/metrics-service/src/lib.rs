@@ -14,7 +14,6 @@ pub mod upstream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,6 +21,7 @@ use axum::routing::get;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_kit::auth::{AdminCredential, TokenAuthenticator};
+use runplane_kit::auth_failures::FailureLimiter;
 
 pub use config::Config;
 
@@ -31,13 +31,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let channel = |addr: &str| runplane_kit::client::channel(addr, &config.upstream);
     let scraper = Arc::new(scrape::Scraper {
         upstreams: upstream::Upstreams {
-            tokens: TokenAuthenticator::uncached(channel(&config.token_service_addr)?),
+            tokens: TokenAuthenticator::uncached(
+                channel(&config.token_service_addr)?,
+                admin.clone(),
+            )
+            .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures)),
             orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
             workflow_runs: WorkflowRunServiceClient::new(channel(
                 &config.workflow_run_service_addr,
             )?),
             admin,
         },
+        client_address_header: config.client_address_header.clone(),
         exposition: exposition::Options {
             namespace: config.metrics_namespace.clone(),
             format: exposition::Format::Text,
@@ -51,31 +56,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.common.server.request_timeout,
     );
 
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
-    tracing::info!(addr = %config.listen_addr, "HTTP server listening");
-    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        let signal = runplane_kit::shutdown::signal().await;
-        tracing::info!(signal, "shutting down: /readyz now fails; draining");
-        draining.store(true, Ordering::SeqCst);
-        let _ = drain_started_tx.send(());
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let drain_timeout = config.common.server.drain_timeout;
-    tokio::select! {
-        result = server => result.context("HTTP server failed")?,
-        () = async {
-            if drain_started_rx.await.is_ok() {
-                tokio::time::sleep(drain_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight"),
-    }
-    tracing::info!("stopped");
-    Ok(())
+    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
+    runplane_kit::http::serve(listener, app, &config.common.server, draining).await
 }
 
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.

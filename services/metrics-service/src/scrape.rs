@@ -5,13 +5,16 @@
 //! organization's token, or no `metrics:read`), 404 (integration off), 503 (a
 //! service behind this one is unreachable: never a 200 with missing data).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runplane_api::token::v1::Scope;
+use runplane_kit::http::PeerAddr;
 
 use crate::exposition::{self, Format};
 use crate::upstream::Upstreams;
@@ -25,6 +28,8 @@ pub enum ScrapeError {
     InvalidToken,
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error(transparent)]
+    TooManyFailures(runplane_kit::auth_failures::TooManyFailures),
     #[error("Prometheus metrics are not enabled for organization {0:?}")]
     NotEnabled(String),
     #[error("{upstream} is unavailable; try again")]
@@ -45,6 +50,7 @@ impl IntoResponse for ScrapeError {
             ScrapeError::MissingToken | ScrapeError::InvalidToken => StatusCode::UNAUTHORIZED,
             ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
             ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
+            ScrapeError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             ScrapeError::Unavailable { upstream, detail } => {
                 tracing::warn!(upstream, %detail, "scrape failed: upstream unavailable");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -73,6 +79,12 @@ impl IntoResponse for ScrapeError {
                     HeaderValue::from_static("Bearer realm=\"runplane\", error=\"invalid_token\""),
                 );
             }
+            ScrapeError::TooManyFailures(e) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(e.retry_after.as_secs().max(1)),
+                );
+            }
             _ => {}
         }
         response
@@ -82,14 +94,37 @@ impl IntoResponse for ScrapeError {
 /// What a scrape needs: the services behind it and how to write.
 pub struct Scraper {
     pub upstreams: Upstreams,
+    /// Header that names the client behind a proxy; else the peer address.
+    pub client_address_header: Option<HeaderName>,
     /// Namespace and `_created` setting; the format is chosen per request.
     pub exposition: exposition::Options,
+}
+
+/// The scraping client's address: the last entry of the configured header
+/// (the one the proxy in front added), else the connection's peer.
+fn client_ip(
+    header: Option<&HeaderName>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let Some(header) = header else {
+        return peer;
+    };
+    headers
+        .get_all(header)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .next_back()
+        .and_then(|last| last.trim().parse().ok())
+        .or(peer)
 }
 
 /// Serves one scrape.
 pub async fn handle(
     State(scraper): State<Arc<Scraper>>,
     Path(org): Path<String>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, ScrapeError> {
     let started = Instant::now();
@@ -105,7 +140,13 @@ pub async fn handle(
             Ok(None)
         }
     };
-    let (principal, organization) = tokio::join!(upstreams.authenticate(secret), org_lookup);
+    let client = client_ip(
+        scraper.client_address_header.as_ref(),
+        &headers,
+        peer.map(|Extension(PeerAddr(addr))| addr.ip()),
+    );
+    let (principal, organization) =
+        tokio::join!(upstreams.authenticate(secret, client), org_lookup);
     let principal = principal?;
     if principal.org_name != org {
         return Err(ScrapeError::Forbidden(

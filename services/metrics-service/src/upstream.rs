@@ -2,6 +2,7 @@
 //! token (token-service), is this organization's integration on (org-service),
 //! and what are its workflows' aggregates (workflow-run-service).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
@@ -31,19 +32,29 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Who the bearer token belongs to.
-    pub async fn authenticate(&self, secret: &str) -> Result<Principal, ScrapeError> {
-        self.tokens.authenticate(secret).await.map_err(|e| match e {
-            AuthError::Missing | AuthError::Invalid => ScrapeError::InvalidToken,
-            AuthError::Forbidden(_) => ScrapeError::Forbidden("this token may not read metrics"),
-            AuthError::Unavailable(detail) => ScrapeError::Unavailable {
-                upstream: "token-service",
-                detail,
-            },
-            AuthError::Internal(detail) => ScrapeError::Upstream {
-                upstream: "token-service",
-                detail,
-            },
-        })
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, ScrapeError> {
+        self.tokens
+            .authenticate(secret, client)
+            .await
+            .map_err(|e| match e {
+                AuthError::TooManyFailures(e) => ScrapeError::TooManyFailures(e),
+                AuthError::Missing | AuthError::Invalid => ScrapeError::InvalidToken,
+                AuthError::Forbidden(_) => {
+                    ScrapeError::Forbidden("this token may not read metrics")
+                }
+                AuthError::Unavailable(detail) => ScrapeError::Unavailable {
+                    upstream: "token-service",
+                    detail,
+                },
+                AuthError::Internal(detail) => ScrapeError::Upstream {
+                    upstream: "token-service",
+                    detail,
+                },
+            })
     }
 
     /// The organization called `name`, or `None` if there is none.

@@ -19,13 +19,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use runplane_api::org::v1::organization_service_server::OrganizationServiceServer;
 use runplane_kit::auth::AdminCredential;
+use runplane_kit::auth_failures::FailureLimiter;
 
 pub use config::Config;
 
 /// Runs org-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let enabled = metrics_enabled_orgs(&config.prometheus_org_metrics)?;
-    let admin = AdminCredential::load(&config.admin)?;
+    let admin = AdminCredential::load(&config.admin)?
+        .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
     let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
     let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
@@ -43,7 +45,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         handler::OrganizationHandler::new(store::Store::new(db), Arc::new(admin), enabled);
     runplane_kit::grpc::serve(
         listener,
-        OrganizationServiceServer::new(service),
+        OrganizationServiceServer::new(service)
+            .max_decoding_message_size(runplane_kit::grpc::MAX_REQUEST_BYTES),
         &config.common.server,
     )
     .await

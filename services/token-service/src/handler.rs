@@ -8,6 +8,7 @@ use runplane_api::token::v1::{
     ListTokensRequest, ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
 use runplane_kit::auth::{AdminCredential, AuthError};
+use runplane_kit::auth_failures::FailureLimiter;
 use runplane_kit::secret::{self, SecretHash, SecretKind};
 use runplane_kit::time::{from_timestamp, now_ms};
 use tonic::{Request, Response, Status};
@@ -22,11 +23,24 @@ pub struct TokenHandler {
     store: Store,
     orgs: OrgDirectory,
     admin: Arc<AdminCredential>,
+    /// Wrong tokens per client address, for callers that are not runplane
+    /// services (those present the admin credential and limit their own clients).
+    failures: Option<Arc<FailureLimiter>>,
 }
 
 impl TokenHandler {
-    pub fn new(store: Store, orgs: OrgDirectory, admin: Arc<AdminCredential>) -> Self {
-        TokenHandler { store, orgs, admin }
+    pub fn new(
+        store: Store,
+        orgs: OrgDirectory,
+        admin: Arc<AdminCredential>,
+        failures: Option<Arc<FailureLimiter>>,
+    ) -> Self {
+        TokenHandler {
+            store,
+            orgs,
+            admin,
+            failures,
+        }
     }
 
     async fn authenticate(&self, presented: &str) -> Result<AuthenticateResponse, Error> {
@@ -127,7 +141,32 @@ impl TokenService for TokenHandler {
         &self,
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        let answer = self.authenticate(&request.into_inner().secret).await?;
+        // runplane's services present the admin credential (checked, so a wrong
+        // one counts as a failure) and limit failures per client themselves;
+        // the wrong tokens of any other caller count against its address.
+        let limited = match runplane_kit::auth::bearer(&request) {
+            Ok(_) => {
+                self.admin.check(&request).map_err(Error::from)?;
+                None
+            }
+            Err(_) => self.failures.as_deref(),
+        };
+        let client = runplane_kit::auth::client_ip(&request);
+        if let Some(failures) = limited {
+            failures
+                .check(client)
+                .map_err(AuthError::from)
+                .map_err(Error::from)?;
+        }
+        let answer = match self.authenticate(&request.into_inner().secret).await {
+            Err(Error::Auth(AuthError::Invalid)) => {
+                if let Some(failures) = limited {
+                    failures.record_failure(client);
+                }
+                return Err(Error::Auth(AuthError::Invalid).into());
+            }
+            result => result?,
+        };
         runplane_kit::observe::record_org(&answer.org_name);
         Ok(Response::new(answer))
     }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use runplane_kit::auth::AdminArgs;
 use runplane_kit::client::UpstreamArgs;
 use runplane_kit::config::parse_duration;
 use runplane_kit::database::DatabaseArgs;
@@ -37,6 +38,12 @@ pub struct Config {
     /// Most token answers kept in that cache.
     #[arg(long, env = "RUNPLANE_AUTH_CACHE_CAPACITY", default_value_t = 10_000)]
     pub auth_cache_capacity: usize,
+    /// Most workflows one organization may have (0: no limit). Each workflow is
+    /// a few dozen series on the organization's scrape; past the limit, a run
+    /// of a new workflow is refused with RESOURCE_EXHAUSTED (runs of existing
+    /// workflows are unaffected).
+    #[arg(long, env = "RUNPLANE_MAX_WORKFLOWS_PER_ORG", default_value_t = 10_000)]
+    pub max_workflows_per_org: u64,
     /// Also push runs as OpenTelemetry CI/CD metrics (`cicd.pipeline.run.*`)
     /// over OTLP, to the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[arg(long, env = "RUNPLANE_OTEL_CICD_METRICS", default_value_t = false)]
@@ -65,6 +72,8 @@ pub struct Config {
     pub run_duration_buckets: Vec<f64>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

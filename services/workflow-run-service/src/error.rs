@@ -25,6 +25,11 @@ pub enum Error {
     WorkflowGone(String),
     #[error("workflow {project}/{workflow} not found")]
     WorkflowNotFound { project: String, workflow: String },
+    #[error(
+        "this organization has reached its limit of {limit} workflows: delete unused ones \
+         (`runplane run delete-workflow`) or raise max_workflows_per_org"
+    )]
+    WorkflowLimit { limit: u64 },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
     #[error(transparent)]
@@ -47,6 +52,7 @@ impl From<Error> for Status {
             Error::WorkflowGone(_) => Status::aborted(e.to_string()),
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
             Error::RequestIdReused { .. } => Status::already_exists(e.to_string()),
+            Error::WorkflowLimit { .. } => Status::resource_exhausted(e.to_string()),
             Error::CorruptHistogram(_) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")

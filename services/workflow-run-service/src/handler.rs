@@ -49,7 +49,10 @@ impl WorkflowRunHandler {
     async fn authorize_any<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
         let principal = self
             .auth
-            .authenticate(runplane_kit::auth::bearer(request)?)
+            .authenticate(
+                runplane_kit::auth::bearer(request)?,
+                runplane_kit::auth::client_ip(request),
+            )
             .await?;
         if principal.scopes.is_empty() {
             return Err(AuthError::Forbidden("this token has no scopes".into()).into());

@@ -21,7 +21,8 @@ pub mod sweeper;
 
 use anyhow::Context as _;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServiceServer;
-use runplane_kit::auth::TokenAuthenticator;
+use runplane_kit::auth::{AdminCredential, TokenAuthenticator};
+use runplane_kit::auth_failures::FailureLimiter;
 
 pub use config::Config;
 
@@ -38,6 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "invalid configuration: run_timeout, sweep_interval and retention_interval must be above zero"
         );
     }
+    let admin = std::sync::Arc::new(AdminCredential::load(&config.admin)?);
     let token_channel =
         runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
     let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
@@ -47,7 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "workflow_run_service",
     )
     .await?;
-    let store = store::Store::new(db, config.run_duration_buckets.clone());
+    let store = store::Store::new(db, config.run_duration_buckets.clone())
+        .with_workflow_limit(config.max_workflows_per_org);
     let cicd = config
         .otel_cicd_metrics
         .then(cicd::CicdMetrics::start)
@@ -70,13 +73,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let auth = TokenAuthenticator::cached(
         token_channel,
+        admin,
         config.auth_cache_ttl,
         config.auth_cache_capacity,
-    );
+    )
+    .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
     let service = handler::WorkflowRunHandler::new(store, auth, cicd);
     runplane_kit::grpc::serve(
         listener,
-        WorkflowRunServiceServer::new(service),
+        WorkflowRunServiceServer::new(service)
+            .max_decoding_message_size(runplane_kit::grpc::MAX_REQUEST_BYTES),
         &config.common.server,
     )
     .await

@@ -34,22 +34,18 @@ app.kubernetes.io/component: {{ .component }}
   key: orgService
   protocol: grpc
   database: true
-  admin: true
 - name: token-service
   key: tokenService
   protocol: grpc
   database: true
-  admin: true
 - name: workflow-run-service
   key: workflowRunService
   protocol: grpc
   database: true
-  admin: false
 - name: metrics-service
   key: metricsService
   protocol: http
   database: false
-  admin: true
 {{- end -}}
 
 {{/* The Secret and key holding the database URL. */}}

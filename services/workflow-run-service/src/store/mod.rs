@@ -27,6 +27,8 @@ pub struct Store {
     buckets: Vec<f64>,
     /// Workflow identities seen so far, shared by clones.
     identities: Arc<Mutex<workflows::Identities>>,
+    /// Most workflows per organization; `None`: no limit.
+    max_workflows_per_org: Option<u64>,
 }
 
 impl Store {
@@ -35,7 +37,15 @@ impl Store {
             db,
             buckets,
             identities: Arc::default(),
+            max_workflows_per_org: None,
         }
+    }
+
+    /// Refuses to create an organization's workflow past `limit` (0: no limit).
+    /// Concurrent creations may overshoot it by as many as run at once.
+    pub fn with_workflow_limit(mut self, limit: u64) -> Self {
+        self.max_workflows_per_org = (limit > 0).then_some(limit);
+        self
     }
 }
 

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use super::Store;
@@ -85,6 +85,15 @@ impl Store {
             let found = WorkflowRef::from(&found);
             self.identities().remember(found.clone());
             return Ok(found);
+        }
+        if let Some(limit) = self.max_workflows_per_org {
+            let count = workflow::Entity::find()
+                .filter(workflow::Column::OrgId.eq(org_id))
+                .count(&self.db)
+                .await?;
+            if count >= limit {
+                return Err(Error::WorkflowLimit { limit });
+            }
         }
         let active = workflow::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
@@ -289,5 +298,39 @@ mod tests {
             .await
             .expect("wf");
         assert_ne!(again.id, wf.id, "a new workflow, with a fresh history");
+    }
+
+    #[tokio::test]
+    async fn new_workflows_past_the_limit_are_refused_per_organization() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await.with_workflow_limit(2);
+        for name in ["a", "b"] {
+            store
+                .find_or_create_workflow("org", "default", name)
+                .await
+                .expect("under the limit");
+        }
+        assert!(matches!(
+            store.find_or_create_workflow("org", "default", "c").await,
+            Err(Error::WorkflowLimit { limit: 2 })
+        ));
+        // Existing workflows still work, and other organizations have their own budget.
+        store
+            .find_or_create_workflow("org", "default", "a")
+            .await
+            .expect("existing");
+        store
+            .find_or_create_workflow("other", "default", "c")
+            .await
+            .expect("another org");
+        // Deleting one makes room.
+        store
+            .delete_workflow("org", "default", "b")
+            .await
+            .expect("delete");
+        store
+            .find_or_create_workflow("org", "default", "c")
+            .await
+            .expect("room again");
     }
 }

@@ -1,0 +1,114 @@
+//! The HTTP server a service runs (metrics-service's scrape endpoint): the
+//! axum app behind the limits a public endpoint needs — a deadline for the
+//! request headers (slow-loris), a bounded header block and request body,
+//! load shedding past a concurrency limit ([`crate::admission`]) — and the
+//! same graceful drain as the gRPC servers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::admission::{AdmissionLayer, Protocol};
+use crate::grpc::{MAX_HEADER_BYTES, ServerArgs};
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request body accepted (413 past it). runplane's HTTP API is
+/// GET only; a body is never read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The address of the connection a request came on (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Serves `app` on `listener` until SIGTERM or SIGINT; then sets `draining`
+/// (so `/readyz` can fail), stops accepting, lets in-flight requests finish
+/// for at most the drain timeout, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    args: &ServerArgs,
+    draining: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+    let app = app
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(AdmissionLayer::new(
+            args.max_concurrent_requests,
+            Protocol::Http,
+        ));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES as usize * 4);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES)
+        .max_concurrent_streams(256);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    tracing::info!(%addr, "HTTP server listening");
+
+    let signal = crate::shutdown::signal();
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            signal = &mut signal => {
+                tracing::info!(signal, "shutting down: /readyz now fails; draining");
+                draining.store(true, Ordering::SeqCst);
+                break;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service =
+            app.clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(PeerAddr(peer));
+                    request
+                });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+
+    let drain_timeout = args.drain_timeout;
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
