@@ -10,6 +10,7 @@ mod auth_cache;
 mod chaos;
 mod cli_errors;
 mod docs;
+mod drain;
 mod grpc_api;
 mod limits;
 mod org_metrics;

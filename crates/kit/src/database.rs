@@ -83,7 +83,20 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
             M::up(&txn, None).await.map_err(migrate)?;
             txn.commit().await.map_err(migrate)?;
         }
-        _ => M::up(&db, None).await.map_err(migrate)?,
+        _ => {
+            // Replicas sharing one SQLite file may start together: the loser of
+            // a race on the migrations table tries again, and then finds the
+            // winner's migrations applied.
+            let mut attempt = 1;
+            while let Err(cause) = M::up(&db, None).await {
+                if attempt == 10 {
+                    return Err(migrate(cause));
+                }
+                tracing::debug!(error = %cause, attempt, "migration raced another process; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
+            }
+        }
     }
     crate::observe::register_database_pool(&db);
     Ok(db)
@@ -174,9 +187,11 @@ pub async fn connect(
         Ok(db) => Ok(db),
         Err(pool_error) => {
             // The pool reports only that it timed out; one direct attempt says why.
-            let cause = diagnose_postgres(url, args.db_connect_timeout)
-                .await
-                .unwrap_or_else(|| pool_error.to_string());
+            let diagnosis = match sqlite_path(url) {
+                Some(_) => None,
+                None => diagnose_postgres(url, args.db_connect_timeout).await,
+            };
+            let cause = diagnosis.unwrap_or_else(|| pool_error.to_string());
             Err(DatabaseError::Connect {
                 url: redact(url),
                 cause,

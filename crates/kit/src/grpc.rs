@@ -24,7 +24,12 @@ pub struct ServerArgs {
     /// Longest time one request may take before it fails with DEADLINE_EXCEEDED.
     #[arg(long, env = "RUNPLANE_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub request_timeout: Duration,
-    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    /// On SIGTERM, how long to keep serving while reporting NOT_SERVING (and,
+    /// over HTTP, failing /readyz), so that load balancers and meshes stop
+    /// sending new requests before the listener closes.
+    #[arg(long, env = "RUNPLANE_SHUTDOWN_DELAY", default_value = "0s", value_parser = crate::config::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests may take to finish before the process exits.
     #[arg(long, env = "RUNPLANE_DRAIN_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
     pub drain_timeout: Duration,
     /// Requests worked on at once; past it, requests are refused at once
@@ -49,8 +54,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves `service` plus health and reflection on `listener` until SIGTERM or
-/// SIGINT; then reports NOT_SERVING, stops accepting, and lets in-flight
-/// requests finish for at most the drain timeout.
+/// SIGINT; then reports NOT_SERVING, keeps serving for the shutdown delay,
+/// stops accepting, and lets in-flight requests finish for at most the drain
+/// timeout.
 pub async fn serve<S>(listener: TcpListener, service: S, args: &ServerArgs) -> anyhow::Result<()>
 where
     S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
@@ -103,15 +109,22 @@ where
         .into();
 
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown_delay = args.shutdown_delay;
     let stop = async move {
         let signal = crate::shutdown::signal().await;
-        tracing::info!(signal, "shutting down: reporting NOT_SERVING and draining");
+        tracing::info!(
+            signal,
+            ?shutdown_delay,
+            "shutting down: reporting NOT_SERVING"
+        );
         // "" is the whole server, as a mesh or Kubernetes probe asks for it.
         for name in std::iter::once("").chain(service_names) {
             health
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
+        tokio::time::sleep(shutdown_delay).await;
+        tracing::info!("no longer accepting; draining requests in flight");
         let _ = drain_started_tx.send(());
     };
 

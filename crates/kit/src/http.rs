@@ -31,8 +31,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct PeerAddr(pub SocketAddr);
 
 /// Serves `app` on `listener` until SIGTERM or SIGINT; then sets `draining`
-/// (so `/readyz` can fail), stops accepting, lets in-flight requests finish
-/// for at most the drain timeout, and returns.
+/// (so `/readyz` can fail), keeps serving for the shutdown delay, stops
+/// accepting, lets in-flight requests finish for at most the drain timeout,
+/// and returns.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
@@ -64,8 +65,16 @@ pub async fn serve(
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(%addr, "HTTP server listening");
 
-    let signal = crate::shutdown::signal();
-    tokio::pin!(signal);
+    let shutdown_delay = args.shutdown_delay;
+    let stop = async {
+        let signal = crate::shutdown::signal().await;
+        tracing::info!(signal, ?shutdown_delay, "shutting down: /readyz now fails");
+        draining.store(true, Ordering::SeqCst);
+        // Still accepting, so that nothing is refused while balancers notice.
+        tokio::time::sleep(shutdown_delay).await;
+        tracing::info!("no longer accepting; draining requests in flight");
+    };
+    tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -77,11 +86,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            signal = &mut signal => {
-                tracing::info!(signal, "shutting down: /readyz now fails; draining");
-                draining.store(true, Ordering::SeqCst);
-                break;
-            }
+            () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
         let service =

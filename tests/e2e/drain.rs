@@ -1,0 +1,144 @@
+//! Rolling restarts lose nothing: a replica told to stop reports NOT_SERVING
+//! first (while still serving, for the shutdown delay), then finishes the
+//! requests it is working on before it exits 0, while the other replica
+//! carries on.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use runplane_api::workflowrun::v1::{ListRunsRequest, StartRunRequest};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::{Suite, bearer, channel, free_port};
+
+const HELD: usize = 5;
+
+/// How many requests the service at `addr` is working on (its own `/metrics`).
+async fn in_flight(addr: SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("runplane_requests_in_flight "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no in-flight gauge:\n{text}"))
+}
+
+async fn health(client: &mut HealthClient<tonic::transport::Channel>) -> Option<ServingStatus> {
+    client
+        .check(HealthCheckRequest::default())
+        .await
+        .ok()
+        .map(|r| r.into_inner().status())
+}
+
+/// Stops the replica at `addr` (the first started under the name) while it
+/// holds `HELD` StartRuns, and checks the promise of the module.
+async fn restart_with_requests_in_flight(suite: &mut Suite, addr: SocketAddr, token: &str) {
+    // token-service frozen: StartRuns with a token the replica has not cached
+    // wait in Authenticate, in flight.
+    suite.signal_service("token-service", Signal::SIGSTOP);
+    let held: Vec<_> = (0..HELD)
+        .map(|n| {
+            let token = token.to_owned();
+            tokio::spawn(async move {
+                WorkflowRunServiceClient::new(channel(addr).await)
+                    .start_run(bearer(
+                        StartRunRequest {
+                            workflow: "deploy".into(),
+                            request_id: format!("{addr}-{n}"),
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while in_flight(addr).await < HELD as f64 {
+        assert!(Instant::now() < deadline, "requests never in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut probe = HealthClient::new(channel(addr).await);
+    assert_eq!(health(&mut probe).await, Some(ServingStatus::Serving));
+    suite.signal_service("workflow-run-service", Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health(&mut probe).await != Some(ServingStatus::NotServing) {
+        assert!(Instant::now() < deadline, "never reported NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    suite.signal_service("token-service", Signal::SIGCONT);
+    for start in held {
+        let run = start
+            .await
+            .expect("task")
+            .expect("an in-flight StartRun completes");
+        assert!(run.into_inner().run.is_some());
+    }
+    let status = suite.stop_service("workflow-run-service").await;
+    assert!(status.success(), "exits 0 after draining: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_finishes_requests_in_flight() {
+    let mut suite = Suite::new(
+        "workflow_run_service:\n  shutdown_delay: 1s\n  upstream_timeout: 60s\n  auth_cache_ttl: 0s\n",
+    );
+    suite.start_service("org-service").await;
+    suite.start_service("token-service").await;
+    let peers = [suite.addrs[0], suite.addrs[1], suite.addrs[2]];
+    let (a, b) = (suite.addrs[2], free_port());
+    suite.start_instance("workflow-run-service", a, peers).await;
+    suite.start_instance("workflow-run-service", b, peers).await;
+    suite
+        .cli(&["organization", "create", "--name", "cyberdyne"])
+        .await
+        .ok();
+    let token = suite
+        .token(
+            "cyberdyne",
+            "runner",
+            &["--scope", "runs:write", "--scope", "metrics:read"],
+        )
+        .await;
+
+    // Replica A restarts while B serves, then B while the new A serves.
+    restart_with_requests_in_flight(&mut suite, a, &token).await;
+    let mut survivor = WorkflowRunServiceClient::new(channel(b).await);
+    survivor
+        .start_run(bearer(
+            StartRunRequest {
+                workflow: "deploy".into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("the other replica serves meanwhile");
+    suite.start_instance("workflow-run-service", a, peers).await;
+    restart_with_requests_in_flight(&mut suite, b, &token).await;
+
+    let runs = WorkflowRunServiceClient::new(channel(a).await)
+        .list_runs(bearer(
+            ListRunsRequest {
+                page_size: 100,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("ListRuns")
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 2 * HELD + 1, "every acknowledged run is stored");
+}
