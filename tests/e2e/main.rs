@@ -12,6 +12,7 @@ mod cli_errors;
 mod docs;
 mod drain;
 mod grpc_api;
+mod hostile;
 mod limits;
 mod org_metrics;
 mod postgres;

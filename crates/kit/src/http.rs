@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::response::IntoResponse as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -25,6 +26,29 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body accepted (413 past it). runplane's HTTP API is
 /// GET only; a body is never read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Refuses a request whose target and headers together exceed
+/// [`MAX_HEADER_BYTES`] with 431. hyper's own buffer limit only applies when a
+/// header block arrives in several reads; this holds however it arrives.
+async fn limit_header_block(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > MAX_HEADER_BYTES as usize {
+        return (
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers too large: {size} bytes, at most {MAX_HEADER_BYTES}\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
 
 /// The address of the connection a request came on (a request extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +71,7 @@ pub async fn serve(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::from_fn(limit_header_block))
         .layer(AdmissionLayer::new(
             args.max_concurrent_requests,
             Protocol::Http,
