@@ -316,3 +316,49 @@ mod tests {
         assert!(parse_duration("soon").is_err());
     }
 }
+
+/// Property tests: the loader over arbitrary files.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text that looks like YAML often enough to reach past the parser.
+    fn yamlish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("metrics_service:\n".to_owned()),
+                Just("  listen_addr: ".to_owned()),
+                Just("prometheus_org_metrics:\n  - org_name: ".to_owned()),
+                Just("- ".to_owned()),
+                Just(": ".to_owned()),
+                Just("\n".to_owned()),
+                Just("  ".to_owned()),
+                Just("&a *a [{".to_owned()),
+                "\\PC{0,12}",
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn the_loader_never_panics_and_names_only_keys_it_was_given(text in yamlish()) {
+            for section in SECTIONS {
+                if let Ok(settings) = parse_settings(&text, section) {
+                    for (key, _) in settings {
+                        prop_assert!(text.contains(key.as_str()), "{key} not in {text:?}");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn durations_parse_or_fail_without_panicking(text in "\\PC{0,24}") {
+            let _ = parse_duration(&text);
+        }
+    }
+}

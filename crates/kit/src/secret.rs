@@ -174,3 +174,37 @@ mod tests {
         assert!(!h.matches(&SecretHash::of("abd")));
     }
 }
+
+/// Property tests: the parser over arbitrary input.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn parsing_never_panics_and_accepts_only_the_exact_shape(text in "\\PC{0,80}") {
+            for kind in [SecretKind::ApiToken, SecretKind::Admin] {
+                if parse(kind, &text).is_ok() {
+                    prop_assert!(text.starts_with(kind.prefix()));
+                    prop_assert_eq!(text.len(), 4 + BODY_LEN + CHECKSUM_LEN);
+                }
+            }
+        }
+
+        #[test]
+        fn a_changed_character_anywhere_after_the_prefix_is_rejected(
+            position in 4usize..(4 + BODY_LEN + CHECKSUM_LEN),
+            replacement in proptest::char::range('!', '~'),
+        ) {
+            let secret = generate(SecretKind::ApiToken).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut changed: Vec<char> = secret.chars().collect();
+            prop_assume!(changed[position] != replacement);
+            changed[position] = replacement;
+            let changed: String = changed.into_iter().collect();
+            prop_assert!(parse(SecretKind::ApiToken, &changed).is_err());
+        }
+    }
+}

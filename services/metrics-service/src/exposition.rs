@@ -565,7 +565,7 @@ mod tests {
         render(&options(Format::Text), org, workflows, Instant::now())
     }
 
-    fn workflow(name: &str, status: RunStatus) -> WorkflowMetrics {
+    pub(super) fn workflow(name: &str, status: RunStatus) -> WorkflowMetrics {
         WorkflowMetrics {
             workflow_id: "id".into(),
             project: "default".into(),
@@ -786,5 +786,52 @@ mod tests {
                 .all(|l| l.starts_with('#') || l.starts_with("chainloop_")),
             "{text}"
         );
+    }
+}
+
+/// Property tests: the writer over arbitrary names.
+#[cfg(test)]
+mod properties {
+    use super::tests::workflow;
+    use super::*;
+    use proptest::prelude::*;
+    use runplane_api::workflowrun::v1::RunStatus;
+
+    fn without_scrape_duration(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.contains("scrape_duration_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Whatever the names (quotes, backslashes, new lines, any unicode),
+        /// the output is what the prometheus crate's own encoder writes.
+        #[test]
+        fn any_names_are_written_as_the_reference_encoder_writes_them(
+            names in proptest::collection::vec(("(\\PC|[\"\\\\\n])*", "(\\PC|[\"\\\\\n])*"), 0..4),
+            failed in any::<bool>(),
+        ) {
+            let status = if failed { RunStatus::Error } else { RunStatus::Success };
+            let workflows: Vec<WorkflowMetrics> = names
+                .iter()
+                .map(|(project, name)| WorkflowMetrics {
+                    project: project.clone(),
+                    ..workflow(name, status)
+                })
+                .collect();
+            let options = Options {
+                namespace: DEFAULT_NAMESPACE.into(),
+                format: Format::Text,
+                created_series: false,
+            };
+            let text = render(&options, "cyberdyne", &workflows, Instant::now());
+            prop_assert_eq!(
+                without_scrape_duration(&text),
+                reference_text(DEFAULT_NAMESPACE, "cyberdyne", &workflows)
+            );
+        }
     }
 }

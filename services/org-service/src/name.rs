@@ -71,3 +71,34 @@ mod tests {
         }
     }
 }
+
+/// Property tests: the validator over arbitrary and over valid names.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn accepted_names_are_safe_in_urls_and_labels(name in "\\PC{0,80}") {
+            if validate(&name).is_ok() {
+                prop_assert!((1..=63).contains(&name.len()));
+                prop_assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                prop_assert!(!name.starts_with('-') && !name.ends_with('-'));
+            }
+        }
+
+        #[test]
+        fn every_dns_label_is_accepted(name in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?") {
+            prop_assert!(validate(&name).is_ok());
+        }
+
+        #[test]
+        fn refusals_quote_the_name_and_the_rule(name in "\\PC{64,80}|[A-Z]{1,5}|-[a-z]{0,5}") {
+            let refused = validate(&name).expect_err("invalid");
+            prop_assert!(refused.to_string().contains(RULE));
+        }
+    }
+}

@@ -112,3 +112,36 @@ mod tests {
         assert!(reportable_outcome(99).is_err());
     }
 }
+
+/// Property tests: the validators over arbitrary input.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn names_are_accepted_exactly_by_the_documented_rule(name in "(\\PC|[\\t\\n\\x00\\x7f\\u{85}]){0,210}") {
+            let expected = !name.is_empty()
+                && name.chars().count() <= MAX_NAME
+                && !name.chars().any(char::is_control)
+                && name.trim() == name;
+            match validate_name("workflow", &name) {
+                Ok(()) => prop_assert!(expected),
+                Err(Error::InvalidArgument(message)) => {
+                    prop_assert!(!expected);
+                    prop_assert!(message.starts_with("workflow name "));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+
+        #[test]
+        fn urls_and_reasons_never_panic(text in "\\PC{0,300}") {
+            let _ = validate_run_url(&text);
+            let _ = validate_reason(&text);
+        }
+    }
+}
