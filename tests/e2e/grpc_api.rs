@@ -4,9 +4,11 @@ use runplane_api::org::v1::organization_service_client::OrganizationServiceClien
 use runplane_api::org::v1::{
     GetOrganizationRequest, ListOrganizationsRequest, get_organization_request::Lookup,
 };
+use runplane_api::token::v1::ListTokensRequest;
+use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::workflowrun::v1::{
-    FinishRunRequest, GetRunRequest, ListRunsRequest, ListWorkflowsRequest, RunStatus, RunnerType,
-    StartRunRequest,
+    DeleteWorkflowRequest, FinishRunRequest, GetRunRequest, ListRunsRequest,
+    ListWorkflowMetricsRequest, ListWorkflowsRequest, RunStatus, RunnerType, StartRunRequest,
 };
 use tonic::Code;
 
@@ -117,6 +119,63 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
         .expect("list")
         .into_inner();
     assert!(workflows.workflows.is_empty());
+    let aggregates = client
+        .list_workflow_metrics(bearer(ListWorkflowMetricsRequest::default(), &acme))
+        .await
+        .expect("metrics")
+        .into_inner();
+    assert!(
+        aggregates.workflows.is_empty(),
+        "no aggregate of another org"
+    );
+    // Deleting "build" as acme-corp finds nothing, like a workflow that does not exist,
+    // and leaves cyberdyne's alone.
+    let delete = |token: &str| {
+        bearer(
+            DeleteWorkflowRequest {
+                workflow: "build".into(),
+                project: String::new(),
+            },
+            token,
+        )
+    };
+    assert_eq!(
+        code(client.delete_workflow(delete(&acme)).await),
+        Code::NotFound
+    );
+    // Starting a run of the same name as acme-corp makes acme-corp's own workflow.
+    let theirs = client
+        .start_run(bearer(start("build"), &acme))
+        .await
+        .expect("start")
+        .into_inner()
+        .run
+        .expect("run");
+    assert_ne!(theirs.workflow_id, run.workflow_id);
+    // An organization token is no admin credential: management is refused.
+    let mut orgs = OrganizationServiceClient::new(channel(suite.addrs[0]).await);
+    assert_eq!(
+        code(
+            orgs.list_organizations(bearer(ListOrganizationsRequest::default(), &acme))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    let mut tokens = TokenServiceClient::new(channel(suite.addrs[1]).await);
+    assert_eq!(
+        code(
+            tokens
+                .list_tokens(bearer(
+                    ListTokensRequest {
+                        org_name: "cyberdyne".into(),
+                        include_inactive: true,
+                    },
+                    &acme,
+                ))
+                .await
+        ),
+        Code::Unauthenticated
+    );
 
     // Scopes: reading needs metrics:read, reporting needs runs:write.
     assert_eq!(

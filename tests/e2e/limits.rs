@@ -123,6 +123,11 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
     assert!(sample(&own, "runplane_requests_shed_total") >= 301.0);
     let rss = sample(&own, "process_resident_memory_bytes");
     assert!(rss < 64.0 * 1024.0 * 1024.0, "RSS after the flood: {rss}");
+    eprintln!(
+        "overload: {} HTTP requests shed, metrics-service RSS after the flood {:.1} MiB",
+        sample(&own, "runplane_requests_shed_total"),
+        rss / 1024.0 / 1024.0
+    );
 
     // gRPC: token-service frozen, two StartRuns hold workflow-run-service's
     // slots (the runner's token is not cached yet).
