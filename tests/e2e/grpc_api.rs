@@ -4,8 +4,8 @@ use runplane_api::org::v1::organization_service_client::OrganizationServiceClien
 use runplane_api::org::v1::{
     GetOrganizationRequest, ListOrganizationsRequest, get_organization_request::Lookup,
 };
-use runplane_api::token::v1::ListTokensRequest;
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
+use runplane_api::token::v1::{AuthenticateRequest, ListTokensRequest};
 use runplane_api::workflowrun::v1::{
     DeleteWorkflowRequest, FinishRunRequest, GetRunRequest, ListRunsRequest,
     ListWorkflowMetricsRequest, ListWorkflowsRequest, RunStatus, RunnerType, StartRunRequest,
@@ -175,6 +175,22 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
                 .await
         ),
         Code::Unauthenticated
+    );
+    // A caller of Authenticate that presents a wrong admin credential is a
+    // misconfigured service: told so, not mistaken for a client's wrong token.
+    let misconfigured = tokens
+        .authenticate(bearer(
+            AuthenticateRequest {
+                secret: acme.clone(),
+            },
+            "not-the-suites-admin-credential-but-long-enough",
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(misconfigured.code(), Code::PermissionDenied);
+    assert!(
+        misconfigured.message().contains("admin credential"),
+        "{misconfigured:?}"
     );
 
     // Scopes: reading needs metrics:read, reporting needs runs:write.

@@ -18,6 +18,13 @@ pub enum Error {
         "organization {org:?} already has a live token named {name:?}; revoke it or pick another name"
     )]
     AlreadyExists { org: String, name: String },
+    /// A caller of Authenticate presented a credential that is not the suite's:
+    /// a misconfigured service, not a client's wrong token.
+    #[error(
+        "the calling service's admin credential is wrong: give it the suite's \
+         (RUNPLANE_ADMIN_TOKEN or --admin-token-file)"
+    )]
+    WrongServiceCredential,
     #[error("org-service is unavailable: {0}")]
     OrgServiceUnavailable(String),
     #[error("org-service answered unexpectedly: {0}")]
@@ -35,6 +42,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
             Error::OrgNotFound(_) | Error::TokenNotFound { .. } => Status::not_found(e.to_string()),
             Error::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+            Error::WrongServiceCredential => Status::permission_denied(e.to_string()),
             Error::OrgServiceUnavailable(_) => Status::unavailable(e.to_string()),
             Error::OrgService(_) | Error::Random(_) => {
                 tracing::error!(error = %e, "internal error");

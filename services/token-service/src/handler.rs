@@ -146,7 +146,10 @@ impl TokenService for TokenHandler {
         // the wrong tokens of any other caller count against its address.
         let limited = match runplane_kit::auth::bearer(&request) {
             Ok(_) => {
-                self.admin.check(&request).map_err(Error::from)?;
+                self.admin.check(&request).map_err(|e| match e {
+                    AuthError::Invalid => Error::WrongServiceCredential,
+                    other => Error::Auth(other),
+                })?;
                 None
             }
             Err(_) => self.failures.as_deref(),
