@@ -13,23 +13,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{Suite, bearer, channel, free_port};
+use crate::support::{Suite, bearer, channel, free_port, wait_in_flight};
 
 const HELD: usize = 5;
-
-/// How many requests the service at `addr` is working on (its own `/metrics`).
-async fn in_flight(addr: SocketAddr) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("runplane_requests_in_flight "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no in-flight gauge:\n{text}"))
-}
 
 async fn health(client: &mut HealthClient<tonic::transport::Channel>) -> Option<ServingStatus> {
     client
@@ -62,11 +48,7 @@ async fn restart_with_requests_in_flight(suite: &mut Suite, addr: SocketAddr, to
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while in_flight(addr).await < HELD as f64 {
-        assert!(Instant::now() < deadline, "requests never in flight");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_in_flight(addr, HELD).await;
 
     let mut probe = HealthClient::new(channel(addr).await);
     assert_eq!(health(&mut probe).await, Some(ServingStatus::Serving));

@@ -2,31 +2,23 @@
 //! concurrency limit, failed authentications limited per client address, and
 //! the per-organization workflow limit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use runplane_api::token::v1::AuthenticateRequest;
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::workflowrun::v1::StartRunRequest;
+use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_kit::secret::{self, SecretKind};
 use tonic::Code;
 
-use crate::support::{Suite, bearer, channel, grpc_serving};
+use crate::support::{Suite, bearer, channel, grpc_serving, own_metric, wait_in_flight};
 
 fn start(workflow: &str) -> StartRunRequest {
     StartRunRequest {
         workflow: workflow.into(),
         ..Default::default()
     }
-}
-
-/// The value of a counter or gauge in a service's own `/metrics`.
-fn sample(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{exposition}"))
 }
 
 async fn get(url: &str, token: &str) -> (u16, Option<String>, String) {
@@ -47,20 +39,6 @@ async fn get(url: &str, token: &str) -> (u16, Option<String>, String) {
         retry_after,
         response.text().await.expect("body"),
     )
-}
-
-/// Waits until the service at `addr` (its own `/metrics`) works on `n` requests.
-async fn wait_in_flight(addr: std::net::SocketAddr, n: f64) {
-    let url = format!("http://{addr}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, _, own) = get(&url, "").await;
-        if sample(&own, "runplane_requests_in_flight") == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {n} in flight:\n{own}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +70,7 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
             })
         })
         .collect();
-    wait_in_flight(suite.addrs[3], 2.0).await;
+    wait_in_flight(suite.addrs[3], 2).await;
     let refused = get(&url, &prom).await;
     assert_eq!(refused.0, 503, "{}", refused.2);
     assert_eq!(refused.1.as_deref(), Some("1"), "Retry-After");
@@ -108,7 +86,6 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
     for answer in flood {
         assert_eq!(answer.await.expect("task"), 503);
     }
-    let own_metrics = format!("http://{}/metrics", suite.addrs[3]);
     for probe in ["healthz", "readyz", "metrics"] {
         let url = format!("http://{}/{probe}", suite.addrs[3]);
         assert_eq!(get(&url, "").await.0, 200, "{probe} during overload");
@@ -119,13 +96,13 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
         assert_eq!(status, 200, "a held scrape completes: {body}");
     }
     assert_eq!(get(&url, &prom).await.0, 200, "recovered");
-    let (_, _, own) = get(&own_metrics, "").await;
-    assert!(sample(&own, "runplane_requests_shed_total") >= 301.0);
-    let rss = sample(&own, "process_resident_memory_bytes");
+    let shed_total = own_metric(suite.addrs[3], "runplane_requests_shed_total").await;
+    assert!(shed_total >= 301.0, "{shed_total}");
+    let rss = own_metric(suite.addrs[3], "process_resident_memory_bytes").await;
     assert!(rss < 64.0 * 1024.0 * 1024.0, "RSS after the flood: {rss}");
     eprintln!(
         "overload: {} HTTP requests shed, metrics-service RSS after the flood {:.1} MiB",
-        sample(&own, "runplane_requests_shed_total"),
+        shed_total,
         rss / 1024.0 / 1024.0
     );
 
@@ -137,16 +114,15 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
         .map(|n| {
             let runner = runner.clone();
             tokio::spawn(async move {
-                let mut client = suite_client(addr).await;
+                let mut client = WorkflowRunServiceClient::new(channel(addr).await);
                 client
                     .start_run(bearer(start(&format!("held-{n}")), &runner))
                     .await
             })
         })
         .collect();
-    wait_in_flight(addr, 2.0).await;
-    let shed = suite_client(addr)
-        .await
+    wait_in_flight(addr, 2).await;
+    let shed = WorkflowRunServiceClient::new(channel(addr).await)
         .start_run(bearer(start("probe"), &runner))
         .await
         .expect_err("shed");
@@ -185,16 +161,6 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
         stderr.contains("overloaded") && stderr.contains("retrying"),
         "{stderr}"
     );
-}
-
-async fn suite_client(
-    addr: std::net::SocketAddr,
-) -> runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient<
-    tonic::transport::Channel,
-> {
-    runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient::new(
-        channel(addr).await,
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +223,10 @@ async fn wrong_credentials_are_limited_per_client_address() {
     assert_eq!(authenticate(wrong()).await, Code::ResourceExhausted);
     assert_eq!(authenticate(prom.clone()).await, Code::ResourceExhausted);
 
-    let (_, _, own) = get(&format!("http://{}/metrics", suite.addrs[3]), "").await;
-    assert_eq!(sample(&own, "runplane_auth_failures_total"), 3.0);
+    assert_eq!(
+        own_metric(suite.addrs[3], "runplane_auth_failures_total").await,
+        3.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -763,3 +763,36 @@ async fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A sample of a service's own `/metrics` (on a gRPC port, or metrics-service's
+/// HTTP port), by its name and labels as written (`runplane_requests_in_flight`).
+pub(crate) async fn own_metric(addr: SocketAddr, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// Waits until the service at `addr` is working on `n` requests: callers
+/// hold requests in flight (an upstream frozen with SIGSTOP), then test what
+/// happens to them.
+pub(crate) async fn wait_in_flight(addr: SocketAddr, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let in_flight = own_metric(addr, "runplane_requests_in_flight").await;
+        if in_flight == n as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{in_flight} requests in flight, never {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -162,7 +162,7 @@ pub enum AdminCredentialError {
 pub struct AdminCredential {
     secret: String,
     hash: SecretHash,
-    failures: Option<Arc<FailureLimiter>>,
+    failures: Arc<FailureLimiter>,
 }
 
 impl std::fmt::Debug for AdminCredential {
@@ -211,12 +211,12 @@ impl AdminCredential {
         Ok(AdminCredential {
             secret: secret.to_owned(),
             hash: SecretHash::of(secret),
-            failures: None,
+            failures: Arc::new(FailureLimiter::off()),
         })
     }
 
     /// Limits wrong credentials per client address (see [`crate::auth_failures`]).
-    pub fn with_failure_limit(mut self, failures: Option<Arc<FailureLimiter>>) -> Self {
+    pub fn with_failure_limit(mut self, failures: Arc<FailureLimiter>) -> Self {
         self.failures = failures;
         self
     }
@@ -225,15 +225,11 @@ impl AdminCredential {
     pub fn check<T>(&self, request: &tonic::Request<T>) -> Result<(), AuthError> {
         let presented = bearer(request)?;
         let client = client_ip(request);
-        if let Some(failures) = &self.failures {
-            failures.check(client)?;
-        }
+        self.failures.check(client)?;
         if SecretHash::of(presented).matches(&self.hash) {
             Ok(())
         } else {
-            if let Some(failures) = &self.failures {
-                failures.record_failure(client);
-            }
+            self.failures.record_failure(client);
             Err(AuthError::Invalid)
         }
     }
@@ -254,7 +250,7 @@ pub struct TokenAuthenticator {
     /// Presented to token-service: it marks this caller as a runplane
     /// service, which limits failures per client itself.
     service_credential: Arc<AdminCredential>,
-    failures: Option<Arc<FailureLimiter>>,
+    failures: Arc<FailureLimiter>,
 }
 
 struct AnswerCache {
@@ -271,7 +267,7 @@ impl TokenAuthenticator {
             client: TokenServiceClient::new(channel),
             cache: None,
             service_credential,
-            failures: None,
+            failures: Arc::new(FailureLimiter::off()),
         }
     }
 
@@ -295,7 +291,7 @@ impl TokenAuthenticator {
     }
 
     /// Limits invalid tokens per client address (see [`crate::auth_failures`]).
-    pub fn with_failure_limit(mut self, failures: Option<Arc<FailureLimiter>>) -> Self {
+    pub fn with_failure_limit(mut self, failures: Arc<FailureLimiter>) -> Self {
         self.failures = failures;
         self
     }
@@ -320,14 +316,10 @@ impl TokenAuthenticator {
         presented: &str,
         client: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
-        if let Some(failures) = &self.failures {
-            failures.check(client)?;
-        }
+        self.failures.check(client)?;
         let principal = match self.resolve(presented).await {
             Err(AuthError::Invalid) => {
-                if let Some(failures) = &self.failures {
-                    failures.record_failure(client);
-                }
+                self.failures.record_failure(client);
                 return Err(AuthError::Invalid);
             }
             result => result?,
@@ -428,6 +420,40 @@ mod tests {
             .require(Scope::MetricsRead)
             .expect_err("lacks scope");
         assert_eq!(Status::from(err).code(), Code::PermissionDenied);
+    }
+
+    #[test]
+    fn wrong_admin_credentials_are_limited_per_client_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("admin-token");
+        let secret = secret::generate(SecretKind::Admin).expect("rng");
+        std::fs::write(&path, &secret).expect("write");
+        let admin = AdminCredential::from_file(&path)
+            .expect("load")
+            .with_failure_limit(Arc::new(FailureLimiter::new(2)));
+        let from = |credential: &str, last: u8| {
+            let mut request = crate::client::with_bearer((), credential);
+            let addr = std::net::SocketAddr::from(([192, 0, 2, last], 40000));
+            request
+                .extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: None,
+                    remote_addr: Some(addr),
+                });
+            request
+        };
+        for _ in 0..2 {
+            assert!(matches!(
+                admin.check(&from("rpa_nope", 1)),
+                Err(AuthError::Invalid)
+            ));
+        }
+        // Spent: refused before checking, the right credential too.
+        assert!(matches!(
+            admin.check(&from(&secret, 1)),
+            Err(AuthError::TooManyFailures(_))
+        ));
+        assert!(admin.check(&from(&secret, 2)).is_ok(), "another address");
     }
 
     #[test]

@@ -46,22 +46,32 @@ struct Bucket {
 /// Per-address failure budgets.
 #[derive(Debug)]
 pub struct FailureLimiter {
+    /// 0: the limit is off (failures are still counted in the metric).
     per_minute: f64,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl FailureLimiter {
-    /// A limiter allowing `per_minute` failures per address; `None` when 0.
-    pub fn new(per_minute: u32) -> Option<Self> {
-        (per_minute > 0).then(|| FailureLimiter {
+    /// A limiter allowing `per_minute` failures per address; 0 turns it off.
+    pub fn new(per_minute: u32) -> Self {
+        FailureLimiter {
             per_minute: f64::from(per_minute),
             buckets: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    /// The process's limiter, as configured; `None` when turned off.
-    pub fn from_args(args: &AuthFailureArgs) -> Option<std::sync::Arc<Self>> {
-        Self::new(args.auth_failures_per_minute).map(std::sync::Arc::new)
+    /// A limiter that limits nothing.
+    pub fn off() -> Self {
+        Self::new(0)
+    }
+
+    /// The process's limiter, as configured.
+    pub fn from_args(args: &AuthFailureArgs) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::new(args.auth_failures_per_minute))
+    }
+
+    fn is_off(&self) -> bool {
+        self.per_minute <= 0.0
     }
 
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
@@ -76,7 +86,7 @@ impl FailureLimiter {
 
     /// Whether `client` may present a credential now.
     pub fn check(&self, client: Option<IpAddr>) -> Result<(), TooManyFailures> {
-        let Some(key) = client.map(key_of) else {
+        let Some(key) = client.filter(|_| !self.is_off()).map(key_of) else {
             return Ok(());
         };
         let now = Instant::now();
@@ -104,7 +114,8 @@ impl FailureLimiter {
 
     /// Spends one failure of `client`'s budget.
     pub fn record_failure(&self, client: Option<IpAddr>) {
-        let Some(key) = client.map(key_of) else {
+        crate::observe::metrics().record_auth_failure();
+        let Some(key) = client.filter(|_| !self.is_off()).map(key_of) else {
             return;
         };
         let now = Instant::now();
@@ -121,7 +132,6 @@ impl FailureLimiter {
         });
         self.refill(bucket, now);
         bucket.allowance = (bucket.allowance - 1.0).max(0.0);
-        crate::observe::metrics().record_auth_failure();
     }
 
     /// Drops the buckets that have refilled: they hold no information.
@@ -164,7 +174,7 @@ mod tests {
 
     #[test]
     fn an_address_is_refused_once_its_budget_is_spent_and_others_are_not() {
-        let limiter = FailureLimiter::new(3).expect("on");
+        let limiter = FailureLimiter::new(3);
         for _ in 0..3 {
             assert!(limiter.check(v4(1)).is_ok());
             limiter.record_failure(v4(1));
@@ -180,8 +190,18 @@ mod tests {
     }
 
     #[test]
+    fn a_limiter_that_is_off_limits_nothing_and_keeps_nothing() {
+        let limiter = FailureLimiter::off();
+        for _ in 0..100 {
+            limiter.record_failure(v4(1));
+        }
+        assert!(limiter.check(v4(1)).is_ok());
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
     fn budgets_refill_over_a_minute() {
-        let limiter = FailureLimiter::new(60).expect("on");
+        let limiter = FailureLimiter::new(60);
         for _ in 0..60 {
             limiter.record_failure(v4(1));
         }
@@ -211,7 +231,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_addresses() {
-        let limiter = FailureLimiter::new(5).expect("on");
+        let limiter = FailureLimiter::new(5);
         for n in 0..(MAX_ADDRESSES as u32 + 1000) {
             limiter.record_failure(Some(IpAddr::V4(Ipv4Addr::from(n))));
         }

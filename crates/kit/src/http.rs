@@ -34,7 +34,11 @@ async fn limit_header_block(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let size = request.uri().to_string().len()
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |t| t.as_str().len());
+    let size = target
         + request
             .headers()
             .iter()

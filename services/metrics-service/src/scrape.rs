@@ -110,12 +110,13 @@ fn client_ip(
     let Some(header) = header else {
         return peer;
     };
+    // Only the very last entry: everything before it came from the client.
     headers
         .get_all(header)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
         .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
         .and_then(|last| last.trim().parse().ok())
         .or(peer)
 }
@@ -205,4 +206,38 @@ fn is_org_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_last_entry_of_the_configured_header_else_the_peer() {
+        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let forwarded = HeaderName::from_static("x-forwarded-for");
+        let mut headers = HeaderMap::new();
+        headers.append(
+            &forwarded,
+            HeaderValue::from_static("203.0.113.7, 198.51.100.1"),
+        );
+        assert_eq!(client_ip(None, &headers, peer), peer, "not configured");
+        assert_eq!(
+            client_ip(Some(&forwarded), &headers, peer),
+            Some(IpAddr::from([198, 51, 100, 1]))
+        );
+        // A second header line (added by the proxy) wins over the client's own.
+        headers.append(&forwarded, HeaderValue::from_static("2001:db8::1"));
+        assert_eq!(
+            client_ip(Some(&forwarded), &headers, peer),
+            "2001:db8::1".parse().ok()
+        );
+        // Garbage or absence: the peer address.
+        headers.append(
+            &forwarded,
+            HeaderValue::from_static("198.51.100.1, not-an-ip"),
+        );
+        assert_eq!(client_ip(Some(&forwarded), &headers, peer), peer);
+        assert_eq!(client_ip(Some(&forwarded), &HeaderMap::new(), peer), peer);
+    }
 }

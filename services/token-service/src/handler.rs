@@ -25,7 +25,7 @@ pub struct TokenHandler {
     admin: Arc<AdminCredential>,
     /// Wrong tokens per client address, for callers that are not runplane
     /// services (those present the admin credential and limit their own clients).
-    failures: Option<Arc<FailureLimiter>>,
+    failures: Arc<FailureLimiter>,
 }
 
 impl TokenHandler {
@@ -33,7 +33,7 @@ impl TokenHandler {
         store: Store,
         orgs: OrgDirectory,
         admin: Arc<AdminCredential>,
-        failures: Option<Arc<FailureLimiter>>,
+        failures: Arc<FailureLimiter>,
     ) -> Self {
         TokenHandler {
             store,
@@ -144,27 +144,26 @@ impl TokenService for TokenHandler {
         // runplane's services present the admin credential (checked, so a wrong
         // one counts as a failure) and limit failures per client themselves;
         // the wrong tokens of any other caller count against its address.
-        let limited = match runplane_kit::auth::bearer(&request) {
+        let outsider = match runplane_kit::auth::bearer(&request) {
             Ok(_) => {
                 self.admin.check(&request).map_err(|e| match e {
                     AuthError::Invalid => Error::WrongServiceCredential,
                     other => Error::Auth(other),
                 })?;
-                None
+                false
             }
-            Err(_) => self.failures.as_deref(),
+            Err(_) => true,
         };
         let client = runplane_kit::auth::client_ip(&request);
-        if let Some(failures) = limited {
-            failures
+        if outsider {
+            self.failures
                 .check(client)
-                .map_err(AuthError::from)
-                .map_err(Error::from)?;
+                .map_err(|e| Error::Auth(e.into()))?;
         }
         let answer = match self.authenticate(&request.into_inner().secret).await {
             Err(Error::Auth(AuthError::Invalid)) => {
-                if let Some(failures) = limited {
-                    failures.record_failure(client);
+                if outsider {
+                    self.failures.record_failure(client);
                 }
                 return Err(Error::Auth(AuthError::Invalid).into());
             }
