@@ -25,5 +25,6 @@ mod retries;
 mod scrape_status;
 mod supervision;
 mod telemetry;
+mod tls;
 mod upstream_down;
 mod walkthrough;

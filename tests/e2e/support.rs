@@ -122,6 +122,28 @@ pub(crate) struct Suite {
     http: reqwest::Client,
     /// Extra environment of every process the suite starts.
     pub(crate) env: Vec<(String, String)>,
+    /// How the harness reaches the services when they speak TLS.
+    pub(crate) tls: Option<ClientTls>,
+}
+
+/// The CA a client trusts and the certificate it presents (mutual TLS).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTls {
+    pub(crate) ca: PathBuf,
+    pub(crate) identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    fn upstream_args(&self) -> runplane_kit::client::UpstreamArgs {
+        runplane_kit::client::UpstreamArgs {
+            upstream_timeout: Duration::from_secs(5),
+            tls: runplane_kit::tls::ClientTlsArgs {
+                upstream_tls_ca: Some(self.ca.clone()),
+                upstream_tls_cert: self.identity.as_ref().map(|(cert, _)| cert.clone()),
+                upstream_tls_key: self.identity.as_ref().map(|(_, key)| key.clone()),
+            },
+        }
+    }
 }
 
 impl Suite {
@@ -165,6 +187,7 @@ impl Suite {
             up: None,
             services: Vec::new(),
             env: Vec::new(),
+            tls: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -409,11 +432,20 @@ impl Suite {
     }
 
     async fn ready(&self, name: &str, addr: SocketAddr) -> bool {
-        if name == "metrics-service" {
-            let url = format!("http://{addr}/readyz");
-            matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
-        } else {
-            grpc_serving(addr, "").await
+        match (&self.tls, name) {
+            (None, "metrics-service") => {
+                let url = format!("http://{addr}/readyz");
+                matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
+            }
+            (None, _) => grpc_serving(addr, "").await,
+            (Some(tls), "metrics-service") => {
+                let url = format!("https://{addr}/readyz");
+                matches!(curl(&url, Some(tls), &[]).await, Ok((200, _)))
+            }
+            (Some(tls), _) => matches!(
+                grpc_health_tls(addr, tls).await,
+                Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
+            ),
         }
     }
 
@@ -643,6 +675,62 @@ pub(crate) async fn grpc_serving(addr: SocketAddr, service: &str) -> bool {
         })
         .await;
     matches!(answer, Ok(r) if r.get_ref().status() == ServingStatus::Serving)
+}
+
+/// `grpc.health.v1` Check of the whole server over TLS, through the same
+/// client the services use: its status, or why the call failed.
+pub(crate) async fn grpc_health_tls(
+    addr: SocketAddr,
+    tls: &ClientTls,
+) -> Result<tonic_health::pb::health_check_response::ServingStatus, String> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = runplane_kit::client::channel(&addr.to_string(), &tls.upstream_args())
+        .map_err(|e| e.to_string())?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map_err(|status| format!("{status:?}"))?;
+    Ok(answer.get_ref().status())
+}
+
+/// GET `url` with curl (a TLS client that is not ours), trusting `tls.ca` and
+/// presenting its certificate: the status and body, or curl's complaint when
+/// no HTTP answer came.
+pub(crate) async fn curl(
+    url: &str,
+    tls: Option<&ClientTls>,
+    extra: &[&str],
+) -> Result<(u16, String), String> {
+    let mut command = tokio::process::Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(tls) = tls {
+        command.arg("--cacert").arg(&tls.ca);
+        if let Some((cert, key)) = &tls.identity {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+    }
+    let output = command
+        .args(extra)
+        .arg(url)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "curl {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let status = status
+        .trim()
+        .parse()
+        .map_err(|_| format!("no HTTP status from curl: {stdout}"))?;
+    Ok((status, body.to_owned()))
 }
 
 /// A request carrying a bearer token.

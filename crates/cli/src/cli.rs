@@ -64,6 +64,9 @@ pub(crate) struct Global {
     /// Print only the essential value (a token, a run id) on stdout, for scripts.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// TLS towards the services (https:// addresses, or any of these set).
+    #[command(flatten)]
+    pub(crate) tls: runplane_kit::tls::ClientTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -91,6 +91,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
     })?;
     let upstream = UpstreamArgs {
         upstream_timeout: global.timeout,
+        tls: global.tls.clone(),
     };
     if let OrganizationCommand::ApiToken(command) = command {
         let client = TokenServiceClient::new(channel(&global.token_service_addr, &upstream)?);

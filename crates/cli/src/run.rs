@@ -269,6 +269,7 @@ impl Reporter<'_> {
 pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode> {
     let upstream = UpstreamArgs {
         upstream_timeout: global.timeout,
+        tls: global.tls.clone(),
     };
     let client =
         WorkflowRunServiceClient::new(channel(&global.workflow_run_service_addr, &upstream)?);

@@ -1,11 +1,13 @@
 //! Channels to peer services: lazy (a peer that is down does not stop start-up),
-//! with a connect timeout and a deadline on every call.
+//! with a connect timeout and a deadline on every call, over TLS for
+//! `https://` peers ([`crate::tls`]).
 
 use std::time::Duration;
 
 use tonic::transport::Endpoint;
 
 use crate::observe::ObservedChannel;
+use crate::tls::{ClientTlsArgs, TlsError};
 
 /// What clients of other services are built over: a lazily connecting channel
 /// that measures and traces each call (see [`crate::observe`]).
@@ -17,29 +19,43 @@ pub struct UpstreamArgs {
     /// Deadline for each call to another runplane service.
     #[arg(long, env = "RUNPLANE_UPSTREAM_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub upstream_timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
-/// An invalid peer address, reported at start-up.
+/// A peer that cannot be reached as configured, reported at start-up.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid service address {addr:?}: {reason} (expected host:port or http://host:port)")]
-pub struct InvalidAddress {
-    addr: String,
-    reason: String,
+pub enum ChannelError {
+    #[error(
+        "invalid service address {addr:?}: {reason} (expected host:port, http://host:port or https://host:port)"
+    )]
+    InvalidAddress { addr: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
-/// A lazily connecting channel to `addr` (`host:port`, `http://host:port`).
+/// A lazily connecting channel to `addr` (`host:port`, `http://host:port`,
+/// `https://host:port`; `host:port` is https when client TLS is configured).
 /// Connection failures surface per call as UNAVAILABLE, and the channel
 /// reconnects by itself when the peer comes back.
-pub fn channel(addr: &str, args: &UpstreamArgs) -> Result<Channel, InvalidAddress> {
+pub fn channel(addr: &str, args: &UpstreamArgs) -> Result<Channel, ChannelError> {
     let uri = if addr.contains("://") {
         addr.to_owned()
+    } else if args.tls.is_set() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidAddress {
+    let invalid = |reason: String| ChannelError::InvalidAddress {
         addr: addr.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(e.to_string()))?;
+    if endpoint.uri().scheme_str() == Some("https") {
+        endpoint = endpoint
+            .tls_config(crate::tls::client_config(&args.tls)?)
+            .map_err(|e| invalid(format!("TLS: {e}")))?;
+    }
     Ok(ObservedChannel::new(
         endpoint
             .connect_timeout(args.upstream_timeout.min(Duration::from_secs(3)))
@@ -72,6 +88,7 @@ mod tests {
     fn args() -> UpstreamArgs {
         UpstreamArgs {
             upstream_timeout: Duration::from_secs(1),
+            tls: ClientTlsArgs::default(),
         }
     }
 
@@ -79,7 +96,27 @@ mod tests {
     async fn accepts_host_port_and_urls_and_rejects_garbage() {
         assert!(channel("127.0.0.1:50051", &args()).is_ok());
         assert!(channel("http://org-service:50051", &args()).is_ok());
+        assert!(channel("https://org-service:50051", &args()).is_ok());
         assert!(channel("not a uri", &args()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_ca_file_is_named() {
+        let args = UpstreamArgs {
+            tls: ClientTlsArgs {
+                upstream_tls_ca: Some("/nonexistent/ca.pem".into()),
+                ..ClientTlsArgs::default()
+            },
+            ..args()
+        };
+        let error = channel("org-service:50051", &args)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("cannot read upstream-tls-ca file /nonexistent/ca.pem"),
+            "{error}"
+        );
     }
 
     #[test]

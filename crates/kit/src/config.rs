@@ -41,6 +41,12 @@ pub const SHARED_KEYS: &[&str] = &[
     "workflow_run_service_addr",
     "upstream_timeout",
     "auth_failures_per_minute",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "upstream_tls_ca",
+    "upstream_tls_cert",
+    "upstream_tls_key",
 ];
 
 /// A configuration problem, reported before the service starts.

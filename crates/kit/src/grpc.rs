@@ -3,8 +3,8 @@
 //! request timeouts, the service's own Prometheus metrics on `GET /metrics`
 //! (same port, plain HTTP/1.1), every request measured, traced and logged by
 //! [`crate::observe::GrpcServerLayer`], load shedding past a concurrency limit
-//! ([`crate::admission`]), bounded message and header sizes, and a graceful
-//! drain on shutdown.
+//! ([`crate::admission`]), bounded message and header sizes, TLS or mutual
+//! TLS when configured ([`crate::tls`]), and a graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 /// Server settings every gRPC service accepts.
@@ -36,6 +35,8 @@ pub struct ServerArgs {
     /// (RESOURCE_EXHAUSTED / HTTP 503) rather than queued. Probes are exempt.
     #[arg(long, env = "RUNPLANE_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
     pub max_concurrent_requests: usize,
+    #[command(flatten)]
+    pub tls: crate::tls::ServerTlsArgs,
 }
 
 /// The largest request message a server accepts. runplane's requests are a
@@ -73,6 +74,7 @@ where
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
+    let acceptor = crate::listener::Acceptor::new(crate::tls::server_config(&args.tls)?);
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health
@@ -128,7 +130,9 @@ where
         let _ = drain_started_tx.send(());
     };
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let tls = acceptor.is_tls();
+    let mutual_tls = args.tls.tls_client_ca.is_some();
+    let incoming = crate::listener::incoming(listener, acceptor);
     let server = Server::builder()
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -144,7 +148,7 @@ where
         ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
-    tracing::info!(%addr, "gRPC server listening");
+    tracing::info!(%addr, tls, mutual_tls, "gRPC server listening");
 
     let drain_timeout = args.drain_timeout;
     let deadline = async move {

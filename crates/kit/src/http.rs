@@ -1,8 +1,9 @@
 //! The HTTP server a service runs (metrics-service's scrape endpoint): the
 //! axum app behind the limits a public endpoint needs — a deadline for the
 //! request headers (slow-loris), a bounded header block and request body,
-//! load shedding past a concurrency limit ([`crate::admission`]) — and the
-//! same graceful drain as the gRPC servers.
+//! load shedding past a concurrency limit ([`crate::admission`]) — TLS or
+//! mutual TLS when configured ([`crate::tls`]), and the same graceful drain as
+//! the gRPC servers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,8 +92,14 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES)
         .max_concurrent_streams(256);
+    let acceptor = crate::listener::Acceptor::new(crate::tls::server_config(&args.tls)?);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
-    tracing::info!(%addr, "HTTP server listening");
+    tracing::info!(
+        %addr,
+        tls = acceptor.is_tls(),
+        mutual_tls = args.tls.tls_client_ca.is_some(),
+        "HTTP server listening"
+    );
 
     let shutdown_delay = args.shutdown_delay;
     let stop = async {
@@ -117,19 +124,28 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let _ = stream.set_nodelay(true);
         let service =
             app.clone()
                 .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(PeerAddr(peer));
                     request
                 });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = connections.watch(connection);
+        // Watched from accept on, so that a drain also waits for (and then
+        // closes) connections still in their TLS handshake.
+        let watcher = connections.watcher();
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let connection = match acceptor.complete(stream).await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -4,7 +4,8 @@
 //! typed configuration ([`config`]), starts logging ([`telemetry`]), connects and
 //! migrates its database ([`database`]), and serves gRPC with health, reflection
 //! and graceful shutdown ([`grpc`], [`shutdown`]). Peers are reached through
-//! [`client`]; credentials are minted and checked by [`secret`] and [`auth`].
+//! [`client`]; credentials are minted and checked by [`secret`] and [`auth`];
+//! connections are plain TCP or TLS ([`listener`], [`tls`]).
 
 pub mod admission;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod database;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod names;
 pub mod observe;
 pub mod page_token;
@@ -22,3 +24,4 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
