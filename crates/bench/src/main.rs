@@ -48,6 +48,10 @@ struct Args {
     /// Scrapes per organization, instead of the mode's.
     #[arg(long)]
     scrapes: Option<usize>,
+    /// Concurrent ingestion clients, instead of the mode's; `--clients` with
+    /// no value skips ingestion (to iterate on scrapes).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    clients: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(scrapes) = args.scrapes {
         plan.scrapes = scrapes;
+    }
+    if let Some(clients) = &args.clients {
+        plan.clients = clients.clone();
     }
     let backends = match args.backend {
         Which::Sqlite => vec![Backend::Sqlite],

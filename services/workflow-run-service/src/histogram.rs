@@ -22,7 +22,7 @@ pub struct Histogram {
 /// Stored text that does not decode (a corrupted row).
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt histogram row: {0}")]
-pub struct CorruptHistogram(String);
+pub struct CorruptHistogram(pub(crate) String);
 
 impl Histogram {
     /// An empty histogram over `bounds`.
