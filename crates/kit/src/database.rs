@@ -18,6 +18,10 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+/// Rows of one SQLite query buffered between the database thread and the
+/// caller: a whole page of a scrape.
+const SQLITE_ROW_BUFFER: usize = 1024;
+
 /// Connection pool settings every service accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
@@ -174,6 +178,10 @@ pub async fn connect(
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
+                    // Rows cross from SQLite's worker thread through a bounded
+                    // channel; at sqlx's default of 50, a scrape's page of 1,000
+                    // rows stops and wakes that thread every 50 rows.
+                    .row_buffer_size(SQLITE_ROW_BUFFER)
             });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         validate_schema(schema)?;

@@ -130,6 +130,8 @@ pub fn render(
     };
     let org = escape(org);
     let mut labels = String::new();
+    let mut prefix = String::new();
+    let mut bound_labels = BoundLabels::new(writer.format);
 
     // Chainloop's two families first, as Chainloop writes them.
     let mut family = writer.family("workflow_up", UP_HELP, Kind::Gauge);
@@ -164,21 +166,20 @@ pub fn render(
                 names::status(d.status())
             );
             family.header(&mut out);
-            for (bound, count) in d.bucket_bounds.iter().zip(&d.bucket_counts) {
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{{{labels},le=\"{}\"}} {count}",
-                    family.name,
-                    Bound(*bound, writer.format)
-                );
+            // Each bucket line is this prefix, a bound, and a count: the
+            // bounds are formatted once per distinct list, not once per line.
+            prefix.clear();
+            prefix.push_str(&family.name);
+            prefix.push_str("_bucket{");
+            prefix.push_str(&labels);
+            prefix.push_str(",le=\"");
+            let bounds = bound_labels.get(&d.bucket_bounds);
+            for (bound, count) in bounds.iter().zip(&d.bucket_counts) {
+                bucket_line(&mut out, &prefix, bound, *count);
             }
-            let _ = writeln!(
-                out,
-                "{}_bucket{{{labels},le=\"+Inf\"}} {}",
-                family.name, d.count
-            );
+            bucket_line(&mut out, &prefix, "+Inf", d.count);
             let _ = writeln!(out, "{}_sum{{{labels}}} {}", family.name, d.sum_seconds);
-            let _ = writeln!(out, "{}_count{{{labels}}} {}", family.name, d.count);
+            family.sample(&mut out, "_count", &labels, d.count);
             if writer.created {
                 family.created(&mut out, &labels, w);
             }
@@ -329,13 +330,58 @@ impl Family {
         value: impl std::fmt::Display,
     ) {
         self.header(out);
-        let _ = writeln!(out, "{}{suffix}{{{labels}}} {value}", self.name);
+        // Plain pushes: the formatter's cost per argument adds up over the
+        // tens of thousands of lines of a large organization.
+        out.push_str(&self.name);
+        out.push_str(suffix);
+        out.push('{');
+        out.push_str(labels);
+        out.push_str("} ");
+        let _ = writeln!(out, "{value}");
     }
 
     fn created(&mut self, out: &mut String, labels: &str, w: &WorkflowMetrics) {
         if let Some(at) = w.create_time.as_ref().map(from_timestamp) {
             let _ = writeln!(out, "{}_created{{{labels}}} {}", self.name, Seconds(at));
         }
+    }
+}
+
+/// One bucket line: `prefix` ends in `le="`.
+fn bucket_line(out: &mut String, prefix: &str, bound: &str, count: u64) {
+    out.push_str(prefix);
+    out.push_str(bound);
+    out.push_str("\"} ");
+    out.push_str(itoa::Buffer::new().format(count));
+    out.push('\n');
+}
+
+/// The `le` values of the last list of bucket bounds seen: every histogram of
+/// a workflow-run-service shares one list, so each bound is formatted once.
+struct BoundLabels {
+    format: Format,
+    bounds: Vec<f64>,
+    text: Vec<String>,
+}
+
+impl BoundLabels {
+    fn new(format: Format) -> Self {
+        BoundLabels {
+            format,
+            bounds: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, bounds: &[f64]) -> &[String] {
+        if self.bounds != bounds {
+            self.bounds = bounds.to_vec();
+            self.text = bounds
+                .iter()
+                .map(|b| Bound(*b, self.format).to_string())
+                .collect();
+        }
+        &self.text
     }
 }
 
