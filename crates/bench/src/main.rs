@@ -211,8 +211,12 @@ async fn run(
             } else {
                 plan.scrapes
             };
+            let before = scrape::Counters::read(&http, &suite.addrs).await?;
             let measured = scrape::scrape(&http, &url, Some(&secret), count).await?;
-            scrapes.push((*n, prefix == "l", runs, measured));
+            let after = scrape::Counters::read(&http, &suite.addrs).await?;
+            // The warm-up scrape counts too.
+            let breakdown = before.per_scrape_ms(&after, count + 1);
+            scrapes.push((*n, prefix == "l", runs, measured, breakdown));
         }
     }
     let reference = scrapes
@@ -260,7 +264,7 @@ async fn run(
         "| workflows | history | runs in org | p50 (ms) | p99 (ms) | size | p50 ÷ floor (b) p50 |"
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|");
-    for (n, long, runs, s) in &scrapes {
+    for (n, long, runs, s, _) in &scrapes {
         let _ = writeln!(
             out,
             "| {n} | {} | {runs} | {:.2} | {:.2} | {} | {:.1}× |",
@@ -269,6 +273,31 @@ async fn run(
             s.latencies.p99(),
             size(s.bytes),
             s.latencies.p50() / floor_b.latencies.p50()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nWhere a scrape's time goes (means per scrape, from the services' own metrics: \
+         metrics-service's wait on each call, and each process's CPU time):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| workflows | history | {} | CPU ms: {} |",
+        scrape::UPSTREAM_CALLS
+            .map(|c| format!("{c} (ms)"))
+            .join(" | "),
+        scrape::SERVICES.join(" / ")
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---|");
+    for (n, long, _, _, b) in &scrapes {
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {:.2} | {:.2} | {:.2} | {} |",
+            if *long { "long" } else { "10 runs/workflow" },
+            b.upstream_seconds[0],
+            b.upstream_seconds[1],
+            b.upstream_seconds[2],
+            b.cpu_seconds.map(|ms| format!("{ms:.1}")).join(" / ")
         );
     }
     let _ = writeln!(

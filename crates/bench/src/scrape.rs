@@ -70,3 +70,75 @@ pub(crate) async fn serve_from_memory(body: Bytes) -> anyhow::Result<SocketAddr>
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
 }
+
+/// The services that answer a scrape, in the suite's address order.
+pub(crate) const SERVICES: [&str; 4] = [
+    "org-service",
+    "token-service",
+    "workflow-run-service",
+    "metrics-service",
+];
+
+/// The calls metrics-service makes for a scrape.
+pub(crate) const UPSTREAM_CALLS: [&str; 3] =
+    ["Authenticate", "GetOrganization", "ListWorkflowMetrics"];
+
+/// Counters from the services' own `/metrics` that break a scrape down: the
+/// seconds metrics-service spent waiting on each upstream call, and each
+/// service's CPU seconds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    pub(crate) upstream_seconds: [f64; 3],
+    pub(crate) cpu_seconds: [f64; 4],
+}
+
+impl Counters {
+    /// Reads them now. Each gRPC port also serves `GET /metrics`.
+    pub(crate) async fn read(
+        http: &reqwest::Client,
+        addrs: &[SocketAddr; 4],
+    ) -> anyhow::Result<Self> {
+        let mut counters = Counters::default();
+        for (i, addr) in addrs.iter().enumerate() {
+            let text = http
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            for line in text.lines() {
+                let value = || {
+                    line.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                if line.starts_with("process_cpu_seconds_total ") {
+                    counters.cpu_seconds[i] = value();
+                }
+                if i == 3 && line.starts_with("grpc_client_handling_seconds_sum{") {
+                    for (call, seconds) in UPSTREAM_CALLS.iter().zip(&mut counters.upstream_seconds)
+                    {
+                        if line.contains(&format!("grpc_method=\"{call}\"")) {
+                            *seconds += value();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(counters)
+    }
+
+    /// Milliseconds per scrape between `self` (before) and `after`.
+    pub(crate) fn per_scrape_ms(&self, after: &Counters, scrapes: usize) -> Counters {
+        let per = |before: f64, after: f64| (after - before) * 1000.0 / scrapes.max(1) as f64;
+        let mut out = Counters::default();
+        for i in 0..3 {
+            out.upstream_seconds[i] = per(self.upstream_seconds[i], after.upstream_seconds[i]);
+        }
+        for i in 0..4 {
+            out.cpu_seconds[i] = per(self.cpu_seconds[i], after.cpu_seconds[i]);
+        }
+        out
+    }
+}

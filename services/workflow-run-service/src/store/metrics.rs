@@ -92,22 +92,27 @@ impl Store {
                 values,
             ))
             .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut page = rows
             .iter()
             .map(|row| aggregates_from_row(org_id, row))
             .collect::<Result<Vec<_>, Error>>()?;
 
-        let ids: Vec<&str> = page.iter().map(|a| a.workflow.id.as_str()).collect();
+        // The page is the organization's workflows between its first and last
+        // id, so that range selects their runs. Not an `IN` list of the ids: a
+        // 1,000-id bind message followed by a small one is the pattern that
+        // Nagle's algorithm stalls for a delayed ACK (~40 ms over TCP), and
+        // sqlx 0.9.0 no longer sets TCP_NODELAY on PostgreSQL connections.
+        let (first, last) = match (page.first(), page.last()) {
+            (Some(first), Some(last)) => (first.workflow.id.clone(), last.workflow.id.clone()),
+            _ => return Ok(page),
+        };
         let in_progress: HashMap<String, i64> = run::Entity::find()
             .select_only()
             .column(run::Column::WorkflowId)
             .column_as(run::Column::Id.count(), "runs")
             .filter(run::Column::OrgId.eq(org_id))
             .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)))
-            .filter(run::Column::WorkflowId.is_in(ids))
+            .filter(run::Column::WorkflowId.between(first, last))
             .group_by(run::Column::WorkflowId)
             .into_tuple::<(String, i64)>()
             .all(&self.db)
@@ -207,6 +212,56 @@ mod tests {
         );
         let expired = parse_outcome("w", "EXPIRED UNSPECIFIED 0 0 1 - 10,30 0,0").expect("parses");
         assert_eq!(expired.last_finished_at_ms, None);
+    }
+
+    #[tokio::test]
+    async fn runs_in_progress_are_counted_on_every_page_and_only_for_the_org() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::test_support::store(&dir).await;
+        // Interleaved creation: the other organization's workflows fall inside
+        // this one's id ranges.
+        let mut expected = Vec::new();
+        for (i, name) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            let ours = store
+                .find_or_create_workflow("org", "default", name)
+                .await
+                .expect("workflow");
+            let theirs = store
+                .find_or_create_workflow("other", "default", name)
+                .await
+                .expect("workflow");
+            for _ in 0..i {
+                store
+                    .start_run(&ours, "UNSPECIFIED", "", None)
+                    .await
+                    .expect("start");
+            }
+            store
+                .start_run(&theirs, "UNSPECIFIED", "", None)
+                .await
+                .expect("start");
+            expected.push((ours.id.clone(), u32::try_from(i).expect("small")));
+        }
+        expected.sort();
+        for limit in [1, 2, 5] {
+            let mut counted = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .workflow_metrics("org", after.as_deref(), limit)
+                    .await
+                    .expect("page");
+                counted.extend(
+                    page.iter()
+                        .map(|a| (a.workflow.id.clone(), a.runs_in_progress)),
+                );
+                if (page.len() as u64) < limit {
+                    break;
+                }
+                after = page.last().map(|a| a.workflow.id.clone());
+            }
+            assert_eq!(counted, expected, "pages of {limit}");
+        }
     }
 
     #[test]
