@@ -214,7 +214,7 @@ fn optional(field: &str) -> Option<&str> {
 
 /// Text the database hex-encoded (either case).
 fn unhex(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..hex.len())
