@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tower::ServiceExt as _;
 
 use crate::admission::{AdmissionLayer, Protocol};
@@ -111,46 +112,39 @@ pub async fn serve(
         tracing::info!("no longer accepting; draining requests in flight");
     };
     tokio::pin!(stop);
+    // The gRPC servers' accept path: TLS handshakes in tasks of their own.
+    let mut incoming = std::pin::pin!(crate::listener::incoming(listener, acceptor));
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: back off instead of spinning.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let connection = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(connection)) => connection,
+                // Failed connections are logged where they fail.
+                Some(Err(_)) => continue,
+                None => break,
             },
             () = &mut stop => break,
         };
+        let peer = connection.peer_addr();
         let service =
             app.clone()
                 .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(PeerAddr(peer));
+                    if let Some(peer) = peer {
+                        request.extensions_mut().insert(PeerAddr(peer));
+                    }
                     request
                 });
-        // Watched from accept on, so that a drain also waits for (and then
-        // closes) connections still in their TLS handshake.
-        let watcher = connections.watcher();
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
+        let connection = builder
+            .serve_connection(TokioIo::new(connection), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = connections.watch(connection);
         tokio::spawn(async move {
-            let connection = match acceptor.complete(stream).await {
-                Ok(connection) => connection,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let connection = builder
-                .serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            if let Err(e) = connection.await {
+                tracing::debug!(?peer, error = %e, "connection ended with an error");
             }
         });
     }
-    drop(listener);
+    // Stops accepting (the listener closes with the stream).
+    drop(incoming);
 
     let drain_timeout = args.drain_timeout;
     tokio::select! {
