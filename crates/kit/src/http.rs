@@ -113,7 +113,7 @@ pub async fn serve(
     };
     tokio::pin!(stop);
     // The gRPC servers' accept path: TLS handshakes in tasks of their own.
-    let mut incoming = std::pin::pin!(crate::listener::incoming(listener, acceptor));
+    let mut incoming = Box::pin(crate::listener::incoming(listener, acceptor));
     loop {
         let connection = tokio::select! {
             next = incoming.next() => match next {
