@@ -116,16 +116,7 @@ fn read(path: &Path) -> String {
 async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_failing_workflows() {
     let mut suite = Suite::new("");
     suite.up().await;
-    suite
-        .cli(&["organization", "create", "--name", "cyberdyne"])
-        .await
-        .ok();
-    let scraper = suite
-        .token("cyberdyne", "prometheus", &["--scope", "metrics:read"])
-        .await;
-    let runner = suite
-        .token("cyberdyne", "ci", &["--scope", "runs:write"])
-        .await;
+    let (scraper, runner) = suite.org_with_tokens("cyberdyne").await;
     let env = [
         ("RUNPLANE_TOKEN", runner.as_str()),
         ("GITHUB_ACTIONS", "true"),

@@ -514,6 +514,19 @@ impl Suite {
         self.cli(&args).await.ok()
     }
 
+    /// Creates organization `org` and returns two of its tokens: Prometheus'
+    /// (`metrics:read`) and a CI runner's (`runs:write`).
+    pub(crate) async fn org_with_tokens(&self, org: &str) -> (String, String) {
+        self.cli(&["organization", "create", "--name", org])
+            .await
+            .ok();
+        let scraper = self
+            .token(org, "prometheus", &["--scope", "metrics:read"])
+            .await;
+        let runner = self.token(org, "ci", &["--scope", "runs:write"]).await;
+        (scraper, runner)
+    }
+
     /// GET /prom/{org}/metrics with an optional `Authorization` header value.
     pub(crate) async fn scrape(&self, org: &str, authorization: Option<&str>) -> Scrape {
         self.get(&self.metrics_url(org), authorization).await

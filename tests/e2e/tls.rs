@@ -119,16 +119,7 @@ async fn mutual_tls_on_every_server_and_every_call() {
     // The CLI reaches the services over mutual TLS, and they reach each other:
     // token-service asks org-service, workflow-run-service asks token-service,
     // metrics-service asks all three.
-    suite
-        .cli(&["organization", "create", "--name", "cyberdyne"])
-        .await
-        .ok();
-    let scraper = suite
-        .token("cyberdyne", "prometheus", &["--scope", "metrics:read"])
-        .await;
-    let runner = suite
-        .token("cyberdyne", "ci", &["--scope", "runs:write"])
-        .await;
+    let (scraper, runner) = suite.org_with_tokens("cyberdyne").await;
     let env = [("RUNPLANE_TOKEN", runner.as_str())];
     let run = suite
         .cli_with_env(&["run", "start", "--workflow", "deploy", "-q"], &env)
