@@ -13,7 +13,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{Suite, bearer, channel, free_port, wait_in_flight};
+use crate::support::{SERVICES, Suite, bearer, channel, free_port, wait_in_flight};
 
 const HELD: usize = 5;
 
@@ -123,4 +123,48 @@ async fn a_rolling_restart_finishes_requests_in_flight() {
         .into_inner()
         .runs;
     assert_eq!(runs.len(), 2 * HELD + 1, "every acknowledged run is stored");
+}
+
+/// metrics-service drains the same way: on SIGTERM it closes its listener (a
+/// new connection is refused, so a balancer's retry goes elsewhere) and still
+/// answers the scrape it was serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_service_stops_accepting_and_finishes_the_scrape_in_flight() {
+    let mut suite = Suite::new("metrics_service:\n  upstream_timeout: 60s\n");
+    for service in SERVICES {
+        suite.start_service(service).await;
+    }
+    let (scraper, _) = suite.org_with_tokens("cyberdyne").await;
+    let addr = suite.addrs[3];
+
+    // token-service frozen: the scrape waits in Authenticate, in flight.
+    suite.signal_service("token-service", Signal::SIGSTOP);
+    let url = suite.metrics_url("cyberdyne");
+    let held = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(scraper)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    wait_in_flight(addr, 1).await;
+
+    suite.signal_service("metrics-service", Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    suite.signal_service("token-service", Signal::SIGCONT);
+    assert_eq!(
+        held.await.expect("task").expect("the scrape in flight is answered"),
+        200
+    );
+    let status = suite.stop_service("metrics-service").await;
+    assert!(status.success(), "exits 0 after draining: {status}");
 }
