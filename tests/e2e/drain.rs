@@ -162,7 +162,9 @@ async fn metrics_service_stops_accepting_and_finishes_the_scrape_in_flight() {
 
     suite.signal_service("token-service", Signal::SIGCONT);
     assert_eq!(
-        held.await.expect("task").expect("the scrape in flight is answered"),
+        held.await
+            .expect("task")
+            .expect("the scrape in flight is answered"),
         200
     );
     let status = suite.stop_service("metrics-service").await;
