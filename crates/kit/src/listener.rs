@@ -148,9 +148,10 @@ impl AsyncWrite for Connection {
     }
 }
 
-/// Accepts connections on `listener` for a tonic server, completing each in a
-/// task of its own. The stream ends (and the listener closes) once the server
-/// stops polling it.
+/// Accepts connections on `listener`, completing each in a task of its own
+/// (tonic takes the stream as its incoming connections; the HTTP server reads
+/// it too). Never yields an error: a failed handshake is logged here. Dropping
+/// the stream closes the listener.
 pub fn incoming(
     listener: TcpListener,
     acceptor: Acceptor,

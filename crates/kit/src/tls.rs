@@ -63,7 +63,9 @@ pub struct ClientTlsArgs {
 impl ClientTlsArgs {
     /// Whether any client TLS setting is given.
     pub fn is_set(&self) -> bool {
-        self.upstream_tls_ca.is_some() || self.upstream_tls_cert.is_some()
+        self.upstream_tls_ca.is_some()
+            || self.upstream_tls_cert.is_some()
+            || self.upstream_tls_key.is_some()
     }
 }
 
@@ -110,7 +112,7 @@ fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// Reads a PEM file's certificates (at least one), returning them with the
 /// file's bytes.
-pub fn read_certificates(
+fn read_certificates(
     setting: &'static str,
     path: &Path,
 ) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TlsError> {
@@ -133,7 +135,7 @@ pub fn read_certificates(
 }
 
 /// Reads a PEM file's private key, returning it with the file's bytes.
-pub fn read_private_key(
+fn read_private_key(
     setting: &'static str,
     path: &Path,
 ) -> Result<(Vec<u8>, PrivateKeyDer<'static>), TlsError> {
@@ -153,8 +155,9 @@ pub fn read_private_key(
     Ok((pem, key))
 }
 
-fn roots(setting: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
-    let (_, certificates) = read_certificates(setting, path)?;
+/// A PEM file of CA certificates, as a root store, with the file's bytes.
+fn roots(setting: &'static str, path: &Path) -> Result<(Vec<u8>, RootCertStore), TlsError> {
+    let (pem, certificates) = read_certificates(setting, path)?;
     let mut roots = RootCertStore::empty();
     for certificate in certificates {
         roots.add(certificate).map_err(|e| TlsError::Invalid {
@@ -163,7 +166,7 @@ fn roots(setting: &'static str, path: &Path) -> Result<RootCertStore, TlsError> 
             cause: format!("not a usable CA certificate: {e}"),
         })?;
     }
-    Ok(roots)
+    Ok((pem, roots))
 }
 
 /// The server's rustls configuration, or `None` when it serves plain TCP.
@@ -200,7 +203,7 @@ pub fn server_config(args: &ServerTlsArgs) -> Result<Option<Arc<ServerConfig>>, 
     let builder = match &args.tls_client_ca {
         Some(ca_path) => {
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots("tls-client-ca", ca_path)?),
+                Arc::new(roots("tls-client-ca", ca_path)?.1),
                 provider(),
             )
             .build()
@@ -231,9 +234,9 @@ pub fn client_config(args: &ClientTlsArgs) -> Result<tonic::transport::ClientTls
     let mut config = ClientTlsConfig::new();
     config = match &args.upstream_tls_ca {
         Some(path) => {
-            // Parsed here as well, so that a bad file is named at start-up.
-            roots("upstream-tls-ca", path)?;
-            let (pem, _) = read_certificates("upstream-tls-ca", path)?;
+            // Parsed here too (tonic would only fail at the first call), so
+            // that a bad file is named at start-up.
+            let (pem, _) = roots("upstream-tls-ca", path)?;
             config.ca_certificate(Certificate::from_pem(pem))
         }
         None => config.with_webpki_roots(),

@@ -178,7 +178,7 @@ pub fn render(
                 bucket_line(&mut out, &prefix, bound, *count);
             }
             bucket_line(&mut out, &prefix, "+Inf", d.count);
-            let _ = writeln!(out, "{}_sum{{{labels}}} {}", family.name, d.sum_seconds);
+            family.sample(&mut out, "_sum", &labels, d.sum_seconds);
             family.sample(&mut out, "_count", &labels, d.count);
             if writer.created {
                 family.created(&mut out, &labels, w);
