@@ -22,6 +22,9 @@ use sea_orm_migration::MigratorTrait;
 /// caller: a whole page of a scrape.
 const SQLITE_ROW_BUFFER: usize = 1024;
 
+/// A pooled PostgreSQL connection idle this long is checked before use.
+const POSTGRES_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Connection pool settings every service accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
@@ -172,6 +175,9 @@ pub async fn connect(
         options
             .max_connections(1)
             .min_connections(1)
+            // A file cannot hang up: pinging it on every checkout is a round
+            // trip to SQLite's worker thread per statement for nothing.
+            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -187,6 +193,10 @@ pub async fn connect(
         validate_schema(schema)?;
         options
             .max_connections(args.db_max_connections.max(1))
+            // Ping only a connection idle long enough to have been dropped by
+            // the server or a proxy, not one in steady use: every ping is a
+            // network round trip before the statement's own.
+            .test_before_acquire_if_idle_for(POSTGRES_PING_IF_IDLE_FOR)
             .set_schema_search_path(schema.to_owned());
     } else {
         return Err(DatabaseError::UnsupportedUrl(redact(url)));
