@@ -5,10 +5,12 @@
 //! finishes share are locked (`FOR UPDATE` on PostgreSQL; SQLite has a single
 //! writer connection), so no update is lost whichever replica serves the call.
 
+mod batch;
 mod metrics;
 mod runs;
 mod seed;
 mod workflows;
+mod writes;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,11 +31,14 @@ pub struct Store {
     identities: Arc<Mutex<workflows::Identities>>,
     /// Most workflows per organization; `None`: no limit.
     max_workflows_per_org: Option<u64>,
+    /// How runs started and finished are written.
+    writes: writes::WritePath,
 }
 
 impl Store {
     pub fn new(db: DatabaseConnection, buckets: Vec<f64>) -> Self {
         Store {
+            writes: writes::WritePath::for_backend(db.get_database_backend()),
             db,
             buckets,
             identities: Arc::default(),

@@ -1,16 +1,13 @@
 //! Runs: started, finished (once), expired by the sweeper, listed newest first.
 
 use runplane_api::workflowrun::v1::RunStatus;
-use sea_orm::sea_query::{Condition, Expr, Order, Query};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::sea_query::{Order, Query};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::Store;
-use crate::entity::{run, run_duration, workflow};
+use super::writes::{Claim, Write, Written};
+use crate::entity::run;
 use crate::error::Error;
-use crate::histogram::Histogram;
 use crate::run::{parse_status, status_name};
 
 /// What to list in [`Store::list_runs`].
@@ -18,16 +15,6 @@ use crate::run::{parse_status, status_name};
 pub struct RunFilter {
     pub workflow_id: Option<String>,
     pub status: Option<RunStatus>,
-}
-
-/// One finished run, as its aggregate row counts it.
-struct Outcome<'a> {
-    workflow_id: &'a str,
-    status: &'a str,
-    runner: &'a str,
-    finished_at_ms: i64,
-    /// `None` for an expired run: counted, but not in the duration histogram.
-    seconds: Option<f64>,
 }
 
 /// How a run ends.
@@ -82,12 +69,14 @@ impl Store {
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
         };
-        match self.insert_run_of_existing_workflow(&model).await {
-            Ok(true) => Ok((model, true)),
+        match self.write(Write::Start(model)).await {
+            Ok(Written::Started(Some(run))) => Ok((run, true)),
             // Deleted since we remembered it (by this replica or another).
-            Ok(false) => Err(Error::WorkflowGone(workflow.id.clone())),
+            Ok(_) => Err(Error::WorkflowGone(workflow.id.clone())),
             // A concurrent retry with the same key won: answer with its run.
-            Err(e) if runplane_kit::database::is_unique_violation(&e) && request_id.is_some() => {
+            Err(Error::Database(e))
+                if runplane_kit::database::is_unique_violation(&e) && request_id.is_some() =>
+            {
                 let key = request_id.unwrap_or_default();
                 let existing = self
                     .run_by_request_id(&workflow.org_id, key)
@@ -95,53 +84,8 @@ impl Store {
                     .ok_or(Error::Database(e))?;
                 Ok((same_workflow(existing, workflow, key)?, false))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
-    }
-
-    /// `INSERT INTO runs … SELECT … WHERE EXISTS (the workflow)`: one statement,
-    /// so a run never outlives a workflow deleted a moment before. Says whether
-    /// the run was written.
-    async fn insert_run_of_existing_workflow(
-        &self,
-        run: &run::Model,
-    ) -> Result<bool, sea_orm::DbErr> {
-        let workflow_exists = Query::select()
-            .expr(Expr::val(1))
-            .from(workflow::Entity)
-            .and_where(workflow::Column::Id.eq(&run.workflow_id))
-            .to_owned();
-        let values = Query::select()
-            .exprs([
-                Expr::val(&run.id),
-                Expr::val(&run.org_id),
-                Expr::val(&run.workflow_id),
-                Expr::val(&run.runner),
-                Expr::val(&run.run_url),
-                Expr::val(&run.status),
-                Expr::val(&run.reason),
-                Expr::val(run.started_at_ms),
-                Expr::val(run.request_id.clone()),
-            ])
-            .and_where(Expr::exists(workflow_exists))
-            .to_owned();
-        let insert = Query::insert()
-            .into_table(run::Entity)
-            .columns([
-                run::Column::Id,
-                run::Column::OrgId,
-                run::Column::WorkflowId,
-                run::Column::Runner,
-                run::Column::RunUrl,
-                run::Column::Status,
-                run::Column::Reason,
-                run::Column::StartedAtMs,
-                run::Column::RequestId,
-            ])
-            .select_from(values)
-            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
-            .to_owned();
-        Ok(self.db.execute(&insert).await?.rows_affected() == 1)
     }
 
     async fn run_by_request_id(
@@ -178,66 +122,17 @@ impl Store {
         &self,
         finish: Finish<'_>,
     ) -> Result<(run::Model, bool), Error> {
-        let now = runplane_kit::time::now_ms();
-        let status = status_name(finish.outcome);
-        let txn = self.db.begin().await?;
-        // Claim the run in one statement: only an in-progress run of the caller's
-        // organization changes. Starting the transaction with a write also takes
-        // the write lock (or the row lock) first, so concurrent finishes queue
-        // rather than deadlock, and a retry sees the first one's outcome.
-        let mut claim = run::Entity::update_many()
-            .col_expr(run::Column::Status, Expr::value(status))
-            .col_expr(run::Column::Reason, Expr::value(finish.reason))
-            .col_expr(
-                run::Column::FinishedAtMs,
-                finished_at_no_earlier_than_start(now),
-            )
-            .filter(run::Column::Id.eq(finish.run_id))
-            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)));
-        if let Some(org_id) = finish.org_id {
-            claim = claim.filter(run::Column::OrgId.eq(org_id));
-        }
-        let Some(run) = claim.exec_with_returning(&txn).await?.pop() else {
-            txn.rollback().await?;
-            return Ok((self.already_finished(&finish).await?, false));
+        let claim = Claim {
+            org_id: finish.org_id.map(str::to_owned),
+            run_id: finish.run_id.to_owned(),
+            outcome: finish.outcome,
+            reason: finish.reason.to_owned(),
+            now_ms: runplane_kit::time::now_ms(),
         };
-        let finished_at = run.finished_at_ms.unwrap_or(now);
-        // The workflow's last run is the one that finished last, whatever order
-        // the finishes arrive in. An expired run has no duration to report.
-        let duration_ms =
-            (finish.outcome != RunStatus::Expired).then(|| finished_at - run.started_at_ms);
-        let mut last_run = workflow::Entity::update_many()
-            .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
-            .col_expr(workflow::Column::LastRunRunner, Expr::value(&run.runner))
-            .col_expr(
-                workflow::Column::LastRunFinishedAtMs,
-                Expr::value(finished_at),
-            );
-        if let Some(duration_ms) = duration_ms {
-            last_run = last_run.col_expr(
-                workflow::Column::LastRunDurationMs,
-                Expr::value(duration_ms),
-            );
+        match self.write(Write::Finish(claim)).await? {
+            Written::Finished(Some(run)) => Ok((run, true)),
+            _ => Ok((self.already_finished(&finish).await?, false)),
         }
-        last_run
-            .filter(workflow::Column::Id.eq(&run.workflow_id))
-            .filter(
-                Condition::any()
-                    .add(workflow::Column::LastRunFinishedAtMs.is_null())
-                    .add(workflow::Column::LastRunFinishedAtMs.lte(finished_at)),
-            )
-            .exec(&txn)
-            .await?;
-        let outcome = Outcome {
-            workflow_id: &run.workflow_id,
-            status,
-            runner: &run.runner,
-            finished_at_ms: finished_at,
-            seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
-        };
-        self.record_outcome(&txn, &outcome).await?;
-        txn.commit().await?;
-        Ok((run, true))
     }
 
     /// Why a run could not be claimed: it is not the caller's (not found), or it
@@ -257,83 +152,6 @@ impl Store {
                 status: status_name(done),
             }),
         }
-    }
-
-    /// Counts a finished run in its (workflow, status, runner) aggregate row,
-    /// created on first use and locked while it changes.
-    async fn record_outcome(
-        &self,
-        txn: &DatabaseTransaction,
-        outcome: &Outcome<'_>,
-    ) -> Result<(), Error> {
-        let key = (
-            outcome.workflow_id.to_owned(),
-            outcome.status.to_owned(),
-            outcome.runner.to_owned(),
-        );
-        let row = match locked_aggregate(txn, &key).await? {
-            Some(row) => row,
-            None => {
-                let empty = Histogram::empty(&self.buckets);
-                let active = run_duration::ActiveModel {
-                    workflow_id: Set(key.0.clone()),
-                    status: Set(key.1.clone()),
-                    runner: Set(key.2.clone()),
-                    count: Set(0),
-                    sum_seconds: Set(0.0),
-                    bucket_bounds: Set(empty.encode_bounds()),
-                    bucket_counts: Set(empty.encode_counts()),
-                    runs_total: Set(0),
-                    last_finished_at_ms: Set(None),
-                };
-                // A concurrent first finish may have created it: then we lock theirs.
-                run_duration::Entity::insert(active)
-                    .on_conflict_do_nothing()
-                    .exec(txn)
-                    .await?;
-                locked_aggregate(txn, &key).await?.ok_or_else(|| {
-                    sea_orm::DbErr::RecordNotFound("aggregate row vanished after insert".into())
-                })?
-            }
-        };
-        let last_finished = row
-            .last_finished_at_ms
-            .map_or(outcome.finished_at_ms, |at| at.max(outcome.finished_at_ms));
-        let mut update = run_duration::Entity::update_many()
-            .col_expr(
-                run_duration::Column::RunsTotal,
-                Expr::value(row.runs_total.saturating_add(1)),
-            )
-            .col_expr(
-                run_duration::Column::LastFinishedAtMs,
-                Expr::value(last_finished),
-            );
-        if let Some(seconds) = outcome.seconds {
-            let mut histogram = Histogram::decode(
-                &row.bucket_bounds,
-                &row.bucket_counts,
-                row.count,
-                row.sum_seconds,
-            )?;
-            histogram.observe(seconds);
-            update = update
-                .col_expr(
-                    run_duration::Column::Count,
-                    Expr::value(i64::try_from(histogram.count).unwrap_or(i64::MAX)),
-                )
-                .col_expr(run_duration::Column::SumSeconds, Expr::value(histogram.sum))
-                .col_expr(
-                    run_duration::Column::BucketCounts,
-                    Expr::value(histogram.encode_counts()),
-                );
-        }
-        update
-            .filter(run_duration::Column::WorkflowId.eq(&key.0))
-            .filter(run_duration::Column::Status.eq(&key.1))
-            .filter(run_duration::Column::Runner.eq(&key.2))
-            .exec(txn)
-            .await?;
-        Ok(())
     }
 
     /// Up to `limit` of an organization's runs older than id `before`, newest first.
@@ -401,17 +219,6 @@ impl Store {
     }
 }
 
-/// `CASE WHEN started_at_ms > now THEN started_at_ms ELSE now END`: a run never
-/// finishes before it started, even across replicas whose clocks disagree.
-fn finished_at_no_earlier_than_start(now: i64) -> Expr {
-    Expr::case(
-        run::Column::StartedAtMs.gt(now),
-        Expr::col(run::Column::StartedAtMs),
-    )
-    .finally(now)
-    .into()
-}
-
 /// The run a repeated request id refers to, if it is of the same workflow.
 fn same_workflow(
     existing: run::Model,
@@ -425,16 +232,6 @@ fn same_workflow(
             request_id: key.to_owned(),
         })
     }
-}
-
-async fn locked_aggregate(
-    txn: &impl ConnectionTrait,
-    key: &(String, String, String),
-) -> Result<Option<run_duration::Model>, Error> {
-    Ok(run_duration::Entity::find_by_id(key.clone())
-        .lock_exclusive()
-        .one(txn)
-        .await?)
 }
 
 #[cfg(test)]
