@@ -33,6 +33,43 @@ const WORKFLOW_FIELD: char = '|';
 const OUTCOME: char = ';';
 const FIELD: char = ' ';
 
+/// A field of the page's text: text as it is, or a float written so that it
+/// reads back exactly.
+enum Field<'a> {
+    Text(&'a str),
+    Float(&'a str),
+}
+
+/// An expression joining `fields` with `separator`. SQLite builds the whole
+/// record in one `format()` (each `||` would allocate and copy the string so
+/// far: the page query took twice as long); PostgreSQL's `format()` has no
+/// float conversion, so there the fields are concatenated.
+fn record(backend: DbBackend, separator: char, fields: &[Field<'_>]) -> String {
+    if backend == DbBackend::Postgres {
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|field| match field {
+                Field::Text(expr) => (*expr).to_owned(),
+                Field::Float(expr) => format!("{expr}::text"),
+            })
+            .collect();
+        return fields.join(&format!(" || '{separator}' || "));
+    }
+    let (specs, exprs): (Vec<&str>, Vec<&str>) = fields
+        .iter()
+        .map(|field| match field {
+            Field::Text(expr) => ("%s", *expr),
+            // 17 significant digits read back as the same double.
+            Field::Float(expr) => ("%.17g", *expr),
+        })
+        .unzip();
+    format!(
+        "format('{}', {})",
+        specs.join(&separator.to_string()),
+        exprs.join(", ")
+    )
+}
+
 /// The page query: one row, one text value holding the whole page. Floats go
 /// through text as the shortest (PostgreSQL) or a 17-digit (SQLite)
 /// representation, both of which read back exactly.
@@ -57,11 +94,6 @@ fn page_sql(backend: DbBackend, after: bool) -> String {
             format!("hex({column})")
         }
     };
-    let sum = if postgres {
-        "d.sum_seconds::text"
-    } else {
-        "printf('%.17g', d.sum_seconds)"
-    };
     let newline = if postgres { "E'\\n'" } else { "char(10)" };
     let (org, cursor, limit) = match backend {
         DbBackend::Postgres => ("$1", "$2", if after { "$3" } else { "$2" }),
@@ -72,23 +104,42 @@ fn page_sql(backend: DbBackend, after: bool) -> String {
     } else {
         String::new()
     };
+    let outcome = record(
+        backend,
+        FIELD,
+        &[
+            Field::Text("d.status"),
+            Field::Text("d.runner"),
+            Field::Text("d.count"),
+            Field::Float("d.sum_seconds"),
+            Field::Text("d.runs_total"),
+            Field::Text(&text("d.last_finished_at_ms")),
+            Field::Text("d.bucket_bounds"),
+            Field::Text("d.bucket_counts"),
+        ],
+    );
     let outcomes = format!(
-        "(SELECT {aggregate}(d.status || ' ' || d.runner || ' ' || d.count || ' ' || {sum} || ' ' \
-         || d.runs_total || ' ' || {finished} || ' ' || d.bucket_bounds || ' ' || d.bucket_counts, ';') \
-         FROM run_durations d WHERE d.workflow_id = w.id)",
-        finished = text("d.last_finished_at_ms"),
+        "coalesce((SELECT {aggregate}({outcome}, '{OUTCOME}') \
+         FROM run_durations d WHERE d.workflow_id = w.id), '')"
+    );
+    let workflow = record(
+        backend,
+        WORKFLOW_FIELD,
+        &[
+            Field::Text("w.id"),
+            Field::Text(&hex("w.project")),
+            Field::Text(&hex("w.name")),
+            Field::Text("w.created_at_ms"),
+            Field::Text(&text("w.last_run_status")),
+            Field::Text(&text("w.last_run_runner")),
+            Field::Text(&text("w.last_run_finished_at_ms")),
+            Field::Text(&text("w.last_run_duration_ms")),
+            Field::Text(&outcomes),
+        ],
     );
     format!(
-        "SELECT {aggregate}(record, {newline}) FROM (SELECT w.id || '|' || {project} || '|' || {name} \
-         || '|' || w.created_at_ms || '|' || {status} || '|' || {runner} || '|' || {finished} \
-         || '|' || {duration} || '|' || coalesce({outcomes}, '') AS record \
-         FROM workflows w WHERE w.org_id = {org}{cursor} ORDER BY w.id LIMIT {limit}) AS page",
-        project = hex("w.project"),
-        name = hex("w.name"),
-        status = text("w.last_run_status"),
-        runner = text("w.last_run_runner"),
-        finished = text("w.last_run_finished_at_ms"),
-        duration = text("w.last_run_duration_ms"),
+        "SELECT {aggregate}(record, {newline}) FROM (SELECT {workflow} AS record \
+         FROM workflows w WHERE w.org_id = {org}{cursor} ORDER BY w.id LIMIT {limit}) AS page"
     )
 }
 
