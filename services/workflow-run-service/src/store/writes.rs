@@ -76,7 +76,8 @@ impl WritePath {
 }
 
 /// The queue to the writer task. The task ends when the last store that
-/// writes through it is dropped.
+/// writes through it is dropped. The queue needs no bound of its own: each
+/// entry is a request in flight, and the server's admission limit bounds those.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Job>,
 }
@@ -160,7 +161,7 @@ impl Store {
     /// the aggregates first used, then the workflows' last runs and the
     /// aggregates, counted in memory so that two finishes of one batch into
     /// the same aggregate both count.
-    pub(super) async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
+    async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
         let backend = self.db.get_database_backend();
         let mut txn = WriteTxn::begin(&self.db).await?;
         let mut first = Vec::with_capacity(writes.len() * 2);
