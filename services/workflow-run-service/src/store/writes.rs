@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 use runplane_api::workflowrun::v1::RunStatus;
 use sea_orm::sea_query::{Condition, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, QueryTrait, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QuerySelect, QueryTrait, Statement,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -163,6 +163,15 @@ impl Store {
     /// the same aggregate both count.
     async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
         let backend = self.db.get_database_backend();
+        if let [Write::Start(run)] = writes.as_slice()
+            && backend != DbBackend::Sqlite
+        {
+            // One statement: with a pool, a transaction around it would only
+            // add a BEGIN and a COMMIT, two round trips.
+            let statement = insert_run_of_existing_workflow(backend, run)?;
+            let inserted = !self.db.query_all_raw(statement).await?.is_empty();
+            return Ok(vec![Written::Started(inserted.then(|| run.clone()))]);
+        }
         let mut txn = WriteTxn::begin(&self.db).await?;
         let mut first = Vec::with_capacity(writes.len() * 2);
         for write in &writes {
