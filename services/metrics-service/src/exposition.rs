@@ -14,6 +14,7 @@
 //! scrape time. Names of workflows, projects and organizations only ever
 //! appear as label values, escaped.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -129,21 +130,28 @@ pub fn render(
         created: options.created_series && options.format == Format::OpenMetrics,
     };
     let org = escape(org);
+    let org = org.as_ref();
+    // Each workflow's names, escaped once for all its series.
+    let escaped: Vec<(Cow<'_, str>, Cow<'_, str>)> = workflows
+        .iter()
+        .map(|w| (escape(&w.project), escape(&w.workflow)))
+        .collect();
     let mut labels = String::new();
     let mut prefix = String::new();
     let mut bound_labels = BoundLabels::new(writer.format);
 
     // Chainloop's two families first, as Chainloop writes them.
     let mut family = writer.family("workflow_up", UP_HELP, Kind::Gauge);
-    for w in workflows {
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         let Some(last) = &w.last_run else { continue };
-        labels.clear();
-        let _ = write!(
-            labels,
-            "org=\"{org}\",project=\"{}\",runner=\"{}\",workflow=\"{}\"",
-            escape(&w.project),
-            names::runner(last.runner_type()),
-            escape(&w.workflow)
+        set_labels(
+            &mut labels,
+            &[
+                ("org", org),
+                ("project", project),
+                ("runner", names::runner(last.runner_type())),
+                ("workflow", workflow),
+            ],
         );
         let up = u8::from(last.status() == RunStatus::Success);
         family.sample(&mut out, "", &labels, up);
@@ -154,16 +162,18 @@ pub fn render(
         DURATION_HELP,
         Kind::Histogram,
     );
-    for w in workflows {
-        let (project, workflow) = (escape(&w.project), escape(&w.workflow));
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         // Expired runs are counted without a duration: no histogram of their own.
         for d in w.durations.iter().filter(|d| d.count > 0) {
-            labels.clear();
-            let _ = write!(
-                labels,
-                "org=\"{org}\",project=\"{project}\",runner=\"{}\",status=\"{}\",workflow=\"{workflow}\"",
-                names::runner(d.runner_type()),
-                names::status(d.status())
+            set_labels(
+                &mut labels,
+                &[
+                    ("org", org),
+                    ("project", project),
+                    ("runner", names::runner(d.runner_type())),
+                    ("status", names::status(d.status())),
+                    ("workflow", workflow),
+                ],
             );
             family.header(&mut out);
             // Each bucket line is this prefix, a bound, and a count: the
@@ -187,8 +197,8 @@ pub fn render(
     }
 
     let mut family = writer.family("workflow_runs_in_progress", IN_PROGRESS_HELP, Kind::Gauge);
-    for w in workflows {
-        workflow_labels(&mut labels, &org, w);
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        workflow_labels(&mut labels, org, project, workflow);
         family.sample(&mut out, "", &labels, w.runs_in_progress);
     }
 
@@ -198,7 +208,7 @@ pub fn render(
         Kind::Gauge,
     );
     let mut newest: BTreeMap<&'static str, i64> = BTreeMap::new();
-    for w in workflows {
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         newest.clear();
         for d in &w.durations {
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
@@ -207,12 +217,14 @@ pub fn render(
             }
         }
         for (status, at) in &newest {
-            labels.clear();
-            let _ = write!(
-                labels,
-                "org=\"{org}\",project=\"{}\",status=\"{status}\",workflow=\"{}\"",
-                escape(&w.project),
-                escape(&w.workflow)
+            set_labels(
+                &mut labels,
+                &[
+                    ("org", org),
+                    ("project", project),
+                    ("status", status),
+                    ("workflow", workflow),
+                ],
             );
             family.sample(&mut out, "", &labels, Seconds(*at));
         }
@@ -223,25 +235,26 @@ pub fn render(
         LAST_DURATION_HELP,
         Kind::Gauge,
     );
-    for w in workflows {
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         let Some(seconds) = w.last_run.as_ref().and_then(|l| l.duration_seconds) else {
             continue;
         };
-        workflow_labels(&mut labels, &org, w);
+        workflow_labels(&mut labels, org, project, workflow);
         family.sample(&mut out, "", &labels, seconds);
     }
 
     let mut family = writer.family("workflow_runs", RUNS_HELP, Kind::Counter);
-    for w in workflows {
+    for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         for d in &w.durations {
-            labels.clear();
-            let _ = write!(
-                labels,
-                "org=\"{org}\",project=\"{}\",runner=\"{}\",status=\"{}\",workflow=\"{}\"",
-                escape(&w.project),
-                names::runner(d.runner_type()),
-                names::status(d.status()),
-                escape(&w.workflow)
+            set_labels(
+                &mut labels,
+                &[
+                    ("org", org),
+                    ("project", project),
+                    ("runner", names::runner(d.runner_type())),
+                    ("status", names::status(d.status())),
+                    ("workflow", workflow),
+                ],
             );
             family.sample(&mut out, "_total", &labels, d.runs_total);
             if writer.created {
@@ -250,8 +263,7 @@ pub fn render(
         }
     }
 
-    labels.clear();
-    let _ = write!(labels, "org=\"{org}\"");
+    set_labels(&mut labels, &[("org", org)]);
     let mut family = writer.family("org_workflows", ORG_WORKFLOWS_HELP, Kind::Gauge);
     family.sample(&mut out, "", &labels, workflows.len());
     let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
@@ -386,14 +398,27 @@ impl BoundLabels {
 }
 
 /// `org`, `project`, `workflow`: the labels of a per-workflow series.
-fn workflow_labels(labels: &mut String, org: &str, w: &WorkflowMetrics) {
-    labels.clear();
-    let _ = write!(
+fn workflow_labels(labels: &mut String, org: &str, project: &str, workflow: &str) {
+    set_labels(
         labels,
-        "org=\"{org}\",project=\"{}\",workflow=\"{}\"",
-        escape(&w.project),
-        escape(&w.workflow)
+        &[("org", org), ("project", project), ("workflow", workflow)],
     );
+}
+
+/// `labels` becomes `name="value",…`; the values are escaped already. Plain
+/// pushes: the formatter's cost per argument adds up over the tens of
+/// thousands of series of a large organization.
+fn set_labels(labels: &mut String, pairs: &[(&str, &str)]) {
+    labels.clear();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            labels.push(',');
+        }
+        labels.push_str(name);
+        labels.push_str("=\"");
+        labels.push_str(value);
+        labels.push('"');
+    }
 }
 
 /// Milliseconds since the epoch, written as seconds (`1732450000.5`).

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::histogram::Histogram;
+use crate::histogram::HistogramReader;
 use crate::run::{
     parse_runner, parse_status, project_or_default, reportable_outcome, runner_name, validate_name,
     validate_reason, validate_run_url,
@@ -107,7 +107,10 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
     }
 }
 
-fn metrics_to_proto(aggregates: WorkflowAggregates) -> Result<WorkflowMetrics, Error> {
+fn metrics_to_proto(
+    aggregates: WorkflowAggregates,
+    histograms: &mut HistogramReader,
+) -> Result<WorkflowMetrics, Error> {
     let WorkflowAggregates {
         workflow: w,
         outcomes,
@@ -130,7 +133,8 @@ fn metrics_to_proto(aggregates: WorkflowAggregates) -> Result<WorkflowMetrics, E
     let durations = outcomes
         .into_iter()
         .map(|d| {
-            let h = Histogram::decode(&d.bucket_bounds, &d.bucket_counts, d.count, d.sum_seconds)?;
+            let h =
+                histograms.decode(&d.bucket_bounds, &d.bucket_counts, d.count, d.sum_seconds)?;
             Ok(DurationHistogram {
                 status: parse_status(&d.status).into(),
                 runner_type: parse_runner(&d.runner).into(),
@@ -363,9 +367,10 @@ impl WorkflowRunService for WorkflowRunHandler {
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
             .await?;
         let next_page_token = next_token(&page, limit, |a| &a.workflow.id);
+        let mut histograms = HistogramReader::default();
         let workflows = page
             .into_iter()
-            .map(metrics_to_proto)
+            .map(|aggregates| metrics_to_proto(aggregates, &mut histograms))
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Response::new(ListWorkflowMetricsResponse {
             workflows,

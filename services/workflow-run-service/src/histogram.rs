@@ -53,24 +53,30 @@ impl Histogram {
         count: i64,
         sum: f64,
     ) -> Result<Self, CorruptHistogram> {
-        let bounds = split(bounds)
-            .map(str::parse::<f64>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CorruptHistogram(format!("bounds {bounds:?}: {e}")))?;
-        let counts = split(counts)
+        Self::with_bounds(parse_bounds(bounds)?, counts, count, sum)
+    }
+
+    /// Reads a stored histogram whose bounds are parsed already.
+    fn with_bounds(
+        bounds: Vec<f64>,
+        counts: &str,
+        count: i64,
+        sum: f64,
+    ) -> Result<Self, CorruptHistogram> {
+        let parsed = split(counts)
             .map(str::parse::<u64>)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CorruptHistogram(format!("counts {counts:?}: {e}")))?;
-        if bounds.len() != counts.len() {
+        if bounds.len() != parsed.len() {
             return Err(CorruptHistogram(format!(
                 "{} bounds but {} counts",
                 bounds.len(),
-                counts.len()
+                parsed.len()
             )));
         }
         Ok(Histogram {
             bounds,
-            counts,
+            counts: parsed,
             count: u64::try_from(count).unwrap_or(0),
             sum,
         })
@@ -84,6 +90,44 @@ impl Histogram {
     /// The stored form of the counts.
     pub fn encode_counts(&self) -> String {
         join(self.counts.iter().map(u64::to_string))
+    }
+}
+
+fn parse_bounds(bounds: &str) -> Result<Vec<f64>, CorruptHistogram> {
+    split(bounds)
+        .map(str::parse::<f64>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CorruptHistogram(format!("bounds {bounds:?}: {e}")))
+}
+
+/// Reads many stored histograms, parsing each distinct list of bounds once:
+/// the histograms of a scrape's page nearly all share one list, and parsing
+/// its floats again for each of thousands of histograms was a visible part of
+/// the page's cost.
+#[derive(Debug, Default)]
+pub struct HistogramReader {
+    /// The last list of bounds read, as stored and parsed.
+    last: Option<(String, Vec<f64>)>,
+}
+
+impl HistogramReader {
+    /// [`Histogram::decode`].
+    pub fn decode(
+        &mut self,
+        bounds: &str,
+        counts: &str,
+        count: i64,
+        sum: f64,
+    ) -> Result<Histogram, CorruptHistogram> {
+        let parsed = match &self.last {
+            Some((text, parsed)) if text == bounds => parsed.clone(),
+            _ => {
+                let parsed = parse_bounds(bounds)?;
+                self.last = Some((bounds.to_owned(), parsed.clone()));
+                parsed
+            }
+        };
+        Histogram::with_bounds(parsed, counts, count, sum)
     }
 }
 
@@ -127,6 +171,22 @@ mod tests {
         assert_eq!(back, h);
         assert!(Histogram::decode("1,2", "1", 1, 0.0).is_err());
         assert!(Histogram::decode("x", "1", 1, 0.0).is_err());
+
+        // The reader gives the same answers, whatever the order of the lists.
+        let mut reader = HistogramReader::default();
+        for (bounds, counts) in [
+            ("10,30,60", "2,3,3"),
+            ("10,30,60", "0,1,1"),
+            ("1,2", "1,1"),
+            ("10,30,60", "2,3,3"),
+        ] {
+            assert_eq!(
+                reader.decode(bounds, counts, 4, 1.5).expect("decode"),
+                Histogram::decode(bounds, counts, 4, 1.5).expect("decode")
+            );
+        }
+        assert!(reader.decode("1,2", "1", 1, 0.0).is_err());
+        assert!(reader.decode("x", "1", 1, 0.0).is_err());
     }
 
     #[test]
