@@ -53,29 +53,31 @@ impl WriteTxn {
     pub(super) async fn query(&mut self, statements: Vec<Statement>) -> Result<BatchRows, DbErr> {
         match self {
             WriteTxn::Sqlite(txn) => txn.batch(statements, false).await,
-            WriteTxn::Pooled(txn) => {
-                let mut rows = Vec::with_capacity(statements.len());
-                for statement in statements {
-                    rows.push(txn.query_all_raw(statement).await?);
-                }
-                Ok(rows)
-            }
+            WriteTxn::Pooled(txn) => one_at_a_time(txn, statements).await,
         }
     }
 
     /// Runs `statements` in order, then commits.
-    pub(super) async fn commit_after(mut self, statements: Vec<Statement>) -> Result<(), DbErr> {
+    pub(super) async fn commit_after(self, statements: Vec<Statement>) -> Result<(), DbErr> {
         match self {
-            WriteTxn::Sqlite(ref mut txn) => txn.batch(statements, true).await.map(drop),
-            WriteTxn::Pooled(_) => {
-                self.query(statements).await?;
-                match self {
-                    WriteTxn::Pooled(txn) => txn.commit().await,
-                    WriteTxn::Sqlite(_) => Ok(()),
-                }
+            WriteTxn::Sqlite(mut txn) => txn.batch(statements, true).await.map(drop),
+            WriteTxn::Pooled(txn) => {
+                one_at_a_time(&txn, statements).await?;
+                txn.commit().await
             }
         }
     }
+}
+
+async fn one_at_a_time(
+    txn: &DatabaseTransaction,
+    statements: Vec<Statement>,
+) -> Result<BatchRows, DbErr> {
+    let mut rows = Vec::with_capacity(statements.len());
+    for statement in statements {
+        rows.push(txn.query_all_raw(statement).await?);
+    }
+    Ok(rows)
 }
 
 /// SQLite's one connection, held for the whole transaction.

@@ -33,6 +33,7 @@ use crate::run::status_name;
 const MAX_BATCH: usize = 256;
 
 /// One write of ingestion.
+#[derive(Clone)]
 pub(super) enum Write {
     /// A new run, inserted only if its workflow still exists.
     Start(run::Model),
@@ -49,6 +50,7 @@ pub(super) enum Written {
 }
 
 /// A run to finish, as the request asked it.
+#[derive(Clone)]
 pub(super) struct Claim {
     pub(super) org_id: Option<String>,
     pub(super) run_id: String,
@@ -129,10 +131,7 @@ impl Store {
             jobs.into_iter().map(|job| (job.write, job.done)).unzip();
         if writes.len() > 1 {
             // The writes are needed again if the batch fails; they are small.
-            match self
-                .write_all(writes.iter().map(Write::duplicate).collect())
-                .await
-            {
+            match self.write_all(writes.clone()).await {
                 Ok(written) => {
                     for (done, written) in answers.into_iter().zip(written) {
                         let _ = done.send(Ok(written));
@@ -290,21 +289,6 @@ impl Store {
             .lock_exclusive()
             .build(backend);
         [create, read]
-    }
-}
-
-impl Write {
-    /// The same write again, for trying it alone after its batch failed.
-    fn duplicate(&self) -> Self {
-        match self {
-            Write::Start(run) => Write::Start(run.clone()),
-            Write::Finish(claim) => Write::Finish(Claim {
-                org_id: claim.org_id.clone(),
-                run_id: claim.run_id.clone(),
-                reason: claim.reason.clone(),
-                ..*claim
-            }),
-        }
     }
 }
 
