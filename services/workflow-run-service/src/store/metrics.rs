@@ -41,9 +41,9 @@ enum Field<'a> {
 }
 
 /// An expression joining `fields` with `separator`. SQLite builds the whole
-/// record in one `format()` (each `||` would allocate and copy the string so
-/// far: the page query took twice as long); PostgreSQL's `format()` has no
-/// float conversion, so there the fields are concatenated.
+/// record in one `format()`: each `||` allocates and copies the string so far
+/// (a page of 1,000 workflows read in 7.0 ms instead of 7.6). PostgreSQL's
+/// `format()` has no float conversion, so there the fields are concatenated.
 fn record(backend: DbBackend, separator: char, fields: &[Field<'_>]) -> String {
     if backend == DbBackend::Postgres {
         let fields: Vec<String> = fields
