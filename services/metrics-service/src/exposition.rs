@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, WorkflowMetrics};
 use runplane_kit::names;
 use runplane_kit::time::from_timestamp;
 
@@ -165,16 +165,7 @@ pub fn render(
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         // Expired runs are counted without a duration: no histogram of their own.
         for d in w.durations.iter().filter(|d| d.count > 0) {
-            set_labels(
-                &mut labels,
-                &[
-                    ("org", org),
-                    ("project", project),
-                    ("runner", names::runner(d.runner_type())),
-                    ("status", names::status(d.status())),
-                    ("workflow", workflow),
-                ],
-            );
+            outcome_labels(&mut labels, org, project, workflow, d);
             family.header(&mut out);
             // Each bucket line is this prefix, a bound, and a count: the
             // bounds are formatted once per distinct list, not once per line.
@@ -246,16 +237,7 @@ pub fn render(
     let mut family = writer.family("workflow_runs", RUNS_HELP, Kind::Counter);
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
         for d in &w.durations {
-            set_labels(
-                &mut labels,
-                &[
-                    ("org", org),
-                    ("project", project),
-                    ("runner", names::runner(d.runner_type())),
-                    ("status", names::status(d.status())),
-                    ("workflow", workflow),
-                ],
-            );
+            outcome_labels(&mut labels, org, project, workflow, d);
             family.sample(&mut out, "_total", &labels, d.runs_total);
             if writer.created {
                 family.created(&mut out, &labels, w);
@@ -402,6 +384,27 @@ fn workflow_labels(labels: &mut String, org: &str, project: &str, workflow: &str
     set_labels(
         labels,
         &[("org", org), ("project", project), ("workflow", workflow)],
+    );
+}
+
+/// `org`, `project`, `runner`, `status`, `workflow`: the labels of an
+/// outcome's series.
+fn outcome_labels(
+    labels: &mut String,
+    org: &str,
+    project: &str,
+    workflow: &str,
+    outcome: &DurationHistogram,
+) {
+    set_labels(
+        labels,
+        &[
+            ("org", org),
+            ("project", project),
+            ("runner", names::runner(outcome.runner_type())),
+            ("status", names::status(outcome.status())),
+            ("workflow", workflow),
+        ],
     );
 }
 

@@ -40,17 +40,13 @@ mod tests {
     use runplane_api::workflowrun::v1::RunStatus;
 
     use super::*;
-    use crate::store::test_support::store;
+    use crate::store::test_support::store_with_workflow;
     use crate::store::{Finish, RunFilter};
 
     #[tokio::test]
     async fn old_finished_runs_go_and_the_aggregates_stay() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         for outcome in [RunStatus::Success, RunStatus::Error] {
             let run = store
                 .start_run(&wf, "UNSPECIFIED", "", None)

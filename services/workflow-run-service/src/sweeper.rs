@@ -82,16 +82,12 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::store;
+    use crate::store::test_support::store_with_workflow;
 
     #[tokio::test]
     async fn sweeping_expires_only_runs_past_the_timeout_and_only_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "nightly")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "nightly").await;
         let stale = store
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await

@@ -191,17 +191,13 @@ fn acquire_error(e: sqlx::Error) -> DbErr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::store;
+    use crate::store::test_support::{store, store_with_workflow};
     use runplane_api::workflowrun::v1::RunStatus;
 
     #[tokio::test]
     async fn an_abandoned_transaction_is_rolled_back_and_the_store_writes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         let run = store
             .start_run(&wf, "GITHUB_ACTION", "", None)
             .await

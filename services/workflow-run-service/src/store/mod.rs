@@ -64,4 +64,18 @@ pub(crate) mod test_support {
             .expect("open");
         super::Store::new(db, vec![10.0, 60.0])
     }
+
+    /// A store over a fresh SQLite file in `dir`, with organization `org`'s
+    /// workflow `default/{name}`.
+    pub(crate) async fn store_with_workflow(
+        dir: &tempfile::TempDir,
+        name: &str,
+    ) -> (super::Store, super::WorkflowRef) {
+        let store = store(dir).await;
+        let workflow = store
+            .find_or_create_workflow("org", "default", name)
+            .await
+            .expect("workflow");
+        (store, workflow)
+    }
 }

@@ -238,7 +238,7 @@ fn same_workflow(
 mod tests {
     use super::*;
     use crate::store::WorkflowAggregates;
-    use crate::store::test_support::store;
+    use crate::store::test_support::store_with_workflow;
 
     async fn run_finished(store: &Store, id: &str) -> Option<i64> {
         store.get_run("org", id).await.expect("run").finished_at_ms
@@ -247,11 +247,7 @@ mod tests {
     #[tokio::test]
     async fn finishing_is_once_and_idempotent_and_updates_aggregates() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         let again = store
             .find_or_create_workflow("org", "default", "build")
             .await
@@ -361,11 +357,7 @@ mod tests {
     #[tokio::test]
     async fn stale_runs_expire_without_touching_the_histogram() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "deploy")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "deploy").await;
         let run = store
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await
@@ -411,11 +403,7 @@ mod tests {
     #[tokio::test]
     async fn out_of_order_finishes_and_runs_in_progress() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "deploy")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "deploy").await;
         let first = store
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await

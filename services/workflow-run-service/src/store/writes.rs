@@ -508,7 +508,7 @@ fn finished_at_no_earlier_than_start(now: i64) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::store;
+    use crate::store::test_support::store_with_workflow;
 
     fn finish(run: &run::Model) -> Write {
         Write::Finish(Claim {
@@ -552,11 +552,7 @@ mod tests {
     #[tokio::test]
     async fn one_batch_counts_each_finish_once_in_a_shared_aggregate() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         let mut runs = Vec::new();
         for _ in 0..3 {
             runs.push(
@@ -614,11 +610,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_fails_its_batch_fails_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         store
             .start_run(&wf, "GITHUB_ACTION", "", Some("key-1"))
             .await
@@ -657,11 +649,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_through_the_writer_all_count() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir).await;
-        let wf = store
-            .find_or_create_workflow("org", "default", "build")
-            .await
-            .expect("wf");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..200 {
             let (store, wf) = (store.clone(), wf.clone());
