@@ -1,7 +1,10 @@
 //! workflow-run-service's tables.
 
 /// `workflows`: one row per (organization, project, workflow name), carrying the
-/// outcome of its most recently finished run.
+/// outcome of its most recently finished run and, per (status, runner), how
+/// many runs finished so, when the last did, and the histogram of their
+/// durations: kept up to date as runs finish, so that a scrape never reads the
+/// runs themselves.
 pub mod workflow {
     use sea_orm::entity::prelude::*;
 
@@ -20,6 +23,9 @@ pub mod workflow {
         /// How long the newest finished run that reported an outcome took
         /// (an expired run has no duration and leaves it as it was).
         pub last_run_duration_ms: Option<i64>,
+        /// The workflow's aggregates, as a scrape sends them: see
+        /// `store::record`.
+        pub metrics: Vec<u8>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -48,39 +54,6 @@ pub mod run {
         pub finished_at_ms: Option<i64>,
         /// The client's idempotency key for StartRun, when it sent one.
         pub request_id: Option<String>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// `run_durations`: per workflow and (status, runner), how many runs finished
-/// so, when the last did, and the cumulative histogram of their durations; kept
-/// up to date as runs finish, so that a scrape never reads the runs themselves.
-pub mod run_duration {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "run_durations")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub workflow_id: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub status: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub runner: String,
-        pub count: i64,
-        pub sum_seconds: f64,
-        /// Comma-separated upper bounds, fixed when the row is created.
-        pub bucket_bounds: String,
-        /// Comma-separated cumulative counts, one per bound.
-        pub bucket_counts: String,
-        /// Every run finished with this outcome, expired ones included (which
-        /// have no duration, so `count` leaves them out). Only ever grows.
-        pub runs_total: i64,
-        pub last_finished_at_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

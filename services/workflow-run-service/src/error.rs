@@ -33,7 +33,7 @@ pub enum Error {
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
     #[error(transparent)]
-    CorruptHistogram(#[from] crate::histogram::CorruptHistogram),
+    CorruptRecord(#[from] crate::store::record::CorruptRecord),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -53,7 +53,7 @@ impl From<Error> for Status {
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
             Error::RequestIdReused { .. } => Status::already_exists(e.to_string()),
             Error::WorkflowLimit { .. } => Status::resource_exhausted(e.to_string()),
-            Error::CorruptHistogram(_) => {
+            Error::CorruptRecord(_) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")
             }

@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
-    DeleteWorkflowRequest, DeleteWorkflowResponse, DurationHistogram, FinishRunRequest,
-    FinishRunResponse, GetRunRequest, GetRunResponse, LastRun, ListRunsRequest, ListRunsResponse,
-    ListWorkflowMetricsRequest, ListWorkflowMetricsResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, Run, RunStatus, RunnerType, StartRunRequest, StartRunResponse, Workflow,
-    WorkflowMetrics,
+    DeleteWorkflowRequest, DeleteWorkflowResponse, FinishRunRequest, FinishRunResponse,
+    GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest,
+    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus,
+    RunnerType, StartRunRequest, StartRunResponse, Workflow,
 };
 use runplane_kit::auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_kit::page_token;
@@ -22,12 +21,11 @@ use std::sync::Arc;
 use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::histogram::HistogramReader;
 use crate::run::{
     parse_runner, parse_status, project_or_default, reportable_outcome, runner_name, validate_name,
     validate_reason, validate_run_url,
 };
-use crate::store::{Finish, RunFilter, Store, WorkflowAggregates, WorkflowRef};
+use crate::store::{Finish, RunFilter, Store, WorkflowRef};
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
 pub struct WorkflowRunHandler {
@@ -105,57 +103,6 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
         project: w.project,
         name: w.name,
     }
-}
-
-fn metrics_to_proto(
-    aggregates: WorkflowAggregates,
-    histograms: &mut HistogramReader,
-) -> Result<WorkflowMetrics, Error> {
-    let WorkflowAggregates {
-        workflow: w,
-        outcomes,
-        runs_in_progress,
-    } = aggregates;
-    let last_run = match (&w.last_run_status, w.last_run_finished_at_ms) {
-        (Some(status), Some(at)) => Some(LastRun {
-            status: parse_status(status).into(),
-            runner_type: w
-                .last_run_runner
-                .as_deref()
-                .map(parse_runner)
-                .unwrap_or_default()
-                .into(),
-            finish_time: Some(timestamp(at)),
-            duration_seconds: w.last_run_duration_ms.map(|ms| ms as f64 / 1000.0),
-        }),
-        _ => None,
-    };
-    let durations = outcomes
-        .into_iter()
-        .map(|d| {
-            let h =
-                histograms.decode(&d.bucket_bounds, &d.bucket_counts, d.count, d.sum_seconds)?;
-            Ok(DurationHistogram {
-                status: parse_status(&d.status).into(),
-                runner_type: parse_runner(&d.runner).into(),
-                count: h.count,
-                sum_seconds: h.sum,
-                bucket_bounds: h.bounds,
-                bucket_counts: h.counts,
-                runs_total: u64::try_from(d.runs_total).unwrap_or(0),
-                last_finish_time: d.last_finished_at_ms.map(timestamp),
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(WorkflowMetrics {
-        create_time: Some(timestamp(w.created_at_ms)),
-        workflow_id: w.id,
-        project: w.project,
-        workflow: w.name,
-        last_run,
-        durations,
-        runs_in_progress,
-    })
 }
 
 /// How long a finished run took, by its own timestamps.
@@ -366,15 +313,9 @@ impl WorkflowRunService for WorkflowRunHandler {
             .store
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
             .await?;
-        let next_page_token = next_token(&page, limit, |a| &a.workflow.id);
-        let mut histograms = HistogramReader::default();
-        let workflows = page
-            .into_iter()
-            .map(|aggregates| metrics_to_proto(aggregates, &mut histograms))
-            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Response::new(ListWorkflowMetricsResponse {
-            workflows,
-            next_page_token,
+            next_page_token: next_token(&page, limit, |w| &w.workflow_id),
+            workflows: page,
         }))
     }
 }

@@ -6,6 +6,7 @@ mod m20261124_000001_create_workflows_and_runs;
 mod m20261124_000002_index_finished_runs;
 mod m20261124_000003_run_request_ids;
 mod m20261124_000004_outcome_aggregates;
+mod m20261125_000005_metrics_records;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_index_finished_runs::Migration),
             Box::new(m20261124_000003_run_request_ids::Migration),
             Box::new(m20261124_000004_outcome_aggregates::Migration),
+            Box::new(m20261125_000005_metrics_records::Migration),
         ]
     }
 

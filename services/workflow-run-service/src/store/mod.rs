@@ -7,6 +7,7 @@
 
 mod batch;
 mod metrics;
+pub(crate) mod record;
 mod runs;
 mod seed;
 mod workflows;
@@ -16,7 +17,6 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
-pub use metrics::WorkflowAggregates;
 pub use runs::{Finish, RunFilter};
 pub use seed::SeedPlan;
 pub use workflows::WorkflowRef;

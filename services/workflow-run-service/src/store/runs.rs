@@ -237,7 +237,6 @@ fn same_workflow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::WorkflowAggregates;
     use crate::store::test_support::store_with_workflow;
 
     async fn run_finished(store: &Store, id: &str) -> Option<i64> {
@@ -306,22 +305,21 @@ mod tests {
             .await
             .expect("metrics");
         assert_eq!(page.len(), 1);
-        let WorkflowAggregates {
-            workflow,
-            outcomes,
-            runs_in_progress,
-        } = &page[0];
-        assert_eq!(workflow.last_run_status.as_deref(), Some("error"));
-        assert_eq!(*runs_in_progress, 0);
-        // One row per status, each counting exactly once despite the retry.
-        let mut counts: Vec<(String, i64, i64)> = outcomes
+        let workflow = &page[0];
+        assert_eq!(
+            workflow.last_run.as_ref().map(|l| l.status()),
+            Some(RunStatus::Error)
+        );
+        assert_eq!(workflow.runs_in_progress, 0);
+        // One histogram per status, each counting exactly once despite the retry.
+        let counts: Vec<(RunStatus, u64, u64)> = workflow
+            .durations
             .iter()
-            .map(|d| (d.status.clone(), d.count, d.runs_total))
+            .map(|d| (d.status(), d.count, d.runs_total))
             .collect();
-        counts.sort();
         assert_eq!(
             counts,
-            [("error".to_owned(), 1, 1), ("success".to_owned(), 1, 1)]
+            [(RunStatus::Error, 1, 1), (RunStatus::Success, 1, 1)]
         );
 
         // The newest run is listed first, and filters apply.
@@ -381,16 +379,20 @@ mod tests {
             .workflow_metrics("org", None, 10)
             .await
             .expect("metrics");
-        assert_eq!(page[0].workflow.last_run_status.as_deref(), Some("expired"));
+        let last = page[0].last_run.as_ref().expect("a last run");
+        assert_eq!(last.status(), RunStatus::Expired);
+        assert_eq!(last.duration_seconds, None);
         // Counted, with no duration observed.
-        let expired = &page[0].outcomes;
+        let expired = &page[0].durations;
         assert_eq!(expired.len(), 1);
         assert_eq!((expired[0].runs_total, expired[0].count), (1, 0));
         assert_eq!(
-            expired[0].last_finished_at_ms,
+            expired[0]
+                .last_finish_time
+                .as_ref()
+                .map(runplane_kit::time::from_timestamp),
             run_finished(&store, &run.id).await
         );
-        assert_eq!(page[0].workflow.last_run_duration_ms, None);
         assert!(
             store
                 .stale_runs(runplane_kit::time::now_ms() + 1, 10)
@@ -436,16 +438,21 @@ mod tests {
             .workflow_metrics("org", None, 10)
             .await
             .expect("metrics");
-        let aggregates = &page[0];
-        assert_eq!(aggregates.runs_in_progress, 1);
+        assert_eq!(page[0].runs_in_progress, 1);
+        let last_run = page[0].last_run.as_ref().expect("a last run");
+        assert_eq!(last_run.status(), RunStatus::Error);
+        let took_ms = last.finished_at_ms.map(|f| f - first.started_at_ms);
         assert_eq!(
-            aggregates.workflow.last_run_status.as_deref(),
-            Some("error")
+            last_run.duration_seconds,
+            took_ms.map(|ms| ms as f64 / 1000.0)
         );
-        assert_eq!(
-            aggregates.workflow.last_run_duration_ms,
-            last.finished_at_ms.map(|f| f - first.started_at_ms)
-        );
-        assert!(aggregates.workflow.last_run_duration_ms >= Some(30));
+        assert!(took_ms >= Some(30));
+        // The workflow's listing tells the same last run.
+        let listed = store
+            .list_workflows("org", None, 10)
+            .await
+            .expect("workflows");
+        assert_eq!(listed[0].last_run_status.as_deref(), Some("error"));
+        assert_eq!(listed[0].last_run_duration_ms, took_ms);
     }
 }

@@ -2,16 +2,13 @@
 //! aggregates that FinishRun would have left, written a thousand rows per
 //! statement rather than one call per run.
 
-use std::collections::HashMap;
-
-use runplane_api::workflowrun::v1::RunStatus;
+use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
 
-use super::Store;
-use crate::entity::{run, run_duration, workflow};
+use super::{Store, record};
+use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::histogram::Histogram;
-use crate::run::status_name;
+use crate::run::{parse_runner, status_name};
 
 /// Rows per INSERT statement (well under SQLite's and PostgreSQL's parameter limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -28,8 +25,9 @@ pub struct SeedPlan {
 
 impl Store {
     /// Creates `plan.workflows` workflows with `plan.runs_per_workflow` finished
-    /// runs each (outcomes and durations varied deterministically), their last
-    /// runs, and their duration histograms. Returns the number of runs written.
+    /// runs each (outcomes and durations varied deterministically), counted in
+    /// their workflows' records as finishing them would. Returns the number of
+    /// runs written.
     pub async fn seed_history(&self, plan: &SeedPlan) -> Result<u64, Error> {
         let statuses = [
             RunStatus::Success,
@@ -37,33 +35,38 @@ impl Store {
             RunStatus::Error,
             RunStatus::Canceled,
         ];
+        let runner: RunnerType = parse_runner(&plan.runner);
         let start = runplane_kit::time::now_ms() - 86_400_000;
         let mut written = 0u64;
         let mut workflows = Vec::with_capacity(plan.workflows);
-        let mut histograms: HashMap<(String, &'static str), (Histogram, i64)> = HashMap::new();
         let mut runs = Vec::with_capacity(ROWS_PER_STATEMENT);
         let txn = self.db.begin().await?;
         for w in 0..plan.workflows {
             let workflow_id = uuid::Uuid::now_v7().to_string();
-            let mut last = None;
+            let name = format!("workflow-{w:05}");
+            let mut metrics = record::new(&workflow_id, &plan.project, &name, start);
             for r in 0..plan.runs_per_workflow {
-                let status = status_name(statuses[(w + r) % statuses.len()]);
+                let status = statuses[(w + r) % statuses.len()];
                 let started = start + (r as i64) * 60_000;
                 let duration_ms = 5_000 + ((w * 7919 + r * 104_729) % 600_000) as i64;
                 let finished = started + duration_ms;
-                let (histogram, last_finished) = histograms
-                    .entry((workflow_id.clone(), status))
-                    .or_insert_with(|| (Histogram::empty(&self.buckets), finished));
-                histogram.observe(duration_ms as f64 / 1000.0);
-                *last_finished = finished;
-                last = Some((status, finished, duration_ms));
+                record::count(
+                    &mut metrics,
+                    record::Finished {
+                        status,
+                        runner,
+                        finished_at_ms: finished,
+                        duration_ms: Some(duration_ms),
+                    },
+                    &self.buckets,
+                );
                 runs.push(run::ActiveModel {
                     id: Set(uuid::Uuid::now_v7().to_string()),
                     org_id: Set(plan.org_id.clone()),
                     workflow_id: Set(workflow_id.clone()),
                     runner: Set(plan.runner.clone()),
                     run_url: Set(String::new()),
-                    status: Set(status.to_owned()),
+                    status: Set(status_name(status).to_owned()),
                     reason: Set(String::new()),
                     started_at_ms: Set(started),
                     finished_at_ms: Set(Some(finished)),
@@ -76,16 +79,19 @@ impl Store {
                         .await?;
                 }
             }
+            let (last_status, last_runner, last_finished, last_duration) =
+                record::last_run_columns(&metrics);
             workflows.push(workflow::ActiveModel {
                 id: Set(workflow_id),
                 org_id: Set(plan.org_id.clone()),
                 project: Set(plan.project.clone()),
-                name: Set(format!("workflow-{w:05}")),
+                name: Set(name),
                 created_at_ms: Set(start),
-                last_run_status: Set(last.map(|(s, _, _)| s.to_owned())),
-                last_run_runner: Set(last.map(|_| plan.runner.clone())),
-                last_run_finished_at_ms: Set(last.map(|(_, at, _)| at)),
-                last_run_duration_ms: Set(last.map(|(_, _, ms)| ms)),
+                last_run_status: Set(last_status),
+                last_run_runner: Set(last_runner),
+                last_run_finished_at_ms: Set(last_finished),
+                last_run_duration_ms: Set(last_duration),
+                metrics: Set(record::encode(&metrics)),
             });
         }
         if !runs.is_empty() {
@@ -94,27 +100,6 @@ impl Store {
         }
         for chunk in workflows.chunks(ROWS_PER_STATEMENT) {
             workflow::Entity::insert_many(chunk.to_vec())
-                .exec(&txn)
-                .await?;
-        }
-        let rows: Vec<run_duration::ActiveModel> = histograms
-            .into_iter()
-            .map(
-                |((workflow_id, status), (h, last_finished))| run_duration::ActiveModel {
-                    workflow_id: Set(workflow_id),
-                    status: Set(status.to_owned()),
-                    runner: Set(plan.runner.clone()),
-                    count: Set(i64::try_from(h.count).unwrap_or(i64::MAX)),
-                    sum_seconds: Set(h.sum),
-                    bucket_bounds: Set(h.encode_bounds()),
-                    bucket_counts: Set(h.encode_counts()),
-                    runs_total: Set(i64::try_from(h.count).unwrap_or(i64::MAX)),
-                    last_finished_at_ms: Set(Some(last_finished)),
-                },
-            )
-            .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            run_duration::Entity::insert_many(chunk.to_vec())
                 .exec(&txn)
                 .await?;
         }
@@ -151,17 +136,17 @@ mod tests {
             .await
             .expect("metrics");
         assert_eq!(page.len(), 3);
-        for aggregates in page {
-            let (workflow, durations) = (aggregates.workflow, aggregates.outcomes);
-            let count: i64 = durations.iter().map(|d| d.count).sum();
-            assert_eq!(count, 7, "{}", workflow.name);
-            let total: i64 = durations.iter().map(|d| d.runs_total).sum();
-            assert_eq!(total, 7, "{}", workflow.name);
-            assert!(workflow.last_run_duration_ms.is_some());
-            assert!(workflow.last_run_status.is_some());
+        for workflow in page {
+            let durations = &workflow.durations;
+            let count: u64 = durations.iter().map(|d| d.count).sum();
+            assert_eq!(count, 7, "{}", workflow.workflow);
+            let total: u64 = durations.iter().map(|d| d.runs_total).sum();
+            assert_eq!(total, 7, "{}", workflow.workflow);
+            let last = workflow.last_run.as_ref().expect("a last run");
+            assert!(last.duration_seconds.is_some());
             let mine: Vec<_> = runs
                 .iter()
-                .filter(|r| r.workflow_id == workflow.id)
+                .filter(|r| r.workflow_id == workflow.workflow_id)
                 .collect();
             let sum: f64 = mine
                 .iter()

@@ -13,8 +13,8 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 
-use super::Store;
-use crate::entity::{run, run_duration, workflow};
+use super::{Store, record};
+use crate::entity::{run, workflow};
 use crate::error::Error;
 
 /// Who a workflow is: what never changes about it.
@@ -95,12 +95,22 @@ impl Store {
                 return Err(Error::WorkflowLimit { limit });
             }
         }
+        let (id, created_at_ms) = (
+            uuid::Uuid::now_v7().to_string(),
+            runplane_kit::time::now_ms(),
+        );
         let active = workflow::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
+            metrics: Set(record::encode(&record::new(
+                &id,
+                project,
+                name,
+                created_at_ms,
+            ))),
+            id: Set(id),
             org_id: Set(org_id.to_owned()),
             project: Set(project.to_owned()),
             name: Set(name.to_owned()),
-            created_at_ms: Set(runplane_kit::time::now_ms()),
+            created_at_ms: Set(created_at_ms),
             last_run_status: Set(None),
             last_run_runner: Set(None),
             last_run_finished_at_ms: Set(None),
@@ -197,8 +207,8 @@ impl Store {
         self.identities().forget(w);
     }
 
-    /// Deletes an organization's workflow `project/name` with its runs and
-    /// aggregates, in one transaction; its series leave the next scrape.
+    /// Deletes an organization's workflow `project/name` (its row holds its
+    /// aggregates) with its runs, in one transaction; its series leave the next scrape.
     /// Returns how many runs went with it.
     pub async fn delete_workflow(
         &self,
@@ -223,10 +233,6 @@ impl Store {
             .exec(&txn)
             .await?
             .rows_affected;
-        run_duration::Entity::delete_many()
-            .filter(run_duration::Column::WorkflowId.eq(&found.id))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
         self.identities().forget(&WorkflowRef::from(&found));
         Ok(runs)

@@ -10,24 +10,23 @@
 //! the writer idle goes at once. PostgreSQL has a pool of connections and
 //! row locks; there each write is its own transaction.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::{Arc, OnceLock};
 
-use runplane_api::workflowrun::v1::RunStatus;
-use sea_orm::sea_query::{Condition, Expr, OnConflict, Query};
+use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QuerySelect, QueryTrait, Statement,
+    ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, Statement,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::Store;
 use super::batch::WriteTxn;
-use crate::entity::{run, run_duration, workflow};
+use super::{Store, record};
+use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::histogram::Histogram;
-use crate::run::status_name;
+use crate::run::{parse_runner, status_name};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -155,11 +154,10 @@ impl Store {
             .ok_or_else(|| Error::Database(DbErr::Custom("a write went unanswered".into())))
     }
 
-    /// Carries out `writes` in one transaction, in order: first the runs
-    /// started and the runs claimed (with the aggregates they count in), then
-    /// the aggregates first used, then the workflows' last runs and the
-    /// aggregates, counted in memory so that two finishes of one batch into
-    /// the same aggregate both count.
+    /// Carries out `writes` in one transaction, in two batches of
+    /// statements: first the runs started, and the runs claimed with their
+    /// workflows' records; then the records, counted in memory (so that two
+    /// finishes of one batch in one workflow both count), and the commit.
     async fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
         let backend = self.db.get_database_backend();
         if let [Write::Start(run)] = writes.as_slice()
@@ -178,7 +176,7 @@ impl Store {
                 Write::Start(run) => first.push(insert_run_of_existing_workflow(backend, run)?),
                 Write::Finish(claim) => {
                     first.push(claim.statement(backend));
-                    first.push(aggregate_of_run(backend, &claim.run_id, claim.status()));
+                    first.push(record_of_run(backend, &claim.run_id));
                 }
             }
         }
@@ -189,8 +187,8 @@ impl Store {
         };
 
         let mut written = Vec::with_capacity(writes.len());
-        let mut claimed: Vec<(run::Model, &Claim)> = Vec::new();
-        let mut aggregates: HashMap<AggregateKey, run_duration::Model> = HashMap::new();
+        // The records the batch's finishes count in, by workflow id.
+        let mut records: BTreeMap<String, WorkflowMetrics> = BTreeMap::new();
         for write in &writes {
             match write {
                 Write::Start(run) => {
@@ -198,97 +196,34 @@ impl Store {
                     written.push(Written::Started(inserted.then(|| run.clone())));
                 }
                 Write::Finish(claim) => {
-                    let (run_rows, aggregate_rows) = (next()?, next()?);
+                    let (run_rows, record_rows) = (next()?, next()?);
                     let Some(row) = run_rows.first() else {
                         written.push(Written::Finished(None));
                         continue;
                     };
                     let run = run::Model::from_query_result(row, "")?;
-                    if let Some(row) = aggregate_rows.first() {
-                        // A batch's earlier finish may have counted in it already.
-                        let key = AggregateKey::of(&run, claim);
-                        if let Entry::Vacant(entry) = aggregates.entry(key) {
-                            entry.insert(run_duration::Model::from_query_result(row, "")?);
-                        }
+                    // No record: the workflow was deleted, and its aggregates with it.
+                    if let Some(row) = record_rows.first() {
+                        let record = match records.entry(run.workflow_id.clone()) {
+                            // A batch's earlier finish may have counted in it already.
+                            Entry::Occupied(entry) => entry.into_mut(),
+                            Entry::Vacant(entry) => {
+                                let stored: Vec<u8> = row.try_get("", "metrics")?;
+                                entry.insert(record::decode(&stored)?)
+                            }
+                        };
+                        record::count(record, finished(&run, claim), &self.buckets);
                     }
-                    written.push(Written::Finished(Some(run.clone())));
-                    claimed.push((run, claim));
+                    written.push(Written::Finished(Some(run)));
                 }
             }
         }
-
-        let mut missing: Vec<AggregateKey> = claimed
+        let updates = records
             .iter()
-            .map(|(run, claim)| AggregateKey::of(run, claim))
-            .filter(|key| !aggregates.contains_key(key))
+            .map(|(workflow_id, record)| record_update(backend, workflow_id, record))
             .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if !missing.is_empty() {
-            let statements = missing
-                .iter()
-                .flat_map(|key| self.create_aggregate(backend, key))
-                .collect();
-            let mut rows = txn.query(statements).await?.into_iter();
-            for key in missing {
-                let _created = rows.next();
-                let row = rows
-                    .next()
-                    .and_then(|rows| rows.into_iter().next())
-                    .ok_or_else(|| {
-                        DbErr::RecordNotFound("aggregate row vanished after insert".into())
-                    })?;
-                aggregates.insert(key, run_duration::Model::from_query_result(&row, "")?);
-            }
-        }
-
-        let mut last = Vec::with_capacity(claimed.len() + aggregates.len());
-        for (run, claim) in &claimed {
-            let outcome = Outcome::of(run, claim);
-            last.push(last_run_update(backend, run, claim.status(), &outcome));
-            if let Some(aggregate) = aggregates.get_mut(&AggregateKey::of(run, claim)) {
-                outcome.count_in(aggregate)?;
-            }
-        }
-        last.extend(
-            aggregates
-                .values()
-                .map(|a| aggregate_update(a).build(backend)),
-        );
-        txn.commit_after(last).await?;
+        txn.commit_after(updates).await?;
         Ok(written)
-    }
-
-    /// Creates an empty aggregate with the configured buckets (unless a
-    /// concurrent first finish just did), then reads it, locked.
-    fn create_aggregate(&self, backend: DbBackend, key: &AggregateKey) -> [Statement; 2] {
-        let empty = Histogram::empty(&self.buckets);
-        let (workflow_id, status, runner) = key.clone().0;
-        let create = run_duration::Entity::insert(run_duration::ActiveModel {
-            workflow_id: Set(workflow_id),
-            status: Set(status),
-            runner: Set(runner),
-            count: Set(0),
-            sum_seconds: Set(0.0),
-            bucket_bounds: Set(empty.encode_bounds()),
-            bucket_counts: Set(empty.encode_counts()),
-            runs_total: Set(0),
-            last_finished_at_ms: Set(None),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                run_duration::Column::WorkflowId,
-                run_duration::Column::Status,
-                run_duration::Column::Runner,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .build(backend);
-        let read = run_duration::Entity::find_by_id(key.clone().0)
-            .lock_exclusive()
-            .build(backend);
-        [create, read]
     }
 }
 
@@ -319,58 +254,15 @@ impl Claim {
     }
 }
 
-/// (workflow, status, runner): the aggregate a finished run counts in.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct AggregateKey((String, String, String));
-
-impl AggregateKey {
-    fn of(run: &run::Model, claim: &Claim) -> Self {
-        AggregateKey((
-            run.workflow_id.clone(),
-            claim.status().to_owned(),
-            run.runner.clone(),
-        ))
-    }
-}
-
-/// One finished run, as its workflow and its aggregate count it.
-struct Outcome {
-    finished_at_ms: i64,
-    /// `None` for an expired run: counted, but not in the duration histogram.
-    duration_ms: Option<i64>,
-}
-
-impl Outcome {
-    fn of(run: &run::Model, claim: &Claim) -> Self {
-        let finished_at_ms = run.finished_at_ms.unwrap_or(claim.now_ms);
-        Outcome {
-            finished_at_ms,
-            duration_ms: (claim.outcome != RunStatus::Expired)
-                .then(|| finished_at_ms - run.started_at_ms),
-        }
-    }
-
-    /// Counts this outcome in `aggregate`, in memory.
-    fn count_in(&self, aggregate: &mut run_duration::Model) -> Result<(), Error> {
-        aggregate.runs_total = aggregate.runs_total.saturating_add(1);
-        aggregate.last_finished_at_ms = Some(
-            aggregate
-                .last_finished_at_ms
-                .map_or(self.finished_at_ms, |at| at.max(self.finished_at_ms)),
-        );
-        if let Some(duration_ms) = self.duration_ms {
-            let mut histogram = Histogram::decode(
-                &aggregate.bucket_bounds,
-                &aggregate.bucket_counts,
-                aggregate.count,
-                aggregate.sum_seconds,
-            )?;
-            histogram.observe(duration_ms as f64 / 1000.0);
-            aggregate.count = i64::try_from(histogram.count).unwrap_or(i64::MAX);
-            aggregate.sum_seconds = histogram.sum;
-            aggregate.bucket_counts = histogram.encode_counts();
-        }
-        Ok(())
+/// A claimed run, as its workflow's record counts it.
+fn finished(run: &run::Model, claim: &Claim) -> record::Finished {
+    let finished_at_ms = run.finished_at_ms.unwrap_or(claim.now_ms);
+    record::Finished {
+        status: claim.outcome,
+        runner: parse_runner(&run.runner),
+        finished_at_ms,
+        duration_ms: (claim.outcome != RunStatus::Expired)
+            .then(|| finished_at_ms - run.started_at_ms),
     }
 }
 
@@ -420,78 +312,43 @@ fn insert_run_of_existing_workflow(
     Ok(backend.build(&insert))
 }
 
-/// The aggregate that run `run_id` counts in when it finishes as `status`,
-/// locked; no row if it is the first run to finish so.
-fn aggregate_of_run(backend: DbBackend, run_id: &str, status: &str) -> Statement {
-    let field_of_run = |column: run::Column| {
-        Query::select()
-            .column(column)
-            .from(run::Entity)
-            .and_where(run::Column::Id.eq(run_id))
-            .to_owned()
-    };
-    run_duration::Entity::find()
-        .filter(run_duration::Column::WorkflowId.in_subquery(field_of_run(run::Column::WorkflowId)))
-        .filter(run_duration::Column::Status.eq(status))
-        .filter(run_duration::Column::Runner.in_subquery(field_of_run(run::Column::Runner)))
+/// The metrics record of run `run_id`'s workflow, locked; no row if the
+/// workflow is gone.
+fn record_of_run(backend: DbBackend, run_id: &str) -> Statement {
+    let workflow_of_run = Query::select()
+        .column(run::Column::WorkflowId)
+        .from(run::Entity)
+        .and_where(run::Column::Id.eq(run_id))
+        .to_owned();
+    workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::Metrics)
+        .filter(workflow::Column::Id.in_subquery(workflow_of_run))
         .lock_exclusive()
         .build(backend)
 }
 
-/// The workflow's last run is the one that finished last, whatever order the
-/// finishes arrive in. An expired run has no duration to report.
-fn last_run_update(
-    backend: DbBackend,
-    run: &run::Model,
-    status: &str,
-    outcome: &Outcome,
-) -> Statement {
-    let mut update = workflow::Entity::update_many()
+/// Writes a workflow's record, read and counted under the transaction's lock,
+/// and its last run's columns.
+fn record_update(backend: DbBackend, workflow_id: &str, record: &WorkflowMetrics) -> Statement {
+    let (status, runner, finished_at_ms, duration_ms) = record::last_run_columns(record);
+    workflow::Entity::update_many()
         .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
-        .col_expr(workflow::Column::LastRunRunner, Expr::value(&run.runner))
+        .col_expr(workflow::Column::LastRunRunner, Expr::value(runner))
         .col_expr(
             workflow::Column::LastRunFinishedAtMs,
-            Expr::value(outcome.finished_at_ms),
-        );
-    if let Some(duration_ms) = outcome.duration_ms {
-        update = update.col_expr(
+            Expr::value(finished_at_ms),
+        )
+        .col_expr(
             workflow::Column::LastRunDurationMs,
             Expr::value(duration_ms),
-        );
-    }
-    update
-        .filter(workflow::Column::Id.eq(&run.workflow_id))
-        .filter(
-            Condition::any()
-                .add(workflow::Column::LastRunFinishedAtMs.is_null())
-                .add(workflow::Column::LastRunFinishedAtMs.lte(outcome.finished_at_ms)),
         )
+        .col_expr(
+            workflow::Column::Metrics,
+            Expr::value(record::encode(record)),
+        )
+        .filter(workflow::Column::Id.eq(workflow_id))
         .build(backend)
-}
-
-/// Writes an aggregate's counts, read and counted under the transaction's lock.
-fn aggregate_update(aggregate: &run_duration::Model) -> sea_orm::UpdateMany<run_duration::Entity> {
-    run_duration::Entity::update_many()
-        .col_expr(run_duration::Column::Count, Expr::value(aggregate.count))
-        .col_expr(
-            run_duration::Column::SumSeconds,
-            Expr::value(aggregate.sum_seconds),
-        )
-        .col_expr(
-            run_duration::Column::BucketCounts,
-            Expr::value(&aggregate.bucket_counts),
-        )
-        .col_expr(
-            run_duration::Column::RunsTotal,
-            Expr::value(aggregate.runs_total),
-        )
-        .col_expr(
-            run_duration::Column::LastFinishedAtMs,
-            Expr::value(aggregate.last_finished_at_ms),
-        )
-        .filter(run_duration::Column::WorkflowId.eq(&aggregate.workflow_id))
-        .filter(run_duration::Column::Status.eq(&aggregate.status))
-        .filter(run_duration::Column::Runner.eq(&aggregate.runner))
 }
 
 /// `CASE WHEN started_at_ms > now THEN started_at_ms ELSE now END`: a run never
@@ -535,13 +392,13 @@ mod tests {
         }
     }
 
-    /// (count, runs_total, bucket_counts) of the workflow's one aggregate.
-    async fn aggregate(store: &Store) -> (i64, i64, String) {
+    /// (count, runs_total, bucket_counts) of the workflow's one outcome.
+    async fn aggregate(store: &Store) -> (u64, u64, Vec<u64>) {
         let page = store
             .workflow_metrics("org", None, 10)
             .await
             .expect("metrics");
-        let outcome = &page[0].outcomes[0];
+        let outcome = &page[0].durations[0];
         (
             outcome.count,
             outcome.runs_total,
@@ -596,7 +453,7 @@ mod tests {
             ]
         );
         // Every duration is under the first bound (10 s).
-        assert_eq!(aggregate(&store).await, (3, 3, "3,3".to_owned()));
+        assert_eq!(aggregate(&store).await, (3, 3, vec![3, 3]));
 
         // A later batch counts on from what the first wrote.
         let more = store
@@ -604,7 +461,7 @@ mod tests {
             .await
             .expect("start");
         store.write_all(vec![finish(&more)]).await.expect("finish");
-        assert_eq!(aggregate(&store).await, (4, 4, "4,4".to_owned()));
+        assert_eq!(aggregate(&store).await, (4, 4, vec![4, 4]));
     }
 
     #[tokio::test]
@@ -643,7 +500,7 @@ mod tests {
             finished.await.expect("answered"),
             Ok(Written::Finished(Some(_)))
         ));
-        assert_eq!(aggregate(&store).await, (1, 1, "1,1".to_owned()));
+        assert_eq!(aggregate(&store).await, (1, 1, vec![1, 1]));
     }
 
     #[tokio::test]
@@ -668,6 +525,6 @@ mod tests {
         while let Some(result) = tasks.join_next().await {
             result.expect("task").expect("start and finish");
         }
-        assert_eq!(aggregate(&store).await, (200, 200, "200,200".to_owned()));
+        assert_eq!(aggregate(&store).await, (200, 200, vec![200, 200]));
     }
 }

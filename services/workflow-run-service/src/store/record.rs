@@ -1,0 +1,290 @@
+//! A workflow's metrics record: the `WorkflowMetrics` a scrape sends for it,
+//! but for its runs in progress. It is kept encoded in the workflow's row
+//! (`workflows.metrics`), and every finish rewrites it in the transaction that
+//! finishes the run, so it is the one stored copy of the workflow's
+//! aggregates.
+//!
+//! Each record is stored as a `ListWorkflowMetricsResponse` holding only its
+//! own workflow. Concatenated protobuf messages decode as one message whose
+//! repeated fields hold all of theirs, so a scrape's page is the page's
+//! records joined by the database, decoded once: no row is built as text,
+//! parsed, or converted field by field (that took about half a 1,000-workflow
+//! scrape's time).
+
+use prost::Message as _;
+use runplane_api::workflowrun::v1::{
+    DurationHistogram, LastRun, ListWorkflowMetricsResponse, RunStatus, RunnerType, WorkflowMetrics,
+};
+use runplane_kit::time::{from_timestamp, timestamp};
+
+use crate::histogram;
+use crate::run::{runner_name, status_name};
+
+/// The tag of `ListWorkflowMetricsResponse.workflows`: field 1, length-delimited.
+const WORKFLOWS_TAG: u8 = (1 << 3) | 2;
+
+/// A stored record that does not decode (a corrupted row).
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt metrics record: {0}")]
+pub struct CorruptRecord(pub(crate) String);
+
+/// The record of a workflow nothing has finished in yet.
+pub(crate) fn new(id: &str, project: &str, name: &str, created_at_ms: i64) -> WorkflowMetrics {
+    WorkflowMetrics {
+        workflow_id: id.to_owned(),
+        project: project.to_owned(),
+        workflow: name.to_owned(),
+        create_time: Some(timestamp(created_at_ms)),
+        ..WorkflowMetrics::default()
+    }
+}
+
+/// The stored form of a record.
+pub(crate) fn encode(record: &WorkflowMetrics) -> Vec<u8> {
+    [
+        &[WORKFLOWS_TAG][..],
+        &record.encode_length_delimited_to_vec(),
+    ]
+    .concat()
+}
+
+/// A record, read back from [`encode`].
+pub(crate) fn decode(bytes: &[u8]) -> Result<WorkflowMetrics, CorruptRecord> {
+    let mut records = decode_page(bytes)?;
+    match (records.pop(), records.is_empty()) {
+        (Some(record), true) => Ok(record),
+        _ => Err(CorruptRecord(format!(
+            "{} workflows in one record",
+            records.len() + 1
+        ))),
+    }
+}
+
+/// The records of a page, read from their stored forms joined in any order.
+pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<WorkflowMetrics>, CorruptRecord> {
+    let page =
+        ListWorkflowMetricsResponse::decode(bytes).map_err(|e| CorruptRecord(e.to_string()))?;
+    if !page.next_page_token.is_empty() {
+        return Err(CorruptRecord("a record holds a page token".into()));
+    }
+    Ok(page.workflows)
+}
+
+/// One finished run, as its workflow counts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    pub(crate) status: RunStatus,
+    pub(crate) runner: RunnerType,
+    pub(crate) finished_at_ms: i64,
+    /// `None` for an expired run: counted, but not in the duration histogram.
+    pub(crate) duration_ms: Option<i64>,
+}
+
+/// Counts a finished run in its workflow's record. The workflow's last run is
+/// the one that finished last, whatever order the finishes arrive in; an
+/// expired run has no duration, so the last known one stays.
+pub(crate) fn count(record: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
+    let newer = record.last_run.as_ref().is_none_or(|last| {
+        last.finish_time
+            .as_ref()
+            .is_none_or(|at| from_timestamp(at) <= run.finished_at_ms)
+    });
+    if newer {
+        let last = record.last_run.get_or_insert_default();
+        last.status = run.status.into();
+        last.runner_type = run.runner.into();
+        last.finish_time = Some(timestamp(run.finished_at_ms));
+        if let Some(ms) = run.duration_ms {
+            last.duration_seconds = Some(seconds(ms));
+        }
+    }
+
+    let outcome = outcome_of(&mut record.durations, run.status, run.runner, buckets);
+    outcome.runs_total = outcome.runs_total.saturating_add(1);
+    let latest = outcome
+        .last_finish_time
+        .as_ref()
+        .map_or(run.finished_at_ms, |at| {
+            from_timestamp(at).max(run.finished_at_ms)
+        });
+    outcome.last_finish_time = Some(timestamp(latest));
+    if let Some(ms) = run.duration_ms {
+        histogram::observe(outcome, seconds(ms));
+    }
+}
+
+/// The histogram of one outcome, created over `buckets` if it is the first
+/// run to finish so. Outcomes are kept in (status, runner) name order, the
+/// order the scrape lists their series in.
+fn outcome_of<'a>(
+    outcomes: &'a mut Vec<DurationHistogram>,
+    status: RunStatus,
+    runner: RunnerType,
+    buckets: &[f64],
+) -> &'a mut DurationHistogram {
+    let key = (status_name(status), runner_name(runner));
+    let at = outcomes
+        .iter()
+        .position(|o| outcome_key(o) >= key)
+        .unwrap_or(outcomes.len());
+    if outcomes.get(at).is_none_or(|o| outcome_key(o) != key) {
+        outcomes.insert(at, histogram::empty(status, runner, buckets));
+    }
+    &mut outcomes[at]
+}
+
+/// Orders outcomes as [`count`] keeps them.
+pub(crate) fn sort_outcomes(outcomes: &mut [DurationHistogram]) {
+    outcomes.sort_unstable_by_key(outcome_key);
+}
+
+fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
+    (
+        status_name(outcome.status()),
+        runner_name(outcome.runner_type()),
+    )
+}
+
+/// The workflow's last run as its row's columns keep it (for listing
+/// workflows): status, runner, finish time and duration, in milliseconds.
+pub(crate) fn last_run_columns(
+    record: &WorkflowMetrics,
+) -> (Option<String>, Option<String>, Option<i64>, Option<i64>) {
+    match &record.last_run {
+        Some(last) => (
+            Some(status_name(last.status()).to_owned()),
+            Some(runner_name(last.runner_type()).to_owned()),
+            last.finish_time.as_ref().map(from_timestamp),
+            last.duration_seconds.map(|s| (s * 1000.0).round() as i64),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
+/// A last run, from its row's columns.
+pub(crate) fn last_run_from_columns(
+    status: Option<&str>,
+    runner: Option<&str>,
+    finished_at_ms: Option<i64>,
+    duration_ms: Option<i64>,
+) -> Option<LastRun> {
+    let (status, finished_at_ms) = (status?, finished_at_ms?);
+    Some(LastRun {
+        status: crate::run::parse_status(status).into(),
+        runner_type: runner
+            .map(crate::run::parse_runner)
+            .unwrap_or_default()
+            .into(),
+        finish_time: Some(timestamp(finished_at_ms)),
+        duration_seconds: duration_ms.map(seconds),
+    })
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(status: RunStatus, at: i64, duration_ms: Option<i64>) -> Finished {
+        Finished {
+            status,
+            runner: RunnerType::GithubAction,
+            finished_at_ms: at,
+            duration_ms,
+        }
+    }
+
+    #[test]
+    fn records_and_pages_round_trip() {
+        let mut a = new("id-a", "p|;", "déploiement \"x\"", 1_700_000_000_000);
+        count(
+            &mut a,
+            finished(RunStatus::Success, 1_700_000_001_000, Some(300)),
+            &[0.1, 1.0],
+        );
+        let b = new("id-b", "default", "b", 1_700_000_000_001);
+        assert_eq!(decode(&encode(&a)).expect("decode"), a);
+        let page = [encode(&b), encode(&a)].concat();
+        assert_eq!(decode_page(&page).expect("page"), [b, a.clone()]);
+        assert!(decode(&page).is_err(), "a page is not one record");
+        assert!(decode(&encode(&a)[..10]).is_err(), "truncated");
+        assert!(decode_page(&[]).expect("empty page").is_empty());
+    }
+
+    #[test]
+    fn finishes_count_in_order_of_outcome_whatever_order_they_arrive_in() {
+        let mut record = new("id", "default", "build", 0);
+        let buckets = [10.0, 60.0];
+        count(
+            &mut record,
+            finished(RunStatus::Success, 2_000, Some(2_000)),
+            &buckets,
+        );
+        count(
+            &mut record,
+            finished(RunStatus::Error, 1_000, Some(70_000)),
+            &buckets,
+        );
+        count(
+            &mut record,
+            finished(RunStatus::Success, 3_000, Some(20_000)),
+            &buckets,
+        );
+        count(
+            &mut record,
+            finished(RunStatus::Expired, 4_000, None),
+            &buckets,
+        );
+
+        let statuses: Vec<RunStatus> = record.durations.iter().map(|d| d.status()).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Error, RunStatus::Expired, RunStatus::Success]
+        );
+        let success = &record.durations[2];
+        assert_eq!((success.count, success.runs_total), (2, 2));
+        assert_eq!(success.sum_seconds, 22.0);
+        assert_eq!(success.bucket_counts, [1, 2]);
+        assert_eq!(success.last_finish_time, Some(timestamp(3_000)));
+        let expired = &record.durations[1];
+        assert_eq!((expired.count, expired.runs_total), (0, 1));
+        assert_eq!(expired.bucket_counts, [0, 0]);
+
+        // The expired run finished last: it is the last run, and the last
+        // known duration stays.
+        assert_eq!(
+            last_run_columns(&record),
+            (
+                Some("expired".into()),
+                Some("GITHUB_ACTION".into()),
+                Some(4_000),
+                Some(20_000)
+            )
+        );
+        // A run finishing earlier than the last one counts, but is not the last run.
+        count(
+            &mut record,
+            finished(RunStatus::Error, 500, Some(1)),
+            &buckets,
+        );
+        assert_eq!(record.durations[0].runs_total, 2);
+        assert_eq!(
+            record.last_run.as_ref().map(|l| l.status()),
+            Some(RunStatus::Expired)
+        );
+        assert_eq!(
+            record.durations[0].last_finish_time,
+            Some(timestamp(1_000)),
+            "the newest finish of the outcome stays"
+        );
+
+        let (status, runner, at, duration) = last_run_columns(&record);
+        assert_eq!(
+            last_run_from_columns(status.as_deref(), runner.as_deref(), at, duration),
+            record.last_run
+        );
+    }
+}
