@@ -15,7 +15,13 @@ use crate::entity::run;
 use crate::error::Error;
 use crate::run::status_name;
 
-/// The page query: one row, one value holding the page's records joined.
+/// The page query. On SQLite it returns one row, one value holding the page's
+/// records joined: rows crossing sqlx's SQLite driver are expensive (each is
+/// copied out of SQLite, allocated, and handed from the database thread to
+/// the caller, waking it), the database's own work is not. On PostgreSQL rows
+/// come off the socket cheaply and `string_agg` costs more than it saves
+/// (a page of 1,000 read in 1.5 ms as rows, 2.5 ms joined), so it returns
+/// the records as rows.
 fn page_sql(backend: DbBackend, after: bool) -> String {
     let (org, cursor, limit) = match backend {
         DbBackend::Postgres => ("$1", "$2", if after { "$3" } else { "$2" }),
@@ -26,25 +32,19 @@ fn page_sql(backend: DbBackend, after: bool) -> String {
     } else {
         String::new()
     };
-    // SQLite's group_concat joins the bytes as they are but calls the result
-    // text; the cast calls it a blob again.
-    let joined = match backend {
-        DbBackend::Postgres => "string_agg(metrics, ''::bytea)",
-        _ => "CAST(group_concat(metrics, '') AS BLOB)",
-    };
-    format!(
-        "SELECT {joined} FROM (SELECT metrics FROM workflows \
-         WHERE org_id = {org}{cursor} ORDER BY id LIMIT {limit}) AS page"
-    )
+    let page = format!(
+        "SELECT metrics FROM workflows WHERE org_id = {org}{cursor} ORDER BY id LIMIT {limit}"
+    );
+    match backend {
+        DbBackend::Postgres => page,
+        // group_concat joins the bytes as they are but calls the result text;
+        // the cast calls it a blob again.
+        _ => format!("SELECT CAST(group_concat(metrics, '') AS BLOB) FROM ({page}) AS page"),
+    }
 }
 
 impl Store {
     /// A page of an organization's workflows with their aggregates, in id order.
-    ///
-    /// The page crosses the driver as one value: a scrape's cost was dominated
-    /// by rows crossing it (each copied out of SQLite, allocated, and handed
-    /// from the database thread to the caller, waking it), not by the
-    /// database's own work.
     pub async fn workflow_metrics(
         &self,
         org_id: &str,
@@ -57,19 +57,21 @@ impl Store {
             values.push(after.into());
         }
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        let joined: Option<Vec<u8>> = match self
+        let rows = self
             .db
-            .query_one_raw(Statement::from_sql_and_values(
+            .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 page_sql(backend, after.is_some()),
                 values,
             ))
-            .await?
-        {
-            Some(row) => row.try_get_by_index(0)?,
-            None => None,
-        };
-        let mut page = record::decode_page(joined.as_deref().unwrap_or_default())?;
+            .await?;
+        let mut joined = Vec::new();
+        for row in rows {
+            if let Some(records) = row.try_get_by_index::<Option<Vec<u8>>>(0)? {
+                joined.extend_from_slice(&records);
+            }
+        }
+        let mut page = record::decode_page(&joined)?;
         // The aggregate's order is the database's choice; the page's is ours.
         page.sort_unstable_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
 

@@ -3,7 +3,7 @@
 //! statement rather than one call per run.
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
-use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait as _, DbBackend, EntityTrait, TransactionTrait};
 
 use super::{Store, record};
 use crate::entity::{run, workflow};
@@ -104,6 +104,16 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            // A bulk load leaves PostgreSQL's planner statistics stale and its
+            // visibility map empty. Autovacuum would catch up in the
+            // background, competing with whatever runs next (a benchmark's
+            // scrapes); a table that grew over months has had that done
+            // already, so do it now.
+            self.db
+                .execute_unprepared("VACUUM (ANALYZE) runs, workflows")
+                .await?;
+        }
         Ok(written)
     }
 }
