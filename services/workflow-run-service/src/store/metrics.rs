@@ -65,13 +65,12 @@ impl Store {
                 values,
             ))
             .await?;
-        let mut joined = Vec::new();
+        let mut page = Vec::new();
         for row in rows {
             if let Some(records) = row.try_get_by_index::<Option<Vec<u8>>>(0)? {
-                joined.extend_from_slice(&records);
+                page.extend(record::decode_page(&records)?);
             }
         }
-        let mut page = record::decode_page(&joined)?;
         // The aggregate's order is the database's choice; the page's is ours.
         page.sort_unstable_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
 
