@@ -10,6 +10,11 @@
 //! records joined by the database, decoded once: no row is built as text,
 //! parsed, or converted field by field (that took about half a 1,000-workflow
 //! scrape's time).
+//!
+//! Decoding drops fields a binary does not know, so during a rolling upgrade an
+//! older replica that rewrites a record loses what a newer one added to
+//! `WorkflowMetrics`: a new field the records must keep needs its own
+//! migration, or an upgrade with no older replica left writing.
 
 use prost::Message as _;
 use runplane_api::workflowrun::v1::{
@@ -50,13 +55,11 @@ pub(crate) fn encode(record: &WorkflowMetrics) -> Vec<u8> {
 
 /// A record, read back from [`encode`].
 pub(crate) fn decode(bytes: &[u8]) -> Result<WorkflowMetrics, CorruptRecord> {
-    let mut records = decode_page(bytes)?;
-    match (records.pop(), records.is_empty()) {
-        (Some(record), true) => Ok(record),
-        _ => Err(CorruptRecord(format!(
-            "{} workflows in one record",
-            records.len() + 1
-        ))),
+    let records = decode_page(bytes)?;
+    let count = records.len();
+    match <[WorkflowMetrics; 1]>::try_from(records) {
+        Ok([record]) => Ok(record),
+        Err(_) => Err(CorruptRecord(format!("{count} workflows in one record"))),
     }
 }
 
@@ -211,6 +214,7 @@ mod tests {
         assert_eq!(decode_page(&page).expect("page"), [b, a.clone()]);
         assert!(decode(&page).is_err(), "a page is not one record");
         assert!(decode(&encode(&a)[..10]).is_err(), "truncated");
+        assert!(decode(&[]).is_err(), "no record");
         assert!(decode_page(&[]).expect("empty page").is_empty());
     }
 
