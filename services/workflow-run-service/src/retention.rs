@@ -40,27 +40,15 @@ mod tests {
     use runplane_api::workflowrun::v1::RunStatus;
 
     use super::*;
-    use crate::store::test_support::store_with_workflow;
-    use crate::store::{Finish, RunFilter};
+    use crate::store::RunFilter;
+    use crate::store::test_support::{finished_run, store_with_workflow};
 
     #[tokio::test]
     async fn old_finished_runs_go_and_the_aggregates_stay() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, wf) = store_with_workflow(&dir, "build").await;
         for outcome in [RunStatus::Success, RunStatus::Error] {
-            let run = store
-                .start_run(&wf, "UNSPECIFIED", "", None)
-                .await
-                .expect("start");
-            store
-                .finish_run(Finish {
-                    org_id: Some("org"),
-                    run_id: &run.id,
-                    outcome,
-                    reason: "",
-                })
-                .await
-                .expect("finish");
+            finished_run(&store, &wf, "UNSPECIFIED", outcome).await;
         }
         let open = store
             .start_run(&wf, "UNSPECIFIED", "", None)

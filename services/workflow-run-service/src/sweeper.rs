@@ -82,7 +82,7 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::store_with_workflow;
+    use crate::store::test_support::{finished_run, store_with_workflow};
 
     #[tokio::test]
     async fn sweeping_expires_only_runs_past_the_timeout_and_only_once() {
@@ -92,19 +92,7 @@ mod tests {
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
-        let finished = store
-            .start_run(&wf, "UNSPECIFIED", "", None)
-            .await
-            .expect("start");
-        store
-            .finish_run(Finish {
-                org_id: Some("org"),
-                run_id: &finished.id,
-                outcome: RunStatus::Success,
-                reason: "",
-            })
-            .await
-            .expect("finish");
+        let finished = finished_run(&store, &wf, "UNSPECIFIED", RunStatus::Success).await;
 
         // Nothing is older than an hour yet.
         assert_eq!(

@@ -133,19 +133,10 @@ fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
             "run_durations of workflow {workflow_id}: corrupt {what}"
         ))
     };
-    let list = |column: &str| -> Result<String, DbErr> { row.try_get("", column) };
-    let bounds = list("bucket_bounds")?
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::parse::<f64>)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| corrupt("bucket bounds"))?;
-    let counts = list("bucket_counts")?
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::parse::<u64>)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| corrupt("bucket counts"))?;
+    let bounds: Vec<f64> =
+        comma_separated(row, "bucket_bounds")?.ok_or_else(|| corrupt("bucket bounds"))?;
+    let counts: Vec<u64> =
+        comma_separated(row, "bucket_counts")?.ok_or_else(|| corrupt("bucket counts"))?;
     if bounds.len() != counts.len() {
         return Err(corrupt("histogram (as many counts as bounds)"));
     }
@@ -167,6 +158,19 @@ fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
     Ok((workflow_id, histogram))
 }
 
+/// A comma-separated list column, `None` if an item does not parse.
+fn comma_separated<T: std::str::FromStr>(
+    row: &QueryResult,
+    column: &str,
+) -> Result<Option<Vec<T>>, DbErr> {
+    let text: String = row.try_get("", column)?;
+    Ok(text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|item| item.parse().ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -177,7 +181,8 @@ mod tests {
 
     use super::*;
     use crate::migration::Migrator;
-    use crate::store::{Finish, Store};
+    use crate::store::Store;
+    use crate::store::test_support::finished_run;
 
     /// The schema before this migration, with two workflows of `org` (one with
     /// a success histogram and an expired run, one with nothing finished) and
@@ -274,19 +279,7 @@ mod tests {
             .find_or_create_workflow("org", "default", "build")
             .await
             .expect("workflow");
-        let run = store
-            .start_run(&workflow, "GITHUB_ACTION", "", None)
-            .await
-            .expect("start");
-        store
-            .finish_run(Finish {
-                org_id: Some("org"),
-                run_id: &run.id,
-                outcome: RunStatus::Success,
-                reason: "",
-            })
-            .await
-            .expect("finish");
+        finished_run(&store, &workflow, "GITHUB_ACTION", RunStatus::Success).await;
         let page = store.workflow_metrics("org", None, 10).await.expect("page");
         let success = &page[0].durations[1];
         assert_eq!((success.count, success.runs_total), (3, 3));

@@ -78,4 +78,27 @@ pub(crate) mod test_support {
             .expect("workflow");
         (store, workflow)
     }
+
+    /// A run of organization `org`'s `workflow` on `runner`, started and
+    /// finished as `outcome`.
+    pub(crate) async fn finished_run(
+        store: &super::Store,
+        workflow: &super::WorkflowRef,
+        runner: &str,
+        outcome: runplane_api::workflowrun::v1::RunStatus,
+    ) -> crate::entity::run::Model {
+        let run = store
+            .start_run(workflow, runner, "", None)
+            .await
+            .expect("start");
+        store
+            .finish_run(super::Finish {
+                org_id: Some("org"),
+                run_id: &run.id,
+                outcome,
+                reason: "",
+            })
+            .await
+            .expect("finish")
+    }
 }

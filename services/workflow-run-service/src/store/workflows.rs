@@ -244,8 +244,7 @@ mod tests {
     use runplane_api::workflowrun::v1::RunStatus;
 
     use super::*;
-    use crate::store::Finish;
-    use crate::store::test_support::store;
+    use crate::store::test_support::{finished_run, store};
 
     #[tokio::test]
     async fn deleting_a_workflow_takes_its_runs_and_aggregates_even_from_another_replica() {
@@ -257,19 +256,7 @@ mod tests {
             .find_or_create_workflow("org", "default", "build")
             .await
             .expect("wf");
-        let run = replica_a
-            .start_run(&wf, "UNSPECIFIED", "", None)
-            .await
-            .expect("start");
-        replica_a
-            .finish_run(Finish {
-                org_id: Some("org"),
-                run_id: &run.id,
-                outcome: RunStatus::Success,
-                reason: "",
-            })
-            .await
-            .expect("finish");
+        finished_run(&replica_a, &wf, "UNSPECIFIED", RunStatus::Success).await;
         replica_a
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await
