@@ -23,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| proto_root.join(p)).collect();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("runplane_descriptor.bin"))
+        // Written by hand: its workflows stay encoded (see the module).
+        .extern_path(
+            ".runplane.workflowrun.v1.ListWorkflowMetricsResponse",
+            "crate::workflow_metrics_page::ListWorkflowMetricsResponse",
+        )
         .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
     println!("cargo:rerun-if-changed={}", proto_root.display());
     println!("cargo:rerun-if-env-changed=PROTOC");

@@ -24,8 +24,11 @@ pub mod workflowrun {
     /// Version 1 of the workflow-run API.
     pub mod v1 {
         tonic::include_proto!("runplane.workflowrun.v1");
+        pub use crate::workflow_metrics_page::ListWorkflowMetricsResponse;
     }
 }
+
+mod workflow_metrics_page;
 
 /// Encoded `FileDescriptorSet` of every runplane proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("runplane_descriptor");

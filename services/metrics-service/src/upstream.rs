@@ -94,7 +94,10 @@ impl Upstreams {
                 .await
                 .map_err(|status| upstream_error("workflow-run-service", status))?
                 .into_inner();
-            all.extend(page.workflows);
+            all.extend(page.workflows().map_err(|e| ScrapeError::Upstream {
+                upstream: "workflow-run-service",
+                detail: e.to_string(),
+            })?);
             if page.next_page_token.is_empty() {
                 return Ok(all);
             }

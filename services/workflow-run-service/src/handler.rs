@@ -313,9 +313,12 @@ impl WorkflowRunService for WorkflowRunHandler {
             .store
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
             .await?;
-        Ok(Response::new(ListWorkflowMetricsResponse {
-            next_page_token: next_token(&page, limit, |w| &w.workflow_id),
-            workflows: page,
-        }))
+        let mut reply = page.workflows;
+        reply.next_page_token = page
+            .more_after
+            .as_deref()
+            .map(page_token::encode)
+            .unwrap_or_default();
+        Ok(Response::new(reply))
     }
 }

@@ -54,10 +54,7 @@ mod tests {
             .start_run(&wf, "UNSPECIFIED", "", None)
             .await
             .expect("start");
-        let before = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let before = crate::store::test_support::org_metrics(&store).await;
 
         // Nothing is a day old yet.
         assert_eq!(
@@ -78,10 +75,7 @@ mod tests {
             [open.id.as_str()]
         );
         assert_eq!(
-            store
-                .workflow_metrics("org", None, 10)
-                .await
-                .expect("metrics"),
+            crate::store::test_support::org_metrics(&store).await,
             before
         );
     }

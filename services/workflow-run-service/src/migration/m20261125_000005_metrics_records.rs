@@ -214,7 +214,7 @@ mod tests {
         );
 
         let store = Store::new(db, vec![10.0, 60.0]);
-        let page = store.workflow_metrics("org", None, 10).await.expect("page");
+        let page = crate::store::test_support::org_metrics(&store).await;
         assert_eq!(
             page.iter()
                 .map(|w| w.workflow_id.as_str())
@@ -280,7 +280,7 @@ mod tests {
             .await
             .expect("workflow");
         finished_run(&store, &workflow, "GITHUB_ACTION", RunStatus::Success).await;
-        let page = store.workflow_metrics("org", None, 10).await.expect("page");
+        let page = crate::store::test_support::org_metrics(&store).await;
         let success = &page[0].durations[1];
         assert_eq!((success.count, success.runs_total), (3, 3));
         assert_eq!(success.bucket_counts, [2, 3]);

@@ -1,11 +1,12 @@
 //! A scrape's page: an organization's workflows' metrics records (see
-//! [`super::record`]), joined into one value by the database, plus the runs
-//! still in progress (found through the (org, status) index, so finished
-//! history is never read).
+//! [`super::record`]), joined into one value by the database and passed on
+//! as they are stored, plus the runs still in progress (found through the
+//! (org, status) index, so finished history is never read).
 
 use std::collections::HashMap;
 
-use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
+use prost::Message as _;
+use runplane_api::workflowrun::v1::{ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
 };
@@ -43,20 +44,37 @@ fn page_sql(backend: DbBackend, after: bool) -> String {
     }
 }
 
+/// A page of an organization's workflows with their aggregates.
+#[derive(Debug)]
+pub struct MetricsPage {
+    /// The workflows in id order, encoded as the reply carries them.
+    pub workflows: ListWorkflowMetricsResponse,
+    /// The last workflow's id, when more follow it.
+    pub more_after: Option<String>,
+}
+
 impl Store {
-    /// A page of an organization's workflows with their aggregates, in id order.
+    /// A page of at most `limit` of an organization's workflows with their
+    /// aggregates, after the workflow `after`.
     pub async fn workflow_metrics(
         &self,
         org_id: &str,
         after: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<WorkflowMetrics>, Error> {
+    ) -> Result<MetricsPage, Error> {
         let backend = self.db.get_database_backend();
         let mut values: Vec<sea_orm::Value> = vec![org_id.into()];
         if let Some(after) = after {
             values.push(after.into());
         }
-        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        // One more than the page, to know without another call whether a
+        // page follows.
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        values.push(
+            i64::try_from(limit.saturating_add(1))
+                .unwrap_or(i64::MAX)
+                .into(),
+        );
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -65,43 +83,67 @@ impl Store {
                 values,
             ))
             .await?;
-        let mut page = Vec::new();
-        for row in rows {
-            if let Some(records) = row.try_get_by_index::<Option<Vec<u8>>>(0)? {
-                page.extend(record::decode_page(&records)?);
-            }
+        let values = rows
+            .iter()
+            .filter_map(|row| row.try_get_by_index::<Option<Vec<u8>>>(0).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records = Vec::new();
+        for value in &values {
+            record::split_page(value, &mut records)?;
         }
         // The aggregate's order is the database's choice; the page's is ours.
-        page.sort_unstable_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+        records.sort_unstable_by_key(|r| r.workflow_id);
+        let more_after = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| r.workflow_id.to_owned())
+        } else {
+            None
+        };
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(MetricsPage {
+                workflows: ListWorkflowMetricsResponse::default(),
+                more_after: None,
+            });
+        };
 
         // The page is the organization's workflows between its first and last
         // id, so that range selects their runs. Not an `IN` list of the ids: a
         // 1,000-id bind message followed by a small one is the pattern that
         // Nagle's algorithm stalls for a delayed ACK (~40 ms over TCP), and
         // sqlx 0.9.0 no longer sets TCP_NODELAY on PostgreSQL connections.
-        let (first, last) = match (page.first(), page.last()) {
-            (Some(first), Some(last)) => (first.workflow_id.clone(), last.workflow_id.clone()),
-            _ => return Ok(page),
-        };
         let in_progress: HashMap<String, i64> = run::Entity::find()
             .select_only()
             .column(run::Column::WorkflowId)
             .column_as(run::Column::Id.count(), "runs")
             .filter(run::Column::OrgId.eq(org_id))
             .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)))
-            .filter(run::Column::WorkflowId.between(first, last))
+            .filter(run::Column::WorkflowId.between(first.workflow_id, last.workflow_id))
             .group_by(run::Column::WorkflowId)
             .into_tuple::<(String, i64)>()
             .all(&self.db)
             .await?
             .into_iter()
             .collect();
-        for workflow in &mut page {
-            workflow.runs_in_progress = in_progress
-                .get(&workflow.workflow_id)
-                .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX));
+
+        // Each record goes out as it is stored, its runs in progress appended
+        // as one more encoded field.
+        let mut workflows = ListWorkflowMetricsResponse::default();
+        let mut more = Vec::new();
+        for stored in &records {
+            more.clear();
+            if let Some(runs) = in_progress.get(stored.workflow_id) {
+                WorkflowMetrics {
+                    runs_in_progress: u32::try_from(*runs).unwrap_or(u32::MAX),
+                    ..WorkflowMetrics::default()
+                }
+                .encode_raw(&mut more);
+            }
+            workflows.push_encoded(stored.message, &more);
         }
-        Ok(page)
+        Ok(MetricsPage {
+            workflows,
+            more_after,
+        })
     }
 }
 
@@ -136,23 +178,33 @@ mod tests {
             expected.push((ours.id.clone(), u32::try_from(i).expect("small")));
         }
         expected.sort();
-        for limit in [1, 2, 5] {
+        for limit in [1, 2, 5, 6] {
             let mut counted = Vec::new();
             let mut after: Option<String> = None;
+            let mut calls = 0;
             loop {
                 let page = store
                     .workflow_metrics("org", after.as_deref(), limit)
                     .await
                     .expect("page");
+                calls += 1;
+                let workflows = page.workflows.workflows().expect("decode");
+                assert!(workflows.len() as u64 <= limit);
                 counted.extend(
-                    page.iter()
+                    workflows
+                        .iter()
                         .map(|w| (w.workflow_id.clone(), w.runs_in_progress)),
                 );
-                if (page.len() as u64) < limit {
-                    break;
+                match page.more_after {
+                    Some(last) => {
+                        assert_eq!(Some(&last), workflows.last().map(|w| &w.workflow_id));
+                        after = Some(last);
+                    }
+                    None => break,
                 }
-                after = page.last().map(|w| w.workflow_id.clone());
             }
+            // A full last page says no page follows: no empty call after it.
+            assert_eq!(calls, 5u64.div_ceil(limit), "pages of {limit}");
             assert_eq!(counted, expected, "pages of {limit}");
         }
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
+pub use metrics::MetricsPage;
 pub use runs::{Finish, RunFilter};
 pub use seed::SeedPlan;
 pub use workflows::WorkflowRef;
@@ -63,6 +64,17 @@ pub(crate) mod test_support {
             .await
             .expect("open");
         super::Store::new(db, vec![10.0, 60.0])
+    }
+
+    /// Organization `org`'s first ten workflows with their aggregates, decoded.
+    pub(crate) async fn org_metrics(
+        store: &super::Store,
+    ) -> Vec<runplane_api::workflowrun::v1::WorkflowMetrics> {
+        let page = store
+            .workflow_metrics("org", None, 10)
+            .await
+            .expect("metrics");
+        page.workflows.workflows().expect("decode")
     }
 
     /// A store over a fresh SQLite file in `dir`, with organization `org`'s

@@ -17,6 +17,7 @@
 //! migration, or an upgrade with no older replica left writing.
 
 use prost::Message as _;
+use prost::encoding::{self, DecodeContext, WireType};
 use runplane_api::workflowrun::v1::{
     DurationHistogram, LastRun, ListWorkflowMetricsResponse, RunStatus, RunnerType, WorkflowMetrics,
 };
@@ -25,8 +26,9 @@ use runplane_kit::time::{from_timestamp, timestamp};
 use crate::histogram;
 use crate::run::{runner_name, status_name};
 
-/// The tag of `ListWorkflowMetricsResponse.workflows`: field 1, length-delimited.
-const WORKFLOWS_TAG: u8 = (1 << 3) | 2;
+/// `ListWorkflowMetricsResponse.workflows` and `WorkflowMetrics.workflow_id`.
+const WORKFLOWS_FIELD: u32 = 1;
+const WORKFLOW_ID_FIELD: u32 = 1;
 
 /// A stored record that does not decode (a corrupted row).
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +48,7 @@ pub(crate) fn new(id: &str, project: &str, name: &str, created_at_ms: i64) -> Wo
 
 /// The stored form of a record.
 pub(crate) fn encode(record: &WorkflowMetrics) -> Vec<u8> {
-    [
-        &[WORKFLOWS_TAG][..],
-        &record.encode_length_delimited_to_vec(),
-    ]
-    .concat()
+    ListWorkflowMetricsResponse::new([record], String::new()).encode_to_vec()
 }
 
 /// A record, read back from [`encode`].
@@ -70,7 +68,70 @@ pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<WorkflowMetrics>, CorruptR
     if !page.next_page_token.is_empty() {
         return Err(CorruptRecord("a record holds a page token".into()));
     }
-    Ok(page.workflows)
+    page.workflows().map_err(|e| CorruptRecord(e.to_string()))
+}
+
+/// A stored record where it lies: its workflow's id and its encoded
+/// `WorkflowMetrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored<'a> {
+    pub(crate) workflow_id: &'a str,
+    pub(crate) message: &'a [u8],
+}
+
+/// The records of a page, from their stored forms joined in any order, left
+/// encoded: only each one's framing and workflow id are read, so a scrape's
+/// page reaches the reply without being decoded and encoded again (that was
+/// about half of workflow-run-service's work per scrape). Whatever else a
+/// record holds is decoded by the reader of the reply.
+pub(crate) fn split_page<'a>(
+    mut bytes: &'a [u8],
+    into: &mut Vec<Stored<'a>>,
+) -> Result<(), CorruptRecord> {
+    while !bytes.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut bytes).map_err(corrupt)?;
+        if (tag, wire_type) != (WORKFLOWS_FIELD, WireType::LengthDelimited) {
+            return Err(CorruptRecord(format!("field {tag} in a page of records")));
+        }
+        let message = length_delimited(&mut bytes)?;
+        into.push(Stored {
+            workflow_id: workflow_id(message)?,
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// The `workflow_id` of an encoded `WorkflowMetrics`: its first field, as
+/// prost writes fields in number order.
+fn workflow_id(mut message: &[u8]) -> Result<&str, CorruptRecord> {
+    while !message.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut message).map_err(corrupt)?;
+        if (tag, wire_type) == (WORKFLOW_ID_FIELD, WireType::LengthDelimited) {
+            let id = length_delimited(&mut message)?;
+            return std::str::from_utf8(id)
+                .map_err(|_| CorruptRecord("a workflow id that is not UTF-8".into()));
+        }
+        encoding::skip_field(wire_type, tag, &mut message, DecodeContext::default())
+            .map_err(corrupt)?;
+    }
+    Err(CorruptRecord("a record without a workflow id".into()))
+}
+
+/// The next length-delimited value of `bytes`, which then start after it.
+fn length_delimited<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], CorruptRecord> {
+    let len = encoding::decode_varint(bytes).map_err(corrupt)?;
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > bytes.len() {
+        return Err(CorruptRecord("a truncated record".into()));
+    }
+    let (value, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Ok(value)
+}
+
+fn corrupt(e: prost::DecodeError) -> CorruptRecord {
+    CorruptRecord(e.to_string())
 }
 
 /// One finished run, as its workflow counts it.
@@ -200,15 +261,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_and_pages_round_trip() {
+    /// Two records: `a` with a finished run and names to escape, `b` fresh.
+    fn two_records() -> (WorkflowMetrics, WorkflowMetrics) {
         let mut a = new("id-a", "p|;", "déploiement \"x\"", 1_700_000_000_000);
         count(
             &mut a,
             finished(RunStatus::Success, 1_700_000_001_000, Some(300)),
             &[0.1, 1.0],
         );
-        let b = new("id-b", "default", "b", 1_700_000_000_001);
+        (a, new("id-b", "default", "b", 1_700_000_000_001))
+    }
+
+    #[test]
+    fn records_and_pages_round_trip() {
+        let (a, b) = two_records();
         assert_eq!(decode(&encode(&a)).expect("decode"), a);
         let page = [encode(&b), encode(&a)].concat();
         assert_eq!(decode_page(&page).expect("page"), [b, a.clone()]);
@@ -216,6 +282,50 @@ mod tests {
         assert!(decode(&encode(&a)[..10]).is_err(), "truncated");
         assert!(decode(&[]).is_err(), "no record");
         assert!(decode_page(&[]).expect("empty page").is_empty());
+    }
+
+    #[test]
+    fn a_page_splits_into_its_records_as_they_were_stored() {
+        let (a, b) = two_records();
+        let page = [encode(&b), encode(&a)].concat();
+        let mut stored = Vec::new();
+        split_page(&page, &mut stored).expect("split");
+        let ids: Vec<&str> = stored.iter().map(|r| r.workflow_id).collect();
+        assert_eq!(ids, ["id-b", "id-a"]);
+        for (record, expected) in stored.iter().zip([&b, &a]) {
+            assert_eq!(record.message, expected.encode_to_vec());
+        }
+
+        // The id is found wherever it is in the message.
+        let mut reframed = ListWorkflowMetricsResponse::default();
+        reframed.push_encoded(
+            &WorkflowMetrics {
+                workflow_id: String::new(),
+                ..a.clone()
+            }
+            .encode_to_vec(),
+            &WorkflowMetrics {
+                workflow_id: "id-a".into(),
+                ..WorkflowMetrics::default()
+            }
+            .encode_to_vec(),
+        );
+        let reframed = reframed.encode_to_vec();
+        let mut stored = Vec::new();
+        split_page(&reframed, &mut stored).expect("split");
+        assert_eq!(stored[0].workflow_id, "id-a");
+
+        for corrupt in [
+            &page[..page.len() - 1],
+            &[0x12, 0x00][..],
+            &[0x0a, 0x02, 0x10, 0x01][..],
+            &[0x0a, 0x03, 0x0a, 0x01, 0xff][..],
+        ] {
+            assert!(
+                split_page(corrupt, &mut Vec::new()).is_err(),
+                "{corrupt:?} is refused"
+            );
+        }
     }
 
     #[test]

@@ -300,10 +300,7 @@ mod tests {
             .await
             .expect("finish b");
 
-        let page = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let page = crate::store::test_support::org_metrics(&store).await;
         assert_eq!(page.len(), 1);
         let workflow = &page[0];
         assert_eq!(
@@ -375,10 +372,7 @@ mod tests {
             .await
             .expect("expire");
         assert_eq!(expired.status, "expired");
-        let page = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let page = crate::store::test_support::org_metrics(&store).await;
         let last = page[0].last_run.as_ref().expect("a last run");
         assert_eq!(last.status(), RunStatus::Expired);
         assert_eq!(last.duration_seconds, None);
@@ -434,10 +428,7 @@ mod tests {
             .finish_run(finish(&first.id, RunStatus::Error))
             .await
             .expect("finish");
-        let page = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let page = crate::store::test_support::org_metrics(&store).await;
         assert_eq!(page[0].runs_in_progress, 1);
         let last_run = page[0].last_run.as_ref().expect("a last run");
         assert_eq!(last_run.status(), RunStatus::Error);

@@ -141,10 +141,7 @@ mod tests {
             .await
             .expect("runs");
         assert_eq!(runs.len(), 21);
-        let page = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let page = crate::store::test_support::org_metrics(&store).await;
         assert_eq!(page.len(), 3);
         for workflow in page {
             let durations = &workflow.durations;

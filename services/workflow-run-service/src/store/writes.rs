@@ -394,10 +394,7 @@ mod tests {
 
     /// (count, runs_total, bucket_counts) of the workflow's one outcome.
     async fn aggregate(store: &Store) -> (u64, u64, Vec<u64>) {
-        let page = store
-            .workflow_metrics("org", None, 10)
-            .await
-            .expect("metrics");
+        let page = crate::store::test_support::org_metrics(store).await;
         let outcome = &page[0].durations[0];
         (
             outcome.count,
