@@ -13,6 +13,7 @@ mod docs;
 mod drain;
 mod grpc_api;
 mod hostile;
+mod large_scrape;
 mod limits;
 mod org_metrics;
 mod postgres;

@@ -114,16 +114,66 @@ runs are deleted.";
 const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
 const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
 
-/// The exposition of one organization's workflows. `started` is when the
-/// request began: the last family reports how long the whole answer took.
+/// The exposition of one organization's workflows, whole. `started` is when
+/// the request began: the last family reports how long the whole answer took.
 pub fn render(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
     started: Instant,
 ) -> String {
+    let mut whole = String::new();
+    render_chunked(options, org, workflows, started, usize::MAX, |chunk| {
+        whole = chunk;
+        Ok(())
+    });
+    whole
+}
+
+/// About how long the exposition of `workflows` is, rounded up (with the
+/// default buckets, a workflow's lines are ~0.7 KiB and an outcome's ~2.4 KiB).
+pub fn estimated_len(workflows: &[WorkflowMetrics]) -> usize {
     let outcomes: usize = workflows.iter().map(|w| w.durations.len()).sum();
-    let mut out = String::with_capacity(512 + workflows.len() * 700 + outcomes * 2800);
+    512 + workflows.len() * 700 + outcomes * 2800
+}
+
+/// The receiver of a chunked exposition is gone (the client hung up).
+#[derive(Debug)]
+pub struct Gone;
+
+/// The exposition of one organization's workflows, handed to `emit` in
+/// chunks of about `chunk_size` bytes (a chunk is cut at the end of a
+/// workflow's lines), so that a large one is sent while it is written rather
+/// than held whole: 10,000 workflows make ~70 MiB of text. Stops early when
+/// `emit` says the receiver is gone.
+pub fn render_chunked(
+    options: &Options,
+    org: &str,
+    workflows: &[WorkflowMetrics],
+    started: Instant,
+    chunk_size: usize,
+    emit: impl FnMut(String) -> Result<(), Gone>,
+) {
+    let mut out = Chunks {
+        buf: String::new(),
+        // Room for one workflow's lines past the cut, so a chunk is not
+        // reallocated as it fills.
+        capacity: estimated_len(workflows).min(chunk_size.saturating_add(64 * 1024)),
+        chunk_size,
+        emit,
+    };
+    out.buf.reserve(out.capacity);
+    // Only a receiver that hung up stops the writing.
+    let _ = write(options, org, workflows, started, &mut out);
+}
+
+fn write(
+    options: &Options,
+    org: &str,
+    workflows: &[WorkflowMetrics],
+    started: Instant,
+    chunks: &mut Chunks<impl FnMut(String) -> Result<(), Gone>>,
+) -> Result<(), Gone> {
     let writer = Writer {
         ns: &options.namespace,
         format: options.format,
@@ -143,6 +193,7 @@ pub fn render(
     // Chainloop's two families first, as Chainloop writes them.
     let mut family = writer.family("workflow_up", UP_HELP, Kind::Gauge);
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         let Some(last) = &w.last_run else { continue };
         set_labels(
             &mut labels,
@@ -154,7 +205,7 @@ pub fn render(
             ],
         );
         let up = u8::from(last.status() == RunStatus::Success);
-        family.sample(&mut out, "", &labels, up);
+        family.sample(&mut chunks.buf, "", &labels, up);
     }
 
     let mut family = writer.family(
@@ -163,10 +214,11 @@ pub fn render(
         Kind::Histogram,
     );
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         // Expired runs are counted without a duration: no histogram of their own.
         for d in w.durations.iter().filter(|d| d.count > 0) {
             outcome_labels(&mut labels, org, project, workflow, d);
-            family.header(&mut out);
+            family.header(&mut chunks.buf);
             // Each bucket line is this prefix, a bound, and a count: the
             // bounds are formatted once per distinct list, not once per line.
             prefix.clear();
@@ -176,21 +228,22 @@ pub fn render(
             prefix.push_str(",le=\"");
             let bounds = bound_labels.get(&d.bucket_bounds);
             for (bound, count) in bounds.iter().zip(&d.bucket_counts) {
-                bucket_line(&mut out, &prefix, bound, *count);
+                bucket_line(&mut chunks.buf, &prefix, bound, *count);
             }
-            bucket_line(&mut out, &prefix, "+Inf", d.count);
-            family.sample(&mut out, "_sum", &labels, d.sum_seconds);
-            family.sample(&mut out, "_count", &labels, d.count);
+            bucket_line(&mut chunks.buf, &prefix, "+Inf", d.count);
+            family.sample(&mut chunks.buf, "_sum", &labels, d.sum_seconds);
+            family.sample(&mut chunks.buf, "_count", &labels, d.count);
             if writer.created {
-                family.created(&mut out, &labels, w);
+                family.created(&mut chunks.buf, &labels, w);
             }
         }
     }
 
     let mut family = writer.family("workflow_runs_in_progress", IN_PROGRESS_HELP, Kind::Gauge);
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         workflow_labels(&mut labels, org, project, workflow);
-        family.sample(&mut out, "", &labels, w.runs_in_progress);
+        family.sample(&mut chunks.buf, "", &labels, w.runs_in_progress);
     }
 
     let mut family = writer.family(
@@ -200,6 +253,7 @@ pub fn render(
     );
     let mut newest: BTreeMap<&'static str, i64> = BTreeMap::new();
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         newest.clear();
         for d in &w.durations {
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
@@ -217,7 +271,7 @@ pub fn render(
                     ("workflow", workflow),
                 ],
             );
-            family.sample(&mut out, "", &labels, Seconds(*at));
+            family.sample(&mut chunks.buf, "", &labels, Seconds(*at));
         }
     }
 
@@ -227,34 +281,65 @@ pub fn render(
         Kind::Gauge,
     );
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         let Some(seconds) = w.last_run.as_ref().and_then(|l| l.duration_seconds) else {
             continue;
         };
         workflow_labels(&mut labels, org, project, workflow);
-        family.sample(&mut out, "", &labels, seconds);
+        family.sample(&mut chunks.buf, "", &labels, seconds);
     }
 
     let mut family = writer.family("workflow_runs", RUNS_HELP, Kind::Counter);
     for (w, (project, workflow)) in workflows.iter().zip(&escaped) {
+        chunks.cut_if_full()?;
         for d in &w.durations {
             outcome_labels(&mut labels, org, project, workflow, d);
-            family.sample(&mut out, "_total", &labels, d.runs_total);
+            family.sample(&mut chunks.buf, "_total", &labels, d.runs_total);
             if writer.created {
-                family.created(&mut out, &labels, w);
+                family.created(&mut chunks.buf, &labels, w);
             }
         }
     }
 
     set_labels(&mut labels, &[("org", org)]);
     let mut family = writer.family("org_workflows", ORG_WORKFLOWS_HELP, Kind::Gauge);
-    family.sample(&mut out, "", &labels, workflows.len());
+    family.sample(&mut chunks.buf, "", &labels, workflows.len());
     let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
-    family.sample(&mut out, "", &labels, started.elapsed().as_secs_f64());
+    family.sample(
+        &mut chunks.buf,
+        "",
+        &labels,
+        started.elapsed().as_secs_f64(),
+    );
 
     if writer.format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
+        chunks.buf.push_str("# EOF\n");
     }
-    out
+    chunks.finish()
+}
+
+/// The exposition's buffer, handed on whenever it holds a chunk.
+struct Chunks<E> {
+    buf: String,
+    capacity: usize,
+    chunk_size: usize,
+    emit: E,
+}
+
+impl<E: FnMut(String) -> Result<(), Gone>> Chunks<E> {
+    /// Hands the buffer on if it holds a chunk; called between workflows.
+    fn cut_if_full(&mut self) -> Result<(), Gone> {
+        if self.buf.len() < self.chunk_size {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, String::with_capacity(self.capacity));
+        (self.emit)(full)
+    }
+
+    /// Hands on what is left.
+    fn finish(&mut self) -> Result<(), Gone> {
+        (self.emit)(std::mem::take(&mut self.buf))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -784,6 +869,32 @@ mod tests {
             reference_text("ci", "o", &several)
         );
         assert!(text.contains("# TYPE ci_scrape_duration_seconds gauge"));
+    }
+
+    #[test]
+    fn chunks_join_to_the_whole_exposition_and_stop_when_the_receiver_is_gone() {
+        let several = assorted();
+        for format in [Format::Text, Format::OpenMetrics] {
+            let whole =
+                without_scrape_duration(&render(&options(format), "o", &several, Instant::now()));
+            let mut chunks = Vec::new();
+            render_chunked(&options(format), "o", &several, Instant::now(), 1, |c| {
+                chunks.push(c);
+                Ok(())
+            });
+            // Cut between workflows, so more chunks than families, each of
+            // whole lines.
+            assert!(chunks.len() > 8, "{} chunks", chunks.len());
+            assert!(chunks.iter().all(|c| c.ends_with('\n')), "{chunks:?}");
+            assert_eq!(without_scrape_duration(&chunks.concat()), whole);
+
+            let mut handed = 0;
+            render_chunked(&options(format), "o", &several, Instant::now(), 1, |_| {
+                handed += 1;
+                if handed == 2 { Err(Gone) } else { Ok(()) }
+            });
+            assert_eq!(handed, 2, "nothing is written after the receiver is gone");
+        }
     }
 
     #[test]
