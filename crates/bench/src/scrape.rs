@@ -7,45 +7,43 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::http::header;
 
-use crate::stats::Latencies;
+use crate::stats::{Latencies, Repeated};
 
 /// What scraping one organization measured.
 pub(crate) struct Scrapes {
-    pub(crate) latencies: Latencies,
+    pub(crate) latencies: Repeated,
     pub(crate) bytes: usize,
-    pub(crate) body: Bytes,
 }
 
-/// Scrapes `url` `count` times back to back (after one warm-up), as Prometheus would.
-pub(crate) async fn scrape(
+/// One scrape of `url`, checked: its body.
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<Bytes> {
+    let mut request = http.get(url);
+    if let Some(secret) = secret {
+        request = request.bearer_auth(secret);
+    }
+    let response = request.send().await?;
+    anyhow::ensure!(response.status() == 200, "{url}: {}", response.status());
+    Ok(response.bytes().await?)
+}
+
+/// `count` scrapes of `url` back to back, as Prometheus would make them.
+pub(crate) async fn batch(
     http: &reqwest::Client,
     url: &str,
     secret: Option<&str>,
     count: usize,
-) -> anyhow::Result<Scrapes> {
-    let get = || {
-        let mut request = http.get(url);
-        if let Some(secret) = secret {
-            request = request.bearer_auth(secret);
-        }
-        request
-    };
-    let warm = get().send().await?;
-    anyhow::ensure!(warm.status() == 200, "{url}: {}", warm.status());
-    let body = warm.bytes().await?;
+) -> anyhow::Result<Latencies> {
     let mut latencies = Latencies::default();
     for _ in 0..count {
         let t0 = Instant::now();
-        let response = get().send().await?;
-        anyhow::ensure!(response.status() == 200, "{url}: {}", response.status());
-        response.bytes().await?;
+        fetch(http, url, secret).await?;
         latencies.push(t0.elapsed());
     }
-    Ok(Scrapes {
-        latencies,
-        bytes: body.len(),
-        body,
-    })
+    Ok(latencies)
 }
 
 /// Floor (b): an HTTP server that returns `body` from memory, as a scrape would.
