@@ -656,11 +656,30 @@ fn psql(url: &str, query: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// A free port on the loopback interface.
+/// A free port on the loopback interface that no other test of this run is given.
+///
+/// Not the kernel's `bind(0)`: that may hand a port to one test while another is
+/// restarting its suite on it, and then the second suite's readiness check is
+/// answered by the first suite's service. Ports come from a counter below the
+/// kernel's ephemeral range (32768 on Linux), where neither `bind(0)` nor an
+/// outgoing connection ever lands, and each is handed out once per process.
 pub(crate) fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const END: u16 = 32_768;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Two test processes at once (two checkouts) start far apart.
+    let start = FIRST + (std::process::id() % 40) as u16 * 300;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = start + offset;
+        assert!(port < END, "ran out of test ports");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Skip a port something else on the machine listens on.
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 /// A connected gRPC channel to `addr`.
@@ -834,15 +853,7 @@ pub(crate) fn parse_openmetrics(exposition: &str) -> Result<Vec<ParsedSample>, S
 }
 
 fn free_ports() -> [SocketAddr; 4] {
-    // Hold all four at once so they are distinct; the services bind them right after.
-    let listeners: Vec<TcpListener> = (0..4)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr"))
-        .collect();
-    [addrs[0], addrs[1], addrs[2], addrs[3]]
+    [free_port(), free_port(), free_port(), free_port()]
 }
 
 fn signal(pid: u32, signal: nix::sys::signal::Signal) {
