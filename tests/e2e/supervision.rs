@@ -63,3 +63,32 @@ async fn a_bad_config_file_fails_fast_with_a_clear_message() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_up_on_the_same_ports_is_refused_and_the_first_keeps_serving() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let metrics_addr = suite.addrs[3].to_string();
+    let config = suite.config.display().to_string();
+    let out = suite
+        .cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
+        .await;
+    assert!(!out.status.success());
+    let first = suite.addrs[0].to_string();
+    assert!(
+        out.stderr
+            .contains(&format!("org-service cannot listen on {first}"))
+            && out.stderr.contains("another `runplane up`"),
+        "{}",
+        out.stderr
+    );
+    // Nothing of the second was started, so nothing of the first was disturbed.
+    assert!(!out.stderr.contains("exited"), "{}", out.stderr);
+    for addr in &suite.addrs[..3] {
+        assert!(grpc_serving(*addr, "").await, "{addr} stopped serving");
+    }
+    suite
+        .cli(&["organization", "create", "--name", "cyberdyne"])
+        .await
+        .ok();
+}

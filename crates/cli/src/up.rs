@@ -203,6 +203,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
         )
     })?;
     ensure_admin_token(&plan.admin_token_file)?;
+    ensure_ports_free(&plan)?;
 
     let mut children: Vec<(&'static str, Child)> = Vec::new();
     if let Err(e) = start_all(&plan, &mut children).await {
@@ -272,6 +273,21 @@ async fn start_all(plan: &Plan, children: &mut Vec<(&'static str, Child)>) -> an
         children.push((service.name, child));
         let (_, child) = children.last_mut().context("just pushed")?;
         wait_ready(service.name, *addr, child).await?;
+    }
+    Ok(())
+}
+
+/// Fails before starting anything if a port is taken, most often by a suite
+/// already running: otherwise that suite would answer our readiness checks.
+fn ensure_ports_free(plan: &Plan) -> anyhow::Result<()> {
+    for (service, addr) in SERVICES.iter().zip(&plan.addrs) {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            anyhow::bail!(
+                "{} cannot listen on {addr}: {e}. Is another `runplane up` running? \
+                 Stop it, or choose other addresses in the config file (listen_addr)",
+                service.name
+            );
+        }
     }
     Ok(())
 }
