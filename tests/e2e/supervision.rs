@@ -40,11 +40,7 @@ async fn one_service_dying_stops_the_suite_with_a_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_file_fails_fast_with_a_clear_message() {
     let suite = Suite::new("metrics_service:\n  listen_adress: 127.0.0.1:1\n");
-    let metrics_addr = suite.addrs[3].to_string();
-    let config = suite.config.display().to_string();
-    let out = suite
-        .cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
-        .await;
+    let out = suite.up_to_completion().await;
     assert!(!out.status.success());
     assert!(out.stderr.contains("listen_adress"), "{}", out.stderr);
     // A bad organization name in prometheus_org_metrics is refused at start-up too.
@@ -53,9 +49,7 @@ async fn a_bad_config_file_fails_fast_with_a_clear_message() {
         "prometheus_org_metrics:\n  - org_name: Not_Valid\n",
     )
     .expect("write");
-    let out = suite
-        .cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
-        .await;
+    let out = suite.up_to_completion().await;
     assert!(!out.status.success());
     assert!(
         out.stderr.contains("Not_Valid") && out.stderr.contains("DNS-1123"),
@@ -68,11 +62,7 @@ async fn a_bad_config_file_fails_fast_with_a_clear_message() {
 async fn a_second_up_on_the_same_ports_is_refused_and_the_first_keeps_serving() {
     let mut suite = Suite::new("");
     suite.up().await;
-    let metrics_addr = suite.addrs[3].to_string();
-    let config = suite.config.display().to_string();
-    let out = suite
-        .cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
-        .await;
+    let out = suite.up_to_completion().await;
     assert!(!out.status.success());
     let first = suite.addrs[0].to_string();
     assert!(

@@ -249,6 +249,15 @@ impl Suite {
         self.up = Some(child);
     }
 
+    /// Runs `runplane up` on this suite's configuration in the foreground and
+    /// waits for it to exit: for starts that must fail.
+    pub(crate) async fn up_to_completion(&self) -> CliOutput {
+        let config = self.config.display().to_string();
+        let metrics_addr = self.addrs[3].to_string();
+        self.cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
+            .await
+    }
+
     /// What `runplane up` printed on stdout.
     pub(crate) fn up_output(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("up.out")).unwrap_or_default()

@@ -205,8 +205,9 @@ const CHUNKS_AHEAD: usize = 2;
 const STREAMED_FROM_BYTES: usize = 16 * 1024 * 1024;
 
 /// The response body. A large exposition is written on a blocking thread
-/// (10,000 workflows take about 100 ms, which would hold one of the runtime's
-/// workers) and sent as it is written, so it is never held whole.
+/// (10,000 workflows take 60–120 ms of CPU in the benchmark, which would hold
+/// one of the runtime's workers) and sent as it is written, so it is never
+/// held whole.
 fn body(
     options: exposition::Options,
     org: String,
