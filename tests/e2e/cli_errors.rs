@@ -103,7 +103,7 @@ async fn management_errors_are_clear() {
 
     // Management needs the admin credential: a wrong one is refused, a missing one explained.
     let wrong =
-        runplane_kit::secret::generate(runplane_kit::secret::SecretKind::Admin).expect("rng");
+        runplane_auth::secret::generate(runplane_auth::secret::SecretKind::Admin).expect("rng");
     let refused = suite
         .cli_with_env(
             &["organization", "list"],

@@ -223,7 +223,7 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
         Code::Unauthenticated
     );
     let unknown =
-        runplane_kit::secret::generate(runplane_kit::secret::SecretKind::ApiToken).expect("rng");
+        runplane_auth::secret::generate(runplane_auth::secret::SecretKind::ApiToken).expect("rng");
     assert_eq!(
         code(client.start_run(bearer(start("build"), &unknown)).await),
         Code::Unauthenticated

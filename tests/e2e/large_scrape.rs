@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use runplane_kit::database::DatabaseArgs;
+use runplane_database::DatabaseArgs;
 use workflow_run_service::histogram::DEFAULT_BUCKETS;
 use workflow_run_service::store::{SeedPlan, Store};
 
@@ -32,14 +32,13 @@ async fn seed(suite: &Suite, org_id: &str) {
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: None,
     };
-    let db =
-        runplane_kit::database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
-            &url,
-            &args,
-            "workflow_run_service",
-        )
-        .await
-        .expect("workflow-run-service's database");
+    let db = runplane_database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
+        &url,
+        &args,
+        "workflow_run_service",
+    )
+    .await
+    .expect("workflow-run-service's database");
     let runs = Store::new(db, DEFAULT_BUCKETS.to_vec())
         .seed_history(&SeedPlan {
             org_id: org_id.to_owned(),

@@ -9,7 +9,7 @@ use runplane_api::token::v1::AuthenticateRequest;
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::workflowrun::v1::StartRunRequest;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
-use runplane_kit::secret::{self, SecretKind};
+use runplane_auth::secret::{self, SecretKind};
 use tonic::Code;
 
 use crate::support::{Suite, bearer, channel, grpc_serving, own_metric, wait_in_flight};

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{
     DeleteWorkflowRequest, FinishRunRequest, GetRunRequest, Run, RunStatus, RunnerType,
     StartRunRequest,
 };
-use runplane_kit::time::from_timestamp;
 
 use crate::support::{Suite, bearer, parse_openmetrics, promtool_check, without_scrape_duration};
 

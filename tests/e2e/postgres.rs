@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{FinishRunRequest, RunStatus, RunnerType, StartRunRequest};
-use runplane_kit::time::from_timestamp;
 use tonic::transport::Channel;
 
 use crate::support::{POSTGRES_ENV, SERVICES, Suite, bearer, bin_dir, channel, free_port};
@@ -140,7 +140,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
     let mut last: BTreeMap<usize, (i64, BTreeSet<&str>)> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for (run_id, workflow, status, at) in &finished {
-        let name = runplane_kit::names::status(*status);
+        let name = status.label();
         if !seen.insert(run_id) {
             continue; // the retried finish of a run already counted
         }
@@ -224,7 +224,7 @@ fn a_wrong_database_url_fails_fast_and_names_the_host() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = dir.path().join("admin-token");
     let secret =
-        runplane_kit::secret::generate(runplane_kit::secret::SecretKind::Admin).expect("rng");
+        runplane_auth::secret::generate(runplane_auth::secret::SecretKind::Admin).expect("rng");
     std::fs::write(&admin, secret).expect("admin token");
     // All three at once: each waits out the default 5 s connect timeout.
     let children: Vec<_> = SERVICES[..3]

@@ -134,10 +134,10 @@ pub(crate) struct ClientTls {
 }
 
 impl ClientTls {
-    fn upstream_args(&self) -> runplane_kit::client::UpstreamArgs {
-        runplane_kit::client::UpstreamArgs {
+    fn upstream_args(&self) -> runplane_client::UpstreamArgs {
+        runplane_client::UpstreamArgs {
             upstream_timeout: Duration::from_secs(5),
-            tls: runplane_kit::tls::ClientTlsArgs {
+            tls: runplane_tls::ClientTlsArgs {
                 upstream_tls_ca: Some(self.ca.clone()),
                 upstream_tls_cert: self.identity.as_ref().map(|(cert, _)| cert.clone()),
                 upstream_tls_key: self.identity.as_ref().map(|(_, key)| key.clone()),
@@ -365,7 +365,7 @@ impl Suite {
         let admin = self.data_dir().join("admin-token");
         if !admin.exists() {
             std::fs::create_dir_all(self.data_dir()).expect("data dir");
-            let secret = runplane_kit::secret::generate(runplane_kit::secret::SecretKind::Admin)
+            let secret = runplane_auth::secret::generate(runplane_auth::secret::SecretKind::Admin)
                 .expect("rng");
             std::fs::write(&admin, secret).expect("admin token");
         }
@@ -725,7 +725,7 @@ pub(crate) async fn grpc_health_tls(
     tls: &ClientTls,
 ) -> Result<tonic_health::pb::health_check_response::ServingStatus, String> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = runplane_kit::client::channel(&addr.to_string(), &tls.upstream_args())
+    let channel = runplane_client::channel(&addr.to_string(), &tls.upstream_args())
         .map_err(|e| e.to_string())?;
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest::default())
@@ -776,7 +776,7 @@ pub(crate) async fn curl(
 
 /// A request carrying a bearer token.
 pub(crate) fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    runplane_kit::client::with_bearer(message, token)
+    runplane_client::with_bearer(message, token)
 }
 
 /// Runs `promtool check metrics` on an exposition and returns its complaints.

@@ -250,7 +250,7 @@ fn an_unusable_tls_file_stops_the_service_and_is_named() {
     let pki = Pki::new(dir.path());
     let admin = dir.path().join("admin-token");
     let secret =
-        runplane_kit::secret::generate(runplane_kit::secret::SecretKind::Admin).expect("rng");
+        runplane_auth::secret::generate(runplane_auth::secret::SecretKind::Admin).expect("rng");
     std::fs::write(&admin, secret).expect("admin token");
     let missing = dir.path().join("missing.key");
     // A key that is not the certificate's, and a key file that is not there.

@@ -2,8 +2,8 @@
 //! runs reported by the CLI, and a scrape whose numbers are checked against
 //! the runs themselves.
 
+use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{GetRunRequest, Run};
-use runplane_kit::time::from_timestamp;
 
 use crate::support::{Suite, bearer, grpc_serving, promtool_check};
 

@@ -1,7 +1,9 @@
 //! runplane's protobuf contract, generated from `proto/` at build time.
 //!
 //! Each module mirrors one protobuf package. Services depend on this crate, never
-//! on each other: the generated clients are how they talk.
+//! on each other: the generated clients are how they talk. Conversions live on
+//! the generated types themselves (`RunStatus::label`, `Scope::from_label`) and
+//! in [`time`] (wire timestamps as runplane's milliseconds).
 
 /// `runplane.org.v1`: organizations.
 pub mod org {
@@ -28,7 +30,36 @@ pub mod workflowrun {
     }
 }
 
+mod names;
+pub mod time;
 mod workflow_metrics_page;
 
 /// Encoded `FileDescriptorSet` of every runplane proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("runplane_descriptor");
+
+/// A generated gRPC server that bounds the size of the messages it decodes, so
+/// that the one serve path every service shares sets that bound for all.
+pub trait DecodingLimit {
+    /// The server, refusing messages over `max_bytes` with RESOURCE_EXHAUSTED.
+    fn with_decoding_limit(self, max_bytes: usize) -> Self;
+}
+
+macro_rules! decoding_limit {
+    ($($server:ident <T: $handler:path>),* $(,)?) => {$(
+        impl<T: $handler> DecodingLimit for $server<T> {
+            fn with_decoding_limit(self, max_bytes: usize) -> Self {
+                self.max_decoding_message_size(max_bytes)
+            }
+        }
+    )*};
+}
+
+use org::v1::organization_service_server::OrganizationServiceServer;
+use token::v1::token_service_server::TokenServiceServer;
+use workflowrun::v1::workflow_run_service_server::WorkflowRunServiceServer;
+
+decoding_limit!(
+    OrganizationServiceServer<T: org::v1::organization_service_server::OrganizationService>,
+    TokenServiceServer<T: token::v1::token_service_server::TokenService>,
+    WorkflowRunServiceServer<T: workflowrun::v1::workflow_run_service_server::WorkflowRunService>,
+);

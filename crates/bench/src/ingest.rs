@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{FinishRunRequest, RunStatus, RunnerType, StartRunRequest};
-use runplane_kit::client::with_bearer;
+use runplane_client::with_bearer;
 use workflow_run_service::store::{Finish, Store};
 
 use crate::stats::Latencies;

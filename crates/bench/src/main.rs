@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use runplane_kit::database::DatabaseArgs;
+use runplane_database::DatabaseArgs;
 use workflow_run_service::histogram::DEFAULT_BUCKETS;
 use workflow_run_service::store::{SeedPlan, Store};
 
@@ -393,11 +393,10 @@ async fn store(url: &str, schema: &str) -> anyhow::Result<Store> {
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: Some(schema.to_owned()),
     };
-    let db =
-        runplane_kit::database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
-            url, &args, schema,
-        )
-        .await?;
+    let db = runplane_database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
+        url, &args, schema,
+    )
+    .await?;
     Ok(Store::new(db, DEFAULT_BUCKETS.to_vec()))
 }
 

@@ -11,7 +11,7 @@ use runplane_api::org::v1::CreateOrganizationRequest;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::token::v1::{CreateTokenRequest, Scope};
-use runplane_kit::client::with_bearer;
+use runplane_client::with_bearer;
 use tonic::transport::{Channel, Endpoint};
 
 /// Where the data lives.

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use runplane_kit::config::parse_duration;
-use runplane_kit::telemetry::LogArgs;
+use runplane_config::parse_duration;
+use runplane_server::suite;
+use runplane_telemetry::LogArgs;
 
 /// runplane: CI/CD operational health, as Prometheus metrics per organization.
 #[derive(Debug, Parser)]
@@ -36,7 +37,7 @@ pub(crate) struct Global {
         long,
         global = true,
         env = "RUNPLANE_ORG_SERVICE_ADDR",
-        default_value = "127.0.0.1:50051"
+        default_value = suite::ORG_SERVICE.default_addr
     )]
     pub(crate) org_service_addr: String,
     /// token-service's address.
@@ -44,7 +45,7 @@ pub(crate) struct Global {
         long,
         global = true,
         env = "RUNPLANE_TOKEN_SERVICE_ADDR",
-        default_value = "127.0.0.1:50052"
+        default_value = suite::TOKEN_SERVICE.default_addr
     )]
     pub(crate) token_service_addr: String,
     /// workflow-run-service's address.
@@ -52,7 +53,7 @@ pub(crate) struct Global {
         long,
         global = true,
         env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR",
-        default_value = "127.0.0.1:50053"
+        default_value = suite::WORKFLOW_RUN_SERVICE.default_addr
     )]
     pub(crate) workflow_run_service_addr: String,
     /// File with the admin credential (default: DATA_DIR/admin-token). RUNPLANE_ADMIN_TOKEN wins.
@@ -66,7 +67,7 @@ pub(crate) struct Global {
     pub(crate) quiet: bool,
     /// TLS towards the services (https:// addresses, or any of these set).
     #[command(flatten)]
-    pub(crate) tls: runplane_kit::tls::ClientTlsArgs,
+    pub(crate) tls: runplane_tls::ClientTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,27 +14,16 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = {
-        let _entered = runtime.enter();
-        runplane_kit::telemetry::init("runplane", &cli.log)
-    };
-    let code = match runtime.block_on(cli::dispatch(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    let log = cli.log.clone();
+    match runplane_server::bootstrap::run_process("runplane", &log, || cli::dispatch(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    };
-    drop(telemetry);
-    code
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

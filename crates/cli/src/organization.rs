@@ -7,14 +7,14 @@ use runplane_api::org::v1::organization_service_client::OrganizationServiceClien
 use runplane_api::org::v1::{
     CreateOrganizationRequest, DeleteOrganizationRequest, ListOrganizationsRequest,
 };
+use runplane_api::time::{from_timestamp, now_ms, timestamp};
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
 use runplane_api::token::v1::{
     CreateTokenRequest, ListTokensRequest, RevokeTokenRequest, Scope, Token,
 };
-use runplane_kit::auth::{AdminArgs, AdminCredential, parse_scope, scope_name};
-use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
-use runplane_kit::config::parse_duration;
-use runplane_kit::time::{from_timestamp, now_ms, timestamp};
+use runplane_auth::{AdminArgs, AdminCredential};
+use runplane_client::{UpstreamArgs, channel, with_bearer};
+use runplane_config::parse_duration;
 
 use crate::cli::Global;
 use crate::exit::describe;
@@ -77,7 +77,7 @@ pub(crate) enum TokenCommand {
 }
 
 fn scope_arg(text: &str) -> Result<Scope, String> {
-    parse_scope(text)
+    Scope::from_label(text)
         .ok_or_else(|| format!("unknown scope {text:?}: use runs:write or metrics:read"))
 }
 
@@ -185,7 +185,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
 async fn tokens(
     global: &Global,
     admin: &AdminCredential,
-    mut client: TokenServiceClient<runplane_kit::client::Channel>,
+    mut client: TokenServiceClient<runplane_client::Channel>,
     command: TokenCommand,
 ) -> anyhow::Result<()> {
     let fail = |s: tonic::Status| describe(&s, "token-service", &global.token_service_addr);
@@ -198,7 +198,7 @@ async fn tokens(
             description,
         } => {
             let expire_time = expires_in
-                .map(|d| timestamp(now_ms().saturating_add(runplane_kit::time::duration_ms(d))));
+                .map(|d| timestamp(now_ms().saturating_add(runplane_api::time::duration_ms(d))));
             let response = client
                 .create_token(with_bearer(
                     CreateTokenRequest {
@@ -283,7 +283,11 @@ async fn tokens(
 }
 
 fn scopes_text(token: &Token) -> String {
-    token.scopes().map(scope_name).collect::<Vec<_>>().join(",")
+    token
+        .scopes()
+        .map(Scope::label)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn token_state(token: &Token) -> &'static str {

@@ -10,10 +10,10 @@ use runplane_api::workflowrun::v1::{
     DeleteWorkflowRequest, FinishRunRequest, ListRunsRequest, Run, RunStatus, RunnerType,
     StartRunRequest,
 };
-use runplane_kit::client::{UpstreamArgs, channel, with_bearer};
+use runplane_client::{UpstreamArgs, channel, with_bearer};
 
-use runplane_kit::client::Channel;
-use runplane_kit::time::from_timestamp;
+use runplane_api::time::from_timestamp;
+use runplane_client::Channel;
 
 use crate::cli::Global;
 use crate::exit::describe;
@@ -110,7 +110,7 @@ pub(crate) struct TokenArg {
     token: String,
     /// Keep retrying a call that failed because runplane was unreachable or slow
     /// (UNAVAILABLE, DEADLINE_EXCEEDED) for this long, with exponential backoff.
-    #[arg(long, env = "RUNPLANE_RETRY_FOR", default_value = "30s", value_parser = runplane_kit::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_RETRY_FOR", default_value = "30s", value_parser = runplane_config::parse_duration)]
     retry_for: Duration,
     /// Never fail the CI job because of runplane: report failures as warnings and
     /// exit 0 (`run exec` still exits with the command's code).
@@ -165,20 +165,6 @@ struct Reporter<'a> {
     retry_for: Duration,
 }
 
-/// Whether a failed call may succeed if simply tried again: the service was
-/// unreachable or slow, or it shed the call under load (RESOURCE_EXHAUSTED with
-/// a retry pushback; a limit such as the per-organization workflow cap has none
-/// and is final).
-fn retryable(status: &tonic::Status) -> bool {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => true,
-        tonic::Code::ResourceExhausted => status
-            .metadata()
-            .contains_key(runplane_kit::admission::PUSHBACK_METADATA),
-        _ => false,
-    }
-}
-
 impl Reporter<'_> {
     fn fail(&self, status: tonic::Status) -> anyhow::Error {
         describe(
@@ -200,7 +186,10 @@ impl Reporter<'_> {
         let mut delay = Duration::from_millis(100);
         loop {
             match attempt().await {
-                Err(status) if retryable(&status) && Instant::now() + delay < deadline => {
+                Err(status)
+                    if runplane_client::classify(&status).is_retryable()
+                        && Instant::now() + delay < deadline =>
+                {
                     let pause = jittered(delay);
                     eprintln!(
                         "runplane: {what}: {} (retrying in {} ms)",
@@ -312,7 +301,7 @@ async fn report<'a>(
                     started.id,
                     started.project,
                     started.workflow,
-                    runplane_kit::names::runner(started.runner_type())
+                    started.runner_type().label()
                 );
             }
             Ok(ExitCode::SUCCESS)

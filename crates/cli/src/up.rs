@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use runplane_kit::secret::{self, SecretKind};
+use runplane_auth::secret::{self, SecretKind};
+use runplane_server::suite::{self, Member, Protocol};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
 
@@ -39,38 +40,40 @@ pub(crate) struct UpArgs {
     database_url: Option<String>,
 }
 
-/// One service of the suite.
+/// A member of the suite, where `up` keeps its data, and whom it calls.
 struct Service {
-    name: &'static str,
-    section: &'static str,
-    default_addr: &'static str,
-    database: Option<&'static str>,
+    member: Member,
+    /// Its SQLite file in the data directory, for the stateful ones.
+    sqlite_file: Option<&'static str>,
+    /// The members it calls (each started before it).
+    peers: &'static [Member],
 }
 
+/// The suite, in start order (each depends only on those before it).
 const SERVICES: [Service; 4] = [
     Service {
-        name: "org-service",
-        section: "org_service",
-        default_addr: "127.0.0.1:50051",
-        database: Some("org.db"),
+        member: suite::ORG_SERVICE,
+        sqlite_file: Some("org.db"),
+        peers: &[],
     },
     Service {
-        name: "token-service",
-        section: "token_service",
-        default_addr: "127.0.0.1:50052",
-        database: Some("token.db"),
+        member: suite::TOKEN_SERVICE,
+        sqlite_file: Some("token.db"),
+        peers: &[suite::ORG_SERVICE],
     },
     Service {
-        name: "workflow-run-service",
-        section: "workflow_run_service",
-        default_addr: "127.0.0.1:50053",
-        database: Some("workflow-run.db"),
+        member: suite::WORKFLOW_RUN_SERVICE,
+        sqlite_file: Some("workflow-run.db"),
+        peers: &[suite::TOKEN_SERVICE],
     },
     Service {
-        name: "metrics-service",
-        section: "metrics_service",
-        default_addr: "127.0.0.1:8080",
-        database: None,
+        member: suite::METRICS_SERVICE,
+        sqlite_file: None,
+        peers: &[
+            suite::ORG_SERVICE,
+            suite::TOKEN_SERVICE,
+            suite::WORKFLOW_RUN_SERVICE,
+        ],
     },
 ];
 
@@ -109,41 +112,43 @@ impl Plan {
             args.metrics_addr.map(|a| a.to_string()),
         ];
         for (service, flag) in SERVICES.iter().zip(flags) {
-            let explicit = flag.filter(|f| f != service.default_addr);
-            let from_file = plan.file_setting(service.section, "listen_addr")?;
+            let explicit = flag.filter(|f| f != service.member.default_addr);
+            let from_file = plan.file_setting(&service.member, "listen_addr")?;
             let addr = explicit
                 .or(from_file)
-                .unwrap_or_else(|| service.default_addr.to_owned());
-            let addr: SocketAddr = addr
-                .trim_start_matches("http://")
-                .parse()
-                .with_context(|| format!("{}: invalid listen address {addr:?}", service.name))?;
+                .unwrap_or_else(|| service.member.default_addr.to_owned());
+            let addr: SocketAddr =
+                addr.trim_start_matches("http://")
+                    .parse()
+                    .with_context(|| {
+                        format!("{}: invalid listen address {addr:?}", service.member.name)
+                    })?;
             plan.addrs.push(addr);
         }
         plan.admin_token_file = plan
-            .file_setting("org_service", "admin_token_file")?
+            .file_setting(&suite::ORG_SERVICE, "admin_token_file")?
             .map(PathBuf::from)
             .or_else(|| global.admin_token_file.clone())
             .unwrap_or_else(|| plan.data_dir.join("admin-token"));
         Ok(plan)
     }
 
-    /// The value the config file gives `key` for `section`, if any.
-    fn file_setting(&self, section: &str, key: &str) -> anyhow::Result<Option<String>> {
+    /// The value the config file gives `key` for `member`, if any.
+    fn file_setting(&self, member: &Member, key: &str) -> anyhow::Result<Option<String>> {
         let Some(path) = &self.config else {
             return Ok(None);
         };
-        let settings = runplane_kit::config::file_settings(path, section)?;
+        let settings = runplane_config::file_settings(path, &suite::layout(member))?;
         Ok(settings.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
     }
 
     /// The command line that starts `service` listening on `addr`.
     fn command(&self, service: &Service, addr: SocketAddr) -> anyhow::Result<Command> {
-        let binary = self.bin_dir.join(service.name);
+        let binary = self.bin_dir.join(service.member.name);
         if !binary.is_file() {
             anyhow::bail!(
                 "cannot find {} next to runplane (looked for {}); build the whole workspace: cargo build --workspace",
-                service.name,
+                service.member.name,
                 binary.display()
             );
         }
@@ -163,33 +168,38 @@ impl Plan {
             command.arg("--config").arg(config);
         }
         // --database-url, else the config file's choice, else the embedded default.
-        if let Some(file) = service.database {
+        if let Some(file) = service.sqlite_file {
             if let Some(url) = &self.database_url {
                 command.arg("--database-url").arg(url);
             } else if self
-                .file_setting(service.section, "database_url")?
+                .file_setting(&service.member, "database_url")?
                 .is_none()
             {
                 let url = format!("sqlite://{}", self.data_dir.join(file).display());
                 command.arg("--database-url").arg(url);
             }
         }
-        let [org, token, workflow_run, _] =
-            [self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]];
-        let peers: &[(&str, SocketAddr)] = match service.name {
-            "token-service" => &[("--org-service-addr", org)],
-            "workflow-run-service" => &[("--token-service-addr", token)],
-            "metrics-service" => &[
-                ("--org-service-addr", org),
-                ("--token-service-addr", token),
-                ("--workflow-run-service-addr", workflow_run),
-            ],
-            _ => &[],
-        };
-        for (flag, peer) in peers {
-            command.arg(flag).arg(peer.to_string());
+        for peer in service.peers {
+            let (Some(key), Some(addr)) = (peer.address_key(), self.addr_of(peer)) else {
+                anyhow::bail!(
+                    "{} calls {}, which is not a gRPC member of the suite",
+                    service.member.name,
+                    peer.name
+                );
+            };
+            command
+                .arg(format!("--{}", key.replace('_', "-")))
+                .arg(addr.to_string());
         }
         Ok(command)
+    }
+
+    /// Where `member` listens.
+    fn addr_of(&self, member: &Member) -> Option<SocketAddr> {
+        SERVICES
+            .iter()
+            .zip(&self.addrs)
+            .find_map(|(service, addr)| (service.member == *member).then_some(*addr))
     }
 }
 
@@ -212,7 +222,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     }
 
     let data = match &plan.database_url {
-        Some(url) => runplane_kit::database::redact(url),
+        Some(url) => runplane_config::redact_url(url),
         None => plan.data_dir.display().to_string(),
     };
     println!(
@@ -221,14 +231,14 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     );
     for ((service, addr), (_, child)) in SERVICES.iter().zip(&plan.addrs).zip(&children) {
         let pid = child.id().unwrap_or_default();
-        match service.name {
-            "metrics-service" => {
+        match service.member.protocol {
+            Protocol::Http => {
                 println!(
                     "  {:<22} http://{addr}/prom/{{org}}/metrics (pid {pid})",
-                    service.name
+                    service.member.name
                 )
             }
-            _ => println!("  {:<22} {addr} (gRPC, pid {pid})", service.name),
+            Protocol::Grpc => println!("  {:<22} {addr} (gRPC, pid {pid})", service.member.name),
         }
     }
     println!("Press Ctrl-C to stop.");
@@ -244,7 +254,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     };
     let outcome = tokio::select! {
         (name, status) = exited => Some((name, status)),
-        signal = runplane_kit::shutdown::signal() => {
+        signal = runplane_server::shutdown::signal() => {
             eprintln!("runplane: {signal} received; stopping the suite");
             None
         }
@@ -268,11 +278,11 @@ async fn start_all(plan: &Plan, children: &mut Vec<(&'static str, Child)>) -> an
         let mut child = plan
             .command(service, *addr)?
             .spawn()
-            .with_context(|| format!("cannot start {}", service.name))?;
-        prefix_output(service.name, &mut child);
-        children.push((service.name, child));
+            .with_context(|| format!("cannot start {}", service.member.name))?;
+        prefix_output(service.member.name, &mut child);
+        children.push((service.member.name, child));
         let (_, child) = children.last_mut().context("just pushed")?;
-        wait_ready(service.name, *addr, child).await?;
+        wait_ready(&service.member, *addr, child).await?;
     }
     Ok(())
 }
@@ -285,7 +295,7 @@ fn ensure_ports_free(plan: &Plan) -> anyhow::Result<()> {
             anyhow::bail!(
                 "{} cannot listen on {addr}: {e}. Is another `runplane up` running? \
                  Stop it, or choose other addresses in the config file (listen_addr)",
-                service.name
+                service.member.name
             );
         }
     }
@@ -335,16 +345,16 @@ fn prefix_output(name: &'static str, child: &mut Child) {
 }
 
 /// Waits until the service answers its readiness check, or fails if it exits.
-async fn wait_ready(name: &'static str, addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+async fn wait_ready(member: &Member, addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+    let name = member.name;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("{name} exited during start-up ({status}); see its log above");
         }
-        let ready = if name == "metrics-service" {
-            http_ready(addr).await
-        } else {
-            grpc_ready(addr).await
+        let ready = match member.protocol {
+            Protocol::Http => http_ready(addr).await,
+            Protocol::Grpc => grpc_ready(addr).await,
         };
         if ready {
             return Ok(());

@@ -2,36 +2,38 @@
 
 use std::net::SocketAddr;
 
-use runplane_kit::auth::AdminArgs;
-use runplane_kit::client::UpstreamArgs;
-use runplane_kit::service::{CommonArgs, ServiceConfig};
+use runplane_auth::AdminArgs;
+use runplane_auth::AuthFailureArgs;
+use runplane_client::UpstreamArgs;
+use runplane_server::suite::{self, Member};
+use runplane_server::{CommonArgs, ServiceConfig};
 
 /// The authenticated per-organization Prometheus endpoint.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "metrics-service", version, about)]
 pub struct Config {
     /// Address the HTTP server listens on.
-    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = suite::METRICS_SERVICE.default_addr)]
     pub listen_addr: SocketAddr,
     /// org-service's address.
     #[arg(
         long,
         env = "RUNPLANE_ORG_SERVICE_ADDR",
-        default_value = "127.0.0.1:50051"
+        default_value = suite::ORG_SERVICE.default_addr
     )]
     pub org_service_addr: String,
     /// token-service's address.
     #[arg(
         long,
         env = "RUNPLANE_TOKEN_SERVICE_ADDR",
-        default_value = "127.0.0.1:50052"
+        default_value = suite::TOKEN_SERVICE.default_addr
     )]
     pub token_service_addr: String,
     /// workflow-run-service's address.
     #[arg(
         long,
         env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR",
-        default_value = "127.0.0.1:50053"
+        default_value = suite::WORKFLOW_RUN_SERVICE.default_addr
     )]
     pub workflow_run_service_addr: String,
     /// Prefix of the per-organization metric names. The default keeps
@@ -55,12 +57,13 @@ pub struct Config {
     #[command(flatten)]
     pub admin: AdminArgs,
     #[command(flatten)]
+    pub auth_failures: AuthFailureArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
-    const NAME: &'static str = "metrics-service";
-    const SECTION: &'static str = "metrics_service";
+    const MEMBER: Member = suite::METRICS_SERVICE;
     fn common(&self) -> &CommonArgs {
         &self.common
     }

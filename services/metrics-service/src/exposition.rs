@@ -19,9 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, WorkflowMetrics};
-use runplane_kit::names;
-use runplane_kit::time::from_timestamp;
 
 /// The namespace of Chainloop's metric names, the default.
 pub const DEFAULT_NAMESPACE: &str = "chainloop";
@@ -200,7 +199,7 @@ fn write(
             &[
                 ("org", org),
                 ("project", project),
-                ("runner", names::runner(last.runner_type())),
+                ("runner", last.runner_type().label()),
                 ("workflow", workflow),
             ],
         );
@@ -257,7 +256,7 @@ fn write(
         newest.clear();
         for d in &w.durations {
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
-                let entry = newest.entry(names::status(d.status())).or_insert(at);
+                let entry = newest.entry(d.status().label()).or_insert(at);
                 *entry = (*entry).max(at);
             }
         }
@@ -486,8 +485,8 @@ fn outcome_labels(
         &[
             ("org", org),
             ("project", project),
-            ("runner", names::runner(outcome.runner_type())),
-            ("status", names::status(outcome.status())),
+            ("runner", outcome.runner_type().label()),
+            ("status", outcome.status().label()),
             ("workflow", workflow),
         ],
     );
@@ -571,7 +570,7 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
                 &[
                     base[0],
                     base[1],
-                    ("runner", names::runner(last.runner_type())),
+                    ("runner", last.runner_type().label()),
                     ("workflow", &w.workflow),
                 ],
             ));
@@ -591,12 +590,12 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             let pairs = [
                 base[0],
                 base[1],
-                ("runner", names::runner(d.runner_type())),
-                ("status", names::status(d.status())),
+                ("runner", d.runner_type().label()),
+                ("status", d.status().label()),
                 ("workflow", w.workflow.as_str()),
             ];
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
-                let entry = newest.entry(names::status(d.status())).or_insert(at);
+                let entry = newest.entry(d.status().label()).or_insert(at);
                 *entry = (*entry).max(at);
             }
             let mut counter = Counter::default();
@@ -709,8 +708,8 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<prometheus::proto::LabelPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, RunnerType};
-    use runplane_kit::time::timestamp;
 
     fn options(format: Format) -> Options {
         Options {

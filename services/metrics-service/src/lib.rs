@@ -20,22 +20,22 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
-use runplane_kit::auth::{AdminCredential, TokenAuthenticator};
-use runplane_kit::auth_failures::FailureLimiter;
+use runplane_auth::FailureLimiter;
+use runplane_auth::{AdminCredential, TokenAuthenticator};
 
 pub use config::Config;
 
 /// Runs metrics-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin = Arc::new(AdminCredential::load(&config.admin)?);
-    let channel = |addr: &str| runplane_kit::client::channel(addr, &config.upstream);
+    let channel = |addr: &str| runplane_client::channel(addr, &config.upstream);
     let scraper = Arc::new(scrape::Scraper {
         upstreams: upstream::Upstreams {
             tokens: TokenAuthenticator::uncached(
                 channel(&config.token_service_addr)?,
                 admin.clone(),
             )
-            .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures)),
+            .with_failure_limit(FailureLimiter::from_args(&config.auth_failures)),
             orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
             workflow_runs: WorkflowRunServiceClient::new(channel(
                 &config.workflow_run_service_addr,
@@ -56,8 +56,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.common.server.request_timeout,
     );
 
-    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
-    runplane_kit::http::serve(listener, app, &config.common.server, draining).await
+    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    runplane_server::http::serve(listener, app, &config.common.server, draining).await
 }
 
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.

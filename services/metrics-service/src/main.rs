@@ -1,5 +1,5 @@
 //! metrics-service's process entry point.
 
 fn main() -> std::process::ExitCode {
-    runplane_kit::service::main(metrics_service::run)
+    runplane_server::bootstrap::main(metrics_service::run)
 }

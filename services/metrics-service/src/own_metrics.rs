@@ -10,7 +10,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{HistogramVec, IntCounterVec};
+use runplane_telemetry::metrics;
 use tracing::Instrument as _;
 
 struct HttpMetrics {
@@ -20,30 +21,20 @@ struct HttpMetrics {
 
 fn http_metrics() -> &'static HttpMetrics {
     static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "runplane_http_requests_total",
-                "HTTP requests served, by route and status code.",
-            ),
+    METRICS.get_or_init(|| HttpMetrics {
+        requests: metrics::int_counter_vec(
+            "runplane_http_requests_total",
+            "HTTP requests served, by route and status code.",
             &["route", "code"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "runplane_http_request_duration_seconds",
-                "Time to serve an HTTP request, by route.",
-            )
-            .buckets(vec![
+        ),
+        latency: metrics::histogram_vec(
+            "runplane_http_request_duration_seconds",
+            "Time to serve an HTTP request, by route.",
+            &[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            ],
             &["route"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
-        let registry = runplane_kit::observe::metrics();
-        registry.register(Box::new(requests.clone()));
-        registry.register(Box::new(latency.clone()));
-        HttpMetrics { requests, latency }
+        ),
     })
 }
 
@@ -53,9 +44,9 @@ pub async fn render() -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::exposition::Format::Text.content_type()),
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
         )],
-        runplane_kit::observe::metrics().render(),
+        metrics::render(),
     )
         .into_response()
 }
@@ -79,7 +70,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         org = tracing::field::Empty,
     );
-    let trace_id = runplane_kit::telemetry::extract(request.headers(), &span);
+    let trace_id = runplane_telemetry::trace_context::extract(request.headers(), &span);
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::WorkflowMetrics;
-use runplane_kit::http::PeerAddr;
+use runplane_server::http::PeerAddr;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -33,7 +33,7 @@ pub enum ScrapeError {
     #[error("{0}")]
     Forbidden(&'static str),
     #[error(transparent)]
-    TooManyFailures(runplane_kit::auth_failures::TooManyFailures),
+    TooManyFailures(runplane_auth::failures::TooManyFailures),
     #[error("Prometheus metrics are not enabled for organization {0:?}")]
     NotEnabled(String),
     #[error("{upstream} is unavailable; try again")]
@@ -244,7 +244,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
         .ok_or(ScrapeError::MissingToken)?
         .to_str()
         .map_err(|_| ScrapeError::InvalidToken)?;
-    runplane_kit::auth::bearer_from_header(value).ok_or(ScrapeError::InvalidToken)
+    runplane_auth::bearer_from_header(value).ok_or(ScrapeError::InvalidToken)
 }
 
 /// A cheap shape check before asking org-service about a path segment.

@@ -11,10 +11,9 @@ use runplane_api::org::v1::{
 };
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowMetrics};
-use runplane_kit::auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
-use runplane_kit::client::Channel;
-use runplane_kit::client::with_bearer;
-use tonic::{Code, Status};
+use runplane_auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
+use runplane_client::{Channel, Failure, with_bearer};
+use tonic::Status;
 
 use crate::scrape::ScrapeError;
 
@@ -67,7 +66,7 @@ impl Upstreams {
         );
         match self.orgs.clone().get_organization(request).await {
             Ok(response) => Ok(response.into_inner().organization),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) if runplane_client::classify(&status) == Failure::NotFound => Ok(None),
             Err(status) => Err(upstream_error("org-service", status)),
         }
     }
@@ -108,13 +107,15 @@ impl Upstreams {
 
 fn upstream_error(upstream: &'static str, status: Status) -> ScrapeError {
     let detail = status.message().to_owned();
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+    match runplane_client::classify(&status) {
+        Failure::Unavailable { .. } | Failure::LimitReached => {
             ScrapeError::Unavailable { upstream, detail }
         }
         // The token was revoked between the two calls.
-        Code::Unauthenticated => ScrapeError::InvalidToken,
-        Code::PermissionDenied => ScrapeError::Forbidden("this token may not read metrics"),
-        _ => ScrapeError::Upstream { upstream, detail },
+        Failure::Unauthenticated => ScrapeError::InvalidToken,
+        Failure::PermissionDenied => ScrapeError::Forbidden("this token may not read metrics"),
+        Failure::NotFound | Failure::Rejected | Failure::Internal => {
+            ScrapeError::Upstream { upstream, detail }
+        }
     }
 }

@@ -2,16 +2,18 @@
 
 use std::net::SocketAddr;
 
-use runplane_kit::auth::AdminArgs;
-use runplane_kit::database::DatabaseArgs;
-use runplane_kit::service::{CommonArgs, ServiceConfig};
+use runplane_auth::AdminArgs;
+use runplane_auth::AuthFailureArgs;
+use runplane_database::DatabaseArgs;
+use runplane_server::suite::{self, Member};
+use runplane_server::{CommonArgs, ServiceConfig};
 
 /// Organizations and their Prometheus integration switch.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "org-service", version, about)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = suite::ORG_SERVICE.default_addr)]
     pub listen_addr: SocketAddr,
     /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
     #[arg(
@@ -29,12 +31,13 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub auth_failures: AuthFailureArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
-    const NAME: &'static str = "org-service";
-    const SECTION: &'static str = "org_service";
+    const MEMBER: Member = suite::ORG_SERVICE;
     fn common(&self) -> &CommonArgs {
         &self.common
     }

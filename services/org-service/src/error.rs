@@ -1,6 +1,6 @@
 //! org-service's errors, and the one place they become gRPC statuses.
 
-use runplane_kit::auth::AuthError;
+use runplane_auth::AuthError;
 use tonic::Status;
 
 use crate::name::InvalidName;
@@ -19,7 +19,7 @@ pub enum Error {
     #[error("organization {0} not found")]
     NotFound(String),
     #[error(transparent)]
-    InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
+    InvalidPageToken(#[from] runplane_server::pagination::InvalidPageToken),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -33,7 +33,7 @@ impl From<Error> for Status {
             }
             Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
             Error::NotFound(_) => Status::not_found(e.to_string()),
-            Error::Database(e) => runplane_kit::database::status(&e),
+            Error::Database(e) => runplane_database::status(&e),
         }
     }
 }

@@ -9,8 +9,8 @@ use runplane_api::org::v1::{
     ListOrganizationsRequest, ListOrganizationsResponse, Organization,
     get_organization_request::Lookup,
 };
-use runplane_kit::auth::AdminCredential;
-use runplane_kit::page_token;
+use runplane_auth::AdminCredential;
+use runplane_server::pagination;
 use tonic::{Request, Response, Status};
 
 use crate::entity::organization;
@@ -39,7 +39,7 @@ impl OrganizationHandler {
             prometheus_metrics_enabled: self.metrics_enabled.borrow().contains(&org.name),
             id: org.id,
             name: org.name,
-            create_time: Some(runplane_kit::time::timestamp(org.created_at_ms)),
+            create_time: Some(runplane_api::time::timestamp(org.created_at_ms)),
         }
     }
 }
@@ -81,11 +81,11 @@ impl OrganizationService for OrganizationHandler {
     ) -> Result<Response<ListOrganizationsResponse>, Status> {
         self.admin.check(&request).map_err(Error::from)?;
         let request = request.into_inner();
-        let after = page_token::decode(&request.page_token).map_err(Error::from)?;
-        let limit = page_token::page_size(request.page_size, 100, 1000);
+        let after = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 100, 1000);
         let orgs = self.store.list(after.as_deref(), limit).await?;
         let next_page_token = match orgs.last() {
-            Some(last) if orgs.len() as u64 == limit => page_token::encode(&last.name),
+            Some(last) if orgs.len() as u64 == limit => pagination::encode(&last.name),
             _ => String::new(),
         };
         Ok(Response::new(ListOrganizationsResponse {

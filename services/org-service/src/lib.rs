@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use runplane_api::org::v1::organization_service_server::OrganizationServiceServer;
-use runplane_kit::auth::AdminCredential;
-use runplane_kit::auth_failures::FailureLimiter;
+use runplane_auth::AdminCredential;
+use runplane_auth::FailureLimiter;
 
 pub use config::Config;
 
@@ -27,9 +27,9 @@ pub use config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let enabled = metrics_enabled_orgs(&config.prometheus_org_metrics)?;
     let admin = AdminCredential::load(&config.admin)?
-        .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
-    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
-    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+        .with_failure_limit(FailureLimiter::from_args(&config.auth_failures));
+    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let db = runplane_database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
         "org_service",
@@ -43,10 +43,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let enabled = reload::watch(enabled, config.common.config.clone())?;
     let service =
         handler::OrganizationHandler::new(store::Store::new(db), Arc::new(admin), enabled);
-    runplane_kit::grpc::serve(
+    runplane_server::grpc::serve(
         listener,
-        OrganizationServiceServer::new(service)
-            .max_decoding_message_size(runplane_kit::grpc::MAX_REQUEST_BYTES),
+        OrganizationServiceServer::new(service),
         &config.common.server,
     )
     .await

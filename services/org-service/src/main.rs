@@ -1,5 +1,5 @@
 //! org-service's process entry point.
 
 fn main() -> std::process::ExitCode {
-    runplane_kit::service::main(org_service::run)
+    runplane_server::bootstrap::main(org_service::run)
 }

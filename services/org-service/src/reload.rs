@@ -56,11 +56,9 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
 }
 
 fn reload(tx: &watch::Sender<Arc<BTreeSet<String>>>, reason: &str) {
-    let loaded = runplane_kit::config::load::<Config>(
-        <Config as runplane_kit::service::ServiceConfig>::SECTION,
-    )
-    .map_err(anyhow::Error::from)
-    .and_then(|config| crate::metrics_enabled_orgs(&config.prometheus_org_metrics));
+    let loaded = runplane_server::bootstrap::load_config::<Config>()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| crate::metrics_enabled_orgs(&config.prometheus_org_metrics));
     match loaded {
         Ok(orgs) if **tx.borrow() == orgs => {
             tracing::info!(reason, "prometheus_org_metrics reloaded: unchanged");

@@ -25,7 +25,7 @@ impl Store {
         let model = organization::Model {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_owned(),
-            created_at_ms: runplane_kit::time::now_ms(),
+            created_at_ms: runplane_api::time::now_ms(),
         };
         let active = organization::ActiveModel {
             id: Set(model.id.clone()),
@@ -34,7 +34,7 @@ impl Store {
         };
         match organization::Entity::insert(active).exec(&self.db).await {
             Ok(_) => Ok(model),
-            Err(e) if runplane_kit::database::is_unique_violation(&e) => {
+            Err(e) if runplane_database::is_unique_violation(&e) => {
                 Err(Error::AlreadyExists(name.to_owned()))
             }
             Err(e) => Err(e.into()),
@@ -88,7 +88,7 @@ mod tests {
 
     async fn store(dir: &tempfile::TempDir) -> Store {
         let path = dir.path().join("org.db");
-        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+        let db = runplane_database::open_sqlite::<crate::migration::Migrator>(&path)
             .await
             .expect("open");
         Store::new(db)

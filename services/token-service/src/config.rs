@@ -3,18 +3,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runplane_kit::auth::AdminArgs;
-use runplane_kit::client::UpstreamArgs;
-use runplane_kit::config::parse_duration;
-use runplane_kit::database::DatabaseArgs;
-use runplane_kit::service::{CommonArgs, ServiceConfig};
+use runplane_auth::AdminArgs;
+use runplane_auth::AuthFailureArgs;
+use runplane_client::UpstreamArgs;
+use runplane_config::parse_duration;
+use runplane_database::DatabaseArgs;
+use runplane_server::suite::{self, Member};
+use runplane_server::{CommonArgs, ServiceConfig};
 
 /// Organization API tokens.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "token-service", version, about)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = suite::TOKEN_SERVICE.default_addr)]
     pub listen_addr: SocketAddr,
     /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
     #[arg(
@@ -27,7 +29,7 @@ pub struct Config {
     #[arg(
         long,
         env = "RUNPLANE_ORG_SERVICE_ADDR",
-        default_value = "127.0.0.1:50051"
+        default_value = suite::ORG_SERVICE.default_addr
     )]
     pub org_service_addr: String,
     /// How long Authenticate trusts that a token's organization still exists
@@ -42,12 +44,13 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub auth_failures: AuthFailureArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 impl ServiceConfig for Config {
-    const NAME: &'static str = "token-service";
-    const SECTION: &'static str = "token_service";
+    const MEMBER: Member = suite::TOKEN_SERVICE;
     fn common(&self) -> &CommonArgs {
         &self.common
     }

@@ -1,6 +1,6 @@
 //! token-service's errors, and the one place they become gRPC statuses.
 
-use runplane_kit::auth::AuthError;
+use runplane_auth::AuthError;
 use tonic::Status;
 
 /// Everything that can go wrong in token-service.
@@ -30,7 +30,7 @@ pub enum Error {
     #[error("org-service answered unexpectedly: {0}")]
     OrgService(String),
     #[error(transparent)]
-    Random(#[from] runplane_kit::secret::RandomUnavailable),
+    Random(#[from] runplane_auth::secret::RandomUnavailable),
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -48,7 +48,7 @@ impl From<Error> for Status {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")
             }
-            Error::Database(e) => runplane_kit::database::status(&e),
+            Error::Database(e) => runplane_database::status(&e),
         }
     }
 }

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
+use runplane_api::time::{from_timestamp, now_ms};
 use runplane_api::token::v1::token_service_server::TokenService;
 use runplane_api::token::v1::{
     AuthenticateRequest, AuthenticateResponse, CreateTokenRequest, CreateTokenResponse,
     ListTokensRequest, ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
-use runplane_kit::auth::{AdminCredential, AuthError};
-use runplane_kit::auth_failures::FailureLimiter;
-use runplane_kit::secret::{self, SecretHash, SecretKind};
-use runplane_kit::time::{from_timestamp, now_ms};
+use runplane_auth::FailureLimiter;
+use runplane_auth::secret::{self, SecretHash, SecretKind};
+use runplane_auth::{AdminCredential, AuthError};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -144,7 +144,7 @@ impl TokenService for TokenHandler {
         // runplane's services present the admin credential (checked, so a wrong
         // one counts as a failure) and limit failures per client themselves;
         // the wrong tokens of any other caller count against its address.
-        let outsider = match runplane_kit::auth::bearer(&request) {
+        let outsider = match runplane_auth::bearer(&request) {
             Ok(_) => {
                 self.admin.check(&request).map_err(|e| match e {
                     AuthError::Invalid => Error::WrongServiceCredential,
@@ -154,7 +154,7 @@ impl TokenService for TokenHandler {
             }
             Err(_) => true,
         };
-        let client = runplane_kit::auth::client_ip(&request);
+        let client = runplane_auth::client_ip(&request);
         if outsider {
             self.failures
                 .check(client)
@@ -169,7 +169,7 @@ impl TokenService for TokenHandler {
             }
             result => result?,
         };
-        runplane_kit::observe::record_org(&answer.org_name);
+        runplane_telemetry::trace_context::record_org(&answer.org_name);
         Ok(Response::new(answer))
     }
 }

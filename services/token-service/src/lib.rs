@@ -16,19 +16,19 @@ pub mod token;
 use std::sync::Arc;
 
 use runplane_api::token::v1::token_service_server::TokenServiceServer;
-use runplane_kit::auth::AdminCredential;
-use runplane_kit::auth_failures::FailureLimiter;
+use runplane_auth::AdminCredential;
+use runplane_auth::FailureLimiter;
 
 pub use config::Config;
 
 /// Runs token-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let failures = FailureLimiter::from_args(&config.common.auth_failures);
+    let failures = FailureLimiter::from_args(&config.auth_failures);
     let admin =
         Arc::new(AdminCredential::load(&config.admin)?.with_failure_limit(failures.clone()));
-    let org_channel = runplane_kit::client::channel(&config.org_service_addr, &config.upstream)?;
-    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
-    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+    let org_channel = runplane_client::channel(&config.org_service_addr, &config.upstream)?;
+    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let db = runplane_database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
         "token_service",
@@ -36,10 +36,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);
     let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin, failures);
-    runplane_kit::grpc::serve(
+    runplane_server::grpc::serve(
         listener,
-        TokenServiceServer::new(service)
-            .max_decoding_message_size(runplane_kit::grpc::MAX_REQUEST_BYTES),
+        TokenServiceServer::new(service),
         &config.common.server,
     )
     .await

@@ -1,5 +1,5 @@
 //! token-service's process entry point.
 
 fn main() -> std::process::ExitCode {
-    runplane_kit::service::main(token_service::run)
+    runplane_server::bootstrap::main(token_service::run)
 }

@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::org::v1::{GetOrganizationRequest, get_organization_request::Lookup};
-use runplane_kit::auth::AdminCredential;
-use runplane_kit::client::Channel;
-use runplane_kit::client::with_bearer;
-use tonic::Code;
+use runplane_auth::AdminCredential;
+use runplane_client::{Channel, Failure, with_bearer};
 
 use crate::error::Error;
 
@@ -73,18 +71,30 @@ impl OrgDirectory {
             },
             self.admin.secret(),
         );
-        match self.client.clone().get_organization(request).await {
-            Ok(response) => Ok(response.into_inner().organization.map(|o| OrgRef {
-                id: o.id,
-                name: o.name,
-            })),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => match status.code() {
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                    Err(Error::OrgServiceUnavailable(status.message().to_owned()))
-                }
-                code => Err(Error::OrgService(format!("{code:?}: {}", status.message()))),
-            },
+        let status = match self.client.clone().get_organization(request).await {
+            Ok(response) => {
+                return Ok(response.into_inner().organization.map(|o| OrgRef {
+                    id: o.id,
+                    name: o.name,
+                }));
+            }
+            Err(status) => status,
+        };
+        match runplane_client::classify(&status) {
+            Failure::NotFound => Ok(None),
+            Failure::Unavailable { .. } | Failure::LimitReached => {
+                Err(Error::OrgServiceUnavailable(status.message().to_owned()))
+            }
+            // org-service refusing this service's own credential, or answering
+            // nonsense: a misconfiguration or a bug.
+            Failure::Unauthenticated
+            | Failure::PermissionDenied
+            | Failure::Rejected
+            | Failure::Internal => Err(Error::OrgService(format!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
         }
     }
 }

@@ -33,8 +33,8 @@ impl Store {
     /// Stores a new token and returns it with its secret, which exists only in
     /// this return value from now on.
     pub async fn create(&self, new: NewToken) -> Result<(api_token::Model, String), Error> {
-        let secret = runplane_kit::secret::generate(runplane_kit::secret::SecretKind::ApiToken)?;
-        let now = runplane_kit::time::now_ms();
+        let secret = runplane_auth::secret::generate(runplane_auth::secret::SecretKind::ApiToken)?;
+        let now = runplane_api::time::now_ms();
         let model = api_token::Model {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
@@ -42,7 +42,7 @@ impl Store {
             name: new.name,
             description: new.description,
             scopes: new.scopes,
-            secret_hash: runplane_kit::secret::SecretHash::of(&secret).0,
+            secret_hash: runplane_auth::secret::SecretHash::of(&secret).0,
             created_at_ms: now,
             expires_at_ms: new.expires_at_ms,
             revoked_at_ms: None,
@@ -71,7 +71,7 @@ impl Store {
         };
         match api_token::Entity::insert(active).exec(&txn).await {
             Ok(_) => {}
-            Err(e) if runplane_kit::database::is_unique_violation(&e) => {
+            Err(e) if runplane_database::is_unique_violation(&e) => {
                 return Err(Error::AlreadyExists {
                     org: model.org_name,
                     name: model.name,
@@ -116,7 +116,7 @@ impl Store {
         org_name: &str,
         name: &str,
     ) -> Result<api_token::Model, Error> {
-        let now = runplane_kit::time::now_ms();
+        let now = runplane_api::time::now_ms();
         let live = || {
             api_token::Entity::find()
                 .filter(api_token::Column::OrgId.eq(org_id))
@@ -149,7 +149,7 @@ impl Store {
         let result = api_token::Entity::update_many()
             .col_expr(
                 api_token::Column::RevokedAtMs,
-                Expr::value(runplane_kit::time::now_ms()),
+                Expr::value(runplane_api::time::now_ms()),
             )
             .filter(api_token::Column::OrgId.eq(org_id))
             .filter(api_token::Column::RevokedAtMs.is_null())
@@ -178,7 +178,7 @@ mod tests {
     async fn tokens_on_a_real_sqlite_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token.db");
-        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+        let db = runplane_database::open_sqlite::<crate::migration::Migrator>(&path)
             .await
             .expect("open");
         let store = Store::new(db);
@@ -197,7 +197,7 @@ mod tests {
             );
         }
 
-        let hash = runplane_kit::secret::SecretHash::of(&secret).0;
+        let hash = runplane_auth::secret::SecretHash::of(&secret).0;
         assert_eq!(
             store
                 .by_secret_hash(&hash)

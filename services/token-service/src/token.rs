@@ -1,8 +1,7 @@
 //! API tokens as the domain sees them: names, scopes, and their wire form.
 
+use runplane_api::time::timestamp;
 use runplane_api::token::v1::{Scope, Token};
-use runplane_kit::auth::{parse_scope, scope_name};
-use runplane_kit::time::timestamp;
 
 use crate::entity::api_token;
 use crate::error::Error;
@@ -62,14 +61,14 @@ pub fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
 pub fn encode_scopes(scopes: &[Scope]) -> String {
     scopes
         .iter()
-        .map(|s| scope_name(*s))
+        .map(|s| s.label())
         .collect::<Vec<_>>()
         .join(",")
 }
 
 /// Scopes as stored, read back; unknown names (from a newer version) are skipped.
 pub fn decode_scopes(stored: &str) -> Vec<Scope> {
-    stored.split(',').filter_map(parse_scope).collect()
+    stored.split(',').filter_map(Scope::from_label).collect()
 }
 
 /// Whether a token can be used at `now_ms`.

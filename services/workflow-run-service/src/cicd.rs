@@ -62,7 +62,7 @@ impl CicdMetrics {
     /// The exporter and instruments, when OTLP is configured; a warning and
     /// nothing otherwise (the rest of the service works the same).
     pub fn start() -> Option<Self> {
-        if !runplane_kit::telemetry::otlp_configured() {
+        if !runplane_telemetry::otlp_configured() {
             tracing::warn!(
                 "otel_cicd_metrics is on but OTEL_EXPORTER_OTLP_ENDPOINT is unset; not exporting them"
             );
@@ -80,7 +80,7 @@ impl CicdMetrics {
         };
         let provider = SdkMeterProvider::builder()
             .with_periodic_exporter(exporter)
-            .with_resource(runplane_kit::telemetry::resource("workflow-run-service"))
+            .with_resource(runplane_telemetry::resource("workflow-run-service"))
             .build();
         let meter = provider.meter("runplane");
         let metrics = CicdMetrics {

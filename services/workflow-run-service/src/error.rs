@@ -1,6 +1,6 @@
 //! workflow-run-service's errors, and the one place they become gRPC statuses.
 
-use runplane_kit::auth::AuthError;
+use runplane_auth::AuthError;
 use tonic::Status;
 
 /// Everything that can go wrong in workflow-run-service.
@@ -31,7 +31,7 @@ pub enum Error {
     )]
     WorkflowLimit { limit: u64 },
     #[error(transparent)]
-    InvalidPageToken(#[from] runplane_kit::page_token::InvalidPageToken),
+    InvalidPageToken(#[from] runplane_server::pagination::InvalidPageToken),
     #[error(transparent)]
     CorruptRecord(#[from] crate::store::record::CorruptRecord),
     #[error("database error")]
@@ -57,7 +57,7 @@ impl From<Error> for Status {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")
             }
-            Error::Database(e) => runplane_kit::database::status(&e),
+            Error::Database(e) => runplane_database::status(&e),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use runplane_api::time::timestamp;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
@@ -11,9 +12,8 @@ use runplane_api::workflowrun::v1::{
     ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus,
     RunnerType, StartRunRequest, StartRunResponse, Workflow,
 };
-use runplane_kit::auth::{AuthError, Principal, TokenAuthenticator};
-use runplane_kit::page_token;
-use runplane_kit::time::timestamp;
+use runplane_auth::{AuthError, Principal, TokenAuthenticator};
+use runplane_server::pagination;
 use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
@@ -22,8 +22,7 @@ use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::{run, workflow};
 use crate::error::Error;
 use crate::run::{
-    parse_runner, parse_status, project_or_default, reportable_outcome, runner_name, validate_name,
-    validate_reason, validate_run_url,
+    project_or_default, reportable_outcome, validate_name, validate_reason, validate_run_url,
 };
 use crate::store::{Finish, RunFilter, Store, WorkflowRef};
 
@@ -48,8 +47,8 @@ impl WorkflowRunHandler {
         let principal = self
             .auth
             .authenticate(
-                runplane_kit::auth::bearer(request)?,
-                runplane_kit::auth::client_ip(request),
+                runplane_auth::bearer(request)?,
+                runplane_auth::client_ip(request),
             )
             .await?;
         if principal.scopes.is_empty() {
@@ -78,8 +77,8 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
     Run {
         project: workflow.map(|w| w.project.clone()).unwrap_or_default(),
         workflow: workflow.map(|w| w.name.clone()).unwrap_or_default(),
-        runner_type: parse_runner(&run.runner).into(),
-        status: parse_status(&run.status).into(),
+        runner_type: RunnerType::from_label(&run.runner).into(),
+        status: RunStatus::from_label(&run.status).into(),
         start_time: Some(timestamp(run.started_at_ms)),
         finish_time: run.finished_at_ms.map(timestamp),
         id: run.id,
@@ -94,7 +93,7 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
         last_run_status: w
             .last_run_status
             .as_deref()
-            .map(parse_status)
+            .map(RunStatus::from_label)
             .unwrap_or(RunStatus::Unspecified)
             .into(),
         last_run_finish_time: w.last_run_finished_at_ms.map(timestamp),
@@ -107,15 +106,15 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
 
 /// How long a finished run took, by its own timestamps.
 fn run_seconds(run: &Run) -> Option<f64> {
-    let started = runplane_kit::time::from_timestamp(run.start_time.as_ref()?);
-    let finished = runplane_kit::time::from_timestamp(run.finish_time.as_ref()?);
+    let started = runplane_api::time::from_timestamp(run.start_time.as_ref()?);
+    let finished = runplane_api::time::from_timestamp(run.finish_time.as_ref()?);
     Some((finished - started) as f64 / 1000.0)
 }
 
 /// The next page token: the last item's id, when the page was full.
 fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> &str) -> String {
     match items.last() {
-        Some(last) if items.len() as u64 == limit => page_token::encode(id(last)),
+        Some(last) if items.len() as u64 == limit => pagination::encode(id(last)),
         _ => String::new(),
     }
 }
@@ -155,7 +154,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 .await?;
             match self
                 .store
-                .start_run_reporting(&workflow, runner_name(runner), &request.run_url, request_id)
+                .start_run_reporting(&workflow, runner.label(), &request.run_url, request_id)
                 .await
             {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {
@@ -231,8 +230,8 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<ListRunsResponse>, Status> {
         let principal = self.authorize(&request, Scope::MetricsRead).await?;
         let request = request.into_inner();
-        let before = page_token::decode(&request.page_token).map_err(Error::from)?;
-        let limit = page_token::page_size(request.page_size, 50, 1000);
+        let before = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 50, 1000);
         let mut filter = RunFilter::default();
         if !request.workflow.is_empty() {
             let project = project_or_default(&request.project);
@@ -271,8 +270,8 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<ListWorkflowsResponse>, Status> {
         let principal = self.authorize(&request, Scope::MetricsRead).await?;
         let request = request.into_inner();
-        let after = page_token::decode(&request.page_token).map_err(Error::from)?;
-        let limit = page_token::page_size(request.page_size, 100, 1000);
+        let after = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 100, 1000);
         let workflows = self
             .store
             .list_workflows(&principal.org_id, after.as_deref(), limit)
@@ -307,8 +306,8 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<ListWorkflowMetricsResponse>, Status> {
         let principal = self.authorize(&request, Scope::MetricsRead).await?;
         let request = request.into_inner();
-        let after = page_token::decode(&request.page_token).map_err(Error::from)?;
-        let limit = page_token::page_size(request.page_size, 500, 5000);
+        let after = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 500, 5000);
         let page = self
             .store
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
@@ -317,7 +316,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         reply.next_page_token = page
             .more_after
             .as_deref()
-            .map(page_token::encode)
+            .map(pagination::encode)
             .unwrap_or_default();
         Ok(Response::new(reply))
     }

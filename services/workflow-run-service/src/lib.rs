@@ -21,8 +21,8 @@ pub mod sweeper;
 
 use anyhow::Context as _;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServiceServer;
-use runplane_kit::auth::{AdminCredential, TokenAuthenticator};
-use runplane_kit::auth_failures::FailureLimiter;
+use runplane_auth::FailureLimiter;
+use runplane_auth::{AdminCredential, TokenAuthenticator};
 
 pub use config::Config;
 
@@ -40,10 +40,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let admin = std::sync::Arc::new(AdminCredential::load(&config.admin)?);
-    let token_channel =
-        runplane_kit::client::channel(&config.token_service_addr, &config.upstream)?;
-    let listener = runplane_kit::grpc::bind(config.listen_addr).await?;
-    let db = runplane_kit::database::connect_and_migrate::<migration::Migrator>(
+    let token_channel = runplane_client::channel(&config.token_service_addr, &config.upstream)?;
+    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let db = runplane_database::connect_and_migrate::<migration::Migrator>(
         &config.database_url,
         &config.database,
         "workflow_run_service",
@@ -77,12 +76,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.auth_cache_ttl,
         config.auth_cache_capacity,
     )
-    .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
+    .with_failure_limit(FailureLimiter::from_args(&config.auth_failures));
     let service = handler::WorkflowRunHandler::new(store, auth, cicd);
-    runplane_kit::grpc::serve(
+    runplane_server::grpc::serve(
         listener,
-        WorkflowRunServiceServer::new(service)
-            .max_decoding_message_size(runplane_kit::grpc::MAX_REQUEST_BYTES),
+        WorkflowRunServiceServer::new(service),
         &config.common.server,
     )
     .await

@@ -1,5 +1,5 @@
 //! workflow-run-service's process entry point.
 
 fn main() -> std::process::ExitCode {
-    runplane_kit::service::main(workflow_run_service::run)
+    runplane_server::bootstrap::main(workflow_run_service::run)
 }

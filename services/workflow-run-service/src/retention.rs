@@ -24,7 +24,7 @@ pub async fn run(store: Store, retention: Duration, interval: Duration) {
 
 /// Deletes every run that finished more than `retention` ago.
 pub async fn apply(store: &Store, retention: Duration) -> Result<u64, Error> {
-    let cutoff = runplane_kit::time::now_ms() - runplane_kit::time::duration_ms(retention);
+    let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(retention);
     let mut deleted = 0;
     loop {
         let batch = store.delete_finished_runs(cutoff, BATCH).await?;

@@ -14,10 +14,6 @@ pub const MAX_URL: usize = 2048;
 /// Longest finish reason, in characters.
 pub const MAX_REASON: usize = 1000;
 
-pub use runplane_kit::names::{
-    parse_runner, parse_status, runner as runner_name, status as status_name,
-};
-
 /// The project a request names, `default` when it names none.
 pub fn project_or_default(project: &str) -> &str {
     if project.is_empty() {

@@ -39,7 +39,7 @@ pub async fn sweep(
     timeout: Duration,
     reason: &str,
 ) -> Result<u64, crate::error::Error> {
-    let cutoff = runplane_kit::time::now_ms() - runplane_kit::time::duration_ms(timeout);
+    let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(timeout);
     let mut expired = 0;
     loop {
         let stale = store.stale_runs(cutoff, BATCH).await?;

@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 
-use runplane_api::workflowrun::v1::DurationHistogram;
-use runplane_kit::time::timestamp;
+use runplane_api::time::timestamp;
+use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, RunnerType};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::run::{parse_runner, parse_status};
 use crate::store::record;
 
 #[derive(DeriveMigrationName)]
@@ -144,8 +143,8 @@ fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
         Ok(<u64 as TryFrom<i64>>::try_from(row.try_get("", column)?).unwrap_or(0))
     };
     let histogram = DurationHistogram {
-        status: parse_status(&row.try_get::<String>("", "status")?).into(),
-        runner_type: parse_runner(&row.try_get::<String>("", "runner")?).into(),
+        status: RunStatus::from_label(&row.try_get::<String>("", "status")?).into(),
+        runner_type: RunnerType::from_label(&row.try_get::<String>("", "runner")?).into(),
         count: unsigned("count")?,
         sum_seconds: row.try_get("", "sum_seconds")?,
         bucket_bounds: bounds,
@@ -176,7 +175,7 @@ mod tests {
     use std::time::Duration;
 
     use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
-    use runplane_kit::database::DatabaseArgs;
+    use runplane_database::DatabaseArgs;
     use sea_orm::DatabaseConnection;
 
     use super::*;
@@ -290,7 +289,7 @@ mod tests {
     async fn upgrade_keeps_every_aggregate_on_sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let db = runplane_kit::database::connect(&url, &args(), "main")
+        let db = runplane_database::connect(&url, &args(), "main")
             .await
             .expect("open");
         upgrade_keeps_every_aggregate(db).await;
@@ -302,7 +301,7 @@ mod tests {
         let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
         let url = format!("{server}/postgres");
         let schema = format!("migration_test_{}", uuid::Uuid::now_v7().simple());
-        let db = runplane_kit::database::connect(&url, &args(), &schema)
+        let db = runplane_database::connect(&url, &args(), &schema)
             .await
             .expect("connect");
         db.execute_unprepared(&format!("CREATE SCHEMA {schema}"))

@@ -14,7 +14,6 @@ use sea_orm::{
 use super::{Store, record};
 use crate::entity::run;
 use crate::error::Error;
-use crate::run::status_name;
 
 /// The page query. On SQLite it returns one row, one value holding the page's
 /// records joined: rows crossing sqlx's SQLite driver are expensive (each is
@@ -116,7 +115,7 @@ impl Store {
             .column(run::Column::WorkflowId)
             .column_as(run::Column::Id.count(), "runs")
             .filter(run::Column::OrgId.eq(org_id))
-            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)))
+            .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
             .filter(run::Column::WorkflowId.between(first.workflow_id, last.workflow_id))
             .group_by(run::Column::WorkflowId)
             .into_tuple::<(String, i64)>()

@@ -60,7 +60,7 @@ pub(crate) mod test_support {
     /// A store over a fresh SQLite file in `dir`.
     pub(crate) async fn store(dir: &tempfile::TempDir) -> super::Store {
         let path = dir.path().join("workflow-run.db");
-        let db = runplane_kit::database::open_sqlite::<crate::migration::Migrator>(&path)
+        let db = runplane_database::open_sqlite::<crate::migration::Migrator>(&path)
             .await
             .expect("open");
         super::Store::new(db, vec![10.0, 60.0])

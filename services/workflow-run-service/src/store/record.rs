@@ -18,13 +18,12 @@
 
 use prost::Message as _;
 use prost::encoding::{self, DecodeContext, WireType};
+use runplane_api::time::{from_timestamp, timestamp};
 use runplane_api::workflowrun::v1::{
     DurationHistogram, LastRun, ListWorkflowMetricsResponse, RunStatus, RunnerType, WorkflowMetrics,
 };
-use runplane_kit::time::{from_timestamp, timestamp};
 
 use crate::histogram;
-use crate::run::{runner_name, status_name};
 
 /// `ListWorkflowMetricsResponse.workflows` and `WorkflowMetrics.workflow_id`.
 const WORKFLOWS_FIELD: u32 = 1;
@@ -186,7 +185,7 @@ fn outcome_of<'a>(
     runner: RunnerType,
     buckets: &[f64],
 ) -> &'a mut DurationHistogram {
-    let key = (status_name(status), runner_name(runner));
+    let key = (status.label(), runner.label());
     let at = outcomes
         .iter()
         .position(|o| outcome_key(o) >= key)
@@ -203,10 +202,7 @@ pub(crate) fn sort_outcomes(outcomes: &mut [DurationHistogram]) {
 }
 
 fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
-    (
-        status_name(outcome.status()),
-        runner_name(outcome.runner_type()),
-    )
+    (outcome.status().label(), outcome.runner_type().label())
 }
 
 /// The workflow's last run as its row's columns keep it (for listing
@@ -216,8 +212,8 @@ pub(crate) fn last_run_columns(
 ) -> (Option<String>, Option<String>, Option<i64>, Option<i64>) {
     match &record.last_run {
         Some(last) => (
-            Some(status_name(last.status()).to_owned()),
-            Some(runner_name(last.runner_type()).to_owned()),
+            Some(last.status().label().to_owned()),
+            Some(last.runner_type().label().to_owned()),
             last.finish_time.as_ref().map(from_timestamp),
             last.duration_seconds.map(|s| (s * 1000.0).round() as i64),
         ),
@@ -234,9 +230,9 @@ pub(crate) fn last_run_from_columns(
 ) -> Option<LastRun> {
     let (status, finished_at_ms) = (status?, finished_at_ms?);
     Some(LastRun {
-        status: crate::run::parse_status(status).into(),
+        status: RunStatus::from_label(status).into(),
         runner_type: runner
-            .map(crate::run::parse_runner)
+            .map(RunnerType::from_label)
             .unwrap_or_default()
             .into(),
         finish_time: Some(timestamp(finished_at_ms)),

@@ -8,7 +8,6 @@ use super::Store;
 use super::writes::{Claim, Write, Written};
 use crate::entity::run;
 use crate::error::Error;
-use crate::run::{parse_status, status_name};
 
 /// What to list in [`Store::list_runs`].
 #[derive(Debug, Default)]
@@ -63,9 +62,9 @@ impl Store {
             workflow_id: workflow.id.clone(),
             runner: runner.to_owned(),
             run_url: run_url.to_owned(),
-            status: status_name(RunStatus::Initialized).to_owned(),
+            status: RunStatus::Initialized.label().to_owned(),
             reason: String::new(),
-            started_at_ms: runplane_kit::time::now_ms(),
+            started_at_ms: runplane_api::time::now_ms(),
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
         };
@@ -75,7 +74,7 @@ impl Store {
             Ok(_) => Err(Error::WorkflowGone(workflow.id.clone())),
             // A concurrent retry with the same key won: answer with its run.
             Err(Error::Database(e))
-                if runplane_kit::database::is_unique_violation(&e) && request_id.is_some() =>
+                if runplane_database::is_unique_violation(&e) && request_id.is_some() =>
             {
                 let key = request_id.unwrap_or_default();
                 let existing = self
@@ -127,7 +126,7 @@ impl Store {
             run_id: finish.run_id.to_owned(),
             outcome: finish.outcome,
             reason: finish.reason.to_owned(),
-            now_ms: runplane_kit::time::now_ms(),
+            now_ms: runplane_api::time::now_ms(),
         };
         match self.write(Write::Finish(claim)).await? {
             Written::Finished(Some(run)) => Ok((run, true)),
@@ -143,13 +142,13 @@ impl Store {
             .await?
             .filter(|r| finish.org_id.is_none_or(|org| r.org_id == org))
             .ok_or_else(|| Error::RunNotFound(finish.run_id.to_owned()))?;
-        match parse_status(&run.status) {
+        match RunStatus::from_label(&run.status) {
             done if done == finish.outcome => Ok(run),
             // Still in progress yet not claimable: it was not ours to claim.
             RunStatus::Initialized => Err(Error::RunNotFound(finish.run_id.to_owned())),
             done => Err(Error::AlreadyFinished {
                 run_id: run.id,
-                status: status_name(done),
+                status: done.label(),
             }),
         }
     }
@@ -170,7 +169,7 @@ impl Store {
             query = query.filter(run::Column::WorkflowId.eq(workflow_id));
         }
         if let Some(status) = filter.status {
-            query = query.filter(run::Column::Status.eq(status_name(status)));
+            query = query.filter(run::Column::Status.eq(status.label()));
         }
         if let Some(before) = before {
             query = query.filter(run::Column::Id.lt(before));
@@ -209,7 +208,7 @@ impl Store {
         let ids = run::Entity::find()
             .select_only()
             .column(run::Column::Id)
-            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)))
+            .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
             .filter(run::Column::StartedAtMs.lt(started_before_ms))
             .limit(limit)
             .into_tuple::<String>()
@@ -358,7 +357,7 @@ mod tests {
             .await
             .expect("start");
         let stale = store
-            .stale_runs(runplane_kit::time::now_ms() + 1, 10)
+            .stale_runs(runplane_api::time::now_ms() + 1, 10)
             .await
             .expect("stale");
         assert_eq!(stale, std::slice::from_ref(&run.id));
@@ -384,12 +383,12 @@ mod tests {
             expired[0]
                 .last_finish_time
                 .as_ref()
-                .map(runplane_kit::time::from_timestamp),
+                .map(runplane_api::time::from_timestamp),
             run_finished(&store, &run.id).await
         );
         assert!(
             store
-                .stale_runs(runplane_kit::time::now_ms() + 1, 10)
+                .stale_runs(runplane_api::time::now_ms() + 1, 10)
                 .await
                 .expect("stale")
                 .is_empty()

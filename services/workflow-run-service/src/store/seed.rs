@@ -8,7 +8,6 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait as _, DbBackend, EntityTrait, Tr
 use super::{Store, record};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::run::{parse_runner, status_name};
 
 /// Rows per INSERT statement (well under SQLite's and PostgreSQL's parameter limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -35,8 +34,8 @@ impl Store {
             RunStatus::Error,
             RunStatus::Canceled,
         ];
-        let runner: RunnerType = parse_runner(&plan.runner);
-        let start = runplane_kit::time::now_ms() - 86_400_000;
+        let runner: RunnerType = RunnerType::from_label(&plan.runner);
+        let start = runplane_api::time::now_ms() - 86_400_000;
         let mut written = 0u64;
         let mut workflows = Vec::with_capacity(plan.workflows);
         let mut runs = Vec::with_capacity(ROWS_PER_STATEMENT);
@@ -66,7 +65,7 @@ impl Store {
                     workflow_id: Set(workflow_id.clone()),
                     runner: Set(plan.runner.clone()),
                     run_url: Set(String::new()),
-                    status: Set(status_name(status).to_owned()),
+                    status: Set(status.label().to_owned()),
                     reason: Set(String::new()),
                     started_at_ms: Set(started),
                     finished_at_ms: Set(Some(finished)),

@@ -97,7 +97,7 @@ impl Store {
         }
         let (id, created_at_ms) = (
             uuid::Uuid::now_v7().to_string(),
-            runplane_kit::time::now_ms(),
+            runplane_api::time::now_ms(),
         );
         let active = workflow::ActiveModel {
             metrics: Set(record::encode(&record::new(

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::{Arc, OnceLock};
 
-use runplane_api::workflowrun::v1::{RunStatus, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{RunStatus, RunnerType, WorkflowMetrics};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
@@ -26,7 +26,6 @@ use super::batch::WriteTxn;
 use super::{Store, record};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::run::{parse_runner, status_name};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -229,7 +228,7 @@ impl Store {
 
 impl Claim {
     fn status(&self) -> &'static str {
-        status_name(self.outcome)
+        self.outcome.label()
     }
 
     /// Claims the run in one statement: only an in-progress run of the
@@ -246,7 +245,7 @@ impl Claim {
                 finished_at_no_earlier_than_start(self.now_ms),
             )
             .filter(run::Column::Id.eq(&self.run_id))
-            .filter(run::Column::Status.eq(status_name(RunStatus::Initialized)));
+            .filter(run::Column::Status.eq(RunStatus::Initialized.label()));
         if let Some(org_id) = &self.org_id {
             claim = claim.filter(run::Column::OrgId.eq(org_id));
         }
@@ -259,7 +258,7 @@ fn finished(run: &run::Model, claim: &Claim) -> record::Finished {
     let finished_at_ms = run.finished_at_ms.unwrap_or(claim.now_ms);
     record::Finished {
         status: claim.outcome,
-        runner: parse_runner(&run.runner),
+        runner: RunnerType::from_label(&run.runner),
         finished_at_ms,
         duration_ms: (claim.outcome != RunStatus::Expired)
             .then(|| finished_at_ms - run.started_at_ms),
@@ -373,7 +372,7 @@ mod tests {
             run_id: run.id.clone(),
             outcome: RunStatus::Success,
             reason: String::new(),
-            now_ms: runplane_kit::time::now_ms(),
+            now_ms: runplane_api::time::now_ms(),
         })
     }
 
@@ -384,9 +383,9 @@ mod tests {
             workflow_id: workflow_id.into(),
             runner: "GITHUB_ACTION".into(),
             run_url: String::new(),
-            status: status_name(RunStatus::Initialized).into(),
+            status: RunStatus::Initialized.label().into(),
             reason: String::new(),
-            started_at_ms: runplane_kit::time::now_ms(),
+            started_at_ms: runplane_api::time::now_ms(),
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
         }
@@ -490,7 +489,7 @@ mod tests {
             ])
             .await;
         match duplicate.await.expect("answered") {
-            Err(Error::Database(e)) => assert!(runplane_kit::database::is_unique_violation(&e)),
+            Err(Error::Database(e)) => assert!(runplane_database::is_unique_violation(&e)),
             _ => panic!("the duplicate request id was accepted"),
         }
         assert!(matches!(

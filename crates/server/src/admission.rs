@@ -8,16 +8,34 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use runplane_client::upstream::PUSHBACK_METADATA;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a shed client is asked to wait before trying again.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
-/// The gRPC metadata key (from gRFC A6) that tells a client when to retry.
-pub const PUSHBACK_METADATA: &str = "grpc-retry-pushback-ms";
+/// What admission does, among the process's own metrics.
+struct AdmissionMetrics {
+    shed: prometheus::IntCounter,
+    in_flight: prometheus::IntGauge,
+}
+
+fn admission_metrics() -> &'static AdmissionMetrics {
+    static METRICS: OnceLock<AdmissionMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| AdmissionMetrics {
+        shed: runplane_telemetry::metrics::int_counter(
+            "runplane_requests_shed_total",
+            "Requests refused at once because the process was at its concurrency limit.",
+        ),
+        in_flight: runplane_telemetry::metrics::int_gauge(
+            "runplane_requests_in_flight",
+            "Requests being worked on, out of --max-concurrent-requests (probes excluded).",
+        ),
+    })
+}
 
 /// What kind of server the layer guards: it decides the shape of the refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +54,8 @@ pub struct AdmissionLayer {
 
 impl AdmissionLayer {
     pub fn new(limit: usize, protocol: Protocol) -> Self {
+        // Registered now, so that the metrics read 0 before the first request.
+        admission_metrics();
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
         AdmissionLayer {
             permits: Arc::new(Semaphore::new(limit)),
@@ -91,7 +111,7 @@ where
             match self.layer.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(Admitted::new(permit)),
                 Err(_) => {
-                    crate::observe::metrics().record_shed();
+                    admission_metrics().shed.inc();
                     let refusal = refusal(self.layer.protocol, self.layer.limit);
                     return Box::pin(async move { Ok(refusal) });
                 }
@@ -115,14 +135,14 @@ struct Admitted {
 
 impl Admitted {
     fn new(permit: OwnedSemaphorePermit) -> Self {
-        crate::observe::metrics().in_flight.inc();
+        admission_metrics().in_flight.inc();
         Admitted { _permit: permit }
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        crate::observe::metrics().in_flight.dec();
+        admission_metrics().in_flight.dec();
     }
 }
 

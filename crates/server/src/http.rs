@@ -2,7 +2,7 @@
 //! axum app behind the limits a public endpoint needs — a deadline for the
 //! request headers (slow-loris), a bounded header block and request body,
 //! load shedding past a concurrency limit ([`crate::admission`]) — TLS or
-//! mutual TLS when configured ([`crate::tls`]), and the same graceful drain as
+//! mutual TLS when configured ([`runplane_tls`]), and the same graceful drain as
 //! the gRPC servers.
 
 use std::net::SocketAddr;
@@ -93,7 +93,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES)
         .max_concurrent_streams(256);
-    let acceptor = crate::listener::Acceptor::new(crate::tls::server_config(&args.tls)?);
+    let acceptor = crate::listener::Acceptor::new(runplane_tls::server_config(&args.tls)?);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(
         %addr,

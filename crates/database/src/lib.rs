@@ -6,11 +6,15 @@
 //! fought over with SQLITE_BUSY. `postgres://…` is for production: each service
 //! keeps its tables in its own schema, and its migrations run in one
 //! transaction under an advisory lock, so replicas that start together apply
-//! each migration exactly once.
+//! each migration exactly once. Pool usage is among the process's own metrics
+//! ([`pool_metrics`]).
+
+pub mod pool_metrics;
 
 use std::path::Path;
 use std::time::Duration;
 
+use runplane_config::redact_url;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
@@ -32,10 +36,10 @@ pub struct DatabaseArgs {
     #[arg(long, env = "RUNPLANE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
     /// How long to wait for the database to accept a connection.
-    #[arg(long, env = "RUNPLANE_DB_CONNECT_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_DB_CONNECT_TIMEOUT", default_value = "5s", value_parser = runplane_config::parse_duration)]
     pub db_connect_timeout: Duration,
     /// How long a request waits for a free pooled connection.
-    #[arg(long, env = "RUNPLANE_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = runplane_config::parse_duration)]
     pub db_acquire_timeout: Duration,
     /// PostgreSQL schema for this service's tables (default: the service's own,
     /// e.g. `org_service`), created if missing. Ignored by SQLite.
@@ -70,7 +74,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     let schema = args.database_schema.as_deref().unwrap_or(default_schema);
     let db = connect(url, args, schema).await?;
     let migrate = |cause| DatabaseError::Migrate {
-        url: redact(url),
+        url: redact_url(url),
         cause,
     };
     match db.get_database_backend() {
@@ -105,7 +109,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
             }
         }
     }
-    crate::observe::register_database_pool(&db);
+    pool_metrics::register(&db);
     Ok(db)
 }
 
@@ -199,7 +203,7 @@ pub async fn connect(
             .test_before_acquire_if_idle_for(POSTGRES_PING_IF_IDLE_FOR)
             .set_schema_search_path(schema.to_owned());
     } else {
-        return Err(DatabaseError::UnsupportedUrl(redact(url)));
+        return Err(DatabaseError::UnsupportedUrl(redact_url(url)));
     }
     match Database::connect(options).await {
         Ok(db) => Ok(db),
@@ -211,7 +215,7 @@ pub async fn connect(
             };
             let cause = diagnosis.unwrap_or_else(|| pool_error.to_string());
             Err(DatabaseError::Connect {
-                url: redact(url),
+                url: redact_url(url),
                 cause,
             })
         }
@@ -240,26 +244,6 @@ fn sqlite_path(url: &str) -> Option<&str> {
     rest.split('?').next()
 }
 
-/// A URL fit for logs: any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                url.to_owned()
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// Whether a database error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(
@@ -284,22 +268,6 @@ pub fn status(e: &DbErr) -> tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/runplane"),
-            "postgres://app:***@db:5432/runplane"
-        );
-        assert_eq!(
-            redact("postgres://app@db/runplane"),
-            "postgres://app@db/runplane"
-        );
-        assert_eq!(
-            redact("sqlite://.runplane/org.db"),
-            "sqlite://.runplane/org.db"
-        );
-    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {

@@ -1,20 +1,24 @@
 //! Layered configuration: flags, then `RUNPLANE_*` environment variables, then
 //! the YAML file, then built-in defaults.
 //!
-//! Every service declares its settings once, as a `clap` struct whose fields
-//! carry their flag, environment variable, default and help text. The YAML file
-//! (`--config FILE` or `RUNPLANE_CONFIG`) is shared by the whole suite:
+//! A program declares its settings once, as a `clap` struct whose fields carry
+//! their flag, environment variable, default and help text. The YAML file
+//! (`--config FILE` or `RUNPLANE_CONFIG`) may be shared by several programs,
+//! each with a section of its own ([`Layout`]):
 //!
 //! ```yaml
-//! prometheus_org_metrics:          # top level: settings shared by the services
+//! prometheus_org_metrics:          # top level: settings shared by the programs
 //!   - org_name: cyberdyne
-//! metrics_service:                 # a section per service, keys as the flags
+//! metrics_service:                 # a section per program, keys as the flags
 //!   listen_addr: 0.0.0.0:8080      # (--listen-addr → listen_addr)
 //! ```
 //!
 //! The file's values become the defaults of the matching flags before the
 //! command line is parsed, so clap applies the precedence and `--help` shows
 //! the effective values. An unknown key is an error, not a silent typo.
+//!
+//! This crate knows the file's shape, not its contents: which sections and
+//! shared keys exist is the reader's to say.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,32 +26,16 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Section names of the shared configuration file, one per service.
-pub const SECTIONS: &[&str] = &[
-    "org_service",
-    "token_service",
-    "workflow_run_service",
-    "metrics_service",
-];
-
-/// Keys allowed at the top level of the file, applied to every service that has them.
-pub const SHARED_KEYS: &[&str] = &[
-    "prometheus_org_metrics",
-    "admin_token_file",
-    "log",
-    "log_format",
-    "org_service_addr",
-    "token_service_addr",
-    "workflow_run_service_addr",
-    "upstream_timeout",
-    "auth_failures_per_minute",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "upstream_tls_ca",
-    "upstream_tls_cert",
-    "upstream_tls_key",
-];
+/// How the shared file is laid out, as one reader of it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The reader's own section.
+    pub section: String,
+    /// Every section the file may have; the others' are skipped.
+    pub sections: Vec<String>,
+    /// Keys allowed at the top level, applied to every reader that has them.
+    pub shared_keys: Vec<String>,
+}
 
 /// A configuration problem, reported before the service starts.
 #[derive(Debug, thiserror::Error)]
@@ -67,26 +55,26 @@ pub enum ConfigError {
 }
 
 /// Parses `T` from the process's arguments, environment and the shared config
-/// file, taking the file's `section` for this service. Exits with clap's usage
+/// file, taking the file's section for this reader. Exits with clap's usage
 /// message on bad flags, like any command-line program.
-pub fn load<T: Parser>(section: &str) -> Result<T, ConfigError> {
-    load_from(section, std::env::args_os().collect())
+pub fn load<T: Parser>(layout: &Layout) -> Result<T, ConfigError> {
+    load_from(layout, std::env::args_os().collect())
 }
 
 /// [`load`] over explicit arguments (the first is the program name).
-pub fn load_from<T: Parser>(section: &str, args: Vec<OsString>) -> Result<T, ConfigError> {
+pub fn load_from<T: Parser>(layout: &Layout, args: Vec<OsString>) -> Result<T, ConfigError> {
     let mut command = T::command();
     if let Some(path) = config_path(&args) {
-        for (key, value) in file_settings(&path, section)? {
+        for (key, value) in file_settings(&path, layout)? {
             if command
                 .get_arguments()
                 .any(|arg| arg.get_id() == key.as_str())
             {
                 command = command.mut_arg(key.as_str(), |arg| arg.default_value(value));
-            } else if !SHARED_KEYS.contains(&key.as_str()) {
+            } else if !layout.shared_keys.contains(&key) {
                 return Err(ConfigError::Invalid {
                     path,
-                    message: format!("unknown setting `{key}` in section `{section}`"),
+                    message: format!("unknown setting `{key}` in section `{}`", layout.section),
                 });
             }
         }
@@ -114,14 +102,14 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The settings that apply to `section`: the shared top-level keys, overridden by
-/// the section's own keys, each rendered as a command-line value.
-pub fn file_settings(path: &Path, section: &str) -> Result<Vec<(String, String)>, ConfigError> {
+/// The settings that apply to the layout's section: the shared top-level keys,
+/// overridden by the section's own keys, each rendered as a command-line value.
+pub fn file_settings(path: &Path, layout: &Layout) -> Result<Vec<(String, String)>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_owned(),
         cause,
     })?;
-    parse_settings(&text, section).map_err(|e| match e {
+    parse_settings(&text, layout).map_err(|e| match e {
         SettingsError::Yaml(cause) => ConfigError::Parse {
             path: path.to_owned(),
             cause,
@@ -138,7 +126,7 @@ enum SettingsError {
     Invalid(String),
 }
 
-fn parse_settings(text: &str, section: &str) -> Result<Vec<(String, String)>, SettingsError> {
+fn parse_settings(text: &str, layout: &Layout) -> Result<Vec<(String, String)>, SettingsError> {
     use serde_yaml::Value;
     let root: Value = serde_yaml::from_str(text).map_err(SettingsError::Yaml)?;
     let root = match root {
@@ -154,8 +142,8 @@ fn parse_settings(text: &str, section: &str) -> Result<Vec<(String, String)>, Se
     let mut own = Vec::new();
     for (key, value) in root {
         let key = key_name(&key)?;
-        if SECTIONS.contains(&key.as_str()) {
-            if key != section {
+        if layout.sections.contains(&key) {
+            if key != layout.section {
                 continue;
             }
             let Value::Mapping(entries) = value else {
@@ -170,13 +158,13 @@ fn parse_settings(text: &str, section: &str) -> Result<Vec<(String, String)>, Se
                 let k = key_name(&k)?;
                 own.push((k.clone(), render(&k, &v)?));
             }
-        } else if SHARED_KEYS.contains(&key.as_str()) {
+        } else if layout.shared_keys.contains(&key) {
             shared.push((key.clone(), render(&key, &value)?));
         } else {
             return Err(SettingsError::Invalid(format!(
                 "unknown top-level setting `{key}` (expected one of: {}, or a section: {})",
-                SHARED_KEYS.join(", "),
-                SECTIONS.join(", ")
+                layout.shared_keys.join(", "),
+                layout.sections.join(", ")
             )));
         }
     }
@@ -242,6 +230,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}: write a duration such as 500ms, 90s, 5m, 1h or 30d"))
 }
 
+/// A URL setting fit for logs and messages: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                url.to_owned()
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +262,15 @@ mod tests {
         listen_addr: String,
         #[arg(long, value_delimiter = ',')]
         prometheus_org_metrics: Vec<String>,
+    }
+
+    /// Two programs' sections and one shared key, as a suite would declare them.
+    pub(super) fn layout(section: &str) -> Layout {
+        Layout {
+            section: section.to_owned(),
+            sections: vec!["org_service".into(), "metrics_service".into()],
+            shared_keys: vec!["prometheus_org_metrics".into()],
+        }
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -276,12 +293,13 @@ mod tests {
              metrics_service:\n  listen-addr: 0.0.0.0:9\norg_service:\n  ignored: here\n",
         );
         let path = file.path().to_string_lossy().into_owned();
-        let cfg: Example = load_from("metrics_service", args(&["--config", &path])).expect("load");
+        let cfg: Example =
+            load_from(&layout("metrics_service"), args(&["--config", &path])).expect("load");
         assert_eq!(cfg.listen_addr, "0.0.0.0:9");
         assert_eq!(cfg.prometheus_org_metrics, ["cyberdyne", "acme-corp"]);
 
         let cfg: Example = load_from(
-            "metrics_service",
+            &layout("metrics_service"),
             args(&[&format!("--config={path}"), "--listen-addr", "1.2.3.4:5"]),
         )
         .expect("load");
@@ -292,13 +310,13 @@ mod tests {
     fn unknown_keys_are_errors_that_name_the_key() {
         let file = write("metrics_service:\n  listen_adr: x\n");
         let path = file.path().to_string_lossy().into_owned();
-        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
             .expect_err("typo must fail");
         assert!(err.to_string().contains("listen_adr"), "{err}");
 
         let file = write("prometheus_org_metric: []\n");
         let path = file.path().to_string_lossy().into_owned();
-        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
             .expect_err("typo must fail");
         assert!(err.to_string().contains("prometheus_org_metric"), "{err}");
     }
@@ -307,12 +325,31 @@ mod tests {
     fn bad_yaml_and_missing_files_are_reported_with_the_path() {
         let file = write("metrics_service: [\n");
         let path = file.path().to_string_lossy().into_owned();
-        let err = load_from::<Example>("metrics_service", args(&["--config", &path]))
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
             .expect_err("bad yaml");
         assert!(err.to_string().contains(&path), "{err}");
-        let err = load_from::<Example>("metrics_service", args(&["--config", "/nonexistent.yaml"]))
-            .expect_err("missing");
+        let err = load_from::<Example>(
+            &layout("metrics_service"),
+            args(&["--config", "/nonexistent.yaml"]),
+        )
+        .expect_err("missing");
         assert!(err.to_string().contains("/nonexistent.yaml"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/runplane"),
+            "postgres://app:***@db:5432/runplane"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/runplane"),
+            "postgres://app@db/runplane"
+        );
+        assert_eq!(
+            redact_url("sqlite://.runplane/org.db"),
+            "sqlite://.runplane/org.db"
+        );
     }
 
     #[test]
@@ -353,8 +390,8 @@ mod properties {
 
         #[test]
         fn the_loader_never_panics_and_names_only_keys_it_was_given(text in yamlish()) {
-            for section in SECTIONS {
-                if let Ok(settings) = parse_settings(&text, section) {
+            for section in ["org_service", "metrics_service"] {
+                if let Ok(settings) = parse_settings(&text, &super::tests::layout(section)) {
                     // Keys may be written with `-` (as the flags are); they
                     // come back with `_`, and that is their only change.
                     let given = text.replace('-', "_");

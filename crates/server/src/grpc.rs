@@ -4,13 +4,14 @@
 //! (same port, plain HTTP/1.1), every request measured, traced and logged by
 //! [`crate::observe::GrpcServerLayer`], load shedding past a concurrency limit
 //! ([`crate::admission`]), bounded message and header sizes, TLS or mutual
-//! TLS when configured ([`crate::tls`]), and a graceful drain on shutdown.
+//! TLS when configured ([`runplane_tls`]), and a graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use runplane_api::DecodingLimit;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -21,22 +22,22 @@ use tonic_health::ServingStatus;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Longest time one request may take before it fails with DEADLINE_EXCEEDED.
-    #[arg(long, env = "RUNPLANE_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_REQUEST_TIMEOUT", default_value = "30s", value_parser = runplane_config::parse_duration)]
     pub request_timeout: Duration,
     /// On SIGTERM, how long to keep serving while reporting NOT_SERVING (and,
     /// over HTTP, failing /readyz), so that load balancers and meshes stop
     /// sending new requests before the listener closes.
-    #[arg(long, env = "RUNPLANE_SHUTDOWN_DELAY", default_value = "0s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_SHUTDOWN_DELAY", default_value = "0s", value_parser = runplane_config::parse_duration)]
     pub shutdown_delay: Duration,
     /// Then, how long in-flight requests may take to finish before the process exits.
-    #[arg(long, env = "RUNPLANE_DRAIN_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_DRAIN_TIMEOUT", default_value = "10s", value_parser = runplane_config::parse_duration)]
     pub drain_timeout: Duration,
     /// Requests worked on at once; past it, requests are refused at once
     /// (RESOURCE_EXHAUSTED / HTTP 503) rather than queued. Probes are exempt.
     #[arg(long, env = "RUNPLANE_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
     pub max_concurrent_requests: usize,
     #[command(flatten)]
-    pub tls: crate::tls::ServerTlsArgs,
+    pub tls: runplane_tls::ServerTlsArgs,
 }
 
 /// The largest request message a server accepts. runplane's requests are a
@@ -57,11 +58,12 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Serves `service` plus health and reflection on `listener` until SIGTERM or
 /// SIGINT; then reports NOT_SERVING, keeps serving for the shutdown delay,
 /// stops accepting, and lets in-flight requests finish for at most the drain
-/// timeout.
+/// timeout. Requests over [`MAX_REQUEST_BYTES`] are refused.
 pub async fn serve<S>(listener: TcpListener, service: S, args: &ServerArgs) -> anyhow::Result<()>
 where
     S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
         + NamedService
+        + DecodingLimit
         + Clone
         + Send
         + Sync
@@ -70,11 +72,11 @@ where
     S::Future: Send + 'static,
 {
     let service_names = [S::NAME];
-    let routes = Routes::new(service);
+    let routes = Routes::new(service.with_decoding_limit(MAX_REQUEST_BYTES));
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
-    let acceptor = crate::listener::Acceptor::new(crate::tls::server_config(&args.tls)?);
+    let acceptor = crate::listener::Acceptor::new(runplane_tls::server_config(&args.tls)?);
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health
@@ -102,9 +104,9 @@ where
                 (
                     [(
                         http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        runplane_telemetry::metrics::CONTENT_TYPE,
                     )],
-                    crate::observe::metrics().render(),
+                    runplane_telemetry::metrics::render(),
                 )
             }),
         )
@@ -141,7 +143,7 @@ where
         // For Prometheus' plain-HTTP GET /metrics; gRPC stays on HTTP/2.
         .accept_http1(true)
         // Outermost: a shed request is still measured, traced and logged.
-        .layer(crate::observe::GrpcServerLayer)
+        .layer(crate::observe::GrpcServerLayer::new())
         .layer(crate::admission::AdmissionLayer::new(
             args.max_concurrent_requests,
             crate::admission::Protocol::Grpc,

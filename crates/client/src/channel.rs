@@ -1,23 +1,23 @@
 //! Channels to peer services: lazy (a peer that is down does not stop start-up),
 //! with a connect timeout and a deadline on every call, over TLS for
-//! `https://` peers ([`crate::tls`]).
+//! `https://` peers ([`runplane_tls`]).
 
 use std::time::Duration;
 
+use runplane_tls::{ClientTlsArgs, TlsError};
 use tonic::transport::Endpoint;
 
-use crate::observe::ObservedChannel;
-use crate::tls::{ClientTlsArgs, TlsError};
+use crate::observed::ObservedChannel;
 
 /// What clients of other services are built over: a lazily connecting channel
-/// that measures and traces each call (see [`crate::observe`]).
+/// that measures and traces each call (see [`crate::observed`]).
 pub type Channel = ObservedChannel;
 
 /// Settings for calls to other runplane services.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpstreamArgs {
     /// Deadline for each call to another runplane service.
-    #[arg(long, env = "RUNPLANE_UPSTREAM_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "RUNPLANE_UPSTREAM_TIMEOUT", default_value = "5s", value_parser = runplane_config::parse_duration)]
     pub upstream_timeout: Duration,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
@@ -53,7 +53,7 @@ pub fn channel(addr: &str, args: &UpstreamArgs) -> Result<Channel, ChannelError>
     let mut endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(e.to_string()))?;
     if endpoint.uri().scheme_str() == Some("https") {
         endpoint = endpoint
-            .tls_config(crate::tls::client_config(&args.tls)?)
+            .tls_config(runplane_tls::client_config(&args.tls)?)
             .map_err(|e| invalid(format!("TLS: {e}")))?;
     }
     Ok(ObservedChannel::new(

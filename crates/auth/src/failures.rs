@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Most client addresses tracked at once.
@@ -54,6 +54,8 @@ pub struct FailureLimiter {
 impl FailureLimiter {
     /// A limiter allowing `per_minute` failures per address; 0 turns it off.
     pub fn new(per_minute: u32) -> Self {
+        // Registered now, so that the count reads 0 before the first failure.
+        failures_total();
         FailureLimiter {
             per_minute: f64::from(per_minute),
             buckets: Mutex::new(HashMap::new()),
@@ -114,7 +116,7 @@ impl FailureLimiter {
 
     /// Spends one failure of `client`'s budget.
     pub fn record_failure(&self, client: Option<IpAddr>) {
-        crate::observe::metrics().record_auth_failure();
+        failures_total().inc();
         let Some(key) = client.filter(|_| !self.is_off()).map(key_of) else {
             return;
         };
@@ -146,6 +148,17 @@ impl FailureLimiter {
     fn tracked(&self) -> usize {
         self.buckets.lock().map(|b| b.len()).unwrap_or(0)
     }
+}
+
+/// Wrong credentials presented to this process, limited or not.
+fn failures_total() -> &'static prometheus::IntCounter {
+    static COUNTER: OnceLock<prometheus::IntCounter> = OnceLock::new();
+    COUNTER.get_or_init(|| {
+        runplane_telemetry::metrics::int_counter(
+            "runplane_auth_failures_total",
+            "Wrong credentials presented (counted towards the per-address limit).",
+        )
+    })
 }
 
 /// The address a budget belongs to: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by /64.

@@ -1,5 +1,5 @@
 //! How servers accept connections: plain TCP, or TLS when configured
-//! ([`crate::tls`]). Both the gRPC and the HTTP server go through here, so a
+//! ([`runplane_tls`]). Both the gRPC and the HTTP server go through here, so a
 //! connection is set up the same way whatever it carries.
 //!
 //! A TLS handshake runs in the connection's own task, bounded by

@@ -1,4 +1,5 @@
-//! Wall-clock time as runplane stores it: milliseconds since the Unix epoch.
+//! Wall-clock time as runplane stores it, milliseconds since the Unix epoch,
+//! and as the API carries it, `google.protobuf.Timestamp`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

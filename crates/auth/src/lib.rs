@@ -1,0 +1,136 @@
+//! Who is calling: the admin credential, organization API tokens, and scopes.
+//!
+//! Management APIs (organizations, tokens) take the admin credential
+//! ([`admin`]). Runners and scrapers present an organization API token, which
+//! [`token::TokenAuthenticator`] resolves through token-service to a
+//! [`Principal`]. Credentials are minted and hashed by [`secret`]; wrong ones
+//! are limited per client address ([`failures`]).
+
+pub mod admin;
+pub mod failures;
+pub mod secret;
+pub mod token;
+
+use std::net::IpAddr;
+
+use runplane_api::token::v1::Scope;
+use tonic::Status;
+
+pub use admin::{ADMIN_TOKEN_ENV, AdminArgs, AdminCredential, AdminCredentialError};
+pub use failures::{AuthFailureArgs, FailureLimiter, TooManyFailures};
+pub use token::TokenAuthenticator;
+
+/// Why a call is not allowed. Converted to a [`Status`] in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `authorization: Bearer …` on the call.
+    #[error("missing credential: send `authorization: Bearer <token>`")]
+    Missing,
+    /// Malformed, unknown, expired or revoked: the caller learns nothing more.
+    #[error("invalid, expired or revoked token")]
+    Invalid,
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// This client address failed too often lately; nothing was checked.
+    #[error(transparent)]
+    TooManyFailures(#[from] TooManyFailures),
+    /// token-service could not be reached or did not answer in time.
+    #[error("authentication is unavailable: {0}")]
+    Unavailable(String),
+    /// token-service answered something unexpected.
+    #[error("authentication failed unexpectedly")]
+    Internal(String),
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid => Status::unauthenticated(e.to_string()),
+            AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
+            AuthError::TooManyFailures(_) => Status::resource_exhausted(e.to_string()),
+            AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
+            AuthError::Internal(ref detail) => {
+                tracing::error!(%detail, "authentication failed unexpectedly");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// The bearer secret of an `Authorization` header value, if it has one.
+/// The scheme is case-insensitive, as HTTP says.
+pub fn bearer_from_header(value: &str) -> Option<&str> {
+    let (scheme, secret) = value.trim().split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+/// The IP address a gRPC request came from, when the transport knows it.
+pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<IpAddr> {
+    request.remote_addr().map(|a| a.ip())
+}
+
+/// The bearer secret of a gRPC request.
+pub fn bearer<T>(request: &tonic::Request<T>) -> Result<&str, AuthError> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_from_header)
+        .ok_or(AuthError::Missing)
+}
+
+/// An authenticated organization API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// Fails with PERMISSION_DENIED unless the token has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "this token lacks the `{}` scope",
+                scope.label()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_from_header("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_from_header("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_from_header("Basic abc"), None);
+        assert_eq!(bearer_from_header("Bearer"), None);
+        assert_eq!(bearer_from_header("Bearer "), None);
+        assert_eq!(bearer_from_header(""), None);
+    }
+
+    #[test]
+    fn scopes_are_enforced() {
+        let principal = Principal {
+            token_id: "t".into(),
+            org_id: "o".into(),
+            org_name: "cyberdyne".into(),
+            scopes: vec![Scope::RunsWrite],
+        };
+        assert!(principal.require(Scope::RunsWrite).is_ok());
+        let err = principal
+            .require(Scope::MetricsRead)
+            .expect_err("lacks scope");
+        assert_eq!(Status::from(err).code(), Code::PermissionDenied);
+    }
+}
