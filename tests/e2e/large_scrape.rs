@@ -10,8 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use runplane_database::DatabaseArgs;
-use workflow_run_service::histogram::DEFAULT_BUCKETS;
-use workflow_run_service::store::{SeedPlan, Store};
+use workflow_run_service::testing::{SeedPlan, Storage};
 
 use crate::support::{Suite, promtool_check};
 
@@ -32,14 +31,10 @@ async fn seed(suite: &Suite, org_id: &str) {
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: None,
     };
-    let db = runplane_database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
-        &url,
-        &args,
-        "workflow_run_service",
-    )
-    .await
-    .expect("workflow-run-service's database");
-    let runs = Store::new(db, DEFAULT_BUCKETS.to_vec())
+    let storage = Storage::open(&url, &args, "workflow_run_service")
+        .await
+        .expect("workflow-run-service's database");
+    let runs = storage
         .seed_history(&SeedPlan {
             org_id: org_id.to_owned(),
             project: "default".into(),

@@ -14,8 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use runplane_database::DatabaseArgs;
-use workflow_run_service::histogram::DEFAULT_BUCKETS;
-use workflow_run_service::store::{SeedPlan, Store};
+use workflow_run_service::testing::{SeedPlan, Storage};
 
 use crate::stats::Repeated;
 use crate::suite::{Backend, Suite};
@@ -386,18 +385,15 @@ async fn run(
     Ok(out)
 }
 
-async fn store(url: &str, schema: &str) -> anyhow::Result<Store> {
+/// workflow-run-service's storage on `url`, reached directly.
+async fn store(url: &str, schema: &str) -> anyhow::Result<Storage> {
     let args = DatabaseArgs {
         db_max_connections: 10,
         db_connect_timeout: Duration::from_secs(10),
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: Some(schema.to_owned()),
     };
-    let db = runplane_database::connect_and_migrate::<workflow_run_service::migration::Migrator>(
-        url, &args, schema,
-    )
-    .await?;
-    Ok(Store::new(db, DEFAULT_BUCKETS.to_vec()))
+    Storage::open(url, &args, schema).await
 }
 
 fn size(bytes: usize) -> String {

@@ -23,11 +23,11 @@ use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, WorkflowMetrics};
 
 /// The namespace of Chainloop's metric names, the default.
-pub const DEFAULT_NAMESPACE: &str = "chainloop";
+pub(crate) const DEFAULT_NAMESPACE: &str = "chainloop";
 
 /// Which exposition format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `text/plain; version=0.0.4`: what Prometheus falls back to.
     Text,
     /// `application/openmetrics-text; version=1.0.0`.
@@ -36,7 +36,7 @@ pub enum Format {
 
 impl Format {
     /// The `Content-Type` of a response in this format.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -46,7 +46,7 @@ impl Format {
     /// The format a scraper asked for with its `Accept` header, as Prometheus
     /// negotiates: OpenMetrics when listed with a quality at least that of the
     /// text format; the text format otherwise (also without a header).
-    pub fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text;
         };
@@ -91,13 +91,13 @@ impl Format {
 
 /// How to write: set once from the configuration, then per request.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Prefix of every metric name (`chainloop` by default).
-    pub namespace: String,
-    pub format: Format,
+    pub(crate) namespace: String,
+    pub(crate) format: Format,
     /// In OpenMetrics, add `_created` series to counters and histograms (the
     /// workflow's creation time: every counter of it was zero then).
-    pub created_series: bool,
+    pub(crate) created_series: bool,
 }
 
 const UP_HELP: &str = "Indicate if the last run was successful. A run still in progress does \
@@ -115,7 +115,7 @@ const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in second
 
 /// The exposition of one organization's workflows, whole. `started` is when
 /// the request began: the last family reports how long the whole answer took.
-pub fn render(
+pub(crate) fn render(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
@@ -131,21 +131,21 @@ pub fn render(
 
 /// About how long the exposition of `workflows` is, rounded up (with the
 /// default buckets, a workflow's lines are ~0.7 KiB and an outcome's ~2.4 KiB).
-pub fn estimated_len(workflows: &[WorkflowMetrics]) -> usize {
+pub(crate) fn estimated_len(workflows: &[WorkflowMetrics]) -> usize {
     let outcomes: usize = workflows.iter().map(|w| w.durations.len()).sum();
     512 + workflows.len() * 700 + outcomes * 2800
 }
 
 /// The receiver of a chunked exposition is gone (the client hung up).
 #[derive(Debug)]
-pub struct Gone;
+pub(crate) struct Gone;
 
 /// The exposition of one organization's workflows, handed to `emit` in
 /// chunks of about `chunk_size` bytes (a chunk is cut at the end of a
 /// workflow's lines), so that a large one is sent while it is written rather
 /// than held whole: 10,000 workflows make ~70 MiB of text. Stops early when
 /// `emit` says the receiver is gone.
-pub fn render_chunked(
+pub(crate) fn render_chunked(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],

@@ -5,11 +5,11 @@
 //! from workflow-run-service's per-workflow aggregates ([`scrape`],
 //! [`upstream`], [`exposition`]). It keeps no state of its own.
 
-pub mod config;
-pub mod exposition;
-pub mod own_metrics;
-pub mod scrape;
-pub mod upstream;
+mod config;
+mod exposition;
+mod own_metrics;
+mod scrape;
+mod upstream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.
-pub fn router(
+fn router(
     scraper: Arc<scrape::Scraper>,
     draining: Arc<AtomicBool>,
     request_timeout: std::time::Duration,

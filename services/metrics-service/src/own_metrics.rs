@@ -39,7 +39,7 @@ fn http_metrics() -> &'static HttpMetrics {
 }
 
 /// `GET /metrics`: the process's metrics in the text format.
-pub async fn render() -> Response {
+pub(crate) async fn render() -> Response {
     http_metrics();
     (
         [(
@@ -54,7 +54,7 @@ pub async fn render() -> Response {
 /// Middleware: one span, one measurement and one log line per request, by its
 /// route template (never the concrete path, whose organization names would
 /// explode cardinality). The scrape handler adds the organization to the span.
-pub async fn track(request: Request, next: Next) -> Response {
+pub(crate) async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -25,7 +25,7 @@ use crate::upstream::Upstreams;
 
 /// Why a scrape is refused; the only place HTTP status codes are chosen.
 #[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
+pub(crate) enum ScrapeError {
     #[error("missing bearer token: send `Authorization: Bearer <token>`")]
     MissingToken,
     #[error("invalid, expired or revoked token")]
@@ -96,12 +96,12 @@ impl IntoResponse for ScrapeError {
 }
 
 /// What a scrape needs: the services behind it and how to write.
-pub struct Scraper {
-    pub upstreams: Upstreams,
+pub(crate) struct Scraper {
+    pub(crate) upstreams: Upstreams,
     /// Header that names the client behind a proxy; else the peer address.
-    pub client_address_header: Option<HeaderName>,
+    pub(crate) client_address_header: Option<HeaderName>,
     /// Namespace and `_created` setting; the format is chosen per request.
-    pub exposition: exposition::Options,
+    pub(crate) exposition: exposition::Options,
 }
 
 /// The scraping client's address: the last entry of the configured header
@@ -126,7 +126,7 @@ fn client_ip(
 }
 
 /// Serves one scrape.
-pub async fn handle(
+pub(crate) async fn handle(
     State(scraper): State<Arc<Scraper>>,
     Path(org): Path<String>,
     peer: Option<Extension<PeerAddr>>,

@@ -21,17 +21,17 @@ use crate::scrape::ScrapeError;
 const PAGE_SIZE: i32 = 1000;
 
 /// Clients for the scrape's upstream services.
-pub struct Upstreams {
+pub(crate) struct Upstreams {
     /// Uncached: a revoked token fails on the very next scrape.
-    pub tokens: TokenAuthenticator,
-    pub orgs: OrganizationServiceClient<Channel>,
-    pub workflow_runs: WorkflowRunServiceClient<Channel>,
-    pub admin: Arc<AdminCredential>,
+    pub(crate) tokens: TokenAuthenticator,
+    pub(crate) orgs: OrganizationServiceClient<Channel>,
+    pub(crate) workflow_runs: WorkflowRunServiceClient<Channel>,
+    pub(crate) admin: Arc<AdminCredential>,
 }
 
 impl Upstreams {
     /// Who the bearer token belongs to.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         secret: &str,
         client: Option<IpAddr>,
@@ -57,7 +57,10 @@ impl Upstreams {
     }
 
     /// The organization called `name`, or `None` if there is none.
-    pub async fn organization(&self, name: &str) -> Result<Option<Organization>, ScrapeError> {
+    pub(crate) async fn organization(
+        &self,
+        name: &str,
+    ) -> Result<Option<Organization>, ScrapeError> {
         let request = with_bearer(
             GetOrganizationRequest {
                 lookup: Some(Lookup::Name(name.to_owned())),
@@ -73,7 +76,7 @@ impl Upstreams {
 
     /// Every workflow's aggregates, a page at a time, read with the scraper's token
     /// so that workflow-run-service confines the answer to its organization.
-    pub async fn workflow_metrics(
+    pub(crate) async fn workflow_metrics(
         &self,
         secret: &str,
     ) -> Result<Vec<WorkflowMetrics>, ScrapeError> {

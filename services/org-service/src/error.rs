@@ -7,7 +7,7 @@ use crate::name::InvalidName;
 
 /// Everything that can go wrong in org-service.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]

@@ -19,14 +19,18 @@ use crate::reload::EnabledOrgs;
 use crate::store::Store;
 
 /// Serves `runplane.org.v1.OrganizationService`.
-pub struct OrganizationHandler {
+pub(crate) struct OrganizationHandler {
     store: Store,
     admin: Arc<AdminCredential>,
     metrics_enabled: EnabledOrgs,
 }
 
 impl OrganizationHandler {
-    pub fn new(store: Store, admin: Arc<AdminCredential>, metrics_enabled: EnabledOrgs) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        admin: Arc<AdminCredential>,
+        metrics_enabled: EnabledOrgs,
+    ) -> Self {
         OrganizationHandler {
             store,
             admin,

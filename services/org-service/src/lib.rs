@@ -4,14 +4,14 @@
 //! Transport ([`handler`]) → domain ([`name`], [`error`]) → storage ([`store`]),
 //! over its own tables ([`entity`], [`migration`]).
 
-pub mod config;
-pub mod entity;
-pub mod error;
-pub mod handler;
-pub mod migration;
-pub mod name;
-pub mod reload;
-pub mod store;
+mod config;
+mod entity;
+mod error;
+mod handler;
+mod migration;
+mod name;
+mod reload;
+mod store;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

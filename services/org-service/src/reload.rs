@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::Config;
 
 /// The organizations whose metrics are served, as last loaded.
-pub type EnabledOrgs = watch::Receiver<Arc<BTreeSet<String>>>;
+pub(crate) type EnabledOrgs = watch::Receiver<Arc<BTreeSet<String>>>;
 
 /// How often the config file's modification time is looked at.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -23,7 +23,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Starts watching for SIGHUP and config file changes; returns the live list.
 /// The SIGHUP handler is installed before this returns, so a SIGHUP never
 /// kills the process (its default action) once the service is up.
-pub fn watch(
+pub(crate) fn watch(
     initial: BTreeSet<String>,
     config_file: Option<PathBuf>,
 ) -> anyhow::Result<EnabledOrgs> {

@@ -10,17 +10,17 @@ use crate::error::Error;
 
 /// Organizations, persisted.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: DatabaseConnection,
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
         Store { db }
     }
 
     /// Creates an organization; fails with [`Error::AlreadyExists`] on a taken name.
-    pub async fn create(&self, name: &str) -> Result<organization::Model, Error> {
+    pub(crate) async fn create(&self, name: &str) -> Result<organization::Model, Error> {
         crate::name::validate(name)?;
         let model = organization::Model {
             id: uuid::Uuid::now_v7().to_string(),
@@ -41,7 +41,7 @@ impl Store {
         }
     }
 
-    pub async fn by_name(&self, name: &str) -> Result<organization::Model, Error> {
+    pub(crate) async fn by_name(&self, name: &str) -> Result<organization::Model, Error> {
         organization::Entity::find()
             .filter(organization::Column::Name.eq(name))
             .one(&self.db)
@@ -49,7 +49,7 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("{name:?}")))
     }
 
-    pub async fn by_id(&self, id: &str) -> Result<organization::Model, Error> {
+    pub(crate) async fn by_id(&self, id: &str) -> Result<organization::Model, Error> {
         organization::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await?
@@ -57,7 +57,7 @@ impl Store {
     }
 
     /// Up to `limit` organizations after `after` (by name), in name order.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         after: Option<&str>,
         limit: u64,
@@ -70,7 +70,7 @@ impl Store {
     }
 
     /// Deletes an organization by name; fails with [`Error::NotFound`] if there is none.
-    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), Error> {
         let result = organization::Entity::delete_many()
             .filter(organization::Column::Name.eq(name))
             .exec(&self.db)

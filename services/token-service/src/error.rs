@@ -5,7 +5,7 @@ use tonic::Status;
 
 /// Everything that can go wrong in token-service.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{0}")]

@@ -19,7 +19,7 @@ use crate::store::{NewToken, Store};
 use crate::token;
 
 /// Serves `runplane.token.v1.TokenService`.
-pub struct TokenHandler {
+pub(crate) struct TokenHandler {
     store: Store,
     orgs: OrgDirectory,
     admin: Arc<AdminCredential>,
@@ -29,7 +29,7 @@ pub struct TokenHandler {
 }
 
 impl TokenHandler {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         orgs: OrgDirectory,
         admin: Arc<AdminCredential>,

@@ -4,14 +4,14 @@
 //! Transport ([`handler`]) → domain ([`token`], [`error`]) → storage ([`store`]),
 //! with organizations looked up in org-service ([`orgs`]).
 
-pub mod config;
-pub mod entity;
-pub mod error;
-pub mod handler;
-pub mod migration;
-pub mod orgs;
-pub mod store;
-pub mod token;
+mod config;
+mod entity;
+mod error;
+mod handler;
+mod migration;
+mod orgs;
+mod store;
+mod token;
 
 use std::sync::Arc;
 

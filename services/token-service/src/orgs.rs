@@ -14,13 +14,13 @@ use crate::error::Error;
 
 /// The identity of an organization.
 #[derive(Debug, Clone)]
-pub struct OrgRef {
-    pub id: String,
-    pub name: String,
+pub(crate) struct OrgRef {
+    pub(crate) id: String,
+    pub(crate) name: String,
 }
 
 /// org-service, asked with the admin credential.
-pub struct OrgDirectory {
+pub(crate) struct OrgDirectory {
     client: OrganizationServiceClient<Channel>,
     admin: Arc<AdminCredential>,
     ttl: Duration,
@@ -30,7 +30,7 @@ pub struct OrgDirectory {
 }
 
 impl OrgDirectory {
-    pub fn new(channel: Channel, admin: Arc<AdminCredential>, ttl: Duration) -> Self {
+    pub(crate) fn new(channel: Channel, admin: Arc<AdminCredential>, ttl: Duration) -> Self {
         OrgDirectory {
             client: OrganizationServiceClient::new(channel),
             admin,
@@ -40,14 +40,14 @@ impl OrgDirectory {
     }
 
     /// The organization called `name`.
-    pub async fn by_name(&self, name: &str) -> Result<OrgRef, Error> {
+    pub(crate) async fn by_name(&self, name: &str) -> Result<OrgRef, Error> {
         self.get(Lookup::Name(name.to_owned()))
             .await?
             .ok_or_else(|| Error::OrgNotFound(name.to_owned()))
     }
 
     /// Whether the organization with `id` still exists (cached for the TTL when it does).
-    pub async fn exists(&self, id: &str) -> Result<bool, Error> {
+    pub(crate) async fn exists(&self, id: &str) -> Result<bool, Error> {
         {
             let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             if seen.get(id).is_some_and(|at| at.elapsed() < self.ttl) {

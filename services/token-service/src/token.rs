@@ -7,10 +7,10 @@ use crate::entity::api_token;
 use crate::error::Error;
 
 /// Longest token description accepted.
-pub const MAX_DESCRIPTION: usize = 500;
+pub(crate) const MAX_DESCRIPTION: usize = 500;
 
 /// Checks a token name: 1 to 63 characters of letters, digits, `-`, `_` and `.`.
-pub fn validate_name(name: &str) -> Result<(), Error> {
+pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
     let ok = (1..=63).contains(&name.len())
         && name
             .bytes()
@@ -25,7 +25,7 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 /// Checks a description's length (it is free text otherwise).
-pub fn validate_description(description: &str) -> Result<(), Error> {
+pub(crate) fn validate_description(description: &str) -> Result<(), Error> {
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(Error::InvalidArgument(format!(
             "the description is longer than {MAX_DESCRIPTION} characters"
@@ -35,7 +35,7 @@ pub fn validate_description(description: &str) -> Result<(), Error> {
 }
 
 /// The requested scopes, deduplicated; none requested means all of them.
-pub fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
+pub(crate) fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
     if scopes.is_empty() {
         return Ok(vec![Scope::RunsWrite, Scope::MetricsRead]);
     }
@@ -58,7 +58,7 @@ pub fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
 }
 
 /// Scopes as stored: comma-separated names.
-pub fn encode_scopes(scopes: &[Scope]) -> String {
+pub(crate) fn encode_scopes(scopes: &[Scope]) -> String {
     scopes
         .iter()
         .map(|s| s.label())
@@ -67,17 +67,17 @@ pub fn encode_scopes(scopes: &[Scope]) -> String {
 }
 
 /// Scopes as stored, read back; unknown names (from a newer version) are skipped.
-pub fn decode_scopes(stored: &str) -> Vec<Scope> {
+pub(crate) fn decode_scopes(stored: &str) -> Vec<Scope> {
     stored.split(',').filter_map(Scope::from_label).collect()
 }
 
 /// Whether a token can be used at `now_ms`.
-pub fn is_live(token: &api_token::Model, now_ms: i64) -> bool {
+pub(crate) fn is_live(token: &api_token::Model, now_ms: i64) -> bool {
     token.revoked_at_ms.is_none() && token.expires_at_ms.is_none_or(|at| at > now_ms)
 }
 
 /// A token's wire form; never includes the secret or its hash.
-pub fn to_proto(token: api_token::Model) -> Token {
+pub(crate) fn to_proto(token: api_token::Model) -> Token {
     Token {
         scopes: decode_scopes(&token.scopes)
             .into_iter()

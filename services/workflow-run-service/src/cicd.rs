@@ -19,7 +19,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use runplane_api::workflowrun::v1::RunStatus;
 
 /// The instruments, and the provider that pushes them.
-pub struct CicdMetrics {
+pub(crate) struct CicdMetrics {
     provider: SdkMeterProvider,
     duration: Histogram<f64>,
     active: UpDownCounter<i64>,
@@ -27,11 +27,11 @@ pub struct CicdMetrics {
 }
 
 /// Who a run belongs to, as the attributes name it.
-pub struct Pipeline<'a> {
-    pub org_id: &'a str,
-    pub org_name: Option<&'a str>,
+pub(crate) struct Pipeline<'a> {
+    pub(crate) org_id: &'a str,
+    pub(crate) org_name: Option<&'a str>,
     /// `project/workflow`.
-    pub name: &'a str,
+    pub(crate) name: &'a str,
 }
 
 impl Pipeline<'_> {
@@ -48,7 +48,7 @@ impl Pipeline<'_> {
 }
 
 /// The semantic conventions' `cicd.pipeline.result` for an outcome.
-pub fn result(outcome: RunStatus) -> &'static str {
+pub(crate) fn result(outcome: RunStatus) -> &'static str {
     match outcome {
         RunStatus::Success => "success",
         RunStatus::Error => "failure",
@@ -61,7 +61,7 @@ pub fn result(outcome: RunStatus) -> &'static str {
 impl CicdMetrics {
     /// The exporter and instruments, when OTLP is configured; a warning and
     /// nothing otherwise (the rest of the service works the same).
-    pub fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         if !runplane_telemetry::otlp_configured() {
             tracing::warn!(
                 "otel_cicd_metrics is on but OTEL_EXPORTER_OTLP_ENDPOINT is unset; not exporting them"
@@ -106,14 +106,19 @@ impl CicdMetrics {
     }
 
     /// A run started (only a new one: a retried start is not counted twice).
-    pub fn started(&self, pipeline: &Pipeline<'_>) {
+    pub(crate) fn started(&self, pipeline: &Pipeline<'_>) {
         let mut attributes = pipeline.attributes();
         attributes.push(KeyValue::new("cicd.pipeline.run.state", "executing"));
         self.active.add(1, &attributes);
     }
 
     /// A run finished (only the call that finished it, not a retry).
-    pub fn finished(&self, pipeline: &Pipeline<'_>, outcome: RunStatus, seconds: Option<f64>) {
+    pub(crate) fn finished(
+        &self,
+        pipeline: &Pipeline<'_>,
+        outcome: RunStatus,
+        seconds: Option<f64>,
+    ) {
         let mut attributes = pipeline.attributes();
         let mut executing = attributes.clone();
         executing.push(KeyValue::new("cicd.pipeline.run.state", "executing"));

@@ -90,3 +90,19 @@ impl ServiceConfig for Config {
         &self.common
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn the_default_buckets_are_chainloops() {
+        let config = Config::try_parse_from(["workflow-run-service"]).expect("defaults");
+        assert_eq!(
+            config.run_duration_buckets,
+            crate::aggregate::DEFAULT_BUCKETS
+        );
+    }
+}

@@ -5,59 +5,59 @@
 /// many runs finished so, when the last did, and the histogram of their
 /// durations: kept up to date as runs finish, so that a scrape never reads the
 /// runs themselves.
-pub mod workflow {
+pub(crate) mod workflow {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "workflows")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub org_id: String,
-        pub project: String,
-        pub name: String,
-        pub created_at_ms: i64,
-        pub last_run_status: Option<String>,
-        pub last_run_runner: Option<String>,
-        pub last_run_finished_at_ms: Option<i64>,
+        pub(crate) id: String,
+        pub(crate) org_id: String,
+        pub(crate) project: String,
+        pub(crate) name: String,
+        pub(crate) created_at_ms: i64,
+        pub(crate) last_run_status: Option<String>,
+        pub(crate) last_run_runner: Option<String>,
+        pub(crate) last_run_finished_at_ms: Option<i64>,
         /// How long the newest finished run that reported an outcome took
         /// (an expired run has no duration and leaves it as it was).
-        pub last_run_duration_ms: Option<i64>,
+        pub(crate) last_run_duration_ms: Option<i64>,
         /// The workflow's aggregates, as a scrape sends them: see
         /// `store::record`.
-        pub metrics: Vec<u8>,
+        pub(crate) metrics: Vec<u8>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// `runs`: one row per run.
-pub mod run {
+pub(crate) mod run {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "runs")]
-    pub struct Model {
+    pub(crate) struct Model {
         /// UUIDv7: ordering by id is ordering by start.
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub org_id: String,
-        pub workflow_id: String,
-        pub runner: String,
-        pub run_url: String,
-        pub status: String,
-        pub reason: String,
-        pub started_at_ms: i64,
-        pub finished_at_ms: Option<i64>,
+        pub(crate) id: String,
+        pub(crate) org_id: String,
+        pub(crate) workflow_id: String,
+        pub(crate) runner: String,
+        pub(crate) run_url: String,
+        pub(crate) status: String,
+        pub(crate) reason: String,
+        pub(crate) started_at_ms: i64,
+        pub(crate) finished_at_ms: Option<i64>,
         /// The client's idempotency key for StartRun, when it sent one.
-        pub request_id: Option<String>,
+        pub(crate) request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }

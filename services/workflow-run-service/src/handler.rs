@@ -1,5 +1,5 @@
-//! workflow-run-service's gRPC handlers: authorize, validate, call the store,
-//! shape the answer.
+//! workflow-run-service's gRPC handlers: authorize, validate, call the
+//! lifecycle (writes) or the store (reads), shape the answer.
 
 use std::collections::HashMap;
 
@@ -16,26 +16,27 @@ use runplane_auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_server::pagination;
 use tonic::{Request, Response, Status};
 
-use std::sync::Arc;
-
-use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::run::{
+use crate::lifecycle::{Lifecycle, Org, Start};
+use crate::store::{RunFilter, Store, WorkflowRef};
+use crate::validation::{
     project_or_default, reportable_outcome, validate_name, validate_reason, validate_run_url,
 };
-use crate::store::{Finish, RunFilter, Store, WorkflowRef};
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
-pub struct WorkflowRunHandler {
-    store: Store,
+pub(crate) struct WorkflowRunHandler {
+    lifecycle: Lifecycle,
     auth: TokenAuthenticator,
-    cicd: Option<Arc<CicdMetrics>>,
 }
 
 impl WorkflowRunHandler {
-    pub fn new(store: Store, auth: TokenAuthenticator, cicd: Option<Arc<CicdMetrics>>) -> Self {
-        WorkflowRunHandler { store, auth, cicd }
+    pub(crate) fn new(lifecycle: Lifecycle, auth: TokenAuthenticator) -> Self {
+        WorkflowRunHandler { lifecycle, auth }
+    }
+
+    fn store(&self) -> &Store {
+        self.lifecycle.store()
     }
 
     async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<Principal, Error> {
@@ -62,7 +63,7 @@ impl WorkflowRunHandler {
         let mut ids: Vec<String> = runs.iter().map(|r| r.workflow_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let workflows: HashMap<String, WorkflowRef> = self.store.workflow_refs(ids).await?;
+        let workflows: HashMap<String, WorkflowRef> = self.store().workflow_refs(ids).await?;
         Ok(runs
             .into_iter()
             .map(|r| {
@@ -104,11 +105,12 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
     }
 }
 
-/// How long a finished run took, by its own timestamps.
-fn run_seconds(run: &Run) -> Option<f64> {
-    let started = runplane_api::time::from_timestamp(run.start_time.as_ref()?);
-    let finished = runplane_api::time::from_timestamp(run.finish_time.as_ref()?);
-    Some((finished - started) as f64 / 1000.0)
+/// The organization a caller acts for, as the lifecycle names it.
+fn org(principal: &Principal) -> Org<'_> {
+    Org {
+        id: &principal.org_id,
+        name: Some(&principal.org_name),
+    }
 }
 
 /// The next page token: the last item's id, when the page was full.
@@ -144,34 +146,19 @@ impl WorkflowRunService for WorkflowRunHandler {
         let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
             Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
         })?;
-        // A workflow remembered in memory may have been deleted since (through
-        // any replica): then it is forgotten and created afresh, once.
-        let mut attempts = 0;
-        let (workflow, run) = loop {
-            let workflow = self
-                .store
-                .find_or_create_workflow(&principal.org_id, project, &request.workflow)
-                .await?;
-            match self
-                .store
-                .start_run_reporting(&workflow, runner.label(), &request.run_url, request_id)
-                .await
-            {
-                Err(Error::WorkflowGone(_)) if attempts == 0 => {
-                    self.store.forget_workflow(&workflow);
-                    attempts += 1;
-                }
-                result => break (workflow, result?),
-            }
-        };
-        let (run, created) = run;
-        if let (Some(cicd), true) = (&self.cicd, created) {
-            cicd.started(&Pipeline {
-                org_id: &principal.org_id,
-                org_name: Some(&principal.org_name),
-                name: &format!("{}/{}", workflow.project, workflow.name),
-            });
-        }
+        let (workflow, run) = self
+            .lifecycle
+            .start(
+                org(&principal),
+                Start {
+                    project,
+                    workflow: &request.workflow,
+                    runner,
+                    run_url: &request.run_url,
+                    request_id,
+                },
+            )
+            .await?;
         tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {
             run: Some(run_to_proto(run, Some(&workflow))),
@@ -186,28 +173,17 @@ impl WorkflowRunService for WorkflowRunHandler {
         let request = request.into_inner();
         let outcome = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
-        let (run, finished_now) = self
-            .store
-            .finish_run_reporting(Finish {
-                org_id: Some(&principal.org_id),
-                run_id: &request.run_id,
+        let run = self
+            .lifecycle
+            .finish(
+                Some(org(&principal)),
+                &request.run_id,
                 outcome,
-                reason: &request.reason,
-            })
+                &request.reason,
+            )
             .await?;
         tracing::debug!(org = %principal.org_name, run = %run.id, status = %run.status, "run finished");
         let run = self.runs_to_proto(vec![run]).await?.pop();
-        if let (Some(cicd), true, Some(run)) = (&self.cicd, finished_now, &run) {
-            cicd.finished(
-                &Pipeline {
-                    org_id: &principal.org_id,
-                    org_name: Some(&principal.org_name),
-                    name: &format!("{}/{}", run.project, run.workflow),
-                },
-                outcome,
-                run_seconds(run),
-            );
-        }
         Ok(Response::new(FinishRunResponse { run }))
     }
 
@@ -217,7 +193,7 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<GetRunResponse>, Status> {
         let principal = self.authorize_any(&request).await?;
         let run = self
-            .store
+            .store()
             .get_run(&principal.org_id, &request.into_inner().run_id)
             .await?;
         let run = self.runs_to_proto(vec![run]).await?.pop();
@@ -236,7 +212,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         if !request.workflow.is_empty() {
             let project = project_or_default(&request.project);
             match self
-                .store
+                .store()
                 .find_workflow(&principal.org_id, project, &request.workflow)
                 .await?
             {
@@ -254,7 +230,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             }
         };
         let runs = self
-            .store
+            .store()
             .list_runs(&principal.org_id, &filter, before.as_deref(), limit)
             .await?;
         let next_page_token = next_token(&runs, limit, |r| &r.id);
@@ -273,7 +249,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 100, 1000);
         let workflows = self
-            .store
+            .store()
             .list_workflows(&principal.org_id, after.as_deref(), limit)
             .await?;
         let next_page_token = next_token(&workflows, limit, |w| &w.id);
@@ -293,7 +269,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
         let deleted_runs = self
-            .store
+            .store()
             .delete_workflow(&principal.org_id, project, &request.workflow)
             .await?;
         tracing::info!(org = %principal.org_name, project, workflow = %request.workflow, deleted_runs, "workflow deleted");
@@ -309,7 +285,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 500, 5000);
         let page = self
-            .store
+            .store()
             .workflow_metrics(&principal.org_id, after.as_deref(), limit)
             .await?;
         let mut reply = page.workflows;

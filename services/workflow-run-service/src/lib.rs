@@ -1,23 +1,32 @@
 //! workflow-run-service: workflows and their runs, and the per-workflow
 //! aggregates behind the Prometheus metrics.
 //!
-//! Transport ([`handler`]) → domain ([`run`], [`histogram`], [`error`]) →
-//! storage ([`store`]) over its own tables ([`entity`], [`migration`]), plus
-//! two background tasks: the [`sweeper`] that expires runs nobody finished,
-//! and [`retention`], which deletes old finished runs.
+//! Transport ([`handler`]) → domain: a run's life ([`lifecycle`]), a
+//! workflow's aggregates ([`aggregate`]), what a runner may send
+//! ([`validation`]), errors ([`error`]) → storage ([`store`]) over its own
+//! tables ([`entity`], [`migration`]). Two background tasks: the [`sweeper`]
+//! that expires runs nobody finished, and [`retention`], which deletes old
+//! finished runs. Runs can also be pushed as OpenTelemetry CI/CD metrics
+//! ([`cicd`]).
+//!
+//! The crate's API is [`run`] and [`Config`]; benchmarks and tests reach its
+//! storage through [`testing`], behind the `test-support` feature.
 
-pub mod cicd;
-pub mod config;
-pub mod entity;
-pub mod error;
-pub mod handler;
-pub mod histogram;
-pub mod migration;
-pub mod periodic;
-pub mod retention;
-pub mod run;
-pub mod store;
-pub mod sweeper;
+mod aggregate;
+mod cicd;
+mod config;
+mod entity;
+mod error;
+mod handler;
+mod lifecycle;
+mod migration;
+mod periodic;
+mod retention;
+mod store;
+mod sweeper;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+mod validation;
 
 use anyhow::Context as _;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServiceServer;
@@ -28,7 +37,7 @@ pub use config::Config;
 
 /// Runs workflow-run-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    histogram::validate_buckets(&config.run_duration_buckets)
+    aggregate::validate_buckets(&config.run_duration_buckets)
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
     if config.run_timeout.is_zero()
@@ -55,9 +64,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .then(cicd::CicdMetrics::start)
         .flatten()
         .map(std::sync::Arc::new);
+    let lifecycle = lifecycle::Lifecycle::new(store.clone(), cicd);
     tokio::spawn(sweeper::run(
-        store.clone(),
-        cicd.clone(),
+        lifecycle.clone(),
         config.run_timeout,
         config.sweep_interval,
     ));
@@ -77,7 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.auth_cache_capacity,
     )
     .with_failure_limit(FailureLimiter::from_args(&config.auth_failures));
-    let service = handler::WorkflowRunHandler::new(store, auth, cicd);
+    let service = handler::WorkflowRunHandler::new(lifecycle, auth);
     runplane_server::grpc::serve(
         listener,
         WorkflowRunServiceServer::new(service),

@@ -8,7 +8,7 @@ use crate::error::Error;
 
 /// Runs `job` every `interval`. A job returns how many rows it handled;
 /// `done` names what they were (`"expired runs past the run timeout"`).
-pub async fn every<F, Fut>(interval: Duration, done: &'static str, mut job: F)
+pub(crate) async fn every<F, Fut>(interval: Duration, done: &'static str, mut job: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<u64, Error>>,

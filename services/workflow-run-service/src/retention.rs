@@ -13,7 +13,7 @@ use crate::store::Store;
 const BATCH: u64 = 1000;
 
 /// Applies retention every `interval`, forever.
-pub async fn run(store: Store, retention: Duration, interval: Duration) {
+pub(crate) async fn run(store: Store, retention: Duration, interval: Duration) {
     crate::periodic::every(
         interval,
         "deleted finished runs past the retention age",
@@ -23,7 +23,7 @@ pub async fn run(store: Store, retention: Duration, interval: Duration) {
 }
 
 /// Deletes every run that finished more than `retention` ago.
-pub async fn apply(store: &Store, retention: Duration) -> Result<u64, Error> {
+pub(crate) async fn apply(store: &Store, retention: Duration) -> Result<u64, Error> {
     let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(retention);
     let mut deleted = 0;
     loop {

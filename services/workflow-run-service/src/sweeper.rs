@@ -2,78 +2,47 @@
 //!
 //! A CI job killed before it could report leaves its run in progress forever;
 //! after the run timeout the sweeper finishes it as EXPIRED through the same
-//! path as FinishRun, so the workflow's last run reflects it.
+//! lifecycle as FinishRun, so the workflow's last run reflects it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use runplane_api::workflowrun::v1::RunStatus;
-
-use crate::cicd::{CicdMetrics, Pipeline};
-use crate::store::{Finish, Store};
+use crate::error::Error;
+use crate::lifecycle::Lifecycle;
 
 /// Runs expired per database round trip.
 const BATCH: u64 = 500;
 
 /// Sweeps every `interval`, forever.
-pub async fn run(
-    store: Store,
-    cicd: Option<Arc<CicdMetrics>>,
-    timeout: Duration,
-    interval: Duration,
-) {
+pub(crate) async fn run(lifecycle: Lifecycle, timeout: Duration, interval: Duration) {
     let reason = format!(
         "no outcome reported within {}",
         humantime::format_duration(timeout)
     );
     crate::periodic::every(interval, "expired runs past the run timeout", || {
-        sweep(&store, cicd.as_deref(), timeout, &reason)
+        sweep(&lifecycle, timeout, &reason)
     })
     .await;
 }
 
 /// Expires every run started more than `timeout` ago that is still in progress.
-pub async fn sweep(
-    store: &Store,
-    cicd: Option<&CicdMetrics>,
+pub(crate) async fn sweep(
+    lifecycle: &Lifecycle,
     timeout: Duration,
     reason: &str,
-) -> Result<u64, crate::error::Error> {
+) -> Result<u64, Error> {
     let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(timeout);
     let mut expired = 0;
     loop {
-        let stale = store.stale_runs(cutoff, BATCH).await?;
-        let batch = stale.len();
+        let stale = lifecycle.store().stale_runs(cutoff, BATCH).await?;
         for run_id in &stale {
-            let finish = Finish {
-                org_id: None,
-                run_id,
-                outcome: RunStatus::Expired,
-                reason,
-            };
-            match store.finish_run_reporting(finish).await {
-                Ok((run, finished_now)) => {
-                    expired += 1;
-                    if let (Some(cicd), true) = (cicd, finished_now) {
-                        let workflow = store.workflow_refs(vec![run.workflow_id.clone()]).await?;
-                        let name = workflow
-                            .get(&run.workflow_id)
-                            .map(|w| format!("{}/{}", w.project, w.name))
-                            .unwrap_or_default();
-                        let pipeline = Pipeline {
-                            org_id: &run.org_id,
-                            org_name: None,
-                            name: &name,
-                        };
-                        cicd.finished(&pipeline, RunStatus::Expired, None);
-                    }
-                }
+            match lifecycle.expire(run_id, reason).await {
+                Ok(_) => expired += 1,
                 // Finished by its runner in the meantime: nothing to expire.
-                Err(crate::error::Error::AlreadyFinished { .. }) => {}
+                Err(Error::AlreadyFinished { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        if (batch as u64) < BATCH {
+        if (stale.len() as u64) < BATCH {
             return Ok(expired);
         }
     }
@@ -81,6 +50,8 @@ pub async fn sweep(
 
 #[cfg(test)]
 mod tests {
+    use runplane_api::workflowrun::v1::RunStatus;
+
     use super::*;
     use crate::store::test_support::{finished_run, store_with_workflow};
 
@@ -93,10 +64,11 @@ mod tests {
             .await
             .expect("start");
         let finished = finished_run(&store, &wf, "UNSPECIFIED", RunStatus::Success).await;
+        let lifecycle = Lifecycle::new(store.clone(), None);
 
         // Nothing is older than an hour yet.
         assert_eq!(
-            sweep(&store, None, Duration::from_secs(3600), "late")
+            sweep(&lifecycle, Duration::from_secs(3600), "late")
                 .await
                 .expect("sweep"),
             0
@@ -104,13 +76,13 @@ mod tests {
         // With a zero timeout the in-progress run is past due; the finished one is left alone.
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
-            sweep(&store, None, Duration::ZERO, "late")
+            sweep(&lifecycle, Duration::ZERO, "late")
                 .await
                 .expect("sweep"),
             1
         );
         assert_eq!(
-            sweep(&store, None, Duration::ZERO, "late")
+            sweep(&lifecycle, Duration::ZERO, "late")
                 .await
                 .expect("sweep"),
             0

@@ -5,7 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_organizations;
 
 /// Applies org-service's migrations, tracked in its own table.
-pub struct Migrator;
+pub(crate) struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

@@ -1,15 +1,18 @@
 //! Moves each workflow's aggregates from `run_durations` (one row per outcome,
-//! its histogram as comma-separated text) into the workflow's metrics record
-//! (`store::record`), then drops `run_durations`.
+//! its histogram as comma-separated text) into the workflow's metrics record,
+//! then drops `run_durations`.
+//!
+//! Frozen: what it writes is the record as it was defined when it was written
+//! ([`at_the_time`]), whatever the live code (`store::record`, the API crate)
+//! becomes; it depends on no code of the service's.
 
 use std::collections::HashMap;
 
-use runplane_api::time::timestamp;
-use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, RunnerType};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
+use prost::Message as _;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::store::record;
+use at_the_time::{DurationHistogram, Record, WorkflowMetrics};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -61,7 +64,8 @@ impl MigrationTrait for Migration {
             after = last.try_get("", "id")?;
             // The round's workflows are those between its first and last id
             // (with other organizations' workflows in between).
-            let mut outcomes: HashMap<String, Vec<DurationHistogram>> = HashMap::new();
+            let mut outcomes: HashMap<String, Vec<(OutcomeKey, DurationHistogram)>> =
+                HashMap::new();
             for row in db
                 .query_all_raw(Statement::from_sql_and_values(
                     backend,
@@ -75,18 +79,15 @@ impl MigrationTrait for Migration {
                 ))
                 .await?
             {
-                let (workflow_id, outcome) = outcome(&row)?;
-                outcomes.entry(workflow_id).or_default().push(outcome);
+                let (workflow_id, key, outcome) = outcome(&row)?;
+                outcomes
+                    .entry(workflow_id)
+                    .or_default()
+                    .push((key, outcome));
             }
             for row in &workflows {
                 let id: String = row.try_get("", "id")?;
-                let mut metrics = record::new(
-                    &id,
-                    &row.try_get::<String>("", "project")?,
-                    &row.try_get::<String>("", "name")?,
-                    row.try_get("", "created_at_ms")?,
-                );
-                metrics.last_run = record::last_run_from_columns(
+                let last_run = at_the_time::last_run(
                     row.try_get::<Option<String>>("", "last_run_status")?
                         .as_deref(),
                     row.try_get::<Option<String>>("", "last_run_runner")?
@@ -94,12 +95,25 @@ impl MigrationTrait for Migration {
                     row.try_get("", "last_run_finished_at_ms")?,
                     row.try_get("", "last_run_duration_ms")?,
                 );
-                metrics.durations = outcomes.remove(&id).unwrap_or_default();
-                record::sort_outcomes(&mut metrics.durations);
+                // In (status, runner) label order, as the scrape lists them.
+                let mut durations = outcomes.remove(&id).unwrap_or_default();
+                durations.sort_by(|(a, _), (b, _)| a.cmp(b));
+                let metrics = WorkflowMetrics {
+                    project: row.try_get("", "project")?,
+                    workflow: row.try_get("", "name")?,
+                    last_run,
+                    durations: durations.into_iter().map(|(_, h)| h).collect(),
+                    create_time: Some(at_the_time::timestamp(row.try_get("", "created_at_ms")?)),
+                    workflow_id: id.clone(),
+                };
+                let record = Record {
+                    workflows: vec![metrics],
+                }
+                .encode_to_vec();
                 db.execute_raw(Statement::from_sql_and_values(
                     backend,
                     placeholders(backend, "UPDATE workflows SET metrics = ? WHERE id = ?"),
-                    [record::encode(&metrics).into(), id.into()],
+                    [record.into(), id.into()],
                 ))
                 .await?;
             }
@@ -124,8 +138,11 @@ fn placeholders(backend: DbBackend, sql: &str) -> String {
     numbered
 }
 
+/// An outcome's (status, runner) labels.
+type OutcomeKey = (String, String);
+
 /// One `run_durations` row as a histogram of its workflow's record.
-fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
+fn outcome(row: &QueryResult) -> Result<(String, OutcomeKey, DurationHistogram), DbErr> {
     let workflow_id: String = row.try_get("", "workflow_id")?;
     let corrupt = |what: &str| {
         DbErr::Custom(format!(
@@ -142,9 +159,11 @@ fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
     let unsigned = |column: &str| -> Result<u64, DbErr> {
         Ok(<u64 as TryFrom<i64>>::try_from(row.try_get("", column)?).unwrap_or(0))
     };
+    let status: String = row.try_get("", "status")?;
+    let runner: String = row.try_get("", "runner")?;
     let histogram = DurationHistogram {
-        status: RunStatus::from_label(&row.try_get::<String>("", "status")?).into(),
-        runner_type: RunnerType::from_label(&row.try_get::<String>("", "runner")?).into(),
+        status: at_the_time::status(&status),
+        runner_type: at_the_time::runner(&runner),
         count: unsigned("count")?,
         sum_seconds: row.try_get("", "sum_seconds")?,
         bucket_bounds: bounds,
@@ -152,9 +171,9 @@ fn outcome(row: &QueryResult) -> Result<(String, DurationHistogram), DbErr> {
         runs_total: unsigned("runs_total")?,
         last_finish_time: row
             .try_get::<Option<i64>>("", "last_finished_at_ms")?
-            .map(timestamp),
+            .map(at_the_time::timestamp),
     };
-    Ok((workflow_id, histogram))
+    Ok((workflow_id, (status, runner), histogram))
 }
 
 /// A comma-separated list column, `None` if an item does not parse.
@@ -170,10 +189,139 @@ fn comma_separated<T: std::str::FromStr>(
         .collect())
 }
 
+/// `runplane.workflowrun.v1` as this migration wrote it: a record is a
+/// `ListWorkflowMetricsResponse` holding one `WorkflowMetrics`. Field numbers
+/// and types are those of `proto/` at the time; enums are their numbers.
+mod at_the_time {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Record {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) workflows: Vec<WorkflowMetrics>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct WorkflowMetrics {
+        #[prost(string, tag = "1")]
+        pub(super) workflow_id: String,
+        #[prost(string, tag = "2")]
+        pub(super) project: String,
+        #[prost(string, tag = "3")]
+        pub(super) workflow: String,
+        #[prost(message, optional, tag = "4")]
+        pub(super) last_run: Option<LastRun>,
+        #[prost(message, repeated, tag = "5")]
+        pub(super) durations: Vec<DurationHistogram>,
+        // 6, runs_in_progress, is never stored.
+        #[prost(message, optional, tag = "7")]
+        pub(super) create_time: Option<Timestamp>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct LastRun {
+        #[prost(int32, tag = "1")]
+        pub(super) status: i32,
+        #[prost(int32, tag = "2")]
+        pub(super) runner_type: i32,
+        #[prost(message, optional, tag = "3")]
+        pub(super) finish_time: Option<Timestamp>,
+        #[prost(double, optional, tag = "4")]
+        pub(super) duration_seconds: Option<f64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct DurationHistogram {
+        #[prost(int32, tag = "1")]
+        pub(super) status: i32,
+        #[prost(int32, tag = "2")]
+        pub(super) runner_type: i32,
+        #[prost(uint64, tag = "3")]
+        pub(super) count: u64,
+        #[prost(double, tag = "4")]
+        pub(super) sum_seconds: f64,
+        #[prost(double, repeated, tag = "5")]
+        pub(super) bucket_bounds: Vec<f64>,
+        #[prost(uint64, repeated, tag = "6")]
+        pub(super) bucket_counts: Vec<u64>,
+        #[prost(uint64, tag = "7")]
+        pub(super) runs_total: u64,
+        #[prost(message, optional, tag = "8")]
+        pub(super) last_finish_time: Option<Timestamp>,
+    }
+
+    /// `google.protobuf.Timestamp`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Timestamp {
+        #[prost(int64, tag = "1")]
+        pub(super) seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub(super) nanos: i32,
+    }
+
+    /// Milliseconds since the epoch as a timestamp.
+    pub(super) fn timestamp(ms: i64) -> Timestamp {
+        Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+        }
+    }
+
+    /// `RunStatus`'s number for a stored status label (0, UNSPECIFIED, if unknown).
+    pub(super) fn status(label: &str) -> i32 {
+        [
+            "unspecified",
+            "initialized",
+            "success",
+            "error",
+            "expired",
+            "canceled",
+        ]
+        .iter()
+        .position(|l| *l == label)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0)
+    }
+
+    /// `RunnerType`'s number for a stored runner label (0, UNSPECIFIED, if unknown).
+    pub(super) fn runner(label: &str) -> i32 {
+        [
+            "UNSPECIFIED",
+            "GITHUB_ACTION",
+            "GITLAB_PIPELINE",
+            "AZURE_PIPELINE",
+            "JENKINS_JOB",
+            "CIRCLECI_BUILD",
+            "DAGGER_PIPELINE",
+            "TEAMCITY_PIPELINE",
+            "TEKTON_PIPELINE",
+        ]
+        .iter()
+        .position(|l| *l == label)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0)
+    }
+
+    /// A workflow's last run, from its row's columns.
+    pub(super) fn last_run(
+        status: Option<&str>,
+        runner: Option<&str>,
+        finished_at_ms: Option<i64>,
+        duration_ms: Option<i64>,
+    ) -> Option<LastRun> {
+        let (status, finished_at_ms) = (status?, finished_at_ms?);
+        Some(LastRun {
+            status: self::status(status),
+            runner_type: runner.map(self::runner).unwrap_or(0),
+            finish_time: Some(timestamp(finished_at_ms)),
+            duration_seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
     use runplane_database::DatabaseArgs;
     use sea_orm::DatabaseConnection;

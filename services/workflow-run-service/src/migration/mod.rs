@@ -9,7 +9,7 @@ mod m20261124_000004_outcome_aggregates;
 mod m20261125_000005_metrics_records;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
-pub struct Migrator;
+pub(crate) struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

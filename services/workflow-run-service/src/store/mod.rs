@@ -1,31 +1,39 @@
-//! workflow-run-service's storage: plain async functions over its own connection.
+//! workflow-run-service's storage: its tables, read and written over its own
+//! connection. What the aggregates mean and when a run may change are the
+//! domain's ([`crate::aggregate`], [`crate::lifecycle`]); this only persists.
+//!
+//! - [`workflows`]: found or created, listed, deleted; identities remembered.
+//! - [`runs`]: started, finished, listed, expired, deleted by retention.
+//! - [`run_writes`]: ingestion's writes as statements; [`group_commit`]: how
+//!   they are committed (one writer task on SQLite); [`write_txn`]: a
+//!   transaction whose statements travel in batches.
+//! - [`record`]: how a workflow's aggregates are stored; [`metrics_page`]: a
+//!   scrape's page of them.
 //!
 //! Writes that must agree with each other (a run's outcome, its workflow's last
 //! run, its duration histogram) happen in one transaction; rows that concurrent
 //! finishes share are locked (`FOR UPDATE` on PostgreSQL; SQLite has a single
 //! writer connection), so no update is lost whichever replica serves the call.
 
-mod batch;
-mod metrics;
+mod group_commit;
+mod metrics_page;
 pub(crate) mod record;
+mod run_writes;
 mod runs;
-mod seed;
 mod workflows;
-mod writes;
+mod write_txn;
 
 use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
-pub use metrics::MetricsPage;
-pub use runs::{Finish, RunFilter};
-pub use seed::SeedPlan;
-pub use workflows::WorkflowRef;
+pub(crate) use runs::{Finish, RunFilter};
+pub(crate) use workflows::WorkflowRef;
 
 /// Workflows, runs and their aggregates, persisted.
 #[derive(Clone)]
-pub struct Store {
-    db: DatabaseConnection,
+pub(crate) struct Store {
+    pub(crate) db: DatabaseConnection,
     /// Bounds for histograms created from now on.
     buckets: Vec<f64>,
     /// Workflow identities seen so far, shared by clones.
@@ -33,13 +41,13 @@ pub struct Store {
     /// Most workflows per organization; `None`: no limit.
     max_workflows_per_org: Option<u64>,
     /// How runs started and finished are written.
-    writes: writes::WritePath,
+    writes: group_commit::WritePath,
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection, buckets: Vec<f64>) -> Self {
+    pub(crate) fn new(db: DatabaseConnection, buckets: Vec<f64>) -> Self {
         Store {
-            writes: writes::WritePath::for_backend(db.get_database_backend()),
+            writes: group_commit::WritePath::for_backend(db.get_database_backend()),
             db,
             buckets,
             identities: Arc::default(),
@@ -47,9 +55,15 @@ impl Store {
         }
     }
 
+    /// Bounds for histograms created from now on.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn buckets(&self) -> &[f64] {
+        &self.buckets
+    }
+
     /// Refuses to create an organization's workflow past `limit` (0: no limit).
     /// Concurrent creations may overshoot it by as many as run at once.
-    pub fn with_workflow_limit(mut self, limit: u64) -> Self {
+    pub(crate) fn with_workflow_limit(mut self, limit: u64) -> Self {
         self.max_workflows_per_org = (limit > 0).then_some(limit);
         self
     }
@@ -89,6 +103,28 @@ pub(crate) mod test_support {
             .await
             .expect("workflow");
         (store, workflow)
+    }
+
+    impl super::Store {
+        /// Starts a run of `workflow` on `runner` (a label).
+        pub(crate) async fn start_run(
+            &self,
+            workflow: &super::WorkflowRef,
+            runner: &str,
+            run_url: &str,
+            request_id: Option<&str>,
+        ) -> Result<crate::entity::run::Model, crate::error::Error> {
+            let runner = runplane_api::workflowrun::v1::RunnerType::from_label(runner);
+            Ok(self.start(workflow, runner, run_url, request_id).await?.run)
+        }
+
+        /// Finishes a run.
+        pub(crate) async fn finish_run(
+            &self,
+            finish: super::Finish<'_>,
+        ) -> Result<crate::entity::run::Model, crate::error::Error> {
+            Ok(self.finish(finish).await?.run)
+        }
     }
 
     /// A run of organization `org`'s `workflow` on `runner`, started and

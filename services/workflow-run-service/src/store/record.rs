@@ -1,15 +1,14 @@
-//! A workflow's metrics record: the `WorkflowMetrics` a scrape sends for it,
-//! but for its runs in progress. It is kept encoded in the workflow's row
-//! (`workflows.metrics`), and every finish rewrites it in the transaction that
-//! finishes the run, so it is the one stored copy of the workflow's
-//! aggregates.
+//! How a workflow's aggregates ([`crate::aggregate`]) are stored: its metrics
+//! record, kept encoded in the workflow's row (`workflows.metrics`) and
+//! rewritten by every finish in the transaction that finishes the run, so it
+//! is the one stored copy of the aggregates.
 //!
 //! Each record is stored as a `ListWorkflowMetricsResponse` holding only its
 //! own workflow. Concatenated protobuf messages decode as one message whose
 //! repeated fields hold all of theirs, so a scrape's page is the page's
-//! records joined by the database, decoded once: no row is built as text,
-//! parsed, or converted field by field (that took about half a 1,000-workflow
-//! scrape's time).
+//! records joined by the database, passed on without being decoded: no row is
+//! built as text, parsed, or converted field by field (that took about half a
+//! 1,000-workflow scrape's time).
 //!
 //! Decoding drops fields a binary does not know, so during a rolling upgrade an
 //! older replica that rewrites a record loses what a newer one added to
@@ -18,12 +17,8 @@
 
 use prost::Message as _;
 use prost::encoding::{self, DecodeContext, WireType};
-use runplane_api::time::{from_timestamp, timestamp};
-use runplane_api::workflowrun::v1::{
-    DurationHistogram, LastRun, ListWorkflowMetricsResponse, RunStatus, RunnerType, WorkflowMetrics,
-};
-
-use crate::histogram;
+use runplane_api::time::from_timestamp;
+use runplane_api::workflowrun::v1::{ListWorkflowMetricsResponse, WorkflowMetrics};
 
 /// `ListWorkflowMetricsResponse.workflows` and `WorkflowMetrics.workflow_id`.
 const WORKFLOWS_FIELD: u32 = 1;
@@ -32,18 +27,7 @@ const WORKFLOW_ID_FIELD: u32 = 1;
 /// A stored record that does not decode (a corrupted row).
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt metrics record: {0}")]
-pub struct CorruptRecord(pub(crate) String);
-
-/// The record of a workflow nothing has finished in yet.
-pub(crate) fn new(id: &str, project: &str, name: &str, created_at_ms: i64) -> WorkflowMetrics {
-    WorkflowMetrics {
-        workflow_id: id.to_owned(),
-        project: project.to_owned(),
-        workflow: name.to_owned(),
-        create_time: Some(timestamp(created_at_ms)),
-        ..WorkflowMetrics::default()
-    }
-}
+pub(crate) struct CorruptRecord(pub(crate) String);
 
 /// The stored form of a record.
 pub(crate) fn encode(record: &WorkflowMetrics) -> Vec<u8> {
@@ -133,78 +117,6 @@ fn corrupt(e: prost::DecodeError) -> CorruptRecord {
     CorruptRecord(e.to_string())
 }
 
-/// One finished run, as its workflow counts it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Finished {
-    pub(crate) status: RunStatus,
-    pub(crate) runner: RunnerType,
-    pub(crate) finished_at_ms: i64,
-    /// `None` for an expired run: counted, but not in the duration histogram.
-    pub(crate) duration_ms: Option<i64>,
-}
-
-/// Counts a finished run in its workflow's record. The workflow's last run is
-/// the one that finished last, whatever order the finishes arrive in; an
-/// expired run has no duration, so the last known one stays.
-pub(crate) fn count(record: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
-    let newer = record.last_run.as_ref().is_none_or(|last| {
-        last.finish_time
-            .as_ref()
-            .is_none_or(|at| from_timestamp(at) <= run.finished_at_ms)
-    });
-    if newer {
-        let last = record.last_run.get_or_insert_default();
-        last.status = run.status.into();
-        last.runner_type = run.runner.into();
-        last.finish_time = Some(timestamp(run.finished_at_ms));
-        if let Some(ms) = run.duration_ms {
-            last.duration_seconds = Some(seconds(ms));
-        }
-    }
-
-    let outcome = outcome_of(&mut record.durations, run.status, run.runner, buckets);
-    outcome.runs_total = outcome.runs_total.saturating_add(1);
-    let latest = outcome
-        .last_finish_time
-        .as_ref()
-        .map_or(run.finished_at_ms, |at| {
-            from_timestamp(at).max(run.finished_at_ms)
-        });
-    outcome.last_finish_time = Some(timestamp(latest));
-    if let Some(ms) = run.duration_ms {
-        histogram::observe(outcome, seconds(ms));
-    }
-}
-
-/// The histogram of one outcome, created over `buckets` if it is the first
-/// run to finish so. Outcomes are kept in (status, runner) name order, the
-/// order the scrape lists their series in.
-fn outcome_of<'a>(
-    outcomes: &'a mut Vec<DurationHistogram>,
-    status: RunStatus,
-    runner: RunnerType,
-    buckets: &[f64],
-) -> &'a mut DurationHistogram {
-    let key = (status.label(), runner.label());
-    let at = outcomes
-        .iter()
-        .position(|o| outcome_key(o) >= key)
-        .unwrap_or(outcomes.len());
-    if outcomes.get(at).is_none_or(|o| outcome_key(o) != key) {
-        outcomes.insert(at, histogram::empty(status, runner, buckets));
-    }
-    &mut outcomes[at]
-}
-
-/// Orders outcomes as [`count`] keeps them.
-pub(crate) fn sort_outcomes(outcomes: &mut [DurationHistogram]) {
-    outcomes.sort_unstable_by_key(outcome_key);
-}
-
-fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
-    (outcome.status().label(), outcome.runner_type().label())
-}
-
 /// The workflow's last run as its row's columns keep it (for listing
 /// workflows): status, runner, finish time and duration, in milliseconds.
 pub(crate) fn last_run_columns(
@@ -221,51 +133,27 @@ pub(crate) fn last_run_columns(
     }
 }
 
-/// A last run, from its row's columns.
-pub(crate) fn last_run_from_columns(
-    status: Option<&str>,
-    runner: Option<&str>,
-    finished_at_ms: Option<i64>,
-    duration_ms: Option<i64>,
-) -> Option<LastRun> {
-    let (status, finished_at_ms) = (status?, finished_at_ms?);
-    Some(LastRun {
-        status: RunStatus::from_label(status).into(),
-        runner_type: runner
-            .map(RunnerType::from_label)
-            .unwrap_or_default()
-            .into(),
-        finish_time: Some(timestamp(finished_at_ms)),
-        duration_seconds: duration_ms.map(seconds),
-    })
-}
-
-fn seconds(ms: i64) -> f64 {
-    ms as f64 / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 
-    fn finished(status: RunStatus, at: i64, duration_ms: Option<i64>) -> Finished {
-        Finished {
-            status,
-            runner: RunnerType::GithubAction,
-            finished_at_ms: at,
-            duration_ms,
-        }
-    }
+    use super::*;
+    use crate::aggregate::{self, Finished};
 
     /// Two records: `a` with a finished run and names to escape, `b` fresh.
     fn two_records() -> (WorkflowMetrics, WorkflowMetrics) {
-        let mut a = new("id-a", "p|;", "déploiement \"x\"", 1_700_000_000_000);
-        count(
+        let mut a = aggregate::new("id-a", "p|;", "déploiement \"x\"", 1_700_000_000_000);
+        aggregate::count(
             &mut a,
-            finished(RunStatus::Success, 1_700_000_001_000, Some(300)),
+            Finished {
+                status: RunStatus::Success,
+                runner: RunnerType::GithubAction,
+                finished_at_ms: 1_700_000_001_000,
+                duration_ms: Some(300),
+            },
             &[0.1, 1.0],
         );
-        (a, new("id-b", "default", "b", 1_700_000_000_001))
+        (a, aggregate::new("id-b", "default", "b", 1_700_000_000_001))
     }
 
     #[test]
@@ -325,76 +213,17 @@ mod tests {
     }
 
     #[test]
-    fn finishes_count_in_order_of_outcome_whatever_order_they_arrive_in() {
-        let mut record = new("id", "default", "build", 0);
-        let buckets = [10.0, 60.0];
-        count(
-            &mut record,
-            finished(RunStatus::Success, 2_000, Some(2_000)),
-            &buckets,
-        );
-        count(
-            &mut record,
-            finished(RunStatus::Error, 1_000, Some(70_000)),
-            &buckets,
-        );
-        count(
-            &mut record,
-            finished(RunStatus::Success, 3_000, Some(20_000)),
-            &buckets,
-        );
-        count(
-            &mut record,
-            finished(RunStatus::Expired, 4_000, None),
-            &buckets,
-        );
-
-        let statuses: Vec<RunStatus> = record.durations.iter().map(|d| d.status()).collect();
+    fn a_record_gives_its_last_run_as_the_row_keeps_it() {
+        let (a, b) = two_records();
         assert_eq!(
-            statuses,
-            [RunStatus::Error, RunStatus::Expired, RunStatus::Success]
-        );
-        let success = &record.durations[2];
-        assert_eq!((success.count, success.runs_total), (2, 2));
-        assert_eq!(success.sum_seconds, 22.0);
-        assert_eq!(success.bucket_counts, [1, 2]);
-        assert_eq!(success.last_finish_time, Some(timestamp(3_000)));
-        let expired = &record.durations[1];
-        assert_eq!((expired.count, expired.runs_total), (0, 1));
-        assert_eq!(expired.bucket_counts, [0, 0]);
-
-        // The expired run finished last: it is the last run, and the last
-        // known duration stays.
-        assert_eq!(
-            last_run_columns(&record),
+            last_run_columns(&a),
             (
-                Some("expired".into()),
+                Some("success".into()),
                 Some("GITHUB_ACTION".into()),
-                Some(4_000),
-                Some(20_000)
+                Some(1_700_000_001_000),
+                Some(300)
             )
         );
-        // A run finishing earlier than the last one counts, but is not the last run.
-        count(
-            &mut record,
-            finished(RunStatus::Error, 500, Some(1)),
-            &buckets,
-        );
-        assert_eq!(record.durations[0].runs_total, 2);
-        assert_eq!(
-            record.last_run.as_ref().map(|l| l.status()),
-            Some(RunStatus::Expired)
-        );
-        assert_eq!(
-            record.durations[0].last_finish_time,
-            Some(timestamp(1_000)),
-            "the newest finish of the outcome stays"
-        );
-
-        let (status, runner, at, duration) = last_run_columns(&record);
-        assert_eq!(
-            last_run_from_columns(status.as_deref(), runner.as_deref(), at, duration),
-            record.last_run
-        );
+        assert_eq!(last_run_columns(&b), (None, None, None, None));
     }
 }

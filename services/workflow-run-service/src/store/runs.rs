@@ -1,66 +1,71 @@
 //! Runs: started, finished (once), expired by the sweeper, listed newest first.
 
-use runplane_api::workflowrun::v1::RunStatus;
+use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use sea_orm::sea_query::{Order, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::Store;
-use super::writes::{Claim, Write, Written};
+use super::run_writes::{Claim, Write, Written};
 use crate::entity::run;
 use crate::error::Error;
 
 /// What to list in [`Store::list_runs`].
 #[derive(Debug, Default)]
-pub struct RunFilter {
-    pub workflow_id: Option<String>,
-    pub status: Option<RunStatus>,
+pub(crate) struct RunFilter {
+    pub(crate) workflow_id: Option<String>,
+    pub(crate) status: Option<RunStatus>,
 }
 
 /// How a run ends.
-#[derive(Debug)]
-pub struct Finish<'a> {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finish<'a> {
     /// The caller's organization; `None` for the sweeper, which acts for all.
-    pub org_id: Option<&'a str>,
-    pub run_id: &'a str,
-    pub outcome: RunStatus,
-    pub reason: &'a str,
+    pub(crate) org_id: Option<&'a str>,
+    pub(crate) run_id: &'a str,
+    pub(crate) outcome: RunStatus,
+    pub(crate) reason: &'a str,
+}
+
+/// A run as a start left it.
+#[derive(Debug)]
+pub(crate) struct StartedRun {
+    pub(crate) run: run::Model,
+    /// Whether this call created it, rather than answering a repeated request id.
+    pub(crate) created: bool,
+}
+
+/// A run as a finish left it.
+#[derive(Debug)]
+pub(crate) struct FinishedRun {
+    pub(crate) run: run::Model,
+    /// Whether this call finished it, rather than repeating a finish already recorded.
+    pub(crate) finished_now: bool,
 }
 
 impl Store {
     /// Records a new run of `workflow`, in progress. With a `request_id`, a
     /// repeated call returns the run the first one created (idempotent start).
-    pub async fn start_run(
+    pub(crate) async fn start(
         &self,
         workflow: &super::WorkflowRef,
-        runner: &str,
+        runner: RunnerType,
         run_url: &str,
         request_id: Option<&str>,
-    ) -> Result<run::Model, Error> {
-        Ok(self
-            .start_run_reporting(workflow, runner, run_url, request_id)
-            .await?
-            .0)
-    }
-
-    /// [`Store::start_run`], also saying whether this call created the run
-    /// (rather than answering a repeated `request_id`).
-    pub async fn start_run_reporting(
-        &self,
-        workflow: &super::WorkflowRef,
-        runner: &str,
-        run_url: &str,
-        request_id: Option<&str>,
-    ) -> Result<(run::Model, bool), Error> {
+    ) -> Result<StartedRun, Error> {
+        let repeated = |run| StartedRun {
+            run,
+            created: false,
+        };
         if let Some(key) = request_id
             && let Some(existing) = self.run_by_request_id(&workflow.org_id, key).await?
         {
-            return Ok((same_workflow(existing, workflow, key)?, false));
+            return Ok(repeated(same_workflow(existing, workflow, key)?));
         }
         let model = run::Model {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: workflow.org_id.clone(),
             workflow_id: workflow.id.clone(),
-            runner: runner.to_owned(),
+            runner: runner.label().to_owned(),
             run_url: run_url.to_owned(),
             status: RunStatus::Initialized.label().to_owned(),
             reason: String::new(),
@@ -69,7 +74,7 @@ impl Store {
             request_id: request_id.map(str::to_owned),
         };
         match self.write(Write::Start(model)).await {
-            Ok(Written::Started(Some(run))) => Ok((run, true)),
+            Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
             // Deleted since we remembered it (by this replica or another).
             Ok(_) => Err(Error::WorkflowGone(workflow.id.clone())),
             // A concurrent retry with the same key won: answer with its run.
@@ -81,7 +86,7 @@ impl Store {
                     .run_by_request_id(&workflow.org_id, key)
                     .await?
                     .ok_or(Error::Database(e))?;
-                Ok((same_workflow(existing, workflow, key)?, false))
+                Ok(repeated(same_workflow(existing, workflow, key)?))
             }
             Err(e) => Err(e),
         }
@@ -100,7 +105,7 @@ impl Store {
     }
 
     /// An organization's run; another organization's run is "not found" too.
-    pub async fn get_run(&self, org_id: &str, run_id: &str) -> Result<run::Model, Error> {
+    pub(crate) async fn get_run(&self, org_id: &str, run_id: &str) -> Result<run::Model, Error> {
         run::Entity::find_by_id(run_id.to_owned())
             .one(&self.db)
             .await?
@@ -111,16 +116,7 @@ impl Store {
     /// Ends a run: its outcome, its workflow's last run, and its duration
     /// histogram change together or not at all. Finishing again with the same
     /// outcome returns the run unchanged; with another, fails.
-    pub async fn finish_run(&self, finish: Finish<'_>) -> Result<run::Model, Error> {
-        Ok(self.finish_run_reporting(finish).await?.0)
-    }
-
-    /// [`Store::finish_run`], also saying whether this call finished the run
-    /// (rather than repeating a finish already recorded).
-    pub async fn finish_run_reporting(
-        &self,
-        finish: Finish<'_>,
-    ) -> Result<(run::Model, bool), Error> {
+    pub(crate) async fn finish(&self, finish: Finish<'_>) -> Result<FinishedRun, Error> {
         let claim = Claim {
             org_id: finish.org_id.map(str::to_owned),
             run_id: finish.run_id.to_owned(),
@@ -129,8 +125,14 @@ impl Store {
             now_ms: runplane_api::time::now_ms(),
         };
         match self.write(Write::Finish(claim)).await? {
-            Written::Finished(Some(run)) => Ok((run, true)),
-            _ => Ok((self.already_finished(&finish).await?, false)),
+            Written::Finished(Some(run)) => Ok(FinishedRun {
+                run,
+                finished_now: true,
+            }),
+            _ => Ok(FinishedRun {
+                run: self.already_finished(&finish).await?,
+                finished_now: false,
+            }),
         }
     }
 
@@ -154,7 +156,7 @@ impl Store {
     }
 
     /// Up to `limit` of an organization's runs older than id `before`, newest first.
-    pub async fn list_runs(
+    pub(crate) async fn list_runs(
         &self,
         org_id: &str,
         filter: &RunFilter,
@@ -180,7 +182,7 @@ impl Store {
     /// Deletes up to `limit` runs that finished before `finished_before_ms`,
     /// oldest first, and says how many it deleted. The aggregates are left as
     /// they are: the metrics keep counting every run ever finished.
-    pub async fn delete_finished_runs(
+    pub(crate) async fn delete_finished_runs(
         &self,
         finished_before_ms: i64,
         limit: u64,
@@ -200,7 +202,7 @@ impl Store {
     }
 
     /// Ids of up to `limit` runs still in progress that started before `started_before_ms`.
-    pub async fn stale_runs(
+    pub(crate) async fn stale_runs(
         &self,
         started_before_ms: i64,
         limit: u64,

@@ -19,11 +19,11 @@ use crate::error::Error;
 
 /// Who a workflow is: what never changes about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkflowRef {
-    pub id: String,
-    pub org_id: String,
-    pub project: String,
-    pub name: String,
+pub(crate) struct WorkflowRef {
+    pub(crate) id: String,
+    pub(crate) org_id: String,
+    pub(crate) project: String,
+    pub(crate) name: String,
 }
 
 impl From<&workflow::Model> for WorkflowRef {
@@ -71,7 +71,7 @@ impl Store {
     }
 
     /// The workflow `project/name` of an organization, created if it is new.
-    pub async fn find_or_create_workflow(
+    pub(crate) async fn find_or_create_workflow(
         &self,
         org_id: &str,
         project: &str,
@@ -100,7 +100,7 @@ impl Store {
             runplane_api::time::now_ms(),
         );
         let active = workflow::ActiveModel {
-            metrics: Set(record::encode(&record::new(
+            metrics: Set(record::encode(&crate::aggregate::new(
                 &id,
                 project,
                 name,
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// The workflow `project/name` of an organization, if it exists.
-    pub async fn find_workflow(
+    pub(crate) async fn find_workflow(
         &self,
         org_id: &str,
         project: &str,
@@ -152,7 +152,7 @@ impl Store {
     }
 
     /// Up to `limit` of an organization's workflows after id `after`, in id order.
-    pub async fn list_workflows(
+    pub(crate) async fn list_workflows(
         &self,
         org_id: &str,
         after: Option<&str>,
@@ -170,7 +170,7 @@ impl Store {
 
     /// The identities of the workflows with these ids (for naming them in run
     /// listings), from memory where known.
-    pub async fn workflow_refs(
+    pub(crate) async fn workflow_refs(
         &self,
         ids: Vec<String>,
     ) -> Result<HashMap<String, WorkflowRef>, Error> {
@@ -203,14 +203,14 @@ impl Store {
     }
 
     /// Forgets a remembered workflow identity (it was deleted).
-    pub fn forget_workflow(&self, w: &WorkflowRef) {
+    pub(crate) fn forget_workflow(&self, w: &WorkflowRef) {
         self.identities().forget(w);
     }
 
     /// Deletes an organization's workflow `project/name` (its row holds its
     /// aggregates) with its runs, in one transaction; its series leave the next scrape.
     /// Returns how many runs went with it.
-    pub async fn delete_workflow(
+    pub(crate) async fn delete_workflow(
         &self,
         org_id: &str,
         project: &str,

@@ -6,16 +6,16 @@ use runplane_api::workflowrun::v1::RunStatus;
 use crate::error::Error;
 
 /// The project a workflow belongs to when the runner names none.
-pub const DEFAULT_PROJECT: &str = "default";
+pub(crate) const DEFAULT_PROJECT: &str = "default";
 /// Longest workflow or project name, in characters.
-pub const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 /// Longest run URL, in bytes.
-pub const MAX_URL: usize = 2048;
+pub(crate) const MAX_URL: usize = 2048;
 /// Longest finish reason, in characters.
-pub const MAX_REASON: usize = 1000;
+pub(crate) const MAX_REASON: usize = 1000;
 
 /// The project a request names, `default` when it names none.
-pub fn project_or_default(project: &str) -> &str {
+pub(crate) fn project_or_default(project: &str) -> &str {
     if project.is_empty() {
         DEFAULT_PROJECT
     } else {
@@ -25,7 +25,7 @@ pub fn project_or_default(project: &str) -> &str {
 
 /// Checks a workflow or project name: 1 to 200 characters, no control characters,
 /// no leading or trailing white space.
-pub fn validate_name(what: &str, name: &str) -> Result<(), Error> {
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
     let problem = if name.is_empty() {
         Some("must not be empty")
     } else if name.chars().count() > MAX_NAME {
@@ -44,7 +44,7 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), Error> {
 }
 
 /// Checks an optional run URL: empty, or an http(s) URL of at most 2048 bytes.
-pub fn validate_run_url(url: &str) -> Result<(), Error> {
+pub(crate) fn validate_run_url(url: &str) -> Result<(), Error> {
     if url.is_empty() {
         return Ok(());
     }
@@ -59,7 +59,7 @@ pub fn validate_run_url(url: &str) -> Result<(), Error> {
 }
 
 /// Checks a finish reason's length.
-pub fn validate_reason(reason: &str) -> Result<(), Error> {
+pub(crate) fn validate_reason(reason: &str) -> Result<(), Error> {
     if reason.chars().count() > MAX_REASON {
         return Err(Error::InvalidArgument(format!(
             "reason is longer than {MAX_REASON} characters"
@@ -69,7 +69,7 @@ pub fn validate_reason(reason: &str) -> Result<(), Error> {
 }
 
 /// The outcome a runner may report: SUCCESS, ERROR or CANCELED.
-pub fn reportable_outcome(raw: i32) -> Result<RunStatus, Error> {
+pub(crate) fn reportable_outcome(raw: i32) -> Result<RunStatus, Error> {
     match RunStatus::try_from(raw) {
         Ok(status @ (RunStatus::Success | RunStatus::Error | RunStatus::Canceled)) => Ok(status),
         _ => Err(Error::InvalidArgument(

@@ -1,13 +1,17 @@
-//! Bulk history, for benchmarks and tools: many finished runs and the
-//! aggregates that FinishRun would have left, written a thousand rows per
-//! statement rather than one call per run.
+//! What benchmarks and end-to-end tests reach directly, behind the
+//! `test-support` feature: workflow-run-service's storage opened on its own
+//! database, bulk history written a thousand rows per statement rather than
+//! one call per run, and runs reported without the gRPC hop (the database
+//! alone: the benchmark's floor).
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
+use runplane_database::DatabaseArgs;
 use sea_orm::{ActiveValue::Set, ConnectionTrait as _, DbBackend, EntityTrait, TransactionTrait};
 
-use super::{Store, record};
+use crate::aggregate::{self, DEFAULT_BUCKETS};
 use crate::entity::{run, workflow};
 use crate::error::Error;
+use crate::store::{Finish, Store, record};
 
 /// Rows per INSERT statement (well under SQLite's and PostgreSQL's parameter limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -22,12 +26,65 @@ pub struct SeedPlan {
     pub runner: String,
 }
 
+/// workflow-run-service's storage, reached directly.
+#[derive(Clone)]
+pub struct Storage {
+    store: Store,
+}
+
+impl Storage {
+    /// Connects to `url` and brings its schema up to date; on PostgreSQL the
+    /// tables are in `schema`. New histograms get the default buckets.
+    pub async fn open(url: &str, args: &DatabaseArgs, schema: &str) -> anyhow::Result<Self> {
+        let db =
+            runplane_database::connect_and_migrate::<crate::migration::Migrator>(url, args, schema)
+                .await?;
+        Ok(Storage {
+            store: Store::new(db, DEFAULT_BUCKETS.to_vec()),
+        })
+    }
+
+    /// Starts and finishes a run of the organization's workflow
+    /// `default/{workflow}` (created on first use) with `outcome`, as
+    /// StartRun and FinishRun would, without gRPC or authentication.
+    pub async fn report_run(
+        &self,
+        org_id: &str,
+        workflow: &str,
+        outcome: RunStatus,
+    ) -> anyhow::Result<()> {
+        let workflow = self
+            .store
+            .find_or_create_workflow(org_id, "default", workflow)
+            .await?;
+        let started = self
+            .store
+            .start(&workflow, RunnerType::GithubAction, "", None)
+            .await?;
+        self.store
+            .finish(Finish {
+                org_id: Some(org_id),
+                run_id: &started.run.id,
+                outcome,
+                reason: "",
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Creates `plan.workflows` workflows with `plan.runs_per_workflow`
+    /// finished runs each, as [`Store::seed_history`] does.
+    pub async fn seed_history(&self, plan: &SeedPlan) -> anyhow::Result<u64> {
+        Ok(self.store.seed_history(plan).await?)
+    }
+}
+
 impl Store {
     /// Creates `plan.workflows` workflows with `plan.runs_per_workflow` finished
     /// runs each (outcomes and durations varied deterministically), counted in
     /// their workflows' records as finishing them would. Returns the number of
     /// runs written.
-    pub async fn seed_history(&self, plan: &SeedPlan) -> Result<u64, Error> {
+    async fn seed_history(&self, plan: &SeedPlan) -> Result<u64, Error> {
         let statuses = [
             RunStatus::Success,
             RunStatus::Success,
@@ -43,21 +100,21 @@ impl Store {
         for w in 0..plan.workflows {
             let workflow_id = uuid::Uuid::now_v7().to_string();
             let name = format!("workflow-{w:05}");
-            let mut metrics = record::new(&workflow_id, &plan.project, &name, start);
+            let mut metrics = aggregate::new(&workflow_id, &plan.project, &name, start);
             for r in 0..plan.runs_per_workflow {
                 let status = statuses[(w + r) % statuses.len()];
                 let started = start + (r as i64) * 60_000;
                 let duration_ms = 5_000 + ((w * 7919 + r * 104_729) % 600_000) as i64;
                 let finished = started + duration_ms;
-                record::count(
+                aggregate::count(
                     &mut metrics,
-                    record::Finished {
+                    aggregate::Finished {
                         status,
                         runner,
                         finished_at_ms: finished,
                         duration_ms: Some(duration_ms),
                     },
-                    &self.buckets,
+                    self.buckets(),
                 );
                 runs.push(run::ActiveModel {
                     id: Set(uuid::Uuid::now_v7().to_string()),

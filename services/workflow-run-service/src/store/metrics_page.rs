@@ -45,17 +45,17 @@ fn page_sql(backend: DbBackend, after: bool) -> String {
 
 /// A page of an organization's workflows with their aggregates.
 #[derive(Debug)]
-pub struct MetricsPage {
+pub(crate) struct MetricsPage {
     /// The workflows in id order, encoded as the reply carries them.
-    pub workflows: ListWorkflowMetricsResponse,
+    pub(crate) workflows: ListWorkflowMetricsResponse,
     /// The last workflow's id, when more follow it.
-    pub more_after: Option<String>,
+    pub(crate) more_after: Option<String>,
 }
 
 impl Store {
     /// A page of at most `limit` of an organization's workflows with their
     /// aggregates, after the workflow `after`.
-    pub async fn workflow_metrics(
+    pub(crate) async fn workflow_metrics(
         &self,
         org_id: &str,
         after: Option<&str>,

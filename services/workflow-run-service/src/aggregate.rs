@@ -1,0 +1,263 @@
+//! A workflow's aggregates, and how a finished run counts in them.
+//!
+//! The aggregates are the workflow's `WorkflowMetrics` as a scrape sends them,
+//! but for its runs in progress: the last run, and per (status, runner) how
+//! many runs finished so, when the newest did, and a cumulative histogram of
+//! their durations. This module is their arithmetic; the store keeps them
+//! (`store::record`) and counts a run in them in the transaction that
+//! finishes it.
+//!
+//! Each histogram keeps the bucket bounds it was created with: changing the
+//! configured buckets applies to new series only, so an existing series never
+//! changes its `le` set (which would break `rate()` and `histogram_quantile()`
+//! over it).
+
+use runplane_api::time::{from_timestamp, timestamp};
+use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, RunnerType, WorkflowMetrics};
+
+/// Chainloop's default buckets, in seconds (`run_duration_buckets`' default).
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) const DEFAULT_BUCKETS: &[f64] = &[
+    10.0, 30.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 600.0, 900.0, 1200.0,
+];
+
+/// Checks configured bucket bounds: at least one, finite, positive, strictly ascending.
+pub(crate) fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
+    if bounds.is_empty() {
+        return Err("run_duration_buckets must list at least one bound".into());
+    }
+    if bounds.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+        return Err("run_duration_buckets must be positive, finite numbers of seconds".into());
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("run_duration_buckets must be strictly ascending".into());
+    }
+    Ok(())
+}
+
+/// The aggregates of a workflow nothing has finished in yet.
+pub(crate) fn new(id: &str, project: &str, name: &str, created_at_ms: i64) -> WorkflowMetrics {
+    WorkflowMetrics {
+        workflow_id: id.to_owned(),
+        project: project.to_owned(),
+        workflow: name.to_owned(),
+        create_time: Some(timestamp(created_at_ms)),
+        ..WorkflowMetrics::default()
+    }
+}
+
+/// One finished run, as its workflow counts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    pub(crate) status: RunStatus,
+    pub(crate) runner: RunnerType,
+    pub(crate) finished_at_ms: i64,
+    /// `None` for an expired run: counted, but not in the duration histogram.
+    pub(crate) duration_ms: Option<i64>,
+}
+
+/// Counts a finished run in its workflow's aggregates. The workflow's last run
+/// is the one that finished last, whatever order the finishes arrive in; an
+/// expired run has no duration, so the last known one stays. New histograms
+/// are created over `buckets`.
+pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
+    let newer = aggregates.last_run.as_ref().is_none_or(|last| {
+        last.finish_time
+            .as_ref()
+            .is_none_or(|at| from_timestamp(at) <= run.finished_at_ms)
+    });
+    if newer {
+        let last = aggregates.last_run.get_or_insert_default();
+        last.status = run.status.into();
+        last.runner_type = run.runner.into();
+        last.finish_time = Some(timestamp(run.finished_at_ms));
+        if let Some(ms) = run.duration_ms {
+            last.duration_seconds = Some(seconds(ms));
+        }
+    }
+
+    let outcome = outcome_of(&mut aggregates.durations, run.status, run.runner, buckets);
+    outcome.runs_total = outcome.runs_total.saturating_add(1);
+    let latest = outcome
+        .last_finish_time
+        .as_ref()
+        .map_or(run.finished_at_ms, |at| {
+            from_timestamp(at).max(run.finished_at_ms)
+        });
+    outcome.last_finish_time = Some(timestamp(latest));
+    if let Some(ms) = run.duration_ms {
+        observe(outcome, seconds(ms));
+    }
+}
+
+/// The histogram of one outcome, created over `buckets` if it is the first
+/// run to finish so. Outcomes are kept in (status, runner) label order, the
+/// order the scrape lists their series in.
+fn outcome_of<'a>(
+    outcomes: &'a mut Vec<DurationHistogram>,
+    status: RunStatus,
+    runner: RunnerType,
+    buckets: &[f64],
+) -> &'a mut DurationHistogram {
+    let key = (status.label(), runner.label());
+    let at = outcomes
+        .iter()
+        .position(|o| outcome_key(o) >= key)
+        .unwrap_or(outcomes.len());
+    if outcomes.get(at).is_none_or(|o| outcome_key(o) != key) {
+        outcomes.insert(
+            at,
+            DurationHistogram {
+                status: status.into(),
+                runner_type: runner.into(),
+                bucket_bounds: buckets.to_vec(),
+                bucket_counts: vec![0; buckets.len()],
+                ..DurationHistogram::default()
+            },
+        );
+    }
+    &mut outcomes[at]
+}
+
+fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
+    (outcome.status().label(), outcome.runner_type().label())
+}
+
+/// Records one run that took `seconds` in a cumulative histogram.
+fn observe(histogram: &mut DurationHistogram, seconds: f64) {
+    for (bound, count) in histogram
+        .bucket_bounds
+        .iter()
+        .zip(histogram.bucket_counts.iter_mut())
+    {
+        if seconds <= *bound {
+            *count += 1;
+        }
+    }
+    histogram.count += 1;
+    histogram.sum_seconds += seconds;
+}
+
+pub(crate) fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(status: RunStatus, at: i64, duration_ms: Option<i64>) -> Finished {
+        Finished {
+            status,
+            runner: RunnerType::GithubAction,
+            finished_at_ms: at,
+            duration_ms,
+        }
+    }
+
+    #[test]
+    fn observations_are_cumulative() {
+        let mut outcomes = Vec::new();
+        let h = outcome_of(
+            &mut outcomes,
+            RunStatus::Success,
+            RunnerType::GithubAction,
+            &[10.0, 30.0, 60.0],
+        );
+        for v in [5.0, 10.0, 25.0, 61.0] {
+            observe(h, v);
+        }
+        assert_eq!(h.bucket_counts, [2, 3, 3]);
+        assert_eq!(h.count, 4);
+        assert_eq!(h.sum_seconds, 101.0);
+        assert_eq!(
+            h.runs_total, 0,
+            "observing a duration is not counting a run"
+        );
+    }
+
+    #[test]
+    fn bucket_configuration_is_checked() {
+        assert!(validate_buckets(DEFAULT_BUCKETS).is_ok());
+        assert!(validate_buckets(&[0.5, 1.0]).is_ok());
+        assert!(validate_buckets(&[]).is_err());
+        assert!(validate_buckets(&[10.0, 10.0]).is_err());
+        assert!(validate_buckets(&[30.0, 10.0]).is_err());
+        assert!(validate_buckets(&[-1.0]).is_err());
+        assert!(validate_buckets(&[f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn finishes_count_in_order_of_outcome_whatever_order_they_arrive_in() {
+        let mut aggregates = new("id", "default", "build", 0);
+        let buckets = [10.0, 60.0];
+        count(
+            &mut aggregates,
+            finished(RunStatus::Success, 2_000, Some(2_000)),
+            &buckets,
+        );
+        count(
+            &mut aggregates,
+            finished(RunStatus::Error, 1_000, Some(70_000)),
+            &buckets,
+        );
+        count(
+            &mut aggregates,
+            finished(RunStatus::Success, 3_000, Some(20_000)),
+            &buckets,
+        );
+        count(
+            &mut aggregates,
+            finished(RunStatus::Expired, 4_000, None),
+            &buckets,
+        );
+
+        let statuses: Vec<RunStatus> = aggregates.durations.iter().map(|d| d.status()).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Error, RunStatus::Expired, RunStatus::Success]
+        );
+        let success = &aggregates.durations[2];
+        assert_eq!((success.count, success.runs_total), (2, 2));
+        assert_eq!(success.sum_seconds, 22.0);
+        assert_eq!(success.bucket_counts, [1, 2]);
+        assert_eq!(success.last_finish_time, Some(timestamp(3_000)));
+        let expired = &aggregates.durations[1];
+        assert_eq!((expired.count, expired.runs_total), (0, 1));
+        assert_eq!(expired.bucket_counts, [0, 0]);
+
+        // The expired run finished last: it is the last run, and the last
+        // known duration stays.
+        let last = aggregates.last_run.as_ref().expect("a last run");
+        assert_eq!(
+            (
+                last.status(),
+                last.runner_type(),
+                last.finish_time,
+                last.duration_seconds
+            ),
+            (
+                RunStatus::Expired,
+                RunnerType::GithubAction,
+                Some(timestamp(4_000)),
+                Some(20.0)
+            )
+        );
+        // A run finishing earlier than the last one counts, but is not the last run.
+        count(
+            &mut aggregates,
+            finished(RunStatus::Error, 500, Some(1)),
+            &buckets,
+        );
+        assert_eq!(aggregates.durations[0].runs_total, 2);
+        assert_eq!(
+            aggregates.last_run.as_ref().map(|l| l.status()),
+            Some(RunStatus::Expired)
+        );
+        assert_eq!(
+            aggregates.durations[0].last_finish_time,
+            Some(timestamp(1_000)),
+            "the newest finish of the outcome stays"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! A run's life: started (its workflow found, or created on first use),
+//! finished once by its runner or expired by the sweeper, each step reported
+//! as CI/CD metrics when those are on ([`crate::cicd`]). Handlers and the
+//! sweeper go through here; the store only persists.
+
+use std::sync::Arc;
+
+use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
+
+use crate::cicd::{CicdMetrics, Pipeline};
+use crate::entity::run;
+use crate::error::Error;
+use crate::store::{Finish, Store, WorkflowRef};
+
+/// The organization a call acts for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Org<'a> {
+    pub(crate) id: &'a str,
+    /// Known when a runner reports; the sweeper knows only ids.
+    pub(crate) name: Option<&'a str>,
+}
+
+/// A run to start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start<'a> {
+    pub(crate) project: &'a str,
+    pub(crate) workflow: &'a str,
+    pub(crate) runner: RunnerType,
+    pub(crate) run_url: &'a str,
+    /// The runner's idempotency key: a repeated start returns the first run.
+    pub(crate) request_id: Option<&'a str>,
+}
+
+/// Runs through their life, over the store.
+#[derive(Clone)]
+pub(crate) struct Lifecycle {
+    store: Store,
+    cicd: Option<Arc<CicdMetrics>>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(store: Store, cicd: Option<Arc<CicdMetrics>>) -> Self {
+        Lifecycle { store, cicd }
+    }
+
+    /// The store, for reads.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts a run of `org`'s workflow, creating the workflow if it is new.
+    /// A workflow remembered in memory may have been deleted since (through
+    /// any replica): then it is forgotten and created afresh, once.
+    pub(crate) async fn start(
+        &self,
+        org: Org<'_>,
+        start: Start<'_>,
+    ) -> Result<(WorkflowRef, run::Model), Error> {
+        let mut attempts = 0;
+        let (workflow, started) = loop {
+            let workflow = self
+                .store
+                .find_or_create_workflow(org.id, start.project, start.workflow)
+                .await?;
+            match self
+                .store
+                .start(&workflow, start.runner, start.run_url, start.request_id)
+                .await
+            {
+                Err(Error::WorkflowGone(_)) if attempts == 0 => {
+                    self.store.forget_workflow(&workflow);
+                    attempts += 1;
+                }
+                result => break (workflow, result?),
+            }
+        };
+        if let (Some(cicd), true) = (&self.cicd, started.created) {
+            cicd.started(&Pipeline {
+                org_id: org.id,
+                org_name: org.name,
+                name: &pipeline_name(&workflow),
+            });
+        }
+        Ok((workflow, started.run))
+    }
+
+    /// Finishes a run with its outcome: once (a repeat with the same outcome
+    /// returns it unchanged, another outcome is refused). `org` is the
+    /// caller's, whose runs alone it may finish; `None` (the sweeper) acts
+    /// for every organization.
+    pub(crate) async fn finish(
+        &self,
+        org: Option<Org<'_>>,
+        run_id: &str,
+        outcome: RunStatus,
+        reason: &str,
+    ) -> Result<run::Model, Error> {
+        let finished = self
+            .store
+            .finish(Finish {
+                org_id: org.map(|o| o.id),
+                run_id,
+                outcome,
+                reason,
+            })
+            .await?;
+        let run = finished.run;
+        if let (Some(cicd), true) = (&self.cicd, finished.finished_now) {
+            let workflows = self
+                .store
+                .workflow_refs(vec![run.workflow_id.clone()])
+                .await?;
+            let name = workflows
+                .get(&run.workflow_id)
+                .map(pipeline_name)
+                .unwrap_or_default();
+            // An expired run has no duration: it never reported an outcome.
+            let seconds = match (outcome, run.finished_at_ms) {
+                (RunStatus::Expired, _) | (_, None) => None,
+                (_, Some(at)) => Some(crate::aggregate::seconds(at - run.started_at_ms)),
+            };
+            let pipeline = Pipeline {
+                org_id: &run.org_id,
+                org_name: org.and_then(|o| o.name),
+                name: &name,
+            };
+            cicd.finished(&pipeline, outcome, seconds);
+        }
+        Ok(run)
+    }
+
+    /// Expires a run nobody finished (the sweeper).
+    pub(crate) async fn expire(&self, run_id: &str, reason: &str) -> Result<run::Model, Error> {
+        self.finish(None, run_id, RunStatus::Expired, reason).await
+    }
+}
+
+/// A workflow as the CI/CD conventions name a pipeline: `project/workflow`.
+fn pipeline_name(workflow: &WorkflowRef) -> String {
+    format!("{}/{}", workflow.project, workflow.name)
+}
