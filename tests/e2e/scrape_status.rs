@@ -88,7 +88,15 @@ async fn scrape_answers_each_failure_with_the_right_status() {
     );
     // ... also for a path that names no organization at all: nothing leaks without the right token.
     // (`..` and `%2E%2E` are resolved by URL parsers before sending; encoded slashes arrive as-is.)
-    for path in ["does-not-exist", "%2F", "a%2Fb", "UPPER", "&x=1"] {
+    for path in [
+        "does-not-exist",
+        "%2F",
+        "a%2Fb",
+        "UPPER",
+        "&x=1",
+        "-cyberdyne",
+        "cyberdyne-",
+    ] {
         assert_eq!(
             suite.scrape(path, Some(&bearer(&acme))).await.status,
             403,

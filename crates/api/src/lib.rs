@@ -31,6 +31,7 @@ pub mod workflowrun {
 }
 
 mod names;
+pub mod org_name;
 pub mod time;
 mod workflow_metrics_page;
 

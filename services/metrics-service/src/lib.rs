@@ -6,6 +6,7 @@
 //! [`upstream`], [`exposition`]). It keeps no state of its own.
 
 mod config;
+mod error;
 mod exposition;
 mod own_metrics;
 mod scrape;

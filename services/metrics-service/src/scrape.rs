@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::WorkflowMetrics;
@@ -20,80 +20,9 @@ use runplane_server::http::PeerAddr;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::error::ScrapeError;
 use crate::exposition::{self, Format, Gone};
 use crate::upstream::Upstreams;
-
-/// Why a scrape is refused; the only place HTTP status codes are chosen.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ScrapeError {
-    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
-    MissingToken,
-    #[error("invalid, expired or revoked token")]
-    InvalidToken,
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error(transparent)]
-    TooManyFailures(runplane_auth::failures::TooManyFailures),
-    #[error("Prometheus metrics are not enabled for organization {0:?}")]
-    NotEnabled(String),
-    #[error("{upstream} is unavailable; try again")]
-    Unavailable {
-        upstream: &'static str,
-        detail: String,
-    },
-    #[error("{upstream} answered unexpectedly")]
-    Upstream {
-        upstream: &'static str,
-        detail: String,
-    },
-}
-
-impl IntoResponse for ScrapeError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ScrapeError::MissingToken | ScrapeError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
-            ScrapeError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
-            ScrapeError::Unavailable { upstream, detail } => {
-                tracing::warn!(upstream, %detail, "scrape failed: upstream unavailable");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ScrapeError::Upstream { upstream, detail } => {
-                tracing::error!(upstream, %detail, "scrape failed: unexpected upstream answer");
-                StatusCode::BAD_GATEWAY
-            }
-        };
-        let mut response = (status, format!("{self}\n")).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        match self {
-            ScrapeError::MissingToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"runplane\""),
-                );
-            }
-            ScrapeError::InvalidToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"runplane\", error=\"invalid_token\""),
-                );
-            }
-            ScrapeError::TooManyFailures(e) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(e.retry_after.as_secs().max(1)),
-                );
-            }
-            _ => {}
-        }
-        response
-    }
-}
 
 /// What a scrape needs: the services behind it and how to write.
 pub(crate) struct Scraper {
@@ -139,7 +68,7 @@ pub(crate) async fn handle(
     // The organization lookup does not depend on the token: ask both at once,
     // then judge the answers in the documented order.
     let org_lookup = async {
-        if is_org_name(&org) {
+        if runplane_api::org_name::validate(&org).is_ok() {
             upstreams.organization(&org).await
         } else {
             Ok(None)
@@ -245,14 +174,6 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
         .to_str()
         .map_err(|_| ScrapeError::InvalidToken)?;
     runplane_auth::bearer_from_header(value).ok_or(ScrapeError::InvalidToken)
-}
-
-/// A cheap shape check before asking org-service about a path segment.
-fn is_org_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use runplane_auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
 use runplane_client::{Channel, Failure, with_bearer};
 use tonic::Status;
 
-use crate::scrape::ScrapeError;
+use crate::error::ScrapeError;
 
 /// Workflows per ListWorkflowMetrics page.
 const PAGE_SIZE: i32 = 1000;

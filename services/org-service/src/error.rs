@@ -3,7 +3,7 @@
 use runplane_auth::AuthError;
 use tonic::Status;
 
-use crate::name::InvalidName;
+use runplane_api::org_name::InvalidName;
 
 /// Everything that can go wrong in org-service.
 #[derive(Debug, thiserror::Error)]

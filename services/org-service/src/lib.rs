@@ -1,7 +1,8 @@
 //! org-service: organizations, and which of them have the Prometheus
 //! integration turned on.
 //!
-//! Transport ([`handler`]) → domain ([`name`], [`error`]) → storage ([`store`]),
+//! Transport ([`handler`]) → domain ([`error`]; names follow
+//! [`runplane_api::org_name`]) → storage ([`store`]),
 //! over its own tables ([`entity`], [`migration`]).
 
 mod config;
@@ -9,7 +10,6 @@ mod entity;
 mod error;
 mod handler;
 mod migration;
-mod name;
 mod reload;
 mod store;
 
@@ -58,7 +58,7 @@ fn metrics_enabled_orgs(names: &[String]) -> anyhow::Result<BTreeSet<String>> {
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
         .map(|n| {
-            name::validate(n)
+            runplane_api::org_name::validate(n)
                 .map(|()| n.to_owned())
                 .with_context(|| format!("prometheus_org_metrics: {n:?}"))
         })

@@ -21,7 +21,7 @@ impl Store {
 
     /// Creates an organization; fails with [`Error::AlreadyExists`] on a taken name.
     pub(crate) async fn create(&self, name: &str) -> Result<organization::Model, Error> {
-        crate::name::validate(name)?;
+        runplane_api::org_name::validate(name)?;
         let model = organization::Model {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_owned(),

@@ -43,7 +43,9 @@ impl TokenHandler {
         }
     }
 
-    async fn authenticate(&self, presented: &str) -> Result<AuthenticateResponse, Error> {
+    /// The live token whose secret was presented, if its organization still
+    /// exists: what the Authenticate call answers, once the caller is checked.
+    async fn resolve_secret(&self, presented: &str) -> Result<AuthenticateResponse, Error> {
         secret::parse(SecretKind::ApiToken, presented).map_err(|_| AuthError::Invalid)?;
         let hash = SecretHash::of(presented);
         let token = self
@@ -160,7 +162,7 @@ impl TokenService for TokenHandler {
                 .check(client)
                 .map_err(|e| Error::Auth(e.into()))?;
         }
-        let answer = match self.authenticate(&request.into_inner().secret).await {
+        let answer = match self.resolve_secret(&request.into_inner().secret).await {
             Err(Error::Auth(AuthError::Invalid)) => {
                 if outsider {
                     self.failures.record_failure(client);

@@ -1,12 +1,12 @@
-//! The harness: a suite of real processes in a temporary directory.
+//! A suite of real processes in a temporary directory: started, stopped,
+//! killed and restarted, each with its own ports and data.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
-use tonic::transport::Channel;
+use super::clients::{curl, grpc_health_tls, grpc_serving};
 
 /// The services' binary names, in start order.
 pub(crate) const SERVICES: [&str; 4] = [
@@ -78,34 +78,9 @@ impl CliOutput {
     }
 }
 
-/// An HTTP answer.
-pub(crate) struct Scrape {
-    pub(crate) status: u16,
-    pub(crate) content_type: String,
-    pub(crate) www_authenticate: Option<String>,
-    pub(crate) body: String,
-}
-
 /// Environment variable naming a PostgreSQL server (`postgres://USER@HOST:PORT`):
 /// when set, every suite keeps its data in a database of its own there, created
 /// for it and dropped afterwards, instead of SQLite files.
-impl Scrape {
-    /// The body without `*_scrape_duration_seconds`, the one value that changes
-    /// from one scrape to the next when nothing else does.
-    pub(crate) fn stable_body(&self) -> String {
-        without_scrape_duration(&self.body)
-    }
-}
-
-/// An exposition without its `*_scrape_duration_seconds` lines.
-pub(crate) fn without_scrape_duration(exposition: &str) -> String {
-    exposition
-        .lines()
-        .filter(|l| !l.contains("_scrape_duration_seconds"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 pub(crate) const POSTGRES_ENV: &str = "RUNPLANE_TEST_POSTGRES";
 
 /// Four services on free ports, with their data in a temporary directory (or a
@@ -119,7 +94,7 @@ pub(crate) struct Suite {
     bin: PathBuf,
     up: Option<Child>,
     services: Vec<(&'static str, Child)>,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// Extra environment of every process the suite starts.
     pub(crate) env: Vec<(String, String)>,
     /// How the harness reaches the services when they speak TLS.
@@ -134,7 +109,7 @@ pub(crate) struct ClientTls {
 }
 
 impl ClientTls {
-    fn upstream_args(&self) -> runplane_client::UpstreamArgs {
+    pub(super) fn upstream_args(&self) -> runplane_client::UpstreamArgs {
         runplane_client::UpstreamArgs {
             upstream_timeout: Duration::from_secs(5),
             tls: runplane_tls::ClientTlsArgs {
@@ -458,7 +433,8 @@ impl Suite {
         }
     }
 
-    fn command(&self, binary: &str) -> Command {
+    /// A command for one of the suite's binaries, with the suite's environment.
+    pub(super) fn command(&self, binary: &str) -> Command {
         let mut command = Command::new(self.bin.join(binary));
         command.current_dir(self.dir.path());
         for var in CI_VARIABLES {
@@ -474,125 +450,6 @@ impl Suite {
                 self.addrs[2].to_string(),
             );
         command
-    }
-
-    /// Runs the `runplane` CLI against this suite.
-    pub(crate) async fn cli(&self, args: &[&str]) -> CliOutput {
-        self.cli_with_env(args, &[]).await
-    }
-
-    /// Runs the `runplane` CLI with extra environment variables.
-    pub(crate) async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-        let mut command = self.command("runplane");
-        command.args(args).envs(env.iter().copied());
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("join")
-            .expect("run runplane");
-        CliOutput {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Starts the `runplane` CLI without waiting for it, its output captured.
-    pub(crate) fn spawn_cli(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut command = self.command("runplane");
-        command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.spawn().expect("spawn runplane")
-    }
-
-    /// Creates an organization API token and returns its secret.
-    pub(crate) async fn token(&self, org: &str, name: &str, extra: &[&str]) -> String {
-        let mut args = vec![
-            "organization",
-            "api-token",
-            "create",
-            "--org",
-            org,
-            "--name",
-            name,
-            "-q",
-        ];
-        args.extend_from_slice(extra);
-        self.cli(&args).await.ok()
-    }
-
-    /// Creates organization `org` and returns two of its tokens: Prometheus'
-    /// (`metrics:read`) and a CI runner's (`runs:write`).
-    pub(crate) async fn org_with_tokens(&self, org: &str) -> (String, String) {
-        self.cli(&["organization", "create", "--name", org])
-            .await
-            .ok();
-        let scraper = self
-            .token(org, "prometheus", &["--scope", "metrics:read"])
-            .await;
-        let runner = self.token(org, "ci", &["--scope", "runs:write"]).await;
-        (scraper, runner)
-    }
-
-    /// GET /prom/{org}/metrics with an optional `Authorization` header value.
-    pub(crate) async fn scrape(&self, org: &str, authorization: Option<&str>) -> Scrape {
-        self.get(&self.metrics_url(org), authorization).await
-    }
-
-    /// GET a URL with an optional `Authorization` header value.
-    pub(crate) async fn get(&self, url: &str, authorization: Option<&str>) -> Scrape {
-        match authorization {
-            Some(value) => self.get_with(url, &[("authorization", value)]).await,
-            None => self.get_with(url, &[]).await,
-        }
-    }
-
-    async fn send_get(&self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-        let mut request = self.http.get(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await.expect("HTTP request")
-    }
-
-    /// GET a URL with the given headers.
-    pub(crate) async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Scrape {
-        let response = self.send_get(url, headers).await;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        Scrape {
-            status: response.status().as_u16(),
-            content_type: header("content-type").unwrap_or_default(),
-            www_authenticate: header("www-authenticate"),
-            body: response.text().await.expect("body"),
-        }
-    }
-
-    /// GET a URL with the given headers: the `Content-Encoding` and the raw bytes.
-    pub(crate) async fn get_raw(
-        &self,
-        url: &str,
-        headers: &[(&str, &str)],
-    ) -> (Option<String>, Vec<u8>) {
-        let response = self.send_get(url, headers).await;
-        let encoding = response
-            .headers()
-            .get("content-encoding")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        (encoding, response.bytes().await.expect("body").to_vec())
-    }
-
-    /// A gRPC client for workflow-run-service.
-    pub(crate) async fn workflow_runs(&self) -> WorkflowRunServiceClient<Channel> {
-        WorkflowRunServiceClient::new(channel(self.addrs[2]).await)
     }
 }
 
@@ -691,176 +548,6 @@ pub(crate) fn free_port() -> SocketAddr {
     }
 }
 
-/// A connected gRPC channel to `addr`.
-pub(crate) async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect")
-}
-
-/// Whether `addr` reports SERVING for `service` ("" = the whole server).
-pub(crate) async fn grpc_serving(addr: SocketAddr, service: &str) -> bool {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-        return false;
-    };
-    let Ok(channel) = endpoint.connect().await else {
-        return false;
-    };
-    let answer = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await;
-    matches!(answer, Ok(r) if r.get_ref().status() == ServingStatus::Serving)
-}
-
-/// `grpc.health.v1` Check of the whole server over TLS, through the same
-/// client the services use: its status, or why the call failed.
-pub(crate) async fn grpc_health_tls(
-    addr: SocketAddr,
-    tls: &ClientTls,
-) -> Result<tonic_health::pb::health_check_response::ServingStatus, String> {
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = runplane_client::channel(&addr.to_string(), &tls.upstream_args())
-        .map_err(|e| e.to_string())?;
-    let answer = HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await
-        .map_err(|status| format!("{status:?}"))?;
-    Ok(answer.get_ref().status())
-}
-
-/// GET `url` with curl (a TLS client that is not ours), trusting `tls.ca` and
-/// presenting its certificate: the status and body, or curl's complaint when
-/// no HTTP answer came.
-pub(crate) async fn curl(
-    url: &str,
-    tls: Option<&ClientTls>,
-    extra: &[&str],
-) -> Result<(u16, String), String> {
-    let mut command = tokio::process::Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--max-time", "10"])
-        .args(["--write-out", "\n%{http_code}"]);
-    if let Some(tls) = tls {
-        command.arg("--cacert").arg(&tls.ca);
-        if let Some((cert, key)) = &tls.identity {
-            command.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
-    }
-    let output = command
-        .args(extra)
-        .arg(url)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run curl: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "curl {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    let status = status
-        .trim()
-        .parse()
-        .map_err(|_| format!("no HTTP status from curl: {stdout}"))?;
-    Ok((status, body.to_owned()))
-}
-
-/// A request carrying a bearer token.
-pub(crate) fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    runplane_client::with_bearer(message, token)
-}
-
-/// Runs `promtool check metrics` on an exposition and returns its complaints.
-pub(crate) fn promtool_check(exposition: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect(
-            "promtool is required: install the Debian package `prometheus` (scripts/test does)",
-        );
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
-
-/// One sample as an independent OpenMetrics parser read it.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct ParsedSample {
-    pub(crate) family: String,
-    #[serde(rename = "type")]
-    pub(crate) kind: String,
-    pub(crate) name: String,
-    pub(crate) labels: std::collections::BTreeMap<String, String>,
-    pub(crate) value: f64,
-    pub(crate) timestamp: Option<String>,
-}
-
-/// Parses an OpenMetrics exposition with Python's `prometheus_client` (the
-/// interpreter in RUNPLANE_TEST_PYTHON, which scripts/test provides, or
-/// `python3`); its complaint when the exposition is invalid.
-pub(crate) fn parse_openmetrics(exposition: &str) -> Result<Vec<ParsedSample>, String> {
-    use std::io::Write as _;
-    let python = std::env::var("RUNPLANE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/e2e/scripts/parse_openmetrics.py"
-    );
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{python} is required (scripts/test provides one with prometheus_client): {e}")
-        });
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write to the parser");
-    let output = child.wait_with_output().expect("parser");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("No module named"),
-        "prometheus_client is missing for {python}: {stderr} (scripts/test installs it)"
-    );
-    if !output.status.success() {
-        return Err(stderr.into_owned());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("parser output"))
-        .collect())
-}
-
 fn free_ports() -> [SocketAddr; 4] {
     [free_port(), free_port(), free_port(), free_port()]
 }
@@ -880,39 +567,6 @@ async fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
         assert!(
             Instant::now() < deadline,
             "process did not exit within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A sample of a service's own `/metrics` (on a gRPC port, or metrics-service's
-/// HTTP port), by its name and labels as written (`runplane_requests_in_flight`).
-pub(crate) async fn own_metric(addr: SocketAddr, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
-/// Waits until the service at `addr` is working on `n` requests: callers
-/// hold requests in flight (an upstream frozen with SIGSTOP), then test what
-/// happens to them.
-pub(crate) async fn wait_in_flight(addr: SocketAddr, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let in_flight = own_metric(addr, "runplane_requests_in_flight").await;
-        if in_flight == n as f64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{in_flight} requests in flight, never {n}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

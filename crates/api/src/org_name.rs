@@ -1,20 +1,22 @@
 //! Organization names: lowercase DNS-1123 labels, so they are safe in URLs,
-//! Kubernetes objects and Prometheus label values alike.
+//! Kubernetes objects and Prometheus label values alike. The one statement of
+//! the rule: org-service enforces it, metrics-service checks a scrape's path
+//! against it before asking org-service.
 
 /// The rule, as stated to people who break it.
-pub(crate) const RULE: &str = "an organization name must be a lowercase DNS-1123 label: 1 to 63 characters \
+pub const RULE: &str = "an organization name must be a lowercase DNS-1123 label: 1 to 63 characters \
      of a-z, 0-9 and '-', starting and ending with a letter or digit \
      (^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$)";
 
 /// A name that breaks [`RULE`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid organization name {name:?}: {RULE}")]
-pub(crate) struct InvalidName {
-    pub(crate) name: String,
+pub struct InvalidName {
+    pub name: String,
 }
 
 /// Checks `name` against `^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`.
-pub(crate) fn validate(name: &str) -> Result<(), InvalidName> {
+pub fn validate(name: &str) -> Result<(), InvalidName> {
     let bytes = name.as_bytes();
     let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let ok = (1..=63).contains(&bytes.len())

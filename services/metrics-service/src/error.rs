@@ -1,0 +1,79 @@
+//! metrics-service's errors, and the one place a refused scrape gets its HTTP
+//! status. (The server's own answers are decided where they happen: 503 when
+//! shed, past the request timeout or draining, 413 and 431 for oversized
+//! requests.)
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why a scrape is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScrapeError {
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("invalid, expired or revoked token")]
+    InvalidToken,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    TooManyFailures(runplane_auth::failures::TooManyFailures),
+    #[error("Prometheus metrics are not enabled for organization {0:?}")]
+    NotEnabled(String),
+    #[error("{upstream} is unavailable; try again")]
+    Unavailable {
+        upstream: &'static str,
+        detail: String,
+    },
+    #[error("{upstream} answered unexpectedly")]
+    Upstream {
+        upstream: &'static str,
+        detail: String,
+    },
+}
+
+impl IntoResponse for ScrapeError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ScrapeError::MissingToken | ScrapeError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
+            ScrapeError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
+            ScrapeError::Unavailable { upstream, detail } => {
+                tracing::warn!(upstream, %detail, "scrape failed: upstream unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ScrapeError::Upstream { upstream, detail } => {
+                tracing::error!(upstream, %detail, "scrape failed: unexpected upstream answer");
+                StatusCode::BAD_GATEWAY
+            }
+        };
+        let mut response = (status, format!("{self}\n")).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        match self {
+            ScrapeError::MissingToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"runplane\""),
+                );
+            }
+            ScrapeError::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"runplane\", error=\"invalid_token\""),
+                );
+            }
+            ScrapeError::TooManyFailures(e) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(e.retry_after.as_secs().max(1)),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,474 @@
+//! The exposition writer's tests: byte for byte against the `prometheus`
+//! crate's encoder, both formats, chunking, and property tests over arbitrary
+//! names.
+
+use super::*;
+
+/// The text exposition through the `prometheus` crate's families and encoder,
+/// in the same family order: the reference [`render`] must match.
+fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String {
+    use prometheus::proto::{Bucket, Counter, Gauge, Histogram, Metric, MetricType};
+    let gauge = |value: f64, pairs: &[(&str, &str)]| {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        let mut m = Metric::from_gauge(g);
+        m.set_label(labels(pairs));
+        m
+    };
+    let (mut up, mut durations, mut in_progress, mut last_at, mut last_duration, mut runs) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for w in workflows {
+        let base = [("org", org), ("project", w.project.as_str())];
+        if let Some(last) = &w.last_run {
+            let value = f64::from(u8::from(last.status() == RunStatus::Success));
+            up.push(gauge(
+                value,
+                &[
+                    base[0],
+                    base[1],
+                    ("runner", last.runner_type().label()),
+                    ("workflow", &w.workflow),
+                ],
+            ));
+            if let Some(seconds) = last.duration_seconds {
+                last_duration.push(gauge(
+                    seconds,
+                    &[base[0], base[1], ("workflow", &w.workflow)],
+                ));
+            }
+        }
+        in_progress.push(gauge(
+            f64::from(w.runs_in_progress),
+            &[base[0], base[1], ("workflow", &w.workflow)],
+        ));
+        let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
+        for d in &w.durations {
+            let pairs = [
+                base[0],
+                base[1],
+                ("runner", d.runner_type().label()),
+                ("status", d.status().label()),
+                ("workflow", w.workflow.as_str()),
+            ];
+            if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
+                let entry = newest.entry(d.status().label()).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+            let mut counter = Counter::default();
+            counter.set_value(d.runs_total as f64);
+            let mut m = Metric::default();
+            m.set_counter(counter);
+            m.set_label(labels(&pairs));
+            runs.push(m);
+            if d.count == 0 {
+                continue;
+            }
+            let mut histogram = Histogram::default();
+            histogram.set_sample_count(d.count);
+            histogram.set_sample_sum(d.sum_seconds);
+            histogram.set_bucket(
+                d.bucket_bounds
+                    .iter()
+                    .zip(&d.bucket_counts)
+                    .map(|(bound, count)| {
+                        let mut bucket = Bucket::default();
+                        bucket.set_upper_bound(*bound);
+                        bucket.set_cumulative_count(*count);
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut m = Metric::default();
+            m.set_histogram(histogram);
+            m.set_label(labels(&pairs));
+            durations.push(m);
+        }
+        for (status, at) in newest {
+            last_at.push(gauge(
+                at as f64 / 1000.0,
+                &[
+                    base[0],
+                    base[1],
+                    ("status", status),
+                    ("workflow", &w.workflow),
+                ],
+            ));
+        }
+    }
+    let org_workflows = vec![gauge(workflows.len() as f64, &[("org", org)])];
+    let mut families = Vec::new();
+    for (name, help, kind, metrics) in [
+        ("workflow_up", UP_HELP, MetricType::GAUGE, up),
+        (
+            "workflow_run_duration_seconds",
+            DURATION_HELP,
+            MetricType::HISTOGRAM,
+            durations,
+        ),
+        (
+            "workflow_runs_in_progress",
+            IN_PROGRESS_HELP,
+            MetricType::GAUGE,
+            in_progress,
+        ),
+        (
+            "workflow_last_run_timestamp_seconds",
+            LAST_TIMESTAMP_HELP,
+            MetricType::GAUGE,
+            last_at,
+        ),
+        (
+            "workflow_last_run_duration_seconds",
+            LAST_DURATION_HELP,
+            MetricType::GAUGE,
+            last_duration,
+        ),
+        ("workflow_runs_total", RUNS_HELP, MetricType::COUNTER, runs),
+        (
+            "org_workflows",
+            ORG_WORKFLOWS_HELP,
+            MetricType::GAUGE,
+            org_workflows,
+        ),
+    ] {
+        // The encoder refuses empty families; an absent family is what we write.
+        if metrics.is_empty() {
+            continue;
+        }
+        let mut family = prometheus::proto::MetricFamily::default();
+        family.set_name(format!("{ns}_{name}"));
+        family.set_help(help.to_owned());
+        family.set_field_type(kind);
+        family.set_metric(metrics);
+        families.push(family);
+    }
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .expect("encode")
+}
+
+/// Label pairs, given in name order (the exposition keeps the order given).
+fn labels(pairs: &[(&str, &str)]) -> Vec<prometheus::proto::LabelPair> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = prometheus::proto::LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect()
+}
+
+mod rendering {
+    use super::*;
+    use runplane_api::time::timestamp;
+    use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, RunnerType};
+
+    fn options(format: Format) -> Options {
+        Options {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            format,
+            created_series: false,
+        }
+    }
+
+    fn text(org: &str, workflows: &[WorkflowMetrics]) -> String {
+        render(&options(Format::Text), org, workflows, Instant::now())
+    }
+
+    pub(super) fn workflow(name: &str, status: RunStatus) -> WorkflowMetrics {
+        WorkflowMetrics {
+            workflow_id: "id".into(),
+            project: "default".into(),
+            workflow: name.into(),
+            last_run: Some(LastRun {
+                status: status.into(),
+                runner_type: RunnerType::GithubAction.into(),
+                finish_time: Some(timestamp(1_732_450_000_500)),
+                duration_seconds: Some(42.5),
+            }),
+            durations: vec![DurationHistogram {
+                status: status.into(),
+                runner_type: RunnerType::GithubAction.into(),
+                count: 3,
+                sum_seconds: 75.5,
+                bucket_bounds: vec![10.0, 30.0],
+                bucket_counts: vec![1, 2],
+                runs_total: 3,
+                last_finish_time: Some(timestamp(1_732_450_000_500)),
+            }],
+            runs_in_progress: 2,
+            create_time: Some(timestamp(1_700_000_000_000)),
+        }
+    }
+
+    /// Everything but the scrape duration, whose value changes every time.
+    fn without_scrape_duration(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.contains("scrape_duration_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn renders_chainloop_compatible_series() {
+        let text = text(
+            "cyberdyne",
+            &[workflow("backend-release-production", RunStatus::Success)],
+        );
+        assert!(
+            text.contains("# HELP chainloop_workflow_up Indicate if the last run was successful.")
+        );
+        assert!(text.contains("# TYPE chainloop_workflow_up gauge\n"));
+        assert!(text.contains(
+            "chainloop_workflow_up{org=\"cyberdyne\",project=\"default\",runner=\"GITHUB_ACTION\",workflow=\"backend-release-production\"} 1\n"
+        ));
+        assert!(text.contains("# HELP chainloop_workflow_run_duration_seconds Duration of a workflow runs in seconds.\n"));
+        let labels = "org=\"cyberdyne\",project=\"default\",runner=\"GITHUB_ACTION\",status=\"success\",workflow=\"backend-release-production\"";
+        for line in [
+            format!("chainloop_workflow_run_duration_seconds_bucket{{{labels},le=\"10\"}} 1\n"),
+            format!("chainloop_workflow_run_duration_seconds_bucket{{{labels},le=\"30\"}} 2\n"),
+            format!("chainloop_workflow_run_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 3\n"),
+            format!("chainloop_workflow_run_duration_seconds_sum{{{labels}}} 75.5\n"),
+            format!("chainloop_workflow_run_duration_seconds_count{{{labels}}} 3\n"),
+            format!("chainloop_workflow_runs_total{{{labels}}} 3\n"),
+            "chainloop_workflow_runs_in_progress{org=\"cyberdyne\",project=\"default\",workflow=\"backend-release-production\"} 2\n".into(),
+            "chainloop_workflow_last_run_timestamp_seconds{org=\"cyberdyne\",project=\"default\",status=\"success\",workflow=\"backend-release-production\"} 1732450000.5\n".into(),
+            "chainloop_workflow_last_run_duration_seconds{org=\"cyberdyne\",project=\"default\",workflow=\"backend-release-production\"} 42.5\n".into(),
+            "# TYPE chainloop_workflow_runs_total counter\n".into(),
+            "chainloop_org_workflows{org=\"cyberdyne\"} 1\n".into(),
+            "# TYPE chainloop_scrape_duration_seconds gauge\n".into(),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("_created"));
+    }
+
+    #[test]
+    fn failed_last_run_is_zero_and_a_fresh_workflow_has_only_its_gauges() {
+        let text = text("o", &[workflow("w", RunStatus::Error)]);
+        assert!(text.contains("chainloop_workflow_up{org=\"o\",project=\"default\",runner=\"GITHUB_ACTION\",workflow=\"w\"} 0\n"));
+        let fresh = WorkflowMetrics {
+            workflow: "never-finished".into(),
+            project: "default".into(),
+            runs_in_progress: 1,
+            ..WorkflowMetrics::default()
+        };
+        let text = super::render(&options(Format::Text), "o", &[fresh], Instant::now());
+        assert!(!text.contains("chainloop_workflow_up"), "{text}");
+        assert!(!text.contains("chainloop_workflow_run_duration"), "{text}");
+        assert!(text.contains("chainloop_workflow_runs_in_progress{org=\"o\",project=\"default\",workflow=\"never-finished\"} 1\n"));
+        assert!(text.contains("chainloop_org_workflows{org=\"o\"} 1\n"));
+    }
+
+    fn assorted() -> Vec<WorkflowMetrics> {
+        let mut several = vec![
+            workflow("a", RunStatus::Success),
+            workflow("b \"quoted\" \\ back\nslash", RunStatus::Error),
+            WorkflowMetrics {
+                workflow: "never-finished".into(),
+                project: "p".into(),
+                ..WorkflowMetrics::default()
+            },
+        ];
+        let mut two = workflow("two-outcomes", RunStatus::Canceled);
+        two.durations.push(DurationHistogram {
+            status: RunStatus::Error.into(),
+            runner_type: RunnerType::Unspecified.into(),
+            count: 1,
+            sum_seconds: 0.25,
+            bucket_bounds: vec![0.5, 2.5, 1e9],
+            bucket_counts: vec![1, 1, 1],
+            runs_total: 1,
+            last_finish_time: Some(timestamp(1_732_450_001_000)),
+        });
+        // Expired runs: counted, no histogram.
+        two.durations.push(DurationHistogram {
+            status: RunStatus::Expired.into(),
+            runner_type: RunnerType::Unspecified.into(),
+            runs_total: 4,
+            last_finish_time: Some(timestamp(1_732_450_002_000)),
+            ..DurationHistogram::default()
+        });
+        several.push(two);
+        several
+    }
+
+    #[test]
+    fn the_direct_writer_matches_the_prometheus_crates_encoder_byte_for_byte() {
+        let several = assorted();
+        for (org, workflows) in [
+            ("cyberdyne", &several[..]),
+            ("o", &several[..1]),
+            ("o", &several[2..3]),
+            ("empty", &[][..]),
+        ] {
+            let reference = reference_text(DEFAULT_NAMESPACE, org, workflows);
+            assert_eq!(
+                without_scrape_duration(&text(org, workflows)),
+                reference,
+                "{org}"
+            );
+        }
+        let renamed = Options {
+            namespace: "ci".into(),
+            ..options(Format::Text)
+        };
+        let text = render(&renamed, "o", &several, Instant::now());
+        assert_eq!(
+            without_scrape_duration(&text),
+            reference_text("ci", "o", &several)
+        );
+        assert!(text.contains("# TYPE ci_scrape_duration_seconds gauge"));
+    }
+
+    #[test]
+    fn chunks_join_to_the_whole_exposition_and_stop_when_the_receiver_is_gone() {
+        let several = assorted();
+        for format in [Format::Text, Format::OpenMetrics] {
+            let whole =
+                without_scrape_duration(&render(&options(format), "o", &several, Instant::now()));
+            let mut chunks = Vec::new();
+            render_chunked(&options(format), "o", &several, Instant::now(), 1, |c| {
+                chunks.push(c);
+                Ok(())
+            });
+            // Cut between workflows, so more chunks than families, each of
+            // whole lines.
+            assert!(chunks.len() > 8, "{} chunks", chunks.len());
+            assert!(chunks.iter().all(|c| c.ends_with('\n')), "{chunks:?}");
+            assert_eq!(without_scrape_duration(&chunks.concat()), whole);
+
+            let mut handed = 0;
+            render_chunked(&options(format), "o", &several, Instant::now(), 1, |_| {
+                handed += 1;
+                if handed == 2 { Err(Gone) } else { Ok(()) }
+            });
+            assert_eq!(handed, 2, "nothing is written after the receiver is gone");
+        }
+    }
+
+    #[test]
+    fn openmetrics_names_counters_without_total_ends_with_eof_and_adds_created_on_request() {
+        let several = assorted();
+        let om = render(&options(Format::OpenMetrics), "o", &several, Instant::now());
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("# TYPE chainloop_workflow_runs counter\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("chainloop_workflow_runs_total{org=\"o\","),
+            "{om}"
+        );
+        assert!(om.contains("le=\"10.0\"}"), "{om}");
+        assert!(om.contains("le=\"1000000000.0\"}"), "{om}");
+        assert!(!om.contains("_created"), "{om}");
+        let with_created = Options {
+            created_series: true,
+            ..options(Format::OpenMetrics)
+        };
+        let om = render(&with_created, "o", &several, Instant::now());
+        assert!(om.contains("chainloop_workflow_runs_created{org=\"o\",project=\"default\",runner=\"GITHUB_ACTION\",status=\"success\",workflow=\"a\"} 1700000000\n"), "{om}");
+        assert!(
+            om.contains("chainloop_workflow_run_duration_seconds_created{"),
+            "{om}"
+        );
+        // Text never gets them.
+        let text = render(
+            &Options {
+                format: Format::Text,
+                ..with_created
+            },
+            "o",
+            &several,
+            Instant::now(),
+        );
+        assert!(!text.contains("_created"));
+    }
+
+    #[test]
+    fn negotiation_follows_prometheus() {
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+        for text in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;version=2.0.0"),
+            Some("application/openmetrics-text;q=0"),
+            Some("application/json"),
+        ] {
+            assert_eq!(Format::negotiate(text), Format::Text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let name = "say \"hi\"\\\nbye";
+        let text = text("o", &[workflow(name, RunStatus::Success)]);
+        assert!(
+            text.contains(r#"workflow="say \"hi\"\\\nbye""#),
+            "escaping wrong in\n{text}"
+        );
+        // Every sample is still one line.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("chainloop_")),
+            "{text}"
+        );
+    }
+}
+
+/// Property tests: the writer over arbitrary names.
+mod properties {
+    use super::rendering::workflow;
+    use super::*;
+    use proptest::prelude::*;
+    use runplane_api::workflowrun::v1::RunStatus;
+
+    fn without_scrape_duration(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.contains("scrape_duration_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Whatever the names (quotes, backslashes, new lines, any unicode),
+        /// the output is what the prometheus crate's own encoder writes.
+        #[test]
+        fn any_names_are_written_as_the_reference_encoder_writes_them(
+            names in proptest::collection::vec(("(\\PC|[\"\\\\\n])*", "(\\PC|[\"\\\\\n])*"), 0..4),
+            failed in any::<bool>(),
+        ) {
+            let status = if failed { RunStatus::Error } else { RunStatus::Success };
+            let workflows: Vec<WorkflowMetrics> = names
+                .iter()
+                .map(|(project, name)| WorkflowMetrics {
+                    project: project.clone(),
+                    ..workflow(name, status)
+                })
+                .collect();
+            let options = Options {
+                namespace: DEFAULT_NAMESPACE.into(),
+                format: Format::Text,
+                created_series: false,
+            };
+            let text = render(&options, "cyberdyne", &workflows, Instant::now());
+            prop_assert_eq!(
+                without_scrape_duration(&text),
+                reference_text(DEFAULT_NAMESPACE, "cyberdyne", &workflows)
+            );
+        }
+    }
+}
