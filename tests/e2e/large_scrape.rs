@@ -26,12 +26,13 @@ async fn seed(suite: &Suite, org_id: &str) {
         )
     });
     let args = DatabaseArgs {
+        database_url: url,
         db_max_connections: 2,
         db_connect_timeout: Duration::from_secs(10),
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: None,
     };
-    let storage = Storage::open(&url, &args, "workflow_run_service")
+    let storage = Storage::open(&args, "workflow_run_service")
         .await
         .expect("workflow-run-service's database");
     let runs = storage

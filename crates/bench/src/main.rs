@@ -388,12 +388,13 @@ async fn run(
 /// workflow-run-service's storage on `url`, reached directly.
 async fn store(url: &str, schema: &str) -> anyhow::Result<Storage> {
     let args = DatabaseArgs {
+        database_url: url.to_owned(),
         db_max_connections: 10,
         db_connect_timeout: Duration::from_secs(10),
         db_acquire_timeout: Duration::from_secs(30),
         database_schema: Some(schema.to_owned()),
     };
-    Storage::open(url, &args, schema).await
+    Storage::open(&args, schema).await
 }
 
 fn size(bytes: usize) -> String {

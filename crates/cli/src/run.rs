@@ -204,6 +204,30 @@ impl Reporter<'_> {
         }
     }
 
+    /// Sends `request` with the runner's token through `method`, retrying
+    /// outages (see [`Reporter::with_retries`]); a final failure is described
+    /// for a person.
+    async fn call<Req, Resp, Fut>(
+        &self,
+        what: &str,
+        request: Req,
+        method: impl Fn(WorkflowRunServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+    ) -> anyhow::Result<Resp>
+    where
+        Req: Clone,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.with_retries(what, || {
+            method(
+                self.client.clone(),
+                runner_request(request.clone(), &self.token),
+            )
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| self.fail(status))
+    }
+
     async fn start(&mut self, args: StartArgs) -> anyhow::Result<Run> {
         let detected = runner_env::detect_from_process();
         let request = StartRunRequest {
@@ -213,18 +237,14 @@ impl Reporter<'_> {
             run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
             request_id: args.request_id.unwrap_or_else(invocation_id),
         };
-        let response = self
-            .with_retries("starting the run", || {
-                let mut client = self.client.clone();
-                let request = runner_request(request.clone(), &self.token);
-                async move { client.start_run(request).await }
-            })
-            .await;
-        Ok(response
-            .map_err(|s| self.fail(s))?
-            .into_inner()
-            .run
-            .unwrap_or_default())
+        let started = self
+            .call(
+                "starting the run",
+                request,
+                |mut client, request| async move { client.start_run(request).await },
+            )
+            .await?;
+        Ok(started.run.unwrap_or_default())
     }
 
     /// Finishing is idempotent, so retrying it is always safe.
@@ -239,18 +259,14 @@ impl Reporter<'_> {
             status: status.into(),
             reason,
         };
-        let response = self
-            .with_retries("finishing the run", || {
-                let mut client = self.client.clone();
-                let request = runner_request(request.clone(), &self.token);
-                async move { client.finish_run(request).await }
-            })
-            .await;
-        Ok(response
-            .map_err(|s| self.fail(s))?
-            .into_inner()
-            .run
-            .unwrap_or_default())
+        let finished = self
+            .call(
+                "finishing the run",
+                request,
+                |mut client, request| async move { client.finish_run(request).await },
+            )
+            .await?;
+        Ok(finished.run.unwrap_or_default())
     }
 }
 
@@ -337,21 +353,20 @@ async fn report<'a>(
             project,
             token,
         } => {
-            let request = DeleteWorkflowRequest { workflow, project };
-            let r = reporter(token);
-            let response = r
-                .with_retries("deleting a workflow", || {
-                    let mut client = r.client.clone();
-                    let request = runner_request(request.clone(), &r.token);
-                    async move { client.delete_workflow(request).await }
-                })
-                .await;
-            let deleted = response.map_err(|s| r.fail(s))?.into_inner().deleted_runs;
+            let request = DeleteWorkflowRequest {
+                workflow: workflow.clone(),
+                project,
+            };
+            let deleted = reporter(token)
+                .call(
+                    "deleting a workflow",
+                    request,
+                    |mut client, request| async move { client.delete_workflow(request).await },
+                )
+                .await?
+                .deleted_runs;
             if !global.quiet {
-                println!(
-                    "Deleted workflow {} and its {deleted} run(s).",
-                    request.workflow
-                );
+                println!("Deleted workflow {workflow} and its {deleted} run(s).");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -369,15 +384,12 @@ async fn report<'a>(
                 page_size: limit,
                 page_token: String::new(),
             };
-            let r = reporter(token);
-            let response = r
-                .with_retries("listing runs", || {
-                    let mut client = r.client.clone();
-                    let request = runner_request(request.clone(), &r.token);
-                    async move { client.list_runs(request).await }
+            let runs = reporter(token)
+                .call("listing runs", request, |mut client, request| async move {
+                    client.list_runs(request).await
                 })
-                .await;
-            let runs = response.map_err(|s| r.fail(s))?.into_inner().runs;
+                .await?
+                .runs;
             if global.quiet {
                 runs.iter().for_each(|run| println!("{}", run.id));
                 return Ok(ExitCode::SUCCESS);

@@ -40,11 +40,9 @@ pub(crate) struct UpArgs {
     database_url: Option<String>,
 }
 
-/// A member of the suite, where `up` keeps its data, and whom it calls.
+/// A member of the suite, and whom it calls.
 struct Service {
     member: Member,
-    /// Its SQLite file in the data directory, for the stateful ones.
-    sqlite_file: Option<&'static str>,
     /// The members it calls (each started before it).
     peers: &'static [Member],
 }
@@ -53,22 +51,18 @@ struct Service {
 const SERVICES: [Service; 4] = [
     Service {
         member: suite::ORG_SERVICE,
-        sqlite_file: Some("org.db"),
         peers: &[],
     },
     Service {
         member: suite::TOKEN_SERVICE,
-        sqlite_file: Some("token.db"),
         peers: &[suite::ORG_SERVICE],
     },
     Service {
         member: suite::WORKFLOW_RUN_SERVICE,
-        sqlite_file: Some("workflow-run.db"),
         peers: &[suite::TOKEN_SERVICE],
     },
     Service {
         member: suite::METRICS_SERVICE,
-        sqlite_file: None,
         peers: &[
             suite::ORG_SERVICE,
             suite::TOKEN_SERVICE,
@@ -168,7 +162,7 @@ impl Plan {
             command.arg("--config").arg(config);
         }
         // --database-url, else the config file's choice, else the embedded default.
-        if let Some(file) = service.sqlite_file {
+        if let Some(file) = service.member.sqlite_file {
             if let Some(url) = &self.database_url {
                 command.arg("--database-url").arg(url);
             } else if self

@@ -35,6 +35,9 @@ pub struct Layout {
     pub sections: Vec<String>,
     /// Keys allowed at the top level, applied to every reader that has them.
     pub shared_keys: Vec<String>,
+    /// Defaults that are the reader's to give, for settings it declares without
+    /// one (where it listens, its database file), as (key, value).
+    pub defaults: Vec<(String, String)>,
 }
 
 /// A configuration problem, reported before the service starts.
@@ -64,6 +67,16 @@ pub fn load<T: Parser>(layout: &Layout) -> Result<T, ConfigError> {
 /// [`load`] over explicit arguments (the first is the program name).
 pub fn load_from<T: Parser>(layout: &Layout, args: Vec<OsString>) -> Result<T, ConfigError> {
     let mut command = T::command();
+    for (key, value) in &layout.defaults {
+        if command
+            .get_arguments()
+            .any(|arg| arg.get_id() == key.as_str())
+        {
+            command = command.mut_arg(key.as_str(), |arg| {
+                arg.default_value(value.clone()).required(false)
+            });
+        }
+    }
     if let Some(path) = config_path(&args) {
         for (key, value) in file_settings(&path, layout)? {
             if command
@@ -258,7 +271,8 @@ mod tests {
     struct Example {
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, env = "RUNPLANE_TEST_ONLY_LISTEN", default_value = "127.0.0.1:1")]
+        /// Its default is the layout's.
+        #[arg(long, env = "RUNPLANE_TEST_ONLY_LISTEN")]
         listen_addr: String,
         #[arg(long, value_delimiter = ',')]
         prometheus_org_metrics: Vec<String>,
@@ -270,6 +284,7 @@ mod tests {
             section: section.to_owned(),
             sections: vec!["org_service".into(), "metrics_service".into()],
             shared_keys: vec!["prometheus_org_metrics".into()],
+            defaults: vec![("listen_addr".into(), "127.0.0.1:1".into())],
         }
     }
 
@@ -304,6 +319,20 @@ mod tests {
         )
         .expect("load");
         assert_eq!(cfg.listen_addr, "1.2.3.4:5");
+    }
+
+    #[test]
+    fn the_readers_defaults_apply_when_nothing_else_does() {
+        let cfg: Example = load_from(&layout("metrics_service"), args(&[])).expect("load");
+        assert_eq!(cfg.listen_addr, "127.0.0.1:1");
+        let file = write("metrics_service:\n  listen_addr: 0.0.0.0:9\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let cfg: Example =
+            load_from(&layout("metrics_service"), args(&["--config", &path])).expect("load");
+        assert_eq!(
+            cfg.listen_addr, "0.0.0.0:9",
+            "the file wins over the default"
+        );
     }
 
     #[test]

@@ -29,9 +29,13 @@ const SQLITE_ROW_BUFFER: usize = 1024;
 /// A pooled PostgreSQL connection idle this long is checked before use.
 const POSTGRES_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
-/// Connection pool settings every service accepts.
+/// A stateful service's database settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
+    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB
+    /// (its default is the service's own SQLite file).
+    #[arg(long, env = "RUNPLANE_DATABASE_URL")]
+    pub database_url: String,
     /// Most connections in the pool (PostgreSQL; SQLite always uses one writer connection).
     #[arg(long, env = "RUNPLANE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
@@ -64,15 +68,16 @@ pub enum DatabaseError {
     InvalidSchema(String),
 }
 
-/// Connects to `url` and applies the service's migrations `M`. On PostgreSQL
-/// the tables live in `args.database_schema`, or `default_schema` when unset.
+/// Connects to the database and applies the service's migrations `M`. On
+/// PostgreSQL the tables live in `args.database_schema`, or `default_schema`
+/// when unset.
 pub async fn connect_and_migrate<M: MigratorTrait>(
-    url: &str,
     args: &DatabaseArgs,
     default_schema: &str,
 ) -> Result<DatabaseConnection, DatabaseError> {
+    let url = args.database_url.as_str();
     let schema = args.database_schema.as_deref().unwrap_or(default_schema);
-    let db = connect(url, args, schema).await?;
+    let db = connect(args, schema).await?;
     let migrate = |cause| DatabaseError::Migrate {
         url: redact_url(url),
         cause,
@@ -146,21 +151,22 @@ pub async fn open_sqlite<M: MigratorTrait>(
     path: &Path,
 ) -> Result<DatabaseConnection, DatabaseError> {
     let args = DatabaseArgs {
+        database_url: format!("sqlite://{}", path.display()),
         db_max_connections: 1,
         db_connect_timeout: Duration::from_secs(5),
         db_acquire_timeout: Duration::from_secs(5),
         database_schema: None,
     };
-    connect_and_migrate::<M>(&format!("sqlite://{}", path.display()), &args, "main").await
+    connect_and_migrate::<M>(&args, "main").await
 }
 
-/// Connects to `url` with the pool settings in `args`; on PostgreSQL every
-/// connection's `search_path` is `schema`.
+/// Connects to the database with the pool settings in `args`; on PostgreSQL
+/// every connection's `search_path` is `schema`.
 pub async fn connect(
-    url: &str,
     args: &DatabaseArgs,
     schema: &str,
 ) -> Result<DatabaseConnection, DatabaseError> {
+    let url = args.database_url.as_str();
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(args.db_connect_timeout)
@@ -291,19 +297,18 @@ mod tests {
     async fn sqlite_files_and_their_directories_are_created() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested/deeper/x.db");
-        let url = format!("sqlite://{}", path.display());
-        let args = DatabaseArgs {
+        let mut args = DatabaseArgs {
+            database_url: format!("sqlite://{}", path.display()),
             db_max_connections: 4,
             db_connect_timeout: Duration::from_secs(2),
             db_acquire_timeout: Duration::from_secs(2),
             database_schema: None,
         };
-        let db = connect(&url, &args, "main").await.expect("connect");
+        let db = connect(&args, "main").await.expect("connect");
         db.ping().await.expect("ping");
         assert!(path.exists());
-        let err = connect("mysql://x", &args, "main")
-            .await
-            .expect_err("unsupported");
+        args.database_url = "mysql://x".into();
+        let err = connect(&args, "main").await.expect_err("unsupported");
         assert!(err.to_string().contains("unsupported"), "{err}");
     }
 }

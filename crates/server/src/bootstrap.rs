@@ -2,9 +2,11 @@
 //! runtime and telemetry, run, and turn the outcome into an exit code.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use runplane_auth::{AdminArgs, AuthFailureArgs};
 use runplane_telemetry::LogArgs;
 
 use crate::grpc::ServerArgs;
@@ -13,14 +15,23 @@ use crate::suite::Member;
 /// Exit code for a configuration the service cannot start with (BSD `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: u8 = 64;
 
-/// Settings every service accepts: the shared file, server limits, logging.
+/// Settings every service accepts: the shared file, where it listens, server
+/// limits, the admin credential, limits on wrong credentials, logging.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Shared YAML configuration file (see README: Configuration).
     #[arg(long, env = "RUNPLANE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Address the server listens on (its default is the service's own:
+    /// `runplane_server::suite`).
+    #[arg(long, env = "RUNPLANE_LISTEN_ADDR")]
+    pub listen_addr: SocketAddr,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub auth_failures: AuthFailureArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -26,6 +26,8 @@ pub struct Member {
     /// Where it listens unless told otherwise (its peers' default for it too).
     pub default_addr: &'static str,
     pub protocol: Protocol,
+    /// Its SQLite file (the embedded default's database), for the stateful ones.
+    pub sqlite_file: Option<&'static str>,
     /// Its own settings that may also be written at the top of the file.
     pub top_level_keys: &'static [&'static str],
 }
@@ -43,6 +45,7 @@ pub const ORG_SERVICE: Member = Member {
     section: "org_service",
     default_addr: "127.0.0.1:50051",
     protocol: Protocol::Grpc,
+    sqlite_file: Some("org.db"),
     // At the top, as in Chainloop's values.yaml.
     top_level_keys: &["prometheus_org_metrics"],
 };
@@ -52,6 +55,7 @@ pub const TOKEN_SERVICE: Member = Member {
     section: "token_service",
     default_addr: "127.0.0.1:50052",
     protocol: Protocol::Grpc,
+    sqlite_file: Some("token.db"),
     top_level_keys: &[],
 };
 
@@ -60,6 +64,7 @@ pub const WORKFLOW_RUN_SERVICE: Member = Member {
     section: "workflow_run_service",
     default_addr: "127.0.0.1:50053",
     protocol: Protocol::Grpc,
+    sqlite_file: Some("workflow-run.db"),
     top_level_keys: &[],
 };
 
@@ -68,6 +73,7 @@ pub const METRICS_SERVICE: Member = Member {
     section: "metrics_service",
     default_addr: "127.0.0.1:8080",
     protocol: Protocol::Http,
+    sqlite_file: None,
     top_level_keys: &[],
 };
 
@@ -82,7 +88,9 @@ pub const MEMBERS: [Member; 4] = [
 /// The shared file as `member` reads it. Settings shared by the suite, and so
 /// allowed at the top: those of the groups every service that has them takes
 /// the same way (logging, the admin credential, failure limits, TLS, calls to
-/// peers), the peers' addresses, and the members' own top-level keys.
+/// peers), the peers' addresses, and the members' own top-level keys. The
+/// defaults that are the suite's to give: where the member listens, its
+/// database file, and where its peers listen.
 pub fn layout(member: &Member) -> Layout {
     let groups = [
         flags::<runplane_telemetry::LogArgs>(),
@@ -98,10 +106,23 @@ pub fn layout(member: &Member) -> Layout {
             .iter()
             .flat_map(|m| m.top_level_keys.iter().map(|k| (*k).to_owned())),
     );
+    let mut defaults = vec![("listen_addr".to_owned(), member.default_addr.to_owned())];
+    if let Some(file) = member.sqlite_file {
+        defaults.push((
+            "database_url".to_owned(),
+            format!("sqlite://.runplane/{file}"),
+        ));
+    }
+    defaults.extend(
+        MEMBERS
+            .iter()
+            .filter_map(|m| Some((m.address_key()?, m.default_addr.to_owned()))),
+    );
     Layout {
         section: member.section.to_owned(),
         sections: MEMBERS.iter().map(|m| m.section.to_owned()).collect(),
         shared_keys,
+        defaults,
     }
 }
 

@@ -1,9 +1,5 @@
 //! metrics-service's configuration.
 
-use std::net::SocketAddr;
-
-use runplane_auth::AdminArgs;
-use runplane_auth::AuthFailureArgs;
 use runplane_client::UpstreamArgs;
 use runplane_server::suite::{self, Member};
 use runplane_server::{CommonArgs, ServiceConfig};
@@ -12,29 +8,14 @@ use runplane_server::{CommonArgs, ServiceConfig};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "metrics-service", version, about)]
 pub struct Config {
-    /// Address the HTTP server listens on.
-    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = suite::METRICS_SERVICE.default_addr)]
-    pub listen_addr: SocketAddr,
     /// org-service's address.
-    #[arg(
-        long,
-        env = "RUNPLANE_ORG_SERVICE_ADDR",
-        default_value = suite::ORG_SERVICE.default_addr
-    )]
+    #[arg(long, env = "RUNPLANE_ORG_SERVICE_ADDR")]
     pub org_service_addr: String,
     /// token-service's address.
-    #[arg(
-        long,
-        env = "RUNPLANE_TOKEN_SERVICE_ADDR",
-        default_value = suite::TOKEN_SERVICE.default_addr
-    )]
+    #[arg(long, env = "RUNPLANE_TOKEN_SERVICE_ADDR")]
     pub token_service_addr: String,
     /// workflow-run-service's address.
-    #[arg(
-        long,
-        env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR",
-        default_value = suite::WORKFLOW_RUN_SERVICE.default_addr
-    )]
+    #[arg(long, env = "RUNPLANE_WORKFLOW_RUN_SERVICE_ADDR")]
     pub workflow_run_service_addr: String,
     /// Prefix of the per-organization metric names. The default keeps
     /// Chainloop's names, so its dashboards and alert rules work unchanged.
@@ -54,10 +35,6 @@ pub struct Config {
     pub client_address_header: Option<http::HeaderName>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
-    #[command(flatten)]
-    pub admin: AdminArgs,
-    #[command(flatten)]
-    pub auth_failures: AuthFailureArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -28,7 +28,7 @@ pub use config::Config;
 
 /// Runs metrics-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let admin = Arc::new(AdminCredential::load(&config.admin)?);
+    let admin = Arc::new(AdminCredential::load(&config.common.admin)?);
     let channel = |addr: &str| runplane_client::channel(addr, &config.upstream);
     let scraper = Arc::new(scrape::Scraper {
         upstreams: upstream::Upstreams {
@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 channel(&config.token_service_addr)?,
                 admin.clone(),
             )
-            .with_failure_limit(FailureLimiter::from_args(&config.auth_failures)),
+            .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures)),
             orgs: OrganizationServiceClient::new(channel(&config.org_service_addr)?),
             workflow_runs: WorkflowRunServiceClient::new(channel(
                 &config.workflow_run_service_addr,
@@ -57,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.common.server.request_timeout,
     );
 
-    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
     runplane_server::http::serve(listener, app, &config.common.server, draining).await
 }
 

@@ -26,11 +26,10 @@ pub use config::Config;
 /// Runs org-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let enabled = metrics_enabled_orgs(&config.prometheus_org_metrics)?;
-    let admin = AdminCredential::load(&config.admin)?
-        .with_failure_limit(FailureLimiter::from_args(&config.auth_failures));
-    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let admin = AdminCredential::load(&config.common.admin)?
+        .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
+    let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
     let db = runplane_database::connect_and_migrate::<migration::Migrator>(
-        &config.database_url,
         &config.database,
         "org_service",
     )

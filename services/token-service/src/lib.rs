@@ -23,13 +23,12 @@ pub use config::Config;
 
 /// Runs token-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let failures = FailureLimiter::from_args(&config.auth_failures);
+    let failures = FailureLimiter::from_args(&config.common.auth_failures);
     let admin =
-        Arc::new(AdminCredential::load(&config.admin)?.with_failure_limit(failures.clone()));
+        Arc::new(AdminCredential::load(&config.common.admin)?.with_failure_limit(failures.clone()));
     let org_channel = runplane_client::channel(&config.org_service_addr, &config.upstream)?;
-    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
     let db = runplane_database::connect_and_migrate::<migration::Migrator>(
-        &config.database_url,
         &config.database,
         "token_service",
     )

@@ -1,10 +1,7 @@
 //! workflow-run-service's configuration.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use runplane_auth::AdminArgs;
-use runplane_auth::AuthFailureArgs;
 use runplane_client::UpstreamArgs;
 use runplane_config::parse_duration;
 use runplane_database::DatabaseArgs;
@@ -15,22 +12,8 @@ use runplane_server::{CommonArgs, ServiceConfig};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "workflow-run-service", version, about)]
 pub struct Config {
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "RUNPLANE_LISTEN_ADDR", default_value = suite::WORKFLOW_RUN_SERVICE.default_addr)]
-    pub listen_addr: SocketAddr,
-    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
-    #[arg(
-        long,
-        env = "RUNPLANE_DATABASE_URL",
-        default_value = "sqlite://.runplane/workflow-run.db"
-    )]
-    pub database_url: String,
     /// token-service's address.
-    #[arg(
-        long,
-        env = "RUNPLANE_TOKEN_SERVICE_ADDR",
-        default_value = suite::TOKEN_SERVICE.default_addr
-    )]
+    #[arg(long, env = "RUNPLANE_TOKEN_SERVICE_ADDR")]
     pub token_service_addr: String,
     /// How long token-service's answer about a token is reused on this service
     /// (0s: ask every time). A revoked token may keep reporting runs for at most
@@ -75,11 +58,7 @@ pub struct Config {
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
-    pub admin: AdminArgs,
-    #[command(flatten)]
     pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub auth_failures: AuthFailureArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -93,13 +72,14 @@ impl ServiceConfig for Config {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
     use super::*;
 
     #[test]
     fn the_default_buckets_are_chainloops() {
-        let config = Config::try_parse_from(["workflow-run-service"]).expect("defaults");
+        let layout = suite::layout(&Config::MEMBER);
+        let config: Config =
+            runplane_config::load_from(&layout, vec!["workflow-run-service".into()])
+                .expect("defaults");
         assert_eq!(
             config.run_duration_buckets,
             crate::aggregate::DEFAULT_BUCKETS

@@ -48,11 +48,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "invalid configuration: run_timeout, sweep_interval and retention_interval must be above zero"
         );
     }
-    let admin = std::sync::Arc::new(AdminCredential::load(&config.admin)?);
+    let admin = std::sync::Arc::new(AdminCredential::load(&config.common.admin)?);
     let token_channel = runplane_client::channel(&config.token_service_addr, &config.upstream)?;
-    let listener = runplane_server::grpc::bind(config.listen_addr).await?;
+    let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
     let db = runplane_database::connect_and_migrate::<migration::Migrator>(
-        &config.database_url,
         &config.database,
         "workflow_run_service",
     )
@@ -85,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.auth_cache_ttl,
         config.auth_cache_capacity,
     )
-    .with_failure_limit(FailureLimiter::from_args(&config.auth_failures));
+    .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures));
     let service = handler::WorkflowRunHandler::new(lifecycle, auth);
     runplane_server::grpc::serve(
         listener,

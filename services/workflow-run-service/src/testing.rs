@@ -33,12 +33,12 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Connects to `url` and brings its schema up to date; on PostgreSQL the
-    /// tables are in `schema`. New histograms get the default buckets.
-    pub async fn open(url: &str, args: &DatabaseArgs, schema: &str) -> anyhow::Result<Self> {
-        let db =
-            runplane_database::connect_and_migrate::<crate::migration::Migrator>(url, args, schema)
-                .await?;
+    /// Connects to the database and brings its schema up to date; on
+    /// PostgreSQL the tables are in `schema` unless `args` names one. New
+    /// histograms get the default buckets.
+    pub async fn open(args: &DatabaseArgs, schema: &str) -> anyhow::Result<Self> {
+        let db = runplane_database::connect_and_migrate::<crate::migration::Migrator>(args, schema)
+            .await?;
         Ok(Storage {
             store: Store::new(db, DEFAULT_BUCKETS.to_vec()),
         })

@@ -437,7 +437,7 @@ mod tests {
     async fn upgrade_keeps_every_aggregate_on_sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let db = runplane_database::connect(&url, &args(), "main")
+        let db = runplane_database::connect(&args(url), "main")
             .await
             .expect("open");
         upgrade_keeps_every_aggregate(db).await;
@@ -449,7 +449,7 @@ mod tests {
         let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
         let url = format!("{server}/postgres");
         let schema = format!("migration_test_{}", uuid::Uuid::now_v7().simple());
-        let db = runplane_database::connect(&url, &args(), &schema)
+        let db = runplane_database::connect(&args(url), &schema)
             .await
             .expect("connect");
         db.execute_unprepared(&format!("CREATE SCHEMA {schema}"))
@@ -461,8 +461,9 @@ mod tests {
             .expect("drop schema");
     }
 
-    fn args() -> DatabaseArgs {
+    fn args(database_url: String) -> DatabaseArgs {
         DatabaseArgs {
+            database_url,
             db_max_connections: 2,
             db_connect_timeout: Duration::from_secs(5),
             db_acquire_timeout: Duration::from_secs(5),
