@@ -32,8 +32,8 @@ const POSTGRES_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 /// A stateful service's database settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
-    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB
-    /// (its default is the service's own SQLite file).
+    // Its default is each service's own SQLite file, given at load time.
+    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "RUNPLANE_DATABASE_URL")]
     pub database_url: String,
     /// Most connections in the pool (PostgreSQL; SQLite always uses one writer connection).

@@ -22,8 +22,8 @@ pub struct CommonArgs {
     /// Shared YAML configuration file (see README: Configuration).
     #[arg(long, env = "RUNPLANE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address the server listens on (its default is the service's own:
-    /// `runplane_server::suite`).
+    // Its default is each service's own, given at load time (`suite::layout`).
+    /// Address the server listens on.
     #[arg(long, env = "RUNPLANE_LISTEN_ADDR")]
     pub listen_addr: SocketAddr,
     #[command(flatten)]
