@@ -261,3 +261,109 @@ fn a_wrong_database_url_fails_fast_and_names_the_host() {
         );
     }
 }
+
+/// DeleteWorkflow and FinishRun take their locks in one order (the workflow's
+/// row first, then its runs), so deletes racing many concurrent finishes never
+/// deadlock: every finish succeeds, or is NOT_FOUND because its workflow is
+/// gone; nothing is INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set RUNPLANE_TEST_POSTGRES (scripts/test does)"]
+async fn deletes_racing_concurrent_finishes_never_deadlock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use runplane_api::workflowrun::v1::DeleteWorkflowRequest;
+    use tonic::Code;
+
+    const WORKFLOWS: usize = 8;
+    const RUNS: usize = 800;
+    const CALLERS: usize = 32;
+
+    let mut suite = Suite::new("workflow_run_service:\n  auth_cache_ttl: 60s\n");
+    require_postgres(&suite);
+    for service in SERVICES {
+        suite.start_service(service).await;
+    }
+    let (_, runner) = suite.org_with_tokens("cyberdyne").await;
+    let client = suite.workflow_runs().await;
+
+    // Runs of the workflows interleaved, so that every workflow has finishes
+    // in flight all along.
+    let mut run_ids = Vec::with_capacity(RUNS);
+    for n in 0..RUNS {
+        let request = StartRunRequest {
+            workflow: format!("w{}", n % WORKFLOWS),
+            ..StartRunRequest::default()
+        };
+        let run = client
+            .clone()
+            .start_run(bearer(request, &runner))
+            .await
+            .expect("start")
+            .into_inner()
+            .run
+            .expect("a run");
+        run_ids.push(run.id);
+    }
+
+    let finished = Arc::new(AtomicUsize::new(0));
+    let mut finishes = tokio::task::JoinSet::new();
+    for caller in 0..CALLERS {
+        let ids: Vec<String> = run_ids
+            .iter()
+            .skip(caller)
+            .step_by(CALLERS)
+            .cloned()
+            .collect();
+        let (mut client, runner, finished) = (client.clone(), runner.clone(), finished.clone());
+        finishes.spawn(async move {
+            let mut codes = Vec::new();
+            for run_id in ids {
+                let request = FinishRunRequest {
+                    run_id,
+                    status: RunStatus::Success.into(),
+                    reason: String::new(),
+                };
+                let code = match client.finish_run(bearer(request, &runner)).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                };
+                finished.fetch_add(1, Ordering::SeqCst);
+                codes.push(code);
+            }
+            codes
+        });
+    }
+    // Each workflow is deleted while finishes of it are in flight.
+    let mut deletes = Vec::new();
+    for w in 0..WORKFLOWS {
+        while finished.load(Ordering::SeqCst) < (w + 1) * RUNS / (WORKFLOWS + 2) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let request = DeleteWorkflowRequest {
+            workflow: format!("w{w}"),
+            project: String::new(),
+        };
+        deletes.push(
+            client
+                .clone()
+                .delete_workflow(bearer(request, &runner))
+                .await,
+        );
+    }
+
+    let mut codes = BTreeMap::new();
+    for caller in finishes.join_all().await {
+        for code in caller {
+            *codes.entry(format!("{code:?}")).or_insert(0) += 1;
+        }
+    }
+    for (w, deleted) in deletes.iter().enumerate() {
+        assert!(deleted.is_ok(), "delete of w{w}: {deleted:?}");
+    }
+    assert!(
+        codes.keys().all(|code| code == "Ok" || code == "NotFound"),
+        "finishes: {codes:?}"
+    );
+    assert_eq!(codes.values().sum::<usize>(), RUNS);
+}

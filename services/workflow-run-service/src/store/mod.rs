@@ -14,6 +14,12 @@
 //! run, its duration histogram) happen in one transaction; rows that concurrent
 //! finishes share are locked (`FOR UPDATE` on PostgreSQL; SQLite has a single
 //! writer connection), so no update is lost whichever replica serves the call.
+//!
+//! One lock order, so that no two writes deadlock: **a workflow's row, then its
+//! runs' rows.** A start holds the workflow's row (`FOR KEY SHARE`) while it
+//! adds the run; a finish locks the workflow's row (`FOR UPDATE`, reading its
+//! record) before it claims the run; a delete removes the workflow's row, then
+//! its runs. A write that waited for a workflow deleted meanwhile finds it gone.
 
 mod group_commit;
 mod metrics_page;

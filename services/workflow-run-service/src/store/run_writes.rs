@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType, WorkflowMetrics};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, QueryTrait, Statement,
@@ -69,8 +69,10 @@ impl Store {
             match write {
                 Write::Start(run) => first.push(insert_run_of_existing_workflow(backend, run)?),
                 Write::Finish(claim) => {
-                    first.push(claim.statement(backend));
+                    // The workflow's row, then the run's: the lock order of
+                    // every write (see the store's module doc).
                     first.push(record_of_run(backend, &claim.run_id));
+                    first.push(claim.statement(backend));
                 }
             }
         }
@@ -90,7 +92,7 @@ impl Store {
                     written.push(Written::Started(inserted.then(|| run.clone())));
                 }
                 Write::Finish(claim) => {
-                    let (run_rows, record_rows) = (next()?, next()?);
+                    let (record_rows, run_rows) = (next()?, next()?);
                     let Some(row) = run_rows.first() else {
                         written.push(Written::Finished(None));
                         continue;
@@ -160,18 +162,15 @@ fn finished(run: &run::Model, claim: &Claim) -> aggregate::Finished {
     }
 }
 
-/// `INSERT INTO runs … SELECT … WHERE EXISTS (the workflow) RETURNING id`:
-/// one statement, so a run never outlives a workflow deleted a moment before;
-/// a row comes back if the run was written.
+/// `INSERT INTO runs … SELECT … FROM workflows WHERE id = … FOR KEY SHARE
+/// RETURNING id`: one statement that holds the workflow's row (on
+/// PostgreSQL) while the run is added, so a run never outlives a workflow
+/// deleted a moment before, and takes its locks in the order every write
+/// does; a row comes back if the run was written.
 fn insert_run_of_existing_workflow(
     backend: DbBackend,
     run: &run::Model,
 ) -> Result<Statement, Error> {
-    let workflow_exists = Query::select()
-        .expr(Expr::val(1))
-        .from(workflow::Entity)
-        .and_where(workflow::Column::Id.eq(&run.workflow_id))
-        .to_owned();
     let values = Query::select()
         .exprs([
             Expr::val(&run.id),
@@ -184,7 +183,9 @@ fn insert_run_of_existing_workflow(
             Expr::val(run.started_at_ms),
             Expr::val(run.request_id.clone()),
         ])
-        .and_where(Expr::exists(workflow_exists))
+        .from(workflow::Entity)
+        .and_where(workflow::Column::Id.eq(&run.workflow_id))
+        .lock(LockType::KeyShare)
         .to_owned();
     let insert = Query::insert()
         .into_table(run::Entity)
