@@ -189,6 +189,16 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
         misconfigured.message().contains("admin credential"),
         "{misconfigured:?}"
     );
+    // Without the admin credential, Authenticate says nothing of a token, not
+    // even a valid one's organization and scopes.
+    let outsider = tokens
+        .authenticate(AuthenticateRequest {
+            secret: acme.clone(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(outsider.code(), Code::Unauthenticated);
+    assert!(!outsider.message().contains("acme"), "{outsider:?}");
 
     // Scopes: reading needs metrics:read, reporting needs runs:write.
     assert_eq!(

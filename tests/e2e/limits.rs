@@ -1,6 +1,6 @@
 //! Limits that keep the suite up under load and abuse: load shedding past the
-//! concurrency limit, failed authentications limited per client address, and
-//! the per-organization workflow limit.
+//! concurrency limit, failed authentications limited per failing credential,
+//! and the per-organization workflow limit.
 
 use std::time::Duration;
 
@@ -163,9 +163,19 @@ async fn overload_is_refused_at_once_and_the_suite_recovers() {
     );
 }
 
+/// A failing credential spends its own budget and nobody else's. From one
+/// address: a job scraping with a revoked token beside one with a valid token
+/// gets 429 once its budget is spent while the valid one gets 200 every time;
+/// the same for runners; sprays of distinct wrong tokens are told to back off
+/// while valid tokens still pass; wrong credentials never lock out the
+/// services' own calls; a forged client-address header locks no one out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_are_limited_per_client_address() {
-    let mut suite = Suite::new("auth_failures_per_minute: 3\n");
+async fn a_failing_credential_is_limited_and_nobody_else() {
+    let mut suite = Suite::new(
+        "auth_failures_per_minute: 3\n\
+         metrics_service:\n  client_address_header: x-forwarded-for\n\
+         workflow_run_service:\n  auth_cache_ttl: 0s\n",
+    );
     suite.up().await;
     suite
         .cli(&["organization", "create", "--name", "cyberdyne"])
@@ -175,24 +185,47 @@ async fn wrong_credentials_are_limited_per_client_address() {
     let runner = suite
         .token("cyberdyne", "runner", &["--scope", "runs:write"])
         .await;
+    let stale = suite.token("cyberdyne", "stale", &[]).await;
+    suite
+        .cli(&[
+            "organization",
+            "api-token",
+            "revoke",
+            "--org",
+            "cyberdyne",
+            "--name",
+            "stale",
+        ])
+        .await
+        .ok();
     let url = suite.metrics_url("cyberdyne");
     let wrong = || secret::generate(SecretKind::ApiToken).expect("rng");
-    assert_eq!(get(&url, &prom).await.0, 200);
 
-    // Scrapes: three wrong tokens are 401s, then the address is refused —
-    // even with the right token, or the limit would confirm a guess.
-    for _ in 0..3 {
-        assert_eq!(get(&url, &wrong()).await.0, 401);
+    // Two scrape jobs on one address, every 100 ms: the revoked token's three
+    // failures are 401, then it is refused from memory with Retry-After; the
+    // valid token is answered every time.
+    let mut stale_answers = Vec::new();
+    for _ in 0..8 {
+        let (status, retry_after, _) = get(&url, &stale).await;
+        stale_answers.push((status, retry_after.is_some()));
+        assert_eq!(get(&url, &prom).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, retry_after, body) = get(&url, &wrong()).await;
-    assert_eq!(status, 429, "{body}");
-    let retry_after: u64 = retry_after
-        .and_then(|v| v.parse().ok())
-        .expect("Retry-After");
-    assert!((1..=20).contains(&retry_after), "{retry_after}");
-    assert_eq!(get(&url, &prom).await.0, 429);
+    assert_eq!(
+        stale_answers,
+        [
+            (401, false),
+            (401, false),
+            (401, false),
+            (429, true),
+            (429, true),
+            (429, true),
+            (429, true),
+            (429, true)
+        ]
+    );
 
-    // The ingest path has its own count per address.
+    // The same for two runners on one address.
     let mut runs = suite.workflow_runs().await;
     let mut status_of = async |token: &str| {
         runs.start_run(bearer(start("build"), token))
@@ -200,32 +233,80 @@ async fn wrong_credentials_are_limited_per_client_address() {
             .map(|_| Code::Ok)
             .unwrap_or_else(|s| s.code())
     };
-    assert_eq!(status_of(&runner).await, Code::Ok);
-    for _ in 0..3 {
-        assert_eq!(status_of(&wrong()).await, Code::Unauthenticated);
+    for attempt in 0..6 {
+        let expected = if attempt < 3 {
+            Code::Unauthenticated
+        } else {
+            Code::ResourceExhausted
+        };
+        assert_eq!(status_of(&stale).await, expected, "attempt {attempt}");
+        assert_eq!(status_of(&runner).await, Code::Ok);
     }
-    assert_eq!(status_of(&wrong()).await, Code::ResourceExhausted);
-    assert_eq!(status_of(&runner).await, Code::ResourceExhausted);
 
-    // token-service counts the wrong tokens of callers that are not runplane
-    // services; the six above came through the services and did not count.
-    let mut tokens = TokenServiceClient::new(channel(suite.addrs[1]).await);
-    let mut authenticate = async |token: String| {
-        tokens
-            .authenticate(AuthenticateRequest { secret: token })
-            .await
-            .map(|_| Code::Ok)
-            .unwrap_or_else(|s| s.code())
+    // A spray of distinct wrong tokens on the ingest path: told to back off
+    // past its budget; the runner's valid token still passes, and so do the
+    // scrapes metrics-service makes through workflow-run-service from the
+    // same address.
+    let sprayed: Vec<Code> = {
+        let mut codes = Vec::new();
+        for _ in 0..5 {
+            codes.push(status_of(&wrong()).await);
+        }
+        codes
     };
-    for _ in 0..3 {
-        assert_eq!(authenticate(wrong()).await, Code::Unauthenticated);
-    }
-    assert_eq!(authenticate(wrong()).await, Code::ResourceExhausted);
-    assert_eq!(authenticate(prom.clone()).await, Code::ResourceExhausted);
+    assert_eq!(sprayed[..2], [Code::Unauthenticated, Code::Unauthenticated]);
+    assert!(
+        sprayed[2..].iter().all(|c| *c == Code::ResourceExhausted),
+        "{sprayed:?}"
+    );
+    assert_eq!(status_of(&runner).await, Code::Ok);
+    assert_eq!(get(&url, &prom).await.0, 200);
 
+    // Wrong admin credentials at token-service, from the suite's own address:
+    // the services' own calls (Authenticate with the right one) go on.
+    let mut tokens = TokenServiceClient::new(channel(suite.addrs[1]).await);
+    for _ in 0..10 {
+        let refused = tokens
+            .authenticate(bearer(
+                AuthenticateRequest {
+                    secret: prom.clone(),
+                },
+                &secret::generate(SecretKind::Admin).expect("rng"),
+            ))
+            .await
+            .expect_err("a wrong admin credential");
+        assert_ne!(refused.code(), Code::Ok);
+    }
+    assert_eq!(get(&url, &prom).await.0, 200);
+    assert_eq!(status_of(&runner).await, Code::Ok);
+
+    // A forged client-address header names the address of the valid job:
+    // its sender earns 429s, the valid job is untouched.
+    let forge = |token: String| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .header("x-forwarded-for", "127.0.0.1")
+                .send()
+                .await
+                .expect("HTTP request")
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..5 {
+        assert!([401, 429].contains(&forge(wrong()).await));
+    }
+    assert_eq!(forge(prom.clone()).await, 200);
+    assert_eq!(get(&url, &prom).await.0, 200);
+
+    // metrics-service checked and counted the revoked token three times and
+    // the forged scrapes' five; the refused ones cost no lookup.
     assert_eq!(
         own_metric(suite.addrs[3], "runplane_auth_failures_total").await,
-        3.0
+        8.0
     );
 }
 

@@ -64,7 +64,7 @@ impl TokenAuthenticator {
         }
     }
 
-    /// Limits invalid tokens per client address (see [`crate::failures`]).
+    /// Limits invalid tokens, each by its own failures (see [`crate::failures`]).
     pub fn with_failure_limit(mut self, failures: Arc<FailureLimiter>) -> Self {
         self.failures = failures;
         self
@@ -90,10 +90,11 @@ impl TokenAuthenticator {
         presented: &str,
         client: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
-        self.failures.check(client)?;
-        let principal = match self.resolve(presented).await {
+        let hash = SecretHash::of(presented);
+        self.failures.check(&hash)?;
+        let principal = match self.resolve(presented, &hash).await {
             Err(AuthError::Invalid) => {
-                self.failures.record_failure(client);
+                self.failures.record_failure(&hash, client)?;
                 return Err(AuthError::Invalid);
             }
             result => result?,
@@ -102,10 +103,10 @@ impl TokenAuthenticator {
         Ok(principal)
     }
 
-    async fn resolve(&self, presented: &str) -> Result<Principal, AuthError> {
+    async fn resolve(&self, presented: &str, hash: &SecretHash) -> Result<Principal, AuthError> {
         // A malformed secret cannot be valid: answer without a network hop.
         secret::parse(SecretKind::ApiToken, presented).map_err(|_| AuthError::Invalid)?;
-        let key = SecretHash::of(presented).0;
+        let key = hash.0.clone();
         if let Some(principal) = self.cache.as_ref().and_then(|c| c.get(&key)) {
             return Ok(principal);
         }

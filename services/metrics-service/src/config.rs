@@ -30,7 +30,8 @@ pub struct Config {
     pub openmetrics_created_series: bool,
     /// Request header naming the client's address, when a proxy or mesh sits in
     /// front (e.g. `x-forwarded-for`: its last entry, the one the proxy added,
-    /// is used). Without it, failed authentications are limited per peer address.
+    /// is used): the source whose sprays of wrong tokens are told to back off.
+    /// Without it, the peer address.
     #[arg(long, env = "RUNPLANE_CLIENT_ADDRESS_HEADER", value_parser = parse_header_name)]
     pub client_address_header: Option<http::HeaderName>,
     #[command(flatten)]

@@ -25,6 +25,12 @@ pub(crate) enum Error {
          (RUNPLANE_ADMIN_TOKEN or --admin-token-file)"
     )]
     WrongServiceCredential,
+    /// Authenticate is for runplane's services, which present the admin credential.
+    #[error(
+        "Authenticate answers runplane's services only: present the suite's admin credential \
+         (authorization: Bearer <admin credential>)"
+    )]
+    ServiceCredentialMissing,
     #[error("org-service is unavailable: {0}")]
     OrgServiceUnavailable(String),
     #[error("org-service answered unexpectedly: {0}")]
@@ -43,6 +49,7 @@ impl From<Error> for Status {
             Error::OrgNotFound(_) | Error::TokenNotFound { .. } => Status::not_found(e.to_string()),
             Error::AlreadyExists { .. } => Status::already_exists(e.to_string()),
             Error::WrongServiceCredential => Status::permission_denied(e.to_string()),
+            Error::ServiceCredentialMissing => Status::unauthenticated(e.to_string()),
             Error::OrgServiceUnavailable(_) => Status::unavailable(e.to_string()),
             Error::OrgService(_) | Error::Random(_) => {
                 tracing::error!(error = %e, "internal error");

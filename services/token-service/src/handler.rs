@@ -8,7 +8,6 @@ use runplane_api::token::v1::{
     AuthenticateRequest, AuthenticateResponse, CreateTokenRequest, CreateTokenResponse,
     ListTokensRequest, ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
-use runplane_auth::FailureLimiter;
 use runplane_auth::secret::{self, SecretHash, SecretKind};
 use runplane_auth::{AdminCredential, AuthError};
 use tonic::{Request, Response, Status};
@@ -23,24 +22,11 @@ pub(crate) struct TokenHandler {
     store: Store,
     orgs: OrgDirectory,
     admin: Arc<AdminCredential>,
-    /// Wrong tokens per client address, for callers that are not runplane
-    /// services (those present the admin credential and limit their own clients).
-    failures: Arc<FailureLimiter>,
 }
 
 impl TokenHandler {
-    pub(crate) fn new(
-        store: Store,
-        orgs: OrgDirectory,
-        admin: Arc<AdminCredential>,
-        failures: Arc<FailureLimiter>,
-    ) -> Self {
-        TokenHandler {
-            store,
-            orgs,
-            admin,
-            failures,
-        }
+    pub(crate) fn new(store: Store, orgs: OrgDirectory, admin: Arc<AdminCredential>) -> Self {
+        TokenHandler { store, orgs, admin }
     }
 
     /// The live token whose secret was presented, if its organization still
@@ -143,34 +129,15 @@ impl TokenService for TokenHandler {
         &self,
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        // runplane's services present the admin credential (checked, so a wrong
-        // one counts as a failure) and limit failures per client themselves;
-        // the wrong tokens of any other caller count against its address.
-        let outsider = match runplane_auth::bearer(&request) {
-            Ok(_) => {
-                self.admin.check(&request).map_err(|e| match e {
-                    AuthError::Invalid => Error::WrongServiceCredential,
-                    other => Error::Auth(other),
-                })?;
-                false
-            }
-            Err(_) => true,
-        };
-        let client = runplane_auth::client_ip(&request);
-        if outsider {
-            self.failures
-                .check(client)
-                .map_err(|e| Error::Auth(e.into()))?;
-        }
-        let answer = match self.resolve_secret(&request.into_inner().secret).await {
-            Err(Error::Auth(AuthError::Invalid)) => {
-                if outsider {
-                    self.failures.record_failure(client);
-                }
-                return Err(Error::Auth(AuthError::Invalid).into());
-            }
-            result => result?,
-        };
+        // Only runplane's services may ask who a token belongs to: they present
+        // the admin credential, and limit their own clients' failures. Anyone
+        // else would learn a token's organization and scopes.
+        self.admin.check(&request).map_err(|e| match e {
+            AuthError::Invalid => Error::WrongServiceCredential,
+            AuthError::Missing => Error::ServiceCredentialMissing,
+            other => Error::Auth(other),
+        })?;
+        let answer = self.resolve_secret(&request.into_inner().secret).await?;
         runplane_telemetry::trace_context::record_org(&answer.org_name);
         Ok(Response::new(answer))
     }

@@ -23,9 +23,10 @@ pub use config::Config;
 
 /// Runs token-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let failures = FailureLimiter::from_args(&config.common.auth_failures);
-    let admin =
-        Arc::new(AdminCredential::load(&config.common.admin)?.with_failure_limit(failures.clone()));
+    let admin = Arc::new(
+        AdminCredential::load(&config.common.admin)?
+            .with_failure_limit(FailureLimiter::from_args(&config.common.auth_failures)),
+    );
     let org_channel = runplane_client::channel(&config.org_service_addr, &config.upstream)?;
     let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
     let db = runplane_database::connect_and_migrate::<migration::Migrator>(
@@ -34,7 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);
-    let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin, failures);
+    let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin);
     runplane_server::grpc::serve(
         listener,
         TokenServiceServer::new(service),
