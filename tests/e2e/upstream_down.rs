@@ -27,9 +27,10 @@ async fn unreachable_upstreams_are_503_and_recovery_needs_no_restart() {
         .await;
     let auth = format!("Bearer {token}");
 
-    // workflow-run-service was never started.
+    // workflow-run-service was never started. Every 503 says when to come back.
     let answer = suite.scrape("cyberdyne", Some(&auth)).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("5"));
     assert!(
         answer.body.contains("workflow-run-service"),
         "{}",
@@ -43,6 +44,7 @@ async fn unreachable_upstreams_are_503_and_recovery_needs_no_restart() {
     assert!(suite.stop_service("token-service").await.success());
     let answer = suite.scrape("cyberdyne", Some(&auth)).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("5"));
     assert!(answer.body.contains("token-service"), "{}", answer.body);
     // Runners get UNAVAILABLE, and the CLI says which service is missing
     // (without its retries: tests/e2e/retries.rs covers those).
@@ -117,11 +119,30 @@ async fn a_callee_that_dies_mid_call_is_unavailable_not_an_internal_error() {
     suite.kill_service("workflow-run-service").await;
     let answer = scrape.await.expect("task").expect("an answer");
     assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
     let body = answer.text().await.expect("body");
     assert!(
         body.contains("workflow-run-service is unavailable"),
         "{body}"
     );
+}
+
+/// A scrape that outlives metrics-service's request timeout is a 503 that
+/// says when to come back, like every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_past_the_request_timeout_is_a_503_with_retry_after() {
+    let mut suite = Suite::new("metrics_service:\n  request_timeout: 1s\n");
+    for service in SERVICES {
+        suite.start_service(service).await;
+    }
+    let (metrics_token, _) = suite.org_with_tokens("cyberdyne").await;
+    let auth = format!("Bearer {metrics_token}");
+    assert_eq!(suite.scrape("cyberdyne", Some(&auth)).await.status, 200);
+    suite.signal_service("workflow-run-service", Signal::SIGSTOP);
+    let answer = suite.scrape("cyberdyne", Some(&auth)).await;
+    suite.signal_service("workflow-run-service", Signal::SIGCONT);
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
 }
 
 fn start(workflow: &str) -> StartRunRequest {

@@ -56,6 +56,22 @@ async fn limit_header_block(
     next.run(request).await
 }
 
+/// Every 503 says when to come back: the handler's or admission's own
+/// `Retry-After` where they set one (a shed upstream's pushback, say), else
+/// [`RETRY_AFTER_SECONDS`](crate::admission::RETRY_AFTER_SECONDS) (a request
+/// timeout, a draining server).
+async fn with_retry_after(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(http::header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(crate::admission::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
 /// The address of the connection a request came on (a request extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -81,7 +97,8 @@ pub async fn serve(
         .layer(AdmissionLayer::new(
             args.max_concurrent_requests,
             Protocol::Http,
-        ));
+        ))
+        .layer(axum::middleware::map_response(with_retry_after));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

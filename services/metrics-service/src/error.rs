@@ -3,8 +3,19 @@
 //! shed, past the request timeout or draining, 413 and 431 for oversized
 //! requests.)
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+/// When a scraper is asked to come back after an upstream outage that gave no
+/// time of its own.
+const OUTAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// A `Retry-After` value: whole seconds, rounded up, at least one.
+fn seconds(wait: Duration) -> HeaderValue {
+    HeaderValue::from(wait.as_millis().div_ceil(1000).max(1) as u64)
+}
 
 /// Why a scrape is refused.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +34,8 @@ pub(crate) enum ScrapeError {
     Unavailable {
         upstream: &'static str,
         detail: String,
+        /// When the upstream asked to be tried again, if it said (shed).
+        retry_after: Option<Duration>,
     },
     #[error("{upstream} answered unexpectedly")]
     Upstream {
@@ -38,7 +51,9 @@ impl IntoResponse for ScrapeError {
             ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
             ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
             ScrapeError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
-            ScrapeError::Unavailable { upstream, detail } => {
+            ScrapeError::Unavailable {
+                upstream, detail, ..
+            } => {
                 tracing::warn!(upstream, %detail, "scrape failed: upstream unavailable");
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -67,9 +82,12 @@ impl IntoResponse for ScrapeError {
                 );
             }
             ScrapeError::TooManyFailures(e) => {
+                headers.insert(header::RETRY_AFTER, seconds(e.retry_after));
+            }
+            ScrapeError::Unavailable { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
-                    HeaderValue::from(e.retry_after.as_secs().max(1)),
+                    seconds(retry_after.unwrap_or(OUTAGE_RETRY_AFTER)),
                 );
             }
             _ => {}

@@ -48,6 +48,7 @@ impl Upstreams {
                 AuthError::Unavailable(detail) => ScrapeError::Unavailable {
                     upstream: "token-service",
                     detail,
+                    retry_after: None,
                 },
                 AuthError::Internal(detail) => ScrapeError::Upstream {
                     upstream: "token-service",
@@ -111,14 +112,57 @@ impl Upstreams {
 fn upstream_error(upstream: &'static str, status: Status) -> ScrapeError {
     let detail = status.message().to_owned();
     match runplane_client::classify(&status) {
-        Failure::Unavailable { .. } | Failure::LimitReached => {
-            ScrapeError::Unavailable { upstream, detail }
-        }
+        Failure::Unavailable { retry_after } => ScrapeError::Unavailable {
+            upstream,
+            detail,
+            retry_after,
+        },
+        Failure::LimitReached => ScrapeError::Unavailable {
+            upstream,
+            detail,
+            retry_after: None,
+        },
         // The token was revoked between the two calls.
         Failure::Unauthenticated => ScrapeError::InvalidToken,
         Failure::PermissionDenied => ScrapeError::Forbidden("this token may not read metrics"),
         Failure::NotFound | Failure::Rejected | Failure::Internal => {
             ScrapeError::Upstream { upstream, detail }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse as _;
+
+    use super::*;
+
+    fn retry_after(status: Status) -> Option<String> {
+        let response = upstream_error("workflow-run-service", status).into_response();
+        assert_eq!(response.status(), 503);
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn a_shed_upstream_call_is_a_503_with_the_upstreams_pushback() {
+        let mut shed = Status::resource_exhausted("server overloaded");
+        shed.metadata_mut().insert(
+            runplane_client::upstream::PUSHBACK_METADATA,
+            tonic::metadata::MetadataValue::from_static("1000"),
+        );
+        assert_eq!(retry_after(shed).as_deref(), Some("1"));
+        // An outage that gave no time of its own.
+        assert_eq!(
+            retry_after(Status::unavailable("connection refused")).as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            retry_after(Status::resource_exhausted("a limit")).as_deref(),
+            Some("5")
+        );
     }
 }

@@ -16,6 +16,7 @@ pub(crate) struct Scrape {
     pub(crate) status: u16,
     pub(crate) content_type: String,
     pub(crate) www_authenticate: Option<String>,
+    pub(crate) retry_after: Option<String>,
     pub(crate) body: String,
 }
 
@@ -245,6 +246,7 @@ impl Suite {
             status: response.status().as_u16(),
             content_type: header("content-type").unwrap_or_default(),
             www_authenticate: header("www-authenticate"),
+            retry_after: header("retry-after"),
             body: response.text().await.expect("body"),
         }
     }
