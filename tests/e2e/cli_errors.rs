@@ -147,12 +147,26 @@ async fn management_errors_are_clear() {
     );
     let unknown = suite
         .cli_with_env(
-            &["run", "finish", "no-such-run", "--status", "success"],
+            &[
+                "run",
+                "finish",
+                "01a20c9e-010e-7721-aa18-340c41e1eeee",
+                "--status",
+                "success",
+            ],
             &env,
         )
         .await
         .err();
     assert!(unknown.contains("not found"), "{unknown}");
+    let malformed = suite
+        .cli_with_env(
+            &["run", "finish", "no-such-run", "--status", "success"],
+            &env,
+        )
+        .await
+        .err();
+    assert!(malformed.contains("is not a run id"), "{malformed}");
     let runner = suite
         .cli_with_env(
             &["run", "start", "--workflow", "w", "--runner", "travis"],

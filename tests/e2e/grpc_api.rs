@@ -85,13 +85,27 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
             client
                 .get_run(bearer(
                     GetRunRequest {
-                        run_id: "missing".into()
+                        run_id: "01a20c9e-010e-7721-aa18-340c41e1eeee".into()
                     },
                     &acme
                 ))
                 .await
         ),
         Code::NotFound
+    );
+    // Something that is not a run id at all is refused before any lookup.
+    assert_eq!(
+        code(
+            client
+                .get_run(bearer(
+                    GetRunRequest {
+                        run_id: "missing".into()
+                    },
+                    &acme
+                ))
+                .await
+        ),
+        Code::InvalidArgument
     );
     let finish = |token: &str, status: RunStatus| {
         bearer(

@@ -214,10 +214,179 @@ async fn hostile_input_is_refused_clearly_and_the_suite_keeps_serving() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(status.message().contains("too large"), "{status:?}");
     let status = raw_call(suite.addrs[2], start_run, vec![0xff; 64], &token).await;
-    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("decode"), "{status:?}");
 
     // Still serving, with nothing lost.
     let scrape_after = suite.scrape("cyberdyne", Some(&auth)).await;
     assert_eq!(scrape_after.stable_body(), scrape.stable_body());
+}
+
+/// Oversized input in an id or a name is refused with the right code, and the
+/// error quotes at most a short prefix of it: echoed whole, a 100,000-character
+/// input made a gRPC trailer the client refused (RESOURCE_EXHAUSTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_input_is_refused_without_being_echoed() {
+    use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
+    use runplane_api::org::v1::{
+        CreateOrganizationRequest, DeleteOrganizationRequest, GetOrganizationRequest,
+        get_organization_request::Lookup,
+    };
+    use runplane_api::token::v1::token_service_client::TokenServiceClient;
+    use runplane_api::token::v1::{CreateTokenRequest, RevokeTokenRequest};
+    use runplane_api::workflowrun::v1::{FinishRunRequest, GetRunRequest, RunStatus};
+
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (_, runner) = suite.org_with_tokens("cyberdyne").await;
+    let admin = std::fs::read_to_string(suite.data_dir().join("admin-token")).expect("admin");
+    let admin = admin.trim();
+    let huge = "x".repeat(100_000);
+    let refused = |status: tonic::Status, code: Code| {
+        assert_eq!(status.code(), code, "{:.300}", status.message());
+        assert!(
+            status.message().len() < 400,
+            "the error echoes the input: {} bytes",
+            status.message().len()
+        );
+    };
+
+    let mut runs = suite.workflow_runs().await;
+    refused(
+        refusal(
+            runs.get_run(bearer(
+                GetRunRequest {
+                    run_id: huge.clone(),
+                },
+                &runner,
+            ))
+            .await,
+        ),
+        Code::InvalidArgument,
+    );
+    refused(
+        refusal(
+            runs.finish_run(bearer(
+                FinishRunRequest {
+                    run_id: huge.clone(),
+                    status: RunStatus::Success.into(),
+                    reason: String::new(),
+                },
+                &runner,
+            ))
+            .await,
+        ),
+        Code::InvalidArgument,
+    );
+
+    let mut orgs = OrganizationServiceClient::new(channel(suite.addrs[0]).await);
+    refused(
+        refusal(
+            orgs.create_organization(bearer(
+                CreateOrganizationRequest { name: huge.clone() },
+                admin,
+            ))
+            .await,
+        ),
+        Code::InvalidArgument,
+    );
+    refused(
+        refusal(
+            orgs.get_organization(bearer(
+                GetOrganizationRequest {
+                    lookup: Some(Lookup::Name(huge.clone())),
+                },
+                admin,
+            ))
+            .await,
+        ),
+        Code::NotFound,
+    );
+    refused(
+        refusal(
+            orgs.get_organization(bearer(
+                GetOrganizationRequest {
+                    lookup: Some(Lookup::Id(huge.clone())),
+                },
+                admin,
+            ))
+            .await,
+        ),
+        Code::NotFound,
+    );
+    refused(
+        refusal(
+            orgs.delete_organization(bearer(
+                DeleteOrganizationRequest { name: huge.clone() },
+                admin,
+            ))
+            .await,
+        ),
+        Code::NotFound,
+    );
+
+    let mut tokens = TokenServiceClient::new(channel(suite.addrs[1]).await);
+    refused(
+        refusal(
+            tokens
+                .create_token(bearer(
+                    CreateTokenRequest {
+                        org_name: huge.clone(),
+                        name: "ci".into(),
+                        ..CreateTokenRequest::default()
+                    },
+                    admin,
+                ))
+                .await,
+        ),
+        Code::InvalidArgument,
+    );
+    refused(
+        refusal(
+            tokens
+                .create_token(bearer(
+                    CreateTokenRequest {
+                        org_name: "cyberdyne".into(),
+                        name: huge.clone(),
+                        ..CreateTokenRequest::default()
+                    },
+                    admin,
+                ))
+                .await,
+        ),
+        Code::InvalidArgument,
+    );
+    refused(
+        refusal(
+            tokens
+                .revoke_token(bearer(
+                    RevokeTokenRequest {
+                        org_name: "cyberdyne".into(),
+                        name: huge.clone(),
+                    },
+                    admin,
+                ))
+                .await,
+        ),
+        Code::NotFound,
+    );
+
+    // Still serving.
+    runs.start_run(bearer(
+        StartRunRequest {
+            workflow: "after".into(),
+            ..StartRunRequest::default()
+        },
+        &runner,
+    ))
+    .await
+    .expect("a run starts");
+}
+
+/// The refusal of a call that must be refused.
+fn refusal<T>(result: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+    match result {
+        Ok(_) => panic!("accepted"),
+        Err(status) => status,
+    }
 }

@@ -8,11 +8,24 @@ pub const RULE: &str = "an organization name must be a lowercase DNS-1123 label:
      of a-z, 0-9 and '-', starting and ending with a letter or digit \
      (^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$)";
 
-/// A name that breaks [`RULE`].
+/// A name that breaks [`RULE`]. Its message quotes the name only when it
+/// could be one (at most 63 characters): an answer stays small whatever was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid organization name {name:?}: {RULE}")]
+#[error("invalid organization name {}: {RULE}", Shown(name))]
 pub struct InvalidName {
     pub name: String,
+}
+
+/// A name as [`InvalidName`] shows it.
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.chars().count() {
+            n if n > 63 => write!(f, "of {n} characters"),
+            _ => write!(f, "{:?}", self.0),
+        }
+    }
 }
 
 /// Checks `name` against `^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`.

@@ -148,6 +148,7 @@ where
             args.max_concurrent_requests,
             crate::admission::Protocol::Grpc,
         ))
+        .layer(crate::malformed::MalformedRequestLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
     tracing::info!(%addr, tls, mutual_tls, "gRPC server listening");

@@ -28,7 +28,10 @@ pub(crate) enum ScrapeError {
     Forbidden(&'static str),
     #[error(transparent)]
     TooManyFailures(runplane_auth::failures::TooManyFailures),
-    #[error("Prometheus metrics are not enabled for organization {0:?}")]
+    #[error(
+        "Prometheus metrics are not enabled for organization {}",
+        runplane_server::input::quoted(.0)
+    )]
     NotEnabled(String),
     #[error("{upstream} is unavailable; try again")]
     Unavailable {

@@ -1,6 +1,7 @@
 //! org-service's errors, and the one place they become gRPC statuses.
 
 use runplane_auth::AuthError;
+use runplane_server::input::quoted;
 use tonic::Status;
 
 use runplane_api::org_name::InvalidName;
@@ -14,10 +15,12 @@ pub(crate) enum Error {
     InvalidName(#[from] InvalidName),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("organization {0:?} already exists")]
+    #[error("organization {} already exists", quoted(.0))]
     AlreadyExists(String),
-    #[error("organization {0} not found")]
+    #[error("organization {} not found", quoted(.0))]
     NotFound(String),
+    #[error("no organization has the id {}", quoted(.0))]
+    IdNotFound(String),
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_server::pagination::InvalidPageToken),
     #[error("database error")]
@@ -32,7 +35,7 @@ impl From<Error> for Status {
                 Status::invalid_argument(e.to_string())
             }
             Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
-            Error::NotFound(_) => Status::not_found(e.to_string()),
+            Error::NotFound(_) | Error::IdNotFound(_) => Status::not_found(e.to_string()),
             Error::Database(e) => runplane_database::status(&e),
         }
     }

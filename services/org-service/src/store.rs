@@ -46,14 +46,14 @@ impl Store {
             .filter(organization::Column::Name.eq(name))
             .one(&self.db)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("{name:?}")))
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
     pub(crate) async fn by_id(&self, id: &str) -> Result<organization::Model, Error> {
         organization::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("with id {id:?}")))
+            .ok_or_else(|| Error::IdNotFound(id.to_owned()))
     }
 
     /// Up to `limit` organizations after `after` (by name), in name order.
@@ -76,7 +76,7 @@ impl Store {
             .exec(&self.db)
             .await?;
         if result.rows_affected == 0 {
-            return Err(Error::NotFound(format!("{name:?}")));
+            return Err(Error::NotFound(name.to_owned()));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! token-service's errors, and the one place they become gRPC statuses.
 
 use runplane_auth::AuthError;
+use runplane_server::input::quoted;
 use tonic::Status;
 
 /// Everything that can go wrong in token-service.
@@ -10,12 +11,14 @@ pub(crate) enum Error {
     Auth(#[from] AuthError),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("organization {0:?} not found")]
+    #[error("organization {} not found", quoted(.0))]
     OrgNotFound(String),
-    #[error("organization {org:?} has no live token named {name:?}")]
+    #[error("organization {} has no live token named {}", quoted(.org), quoted(.name))]
     TokenNotFound { org: String, name: String },
     #[error(
-        "organization {org:?} already has a live token named {name:?}; revoke it or pick another name"
+        "organization {} already has a live token named {}; revoke it or pick another name",
+        quoted(.org),
+        quoted(.name)
     )]
     AlreadyExists { org: String, name: String },
     /// A caller of Authenticate presented a credential that is not the suite's:

@@ -41,6 +41,10 @@ impl OrgDirectory {
 
     /// The organization called `name`.
     pub(crate) async fn by_name(&self, name: &str) -> Result<OrgRef, Error> {
+        // A name that breaks the rule names no organization: refused here,
+        // without a call, and without echoing an oversized name.
+        runplane_api::org_name::validate(name)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.get(Lookup::Name(name.to_owned()))
             .await?
             .ok_or_else(|| Error::OrgNotFound(name.to_owned()))

@@ -19,7 +19,8 @@ pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "invalid token name {name:?}: use 1 to 63 characters of letters, digits, '-', '_' and '.'"
+            "invalid token name {}: use 1 to 63 characters of letters, digits, '-', '_' and '.'",
+            runplane_server::input::quoted(name)
         )))
     }
 }

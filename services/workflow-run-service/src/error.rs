@@ -1,6 +1,7 @@
 //! workflow-run-service's errors, and the one place they become gRPC statuses.
 
 use runplane_auth::AuthError;
+use runplane_server::input::quoted;
 use tonic::Status;
 
 /// Everything that can go wrong in workflow-run-service.
@@ -11,19 +12,25 @@ pub(crate) enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// Also the answer for another organization's run: existence is not leaked.
-    #[error("run {0:?} not found")]
+    #[error("run {} not found", quoted(.0))]
     RunNotFound(String),
-    #[error("run {run_id:?} already finished as {status}; a finished run's outcome cannot change")]
+    #[error(
+        "run {} already finished as {status}; a finished run's outcome cannot change",
+        quoted(.run_id)
+    )]
     AlreadyFinished {
         run_id: String,
         status: &'static str,
     },
-    #[error("request_id {request_id:?} was already used to start a run of another workflow")]
+    #[error(
+        "request_id {} was already used to start a run of another workflow",
+        quoted(.request_id)
+    )]
     RequestIdReused { request_id: String },
     /// Internal: a remembered workflow was deleted meanwhile; the caller retries.
     #[error("workflow {0:?} was deleted")]
     WorkflowGone(String),
-    #[error("workflow {project}/{workflow} not found")]
+    #[error("workflow {}/{} not found", quoted(.project), quoted(.workflow))]
     WorkflowNotFound { project: String, workflow: String },
     #[error(
         "this organization has reached its limit of {limit} workflows: delete unused ones \

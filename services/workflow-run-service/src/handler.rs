@@ -21,7 +21,8 @@ use crate::error::Error;
 use crate::lifecycle::{Lifecycle, Org, Start};
 use crate::store::{RunFilter, Store, WorkflowRef};
 use crate::validation::{
-    project_or_default, reportable_outcome, validate_name, validate_reason, validate_run_url,
+    project_or_default, reportable_outcome, validate_name, validate_reason, validate_run_id,
+    validate_run_url,
 };
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
@@ -171,6 +172,7 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<FinishRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
         let request = request.into_inner();
+        validate_run_id(&request.run_id)?;
         let outcome = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
         let run = self
@@ -192,10 +194,9 @@ impl WorkflowRunService for WorkflowRunHandler {
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
         let principal = self.authorize_any(&request).await?;
-        let run = self
-            .store()
-            .get_run(&principal.org_id, &request.into_inner().run_id)
-            .await?;
+        let run_id = request.into_inner().run_id;
+        validate_run_id(&run_id)?;
+        let run = self.store().get_run(&principal.org_id, &run_id).await?;
         let run = self.runs_to_proto(vec![run]).await?.pop();
         Ok(Response::new(GetRunResponse { run }))
     }

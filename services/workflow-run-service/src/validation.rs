@@ -58,6 +58,18 @@ pub(crate) fn validate_run_url(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a run id: runs have UUIDs, so anything else names no run, and is
+/// refused before it reaches the database.
+pub(crate) fn validate_run_id(run_id: &str) -> Result<(), Error> {
+    if uuid::Uuid::try_parse(run_id).is_ok() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "run_id {} is not a run id: pass the id StartRun returned",
+        runplane_server::input::quoted(run_id)
+    )))
+}
+
 /// Checks a finish reason's length.
 pub(crate) fn validate_reason(reason: &str) -> Result<(), Error> {
     if reason.chars().count() > MAX_REASON {
