@@ -9,6 +9,7 @@ mod support;
 mod auth_cache;
 mod chaos;
 mod cli_errors;
+mod config_file;
 mod docs;
 mod drain;
 mod grpc_api;

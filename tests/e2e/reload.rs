@@ -67,6 +67,28 @@ async fn the_enabled_organizations_reload_on_sighup_and_file_change_and_a_bad_fi
     assert!(suite.log().contains("not valid YAML"), "{}", suite.log());
     assert_eq!(suite.scrape("umbrella", Some(&auth)).await.status, 200);
 
+    // A value another setting cannot take: the same, and org-service (and
+    // with it the suite) keeps running.
+    std::fs::write(
+        &suite.config,
+        original.replace(
+            "prometheus_org_metrics:\n",
+            "auth_failures_per_minute: lots\nprometheus_org_metrics:\n",
+        ),
+    )
+    .expect("write config");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !suite.log().contains("`auth_failures_per_minute`") {
+        assert!(
+            Instant::now() < deadline,
+            "no complaint in\n{}",
+            suite.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(suite.pid_of("org-service"), org_service, "still running");
+    assert_eq!(suite.scrape("umbrella", Some(&auth)).await.status, 200);
+
     // A valid file without it: noticed by itself, no signal needed.
     std::fs::write(&suite.config, &original).expect("write config");
     eventually(&suite, &auth, 404).await;

@@ -1,12 +1,13 @@
 //! The command line: global options and every subcommand.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use runplane_config::parse_duration;
-use runplane_server::suite;
+use runplane_server::suite::{self, Member};
 use runplane_telemetry::LogArgs;
 
 /// runplane: CI/CD operational health, as Prometheus metrics per organization.
@@ -24,6 +25,11 @@ pub(crate) struct Cli {
 /// Where the services are and how to talk to them.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Global {
+    /// Shared YAML configuration file (README: Configuration). The CLI reads
+    /// the services' addresses and the admin credential file from it too,
+    /// unless given here.
+    #[arg(long, global = true, env = "RUNPLANE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// Data directory of `runplane up`; the admin credential is read from DIR/admin-token.
     #[arg(
         long,
@@ -80,6 +86,61 @@ pub(crate) enum Command {
     /// Report workflow runs from CI (needs an organization API token).
     #[command(subcommand)]
     Run(crate::run::RunCommand),
+}
+
+impl Global {
+    /// Where each gRPC service listens, as the suite will be started: a flag
+    /// or environment variable, else the service's section of the config file
+    /// (`listen_addr`), else its top-level `<service>_addr`, else the default.
+    /// The admin credential file likewise: else org-service's section, else
+    /// the top level. `explicit` names what the command line or the
+    /// environment gave.
+    pub(crate) fn resolve_from_file(
+        &mut self,
+        explicit: &BTreeSet<String>,
+    ) -> Result<(), runplane_config::ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(());
+        };
+        let addresses = [
+            (suite::ORG_SERVICE, &mut self.org_service_addr),
+            (suite::TOKEN_SERVICE, &mut self.token_service_addr),
+            (
+                suite::WORKFLOW_RUN_SERVICE,
+                &mut self.workflow_run_service_addr,
+            ),
+        ];
+        for (member, addr) in addresses {
+            let key = member.address_key().unwrap_or_default();
+            if explicit.contains(&key) {
+                continue;
+            }
+            if let Some(listen) = section_setting(&path, &member, "listen_addr")? {
+                *addr = listen;
+            }
+        }
+        if !explicit.contains("admin_token_file")
+            && let Some(file) = section_setting(&path, &suite::ORG_SERVICE, "admin_token_file")?
+        {
+            self.admin_token_file = Some(PathBuf::from(file));
+        }
+        Ok(())
+    }
+}
+
+/// What the config file at `path` gives `key` in `member`'s section (or, for
+/// a top-level key, at the top).
+pub(crate) fn section_setting(
+    path: &Path,
+    member: &Member,
+    key: &str,
+) -> Result<Option<String>, runplane_config::ConfigError> {
+    Ok(
+        runplane_config::file_settings(path, &suite::layout(member))?
+            .into_iter()
+            .find(|setting| setting.key == key)
+            .map(|setting| setting.value),
+    )
 }
 
 /// Runs the chosen command.

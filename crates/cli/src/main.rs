@@ -10,10 +10,24 @@ mod up;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use runplane_server::bootstrap::EXIT_BAD_CONFIG;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let layout = runplane_server::suite::cli_layout();
+    let loaded =
+        runplane_config::load_explicit_from::<cli::Cli>(&layout, std::env::args_os().collect())
+            .and_then(|mut loaded| {
+                loaded.config.global.resolve_from_file(&loaded.explicit)?;
+                Ok(loaded)
+            });
+    let cli = match loaded {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            // A wrong flag is answered as clap answers it (usage, exit 2).
+            eprintln!("error: {}", e.exit_on_usage());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let log = cli.log.clone();
     match runplane_server::bootstrap::run_process("runplane", &log, || cli::dispatch(cli)) {
         Ok(Ok(code)) => code,

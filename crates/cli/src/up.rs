@@ -27,10 +27,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Shared YAML configuration file, passed to every service.
-    #[arg(long, env = "RUNPLANE_CONFIG")]
-    config: Option<PathBuf>,
-    /// HTTP address of metrics-service.
+    /// HTTP address of metrics-service (default: its section's listen_addr in
+    /// the config file, else 127.0.0.1:8080).
     #[arg(long, env = "RUNPLANE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// One PostgreSQL database for the three stateful services, each in its own
@@ -92,25 +90,26 @@ impl Plan {
                 .context("the runplane binary has no directory")?,
             data_dir: global.data_dir.clone(),
             admin_token_file: PathBuf::new(),
-            config: args.config,
+            config: global.config.clone(),
             database_url: args.database_url,
             addrs: Vec::new(),
         };
-        // Addresses: flags and RUNPLANE_* variables, then the config file, then the
-        // defaults. (A flag left at its default counts as not given, so the file can
-        // override it.)
-        let flags = [
+        // The gRPC services' addresses are resolved with the CLI's (flag or
+        // environment, else the service's section, else the top level, else
+        // the default: `Global::resolve_from_file`); metrics-service's here.
+        let addresses = [
             Some(global.org_service_addr.clone()),
             Some(global.token_service_addr.clone()),
             Some(global.workflow_run_service_addr.clone()),
             args.metrics_addr.map(|a| a.to_string()),
         ];
-        for (service, flag) in SERVICES.iter().zip(flags) {
-            let explicit = flag.filter(|f| f != service.member.default_addr);
-            let from_file = plan.file_setting(&service.member, "listen_addr")?;
-            let addr = explicit
-                .or(from_file)
-                .unwrap_or_else(|| service.member.default_addr.to_owned());
+        for (service, given) in SERVICES.iter().zip(addresses) {
+            let addr = match given {
+                Some(addr) => addr,
+                None => plan
+                    .file_setting(&service.member, "listen_addr")?
+                    .unwrap_or_else(|| service.member.default_addr.to_owned()),
+            };
             let addr: SocketAddr =
                 addr.trim_start_matches("http://")
                     .parse()
@@ -119,12 +118,33 @@ impl Plan {
                     })?;
             plan.addrs.push(addr);
         }
-        plan.admin_token_file = plan
-            .file_setting(&suite::ORG_SERVICE, "admin_token_file")?
-            .map(PathBuf::from)
-            .or_else(|| global.admin_token_file.clone())
+        // Resolved with the CLI's, too.
+        plan.admin_token_file = global
+            .admin_token_file
+            .clone()
             .unwrap_or_else(|| plan.data_dir.join("admin-token"));
         Ok(plan)
+    }
+
+    /// `up` checks readiness and prints addresses in plain text on loopback:
+    /// a config file that has the services serve TLS is refused at once
+    /// rather than waited on until the start timeout.
+    fn refuse_server_tls(&self) -> anyhow::Result<()> {
+        for service in &SERVICES {
+            for key in ["tls_cert", "tls_client_ca"] {
+                if self.file_setting(&service.member, key)?.is_some() {
+                    anyhow::bail!(
+                        "{} is set for {} in the config file, but `runplane up` runs the suite \
+                         in plain text on one host: remove the server TLS settings (tls_cert, \
+                         tls_key, tls_client_ca) to use `up`, or start the services yourself \
+                         (README: TLS without a mesh)",
+                        key,
+                        service.member.name
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The value the config file gives `key` for `member`, if any.
@@ -132,8 +152,7 @@ impl Plan {
         let Some(path) = &self.config else {
             return Ok(None);
         };
-        let settings = runplane_config::file_settings(path, &suite::layout(member))?;
-        Ok(settings.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+        Ok(crate::cli::section_setting(path, member, key)?)
     }
 
     /// The command line that starts `service` listening on `addr`.
@@ -200,6 +219,7 @@ impl Plan {
 /// Starts the suite and supervises it until a signal or a failure.
 pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(global, args)?;
+    plan.refuse_server_tls()?;
     std::fs::create_dir_all(&plan.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

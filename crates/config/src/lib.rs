@@ -15,11 +15,15 @@
 //!
 //! The file's values become the defaults of the matching flags before the
 //! command line is parsed, so clap applies the precedence and `--help` shows
-//! the effective values. An unknown key is an error, not a silent typo.
+//! the effective values. A top-level key applies to every reader that has it;
+//! a key no reader has, or a key in a section that its reader does not have,
+//! is an error, not a silent typo. A value the file gives that does not parse
+//! is reported with the file and the key.
 //!
 //! This crate knows the file's shape, not its contents: which sections and
-//! shared keys exist is the reader's to say.
+//! top-level keys exist is the readers' to say.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,15 +33,26 @@ use clap::Parser;
 /// How the shared file is laid out, as one reader of it sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// The reader's own section.
-    pub section: String,
+    /// The reader's own section, if it has one.
+    pub section: Option<String>,
     /// Every section the file may have; the others' are skipped.
     pub sections: Vec<String>,
-    /// Keys allowed at the top level, applied to every reader that has them.
-    pub shared_keys: Vec<String>,
+    /// Keys allowed at the top level: the settings some reader of the file
+    /// has. Each reader applies those it has.
+    pub top_level_keys: Vec<String>,
     /// Defaults that are the reader's to give, for settings it declares without
     /// one (where it listens, its database file), as (key, value).
     pub defaults: Vec<(String, String)>,
+}
+
+/// One setting the file gives a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    /// As a command-line value.
+    pub value: String,
+    /// Given in the reader's section rather than at the top.
+    pub in_section: bool,
 }
 
 /// A configuration problem, reported before the service starts.
@@ -55,47 +70,152 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The command line or the environment is wrong (clap's own message).
+    #[error("{0}")]
+    Usage(Box<clap::Error>),
+}
+
+impl ConfigError {
+    /// Prints clap's message and exits, for a usage error (and `--help`);
+    /// returns any other error.
+    pub fn exit_on_usage(self) -> Self {
+        match self {
+            ConfigError::Usage(e) => e.exit(),
+            other => other,
+        }
+    }
+}
+
+/// A configuration as loaded, and which of its settings were given
+/// explicitly: on the command line or in the environment.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub config: T,
+    pub explicit: BTreeSet<String>,
 }
 
 /// Parses `T` from the process's arguments, environment and the shared config
-/// file, taking the file's section for this reader. Exits with clap's usage
-/// message on bad flags, like any command-line program.
+/// file, taking the file's section for this reader. `--help` and `--version`
+/// print and exit, like any command-line program.
 pub fn load<T: Parser>(layout: &Layout) -> Result<T, ConfigError> {
     load_from(layout, std::env::args_os().collect())
 }
 
 /// [`load`] over explicit arguments (the first is the program name).
 pub fn load_from<T: Parser>(layout: &Layout, args: Vec<OsString>) -> Result<T, ConfigError> {
+    Ok(load_explicit_from(layout, args)?.config)
+}
+
+/// [`load_from`], also telling which settings were given explicitly.
+pub fn load_explicit_from<T: Parser>(
+    layout: &Layout,
+    args: Vec<OsString>,
+) -> Result<Loaded<T>, ConfigError> {
     let mut command = T::command();
+    let has =
+        |command: &clap::Command, key: &str| command.get_arguments().any(|a| a.get_id() == key);
     for (key, value) in &layout.defaults {
-        if command
-            .get_arguments()
-            .any(|arg| arg.get_id() == key.as_str())
-        {
+        if has(&command, key) {
             command = command.mut_arg(key.as_str(), |arg| {
                 arg.default_value(value.clone()).required(false)
             });
         }
     }
-    if let Some(path) = config_path(&args) {
-        for (key, value) in file_settings(&path, layout)? {
-            if command
-                .get_arguments()
-                .any(|arg| arg.get_id() == key.as_str())
-            {
-                command = command.mut_arg(key.as_str(), |arg| arg.default_value(value));
-            } else if !layout.shared_keys.contains(&key) {
+    let path = config_path(&args);
+    let mut from_file = BTreeSet::new();
+    if let Some(path) = &path {
+        for setting in file_settings(path, layout)? {
+            if has(&command, &setting.key) {
+                from_file.insert(setting.key.clone());
+                command = command.mut_arg(setting.key.as_str(), |arg| {
+                    arg.default_value(setting.value).required(false)
+                });
+            } else if setting.in_section {
                 return Err(ConfigError::Invalid {
-                    path,
-                    message: format!("unknown setting `{key}` in section `{}`", layout.section),
+                    path: path.clone(),
+                    message: format!(
+                        "unknown setting `{}` in section `{}`: {} has no such setting",
+                        setting.key,
+                        layout.section.as_deref().unwrap_or_default(),
+                        command.get_name()
+                    ),
                 });
             }
         }
     }
-    let matches = command
-        .try_get_matches_from(args)
-        .unwrap_or_else(|e| e.exit());
-    T::from_arg_matches(&matches).map_err(|e| e.exit())
+    let matches = match command.clone().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            return Err(match (path, invalid_setting(&e)) {
+                (Some(path), Some(key))
+                    if from_file.contains(&key) && !given(&command, &key, &args) =>
+                {
+                    ConfigError::Invalid {
+                        path,
+                        message: format!("`{key}`: {}", first_line(&e)),
+                    }
+                }
+                _ => ConfigError::Usage(Box::new(e)),
+            });
+        }
+    };
+    let explicit = command
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| {
+            matches!(
+                matches.value_source(id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            )
+        })
+        .map(str::to_owned)
+        .collect();
+    let config = T::from_arg_matches(&matches).map_err(|e| ConfigError::Usage(Box::new(e)))?;
+    Ok(Loaded { config, explicit })
+}
+
+/// The setting a clap error is about, by its file key (`--upstream-timeout
+/// <UPSTREAM_TIMEOUT>` → `upstream_timeout`).
+fn invalid_setting(e: &clap::Error) -> Option<String> {
+    match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(arg) => {
+            let flag = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+            Some(flag.replace('-', "_"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `key` was given on the command line or in the environment.
+fn given(command: &clap::Command, key: &str, args: &[OsString]) -> bool {
+    let flag = format!("--{}", key.replace('_', "-"));
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let in_environment = command
+        .get_arguments()
+        .find(|a| a.get_id() == key)
+        .and_then(|a| a.get_env())
+        .is_some_and(|name| std::env::var_os(name).is_some());
+    on_command_line || in_environment
+}
+
+/// clap's message without its `error: ` and its usage advice.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 /// The config file named by `--config FILE`, `--config=FILE` or `RUNPLANE_CONFIG`.
@@ -115,9 +235,9 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The settings that apply to the layout's section: the shared top-level keys,
-/// overridden by the section's own keys, each rendered as a command-line value.
-pub fn file_settings(path: &Path, layout: &Layout) -> Result<Vec<(String, String)>, ConfigError> {
+/// The settings the file gives the layout's reader: the top-level keys,
+/// overridden by its section's own keys, each rendered as a command-line value.
+pub fn file_settings(path: &Path, layout: &Layout) -> Result<Vec<Setting>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_owned(),
         cause,
@@ -139,7 +259,7 @@ enum SettingsError {
     Invalid(String),
 }
 
-fn parse_settings(text: &str, layout: &Layout) -> Result<Vec<(String, String)>, SettingsError> {
+fn parse_settings(text: &str, layout: &Layout) -> Result<Vec<Setting>, SettingsError> {
     use serde_yaml::Value;
     let root: Value = serde_yaml::from_str(text).map_err(SettingsError::Yaml)?;
     let root = match root {
@@ -156,7 +276,7 @@ fn parse_settings(text: &str, layout: &Layout) -> Result<Vec<(String, String)>, 
     for (key, value) in root {
         let key = key_name(&key)?;
         if layout.sections.contains(&key) {
-            if key != layout.section {
+            if layout.section.as_ref() != Some(&key) {
                 continue;
             }
             let Value::Mapping(entries) = value else {
@@ -169,20 +289,28 @@ fn parse_settings(text: &str, layout: &Layout) -> Result<Vec<(String, String)>, 
             };
             for (k, v) in entries {
                 let k = key_name(&k)?;
-                own.push((k.clone(), render(&k, &v)?));
+                own.push(Setting {
+                    value: render(&k, &v)?,
+                    key: k,
+                    in_section: true,
+                });
             }
-        } else if layout.shared_keys.contains(&key) {
-            shared.push((key.clone(), render(&key, &value)?));
+        } else if layout.top_level_keys.contains(&key) {
+            shared.push(Setting {
+                value: render(&key, &value)?,
+                key,
+                in_section: false,
+            });
         } else {
             return Err(SettingsError::Invalid(format!(
-                "unknown top-level setting `{key}` (expected one of: {}, or a section: {})",
-                layout.shared_keys.join(", "),
+                "unknown top-level setting `{key}`: no runplane service has it, and it is not a \
+                 section ({}); per-service settings such as listen_addr go in a section",
                 layout.sections.join(", ")
             )));
         }
     }
-    // Section keys come last so that they win over shared ones.
-    shared.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
+    // Section keys come last so that they win over top-level ones.
+    shared.retain(|s| !own.iter().any(|o| o.key == s.key));
     shared.extend(own);
     Ok(shared)
 }
@@ -276,14 +404,16 @@ mod tests {
         listen_addr: String,
         #[arg(long, value_delimiter = ',')]
         prometheus_org_metrics: Vec<String>,
+        #[arg(long, env = "RUNPLANE_TEST_ONLY_RETRIES")]
+        retries: Option<u32>,
     }
 
     /// Two programs' sections and one shared key, as a suite would declare them.
     pub(super) fn layout(section: &str) -> Layout {
         Layout {
-            section: section.to_owned(),
+            section: Some(section.to_owned()),
             sections: vec!["org_service".into(), "metrics_service".into()],
-            shared_keys: vec!["prometheus_org_metrics".into()],
+            top_level_keys: vec!["prometheus_org_metrics".into(), "run_timeout".into()],
             defaults: vec![("listen_addr".into(), "127.0.0.1:1".into())],
         }
     }
@@ -348,6 +478,63 @@ mod tests {
         let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
             .expect_err("typo must fail");
         assert!(err.to_string().contains("prometheus_org_metric"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_key_applies_to_readers_that_have_it_and_a_section_holds_only_its_readers() {
+        // run_timeout is some other reader's: ignored here, not an error.
+        let file = write("run_timeout: 1h\nmetrics_service:\n  retries: 3\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let cfg: Example =
+            load_from(&layout("metrics_service"), args(&["--config", &path])).expect("load");
+        assert_eq!(cfg.retries, Some(3));
+        // In this reader's own section, a setting it does not have is an error.
+        let file = write("metrics_service:\n  run_timeout: 1h\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
+            .expect_err("not this reader's");
+        assert!(
+            err.to_string()
+                .contains("unknown setting `run_timeout` in section `metrics_service`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_from_the_file_names_the_file_and_the_key_and_a_bad_flag_is_usage() {
+        let file = write("metrics_service:\n  retries: lots\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--config", &path]))
+            .expect_err("not a number");
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&path) && text.contains("`retries`"), "{text}");
+        assert!(text.contains("lots"), "{text}");
+        // The same value on the command line is the command line's mistake.
+        let err = load_from::<Example>(&layout("metrics_service"), args(&["--retries", "lots"]))
+            .expect_err("not a number");
+        assert!(matches!(err, ConfigError::Usage(_)), "{err:?}");
+        // A good flag over a bad file value wins, and nothing is wrong.
+        let cfg: Example = load_from(
+            &layout("metrics_service"),
+            args(&["--config", &path, "--retries", "2"]),
+        )
+        .expect("the flag wins");
+        assert_eq!(cfg.retries, Some(2));
+    }
+
+    #[test]
+    fn explicit_settings_are_those_on_the_command_line() {
+        let file = write("metrics_service:\n  retries: 3\n");
+        let path = file.path().to_string_lossy().into_owned();
+        let loaded: Loaded<Example> = load_explicit_from(
+            &layout("metrics_service"),
+            args(&["--config", &path, "--listen-addr", "1.2.3.4:5"]),
+        )
+        .expect("load");
+        assert!(loaded.explicit.contains("listen_addr"));
+        assert!(!loaded.explicit.contains("retries"), "from the file");
+        assert_eq!(loaded.config.retries, Some(3));
     }
 
     #[test]
@@ -424,7 +611,7 @@ mod properties {
                     // Keys may be written with `-` (as the flags are); they
                     // come back with `_`, and that is their only change.
                     let given = text.replace('-', "_");
-                    for (key, _) in settings {
+                    for super::Setting { key, .. } in settings {
                         prop_assert!(given.contains(key.as_str()), "{key} not in {text:?}");
                     }
                 }

@@ -63,7 +63,8 @@ where
     let config = match load_config::<C>() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("{name}: {e}");
+            // A wrong flag is answered as clap answers it (usage, exit 2).
+            eprintln!("{name}: {}", e.exit_on_usage());
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };

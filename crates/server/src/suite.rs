@@ -2,12 +2,16 @@
 //! and the services' own defaults name them.
 //!
 //! A member's settings are its own (its `Config` in its crate). What the suite
-//! says here is only what its members must agree on: who is a member, what
-//! each is called, where it listens by default, and which settings may be
-//! written once at the top of the shared file ([`layout`]).
+//! says here is what its members must agree on: who is a member, what each is
+//! called, where it listens by default, and which settings each has, so that
+//! each can tell a key at the top of the shared file that is another member's
+//! from one no member has ([`layout`]). The list of a member's settings is a
+//! copy, checked against its `Config` by [`check_settings`] in its own tests.
 
 use clap::Args;
 use runplane_config::Layout;
+
+use crate::CommonArgs;
 
 /// How a member is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +32,9 @@ pub struct Member {
     pub protocol: Protocol,
     /// Its SQLite file (the embedded default's database), for the stateful ones.
     pub sqlite_file: Option<&'static str>,
-    /// Its own settings that may also be written at the top of the file.
-    pub top_level_keys: &'static [&'static str],
+    /// Its settings beyond those every service has ([`CommonArgs`]), as
+    /// file keys; checked by [`check_settings`].
+    pub settings: &'static [&'static str],
 }
 
 impl Member {
@@ -46,8 +51,14 @@ pub const ORG_SERVICE: Member = Member {
     default_addr: "127.0.0.1:50051",
     protocol: Protocol::Grpc,
     sqlite_file: Some("org.db"),
-    // At the top, as in Chainloop's values.yaml.
-    top_level_keys: &["prometheus_org_metrics"],
+    settings: &[
+        "prometheus_org_metrics",
+        "database_url",
+        "db_max_connections",
+        "db_connect_timeout",
+        "db_acquire_timeout",
+        "database_schema",
+    ],
 };
 
 pub const TOKEN_SERVICE: Member = Member {
@@ -56,7 +67,19 @@ pub const TOKEN_SERVICE: Member = Member {
     default_addr: "127.0.0.1:50052",
     protocol: Protocol::Grpc,
     sqlite_file: Some("token.db"),
-    top_level_keys: &[],
+    settings: &[
+        "org_service_addr",
+        "org_cache_ttl",
+        "upstream_timeout",
+        "upstream_tls_ca",
+        "upstream_tls_cert",
+        "upstream_tls_key",
+        "database_url",
+        "db_max_connections",
+        "db_connect_timeout",
+        "db_acquire_timeout",
+        "database_schema",
+    ],
 };
 
 pub const WORKFLOW_RUN_SERVICE: Member = Member {
@@ -65,7 +88,27 @@ pub const WORKFLOW_RUN_SERVICE: Member = Member {
     default_addr: "127.0.0.1:50053",
     protocol: Protocol::Grpc,
     sqlite_file: Some("workflow-run.db"),
-    top_level_keys: &[],
+    settings: &[
+        "token_service_addr",
+        "auth_cache_ttl",
+        "auth_cache_capacity",
+        "max_workflows_per_org",
+        "otel_cicd_metrics",
+        "run_timeout",
+        "sweep_interval",
+        "run_retention",
+        "retention_interval",
+        "run_duration_buckets",
+        "upstream_timeout",
+        "upstream_tls_ca",
+        "upstream_tls_cert",
+        "upstream_tls_key",
+        "database_url",
+        "db_max_connections",
+        "db_connect_timeout",
+        "db_acquire_timeout",
+        "database_schema",
+    ],
 };
 
 pub const METRICS_SERVICE: Member = Member {
@@ -74,7 +117,18 @@ pub const METRICS_SERVICE: Member = Member {
     default_addr: "127.0.0.1:8080",
     protocol: Protocol::Http,
     sqlite_file: None,
-    top_level_keys: &[],
+    settings: &[
+        "org_service_addr",
+        "token_service_addr",
+        "workflow_run_service_addr",
+        "metrics_namespace",
+        "openmetrics_created_series",
+        "client_address_header",
+        "upstream_timeout",
+        "upstream_tls_ca",
+        "upstream_tls_cert",
+        "upstream_tls_key",
+    ],
 };
 
 /// Every member, in the order `runplane up` starts them.
@@ -85,27 +139,26 @@ pub const MEMBERS: [Member; 4] = [
     METRICS_SERVICE,
 ];
 
-/// The shared file as `member` reads it. Settings shared by the suite, and so
-/// allowed at the top: those of the groups every service that has them takes
-/// the same way (logging, the admin credential, failure limits, TLS, calls to
-/// peers), the peers' addresses, and the members' own top-level keys. The
-/// defaults that are the suite's to give: where the member listens, its
-/// database file, and where its peers listen.
-pub fn layout(member: &Member) -> Layout {
-    let groups = [
-        flags::<runplane_telemetry::LogArgs>(),
-        flags::<runplane_auth::AdminArgs>(),
-        flags::<runplane_auth::AuthFailureArgs>(),
-        flags::<runplane_tls::ServerTlsArgs>(),
-        flags::<runplane_client::UpstreamArgs>(),
-    ];
-    let mut shared_keys: Vec<String> = groups.into_iter().flatten().collect();
-    shared_keys.extend(MEMBERS.iter().filter_map(Member::address_key));
-    shared_keys.extend(
+/// Settings every service has that differ per service: a section's only.
+const SECTION_ONLY: &[&str] = &["listen_addr", "config"];
+
+/// The keys the top of the shared file may hold: every setting of some member
+/// (each applies those it has), but those that must differ per service.
+pub fn top_level_keys() -> Vec<String> {
+    let mut keys: std::collections::BTreeSet<String> = flags::<CommonArgs>().into_iter().collect();
+    keys.extend(
         MEMBERS
             .iter()
-            .flat_map(|m| m.top_level_keys.iter().map(|k| (*k).to_owned())),
+            .flat_map(|m| m.settings.iter().map(|k| (*k).to_owned())),
     );
+    keys.retain(|k| !SECTION_ONLY.contains(&k.as_str()));
+    keys.into_iter().collect()
+}
+
+/// The shared file as `member` reads it: its section, the top-level keys,
+/// and the defaults that are the suite's to give (where the member listens,
+/// its database file, where its peers listen).
+pub fn layout(member: &Member) -> Layout {
     let mut defaults = vec![("listen_addr".to_owned(), member.default_addr.to_owned())];
     if let Some(file) = member.sqlite_file {
         defaults.push((
@@ -119,11 +172,43 @@ pub fn layout(member: &Member) -> Layout {
             .filter_map(|m| Some((m.address_key()?, m.default_addr.to_owned()))),
     );
     Layout {
-        section: member.section.to_owned(),
+        section: Some(member.section.to_owned()),
         sections: MEMBERS.iter().map(|m| m.section.to_owned()).collect(),
-        shared_keys,
+        top_level_keys: top_level_keys(),
         defaults,
     }
+}
+
+/// The shared file as the `runplane` CLI reads it: the top-level keys it has
+/// (the services' addresses, the admin credential file, TLS towards them,
+/// logging), so that they are set once for the suite and the CLI alike.
+pub fn cli_layout() -> Layout {
+    Layout {
+        section: None,
+        sections: MEMBERS.iter().map(|m| m.section.to_owned()).collect(),
+        top_level_keys: top_level_keys(),
+        defaults: Vec::new(),
+    }
+}
+
+/// Panics unless `C`'s settings beyond [`CommonArgs`] are exactly those its
+/// member lists, so the suite's copy cannot drift from the service's `Config`
+/// (each service's tests call this).
+pub fn check_settings<C: crate::ServiceConfig>() {
+    let common: std::collections::BTreeSet<String> = flags::<CommonArgs>().into_iter().collect();
+    let declared: std::collections::BTreeSet<String> = C::command()
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .filter(|id| !common.contains(id) && !matches!(id.as_str(), "help" | "version"))
+        .collect();
+    let listed: std::collections::BTreeSet<String> =
+        C::MEMBER.settings.iter().map(|k| (*k).to_owned()).collect();
+    assert_eq!(
+        declared,
+        listed,
+        "{}'s settings differ from runplane_server::suite's list of them",
+        C::MEMBER.name
+    );
 }
 
 /// The settings (file keys) of an argument group.
@@ -139,28 +224,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shared_keys_are_the_groups_settings_the_addresses_and_the_orgs() {
-        let mut keys = layout(&METRICS_SERVICE).shared_keys;
-        keys.sort();
-        let mut expected = vec![
+    fn every_setting_but_the_per_service_ones_may_be_written_at_the_top() {
+        let keys = top_level_keys();
+        for key in [
             "prometheus_org_metrics",
-            "admin_token_file",
-            "log",
-            "log_format",
+            "run_timeout",
+            "database_url",
+            "request_timeout",
+            "max_workflows_per_org",
             "org_service_addr",
-            "token_service_addr",
-            "workflow_run_service_addr",
-            "upstream_timeout",
-            "auth_failures_per_minute",
+            "log_format",
             "tls_cert",
-            "tls_key",
-            "tls_client_ca",
             "upstream_tls_ca",
-            "upstream_tls_cert",
-            "upstream_tls_key",
-        ];
-        expected.sort_unstable();
-        assert_eq!(keys, expected);
+            "auth_failures_per_minute",
+            "admin_token_file",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} at the top");
+        }
+        for key in ["listen_addr", "config", "help"] {
+            assert!(!keys.iter().any(|k| k == key), "{key} is not");
+        }
         assert_eq!(
             layout(&ORG_SERVICE).sections,
             [

@@ -79,3 +79,11 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod settings {
+    #[test]
+    fn the_suite_knows_this_services_settings() {
+        runplane_server::suite::check_settings::<super::Config>();
+    }
+}

@@ -24,3 +24,11 @@ impl ServiceConfig for Config {
         &self.common
     }
 }
+
+#[cfg(test)]
+mod settings {
+    #[test]
+    fn the_suite_knows_this_services_settings() {
+        runplane_server::suite::check_settings::<super::Config>();
+    }
+}

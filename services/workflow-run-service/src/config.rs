@@ -75,6 +75,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_suite_knows_this_services_settings() {
+        suite::check_settings::<Config>();
+    }
+
+    #[test]
     fn the_default_buckets_are_chainloops() {
         let layout = suite::layout(&Config::MEMBER);
         let config: Config =
