@@ -192,7 +192,7 @@ async fn up_and_the_cli_take_the_services_addresses_from_the_file() {
             &config,
             "--org-service-addr",
             "127.0.0.1:1",
-            "--timeout",
+            "--call-timeout",
             "1s",
             "organization",
             "list",
@@ -244,5 +244,9 @@ async fn up_refuses_at_once_a_file_that_has_the_services_serve_tls() {
     assert!(!out.status.success());
     // Refused before anything starts, not after waiting for readiness.
     assert!(out.stderr.contains("plain text"), "{}", out.stderr);
-    assert!(!out.stderr.contains("did not become ready"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("did not become ready"),
+        "{}",
+        out.stderr
+    );
 }

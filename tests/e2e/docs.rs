@@ -15,7 +15,10 @@ fn flags_of(service: &str) -> BTreeSet<String> {
     String::from_utf8_lossy(&help.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with("--") && w.len() > 2)
-        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned())
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_owned()
+        })
         .filter(|w| !matches!(w.as_str(), "--help" | "--version"))
         .collect()
 }

@@ -21,6 +21,7 @@ fn start(workflow: &str) -> StartRunRequest {
         runner_type: RunnerType::GitlabPipeline.into(),
         run_url: "https://gitlab.example/jobs/1".to_owned(),
         request_id: String::new(),
+        timeout: None,
     }
 }
 

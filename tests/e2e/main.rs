@@ -16,6 +16,7 @@ mod grpc_api;
 mod hostile;
 mod large_scrape;
 mod limits;
+mod long_runs;
 mod org_metrics;
 mod postgres;
 mod prometheus;

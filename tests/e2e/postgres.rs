@@ -81,6 +81,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
                 runner_type: RunnerType::GithubAction.into(),
                 run_url: String::new(),
                 request_id: String::new(),
+                timeout: None,
             };
             let run = client
                 .start_run(bearer(request, &secret))
@@ -204,7 +205,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
         ("token-service", "token_service", 1),
-        ("workflow-run-service", "workflow_run_service", 5),
+        ("workflow-run-service", "workflow_run_service", 6),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
         suite.start_instances(service, &replicas, peers).await;

@@ -47,6 +47,7 @@ pub(crate) async fn through_api(
                     runner_type: RunnerType::GithubAction.into(),
                     run_url: String::new(),
                     request_id: String::new(),
+                    timeout: None,
                 };
                 let t0 = Instant::now();
                 let run = api

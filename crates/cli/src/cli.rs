@@ -66,8 +66,8 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "RUNPLANE_ADMIN_TOKEN_FILE")]
     pub(crate) admin_token_file: Option<PathBuf>,
     /// Deadline for each call to a service.
-    #[arg(long, global = true, env = "RUNPLANE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub(crate) timeout: Duration,
+    #[arg(long, global = true, env = "RUNPLANE_CALL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) call_timeout: Duration,
     /// Print only the essential value (a token, a run id) on stdout, for scripts.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,

@@ -90,7 +90,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
             .unwrap_or_else(|| global.data_dir.join("admin-token")),
     })?;
     let upstream = UpstreamArgs {
-        upstream_timeout: global.timeout,
+        upstream_timeout: global.call_timeout,
         tls: global.tls.clone(),
     };
     if let OrganizationCommand::ApiToken(command) = command {

@@ -100,6 +100,11 @@ pub(crate) struct StartArgs {
     /// (default: one per invocation, so this command's own retries are safe).
     #[arg(long)]
     request_id: Option<String>,
+    /// How long this run may take before it is marked expired, e.g. `6h` (at
+    /// most 30d; default: the service's run_timeout). An outcome reported
+    /// after expiry still replaces it.
+    #[arg(long, value_parser = runplane_config::parse_duration)]
+    timeout: Option<Duration>,
 }
 
 /// How a runner talks to runplane: its token, and how hard it tries.
@@ -113,7 +118,8 @@ pub(crate) struct TokenArg {
     #[arg(long, env = "RUNPLANE_RETRY_FOR", default_value = "30s", value_parser = runplane_config::parse_duration)]
     retry_for: Duration,
     /// Never fail the CI job because of runplane: report failures as warnings and
-    /// exit 0 (`run exec` still exits with the command's code).
+    /// exit 0. (`run exec` always does: it runs the command and exits with its
+    /// code, whatever happens to the reporting.)
     #[arg(long, env = "RUNPLANE_BEST_EFFORT")]
     best_effort: bool,
 }
@@ -236,6 +242,11 @@ impl Reporter<'_> {
             runner_type: args.runner.unwrap_or(detected.runner).into(),
             run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
             request_id: args.request_id.unwrap_or_else(invocation_id),
+            timeout: args
+                .timeout
+                .map(prost_types::Duration::try_from)
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--timeout is too long"))?,
         };
         let started = self
             .call(
@@ -273,7 +284,7 @@ impl Reporter<'_> {
 /// Runs a run command.
 pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode> {
     let upstream = UpstreamArgs {
-        upstream_timeout: global.timeout,
+        upstream_timeout: global.call_timeout,
         tls: global.tls.clone(),
     };
     let client =
@@ -344,10 +355,7 @@ async fn report<'a>(
             run,
             token,
             command,
-        } => {
-            let best_effort = token.best_effort;
-            exec(global, reporter(token), run, command, best_effort).await
-        }
+        } => exec(global, reporter(token), run, command).await,
         RunCommand::DeleteWorkflow {
             workflow,
             project,
@@ -427,18 +435,17 @@ async fn exec(
     mut reporter: Reporter<'_>,
     args: StartArgs,
     command: Vec<String>,
-    best_effort: bool,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    // With --best-effort the command runs even when runplane cannot be reached.
+    // The command runs whatever happens to its reporting: a CI job must not
+    // fail because runplane could not be told about it.
     let run = match reporter.start(args).await {
         Ok(run) => Some(run),
-        Err(e) if best_effort => {
-            eprintln!("runplane: warning: {e:#}; running the command unreported (--best-effort)");
+        Err(e) => {
+            eprintln!("runplane: warning: {e:#}; running the command unreported");
             None
         }
-        Err(e) => return Err(e),
     };
     if let (Some(run), false) = (&run, global.quiet) {
         eprintln!(
@@ -501,11 +508,8 @@ async fn exec(
             );
         }
         Ok(_) => {}
-        Err(e) if best_effort => {
-            eprintln!("runplane: warning: {e:#} (--best-effort: not failing the job)");
-        }
         // The command's own exit code matters more to CI than our failure to report it.
-        Err(e) => eprintln!("runplane: error: {e:#}"),
+        Err(e) => eprintln!("runplane: warning: {e:#}; the command's outcome stands"),
     }
     Ok(ExitCode::from(code))
 }

@@ -90,6 +90,28 @@ pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[
     }
 }
 
+/// Moves a run counted as expired to the outcome its runner reported after
+/// all: it leaves the expired count of its runner (the expired histogram goes
+/// when it holds no run any more) and counts as `run` says, with its real
+/// duration. The expired outcome's newest finish time stays as it was: which
+/// expiry came before this one is not kept. Prometheus reads the expired
+/// counter's decrease as a reset.
+pub(crate) fn replace_expiry(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
+    let key = (RunStatus::Expired.label(), run.runner.label());
+    if let Some(at) = aggregates
+        .durations
+        .iter()
+        .position(|o| outcome_key(o) == key)
+    {
+        let expired = &mut aggregates.durations[at];
+        expired.runs_total = expired.runs_total.saturating_sub(1);
+        if expired.runs_total == 0 {
+            aggregates.durations.remove(at);
+        }
+    }
+    count(aggregates, run, buckets);
+}
+
 /// The histogram of one outcome, created over `buckets` if it is the first
 /// run to finish so. Outcomes are kept in (status, runner) label order, the
 /// order the scrape lists their series in.
@@ -259,5 +281,50 @@ mod tests {
             Some(timestamp(1_000)),
             "the newest finish of the outcome stays"
         );
+    }
+
+    #[test]
+    fn an_outcome_after_expiry_moves_the_run_from_expired_to_it() {
+        let mut aggregates = new("id", "default", "build", 0);
+        let buckets = [10.0, 60.0];
+        count(
+            &mut aggregates,
+            finished(RunStatus::Expired, 1_000, None),
+            &buckets,
+        );
+        count(
+            &mut aggregates,
+            finished(RunStatus::Expired, 2_000, None),
+            &buckets,
+        );
+        // The second expired run reports success after all, 30 s long.
+        replace_expiry(
+            &mut aggregates,
+            finished(RunStatus::Success, 3_000, Some(30_000)),
+            &buckets,
+        );
+        let outcomes: Vec<(RunStatus, u64, u64)> = aggregates
+            .durations
+            .iter()
+            .map(|d| (d.status(), d.runs_total, d.count))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [(RunStatus::Expired, 1, 0), (RunStatus::Success, 1, 1)]
+        );
+        assert_eq!(aggregates.durations[1].bucket_counts, [0, 1]);
+        let last = aggregates.last_run.as_ref().expect("a last run");
+        assert_eq!(
+            (last.status(), last.duration_seconds),
+            (RunStatus::Success, Some(30.0))
+        );
+        // The first reports too: no expired run is left, nor its histogram.
+        replace_expiry(
+            &mut aggregates,
+            finished(RunStatus::Error, 4_000, Some(5_000)),
+            &buckets,
+        );
+        let statuses: Vec<RunStatus> = aggregates.durations.iter().map(|d| d.status()).collect();
+        assert_eq!(statuses, [RunStatus::Error, RunStatus::Success]);
     }
 }

@@ -112,17 +112,21 @@ impl CicdMetrics {
         self.active.add(1, &attributes);
     }
 
-    /// A run finished (only the call that finished it, not a retry).
+    /// A run finished (only the call that finished it, not a retry). A run
+    /// that had expired left the active ones then.
     pub(crate) fn finished(
         &self,
         pipeline: &Pipeline<'_>,
         outcome: RunStatus,
         seconds: Option<f64>,
+        was_expired: bool,
     ) {
         let mut attributes = pipeline.attributes();
-        let mut executing = attributes.clone();
-        executing.push(KeyValue::new("cicd.pipeline.run.state", "executing"));
-        self.active.add(-1, &executing);
+        if !was_expired {
+            let mut executing = attributes.clone();
+            executing.push(KeyValue::new("cicd.pipeline.run.state", "executing"));
+            self.active.add(-1, &executing);
+        }
         let result = result(outcome);
         attributes.push(KeyValue::new("cicd.pipeline.result", result));
         if let Some(seconds) = seconds {

@@ -54,6 +54,9 @@ pub(crate) mod run {
         pub(crate) finished_at_ms: Option<i64>,
         /// The client's idempotency key for StartRun, when it sent one.
         pub(crate) request_id: Option<String>,
+        /// The run's own deadline, when its runner set a timeout; else the
+        /// service's run timeout applies.
+        pub(crate) expires_at_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

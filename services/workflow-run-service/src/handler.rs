@@ -21,8 +21,8 @@ use crate::error::Error;
 use crate::lifecycle::{Lifecycle, Org, Start};
 use crate::store::{RunFilter, Store, WorkflowRef};
 use crate::validation::{
-    project_or_default, reportable_outcome, validate_name, validate_reason, validate_run_id,
-    validate_run_url,
+    project_or_default, reportable_outcome, run_timeout, validate_name, validate_reason,
+    validate_run_id, validate_run_url,
 };
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
@@ -83,6 +83,7 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
         status: RunStatus::from_label(&run.status).into(),
         start_time: Some(timestamp(run.started_at_ms)),
         finish_time: run.finished_at_ms.map(timestamp),
+        expire_time: run.expires_at_ms.map(timestamp),
         id: run.id,
         workflow_id: run.workflow_id,
         run_url: run.run_url,
@@ -147,6 +148,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
             Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
         })?;
+        let timeout = request.timeout.as_ref().map(run_timeout).transpose()?;
         let (workflow, run) = self
             .lifecycle
             .start(
@@ -157,6 +159,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                     runner,
                     run_url: &request.run_url,
                     request_id,
+                    timeout,
                 },
             )
             .await?;

@@ -29,6 +29,8 @@ pub(crate) struct Start<'a> {
     pub(crate) run_url: &'a str,
     /// The runner's idempotency key: a repeated start returns the first run.
     pub(crate) request_id: Option<&'a str>,
+    /// The run's own timeout, if its runner set one (else the service's).
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 /// Runs through their life, over the store.
@@ -64,7 +66,13 @@ impl Lifecycle {
                 .await?;
             match self
                 .store
-                .start(&workflow, start.runner, start.run_url, start.request_id)
+                .start(
+                    &workflow,
+                    start.runner,
+                    start.run_url,
+                    start.request_id,
+                    start.timeout.map(runplane_api::time::duration_ms),
+                )
                 .await
             {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {
@@ -124,7 +132,7 @@ impl Lifecycle {
                 org_name: org.and_then(|o| o.name),
                 name: &name,
             };
-            cicd.finished(&pipeline, outcome, seconds);
+            cicd.finished(&pipeline, outcome, seconds, finished.was_expired);
         }
         Ok(run)
     }

@@ -30,10 +30,11 @@ pub(crate) async fn sweep(
     timeout: Duration,
     reason: &str,
 ) -> Result<u64, Error> {
-    let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(timeout);
+    let now = runplane_api::time::now_ms();
+    let cutoff = now - runplane_api::time::duration_ms(timeout);
     let mut expired = 0;
     loop {
-        let stale = lifecycle.store().stale_runs(cutoff, BATCH).await?;
+        let stale = lifecycle.store().stale_runs(cutoff, now, BATCH).await?;
         for run_id in &stale {
             match lifecycle.expire(run_id, reason).await {
                 Ok(_) => expired += 1,

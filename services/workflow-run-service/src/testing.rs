@@ -59,7 +59,7 @@ impl Storage {
             .await?;
         let started = self
             .store
-            .start(&workflow, RunnerType::GithubAction, "", None)
+            .start(&workflow, RunnerType::GithubAction, "", None, None)
             .await?;
         self.store
             .finish(Finish {
@@ -127,6 +127,7 @@ impl Store {
                     started_at_ms: Set(started),
                     finished_at_ms: Set(Some(finished)),
                     request_id: Set(None),
+                    expires_at_ms: Set(None),
                 });
                 if runs.len() == ROWS_PER_STATEMENT {
                     written += runs.len() as u64;

@@ -1,6 +1,8 @@
 //! Runs and workflows as the domain sees them: statuses, runner types, and the
 //! rules for what a runner may send.
 
+use std::time::Duration;
+
 use runplane_api::workflowrun::v1::RunStatus;
 
 use crate::error::Error;
@@ -68,6 +70,25 @@ pub(crate) fn validate_run_id(run_id: &str) -> Result<(), Error> {
         "run_id {} is not a run id: pass the id StartRun returned",
         runplane_server::input::quoted(run_id)
     )))
+}
+
+/// The longest a runner may set a run's own timeout to.
+pub(crate) const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
+
+/// A run's own timeout, as its runner sent it: above zero, at most 30 days.
+pub(crate) fn run_timeout(timeout: &prost_types::Duration) -> Result<Duration, Error> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "timeout must be above zero and at most {} (30 days); leave it unset for the \
+             service's run timeout",
+            humantime::format_duration(MAX_RUN_TIMEOUT)
+        ))
+    };
+    let timeout = Duration::try_from(*timeout).map_err(|_| invalid())?;
+    if timeout.is_zero() || timeout > MAX_RUN_TIMEOUT {
+        return Err(invalid());
+    }
+    Ok(timeout)
 }
 
 /// Checks a finish reason's length.

@@ -7,6 +7,7 @@ mod m20261124_000002_index_finished_runs;
 mod m20261124_000003_run_request_ids;
 mod m20261124_000004_outcome_aggregates;
 mod m20261125_000005_metrics_records;
+mod m20261125_000006_run_deadlines;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_run_request_ids::Migration),
             Box::new(m20261124_000004_outcome_aggregates::Migration),
             Box::new(m20261125_000005_metrics_records::Migration),
+            Box::new(m20261125_000006_run_deadlines::Migration),
         ]
     }
 

@@ -121,7 +121,10 @@ pub(crate) mod test_support {
             request_id: Option<&str>,
         ) -> Result<crate::entity::run::Model, crate::error::Error> {
             let runner = runplane_api::workflowrun::v1::RunnerType::from_label(runner);
-            Ok(self.start(workflow, runner, run_url, request_id).await?.run)
+            Ok(self
+                .start(workflow, runner, run_url, request_id, None)
+                .await?
+                .run)
         }
 
         /// Finishes a run.

@@ -31,9 +31,16 @@ pub(super) enum Write {
 pub(super) enum Written {
     /// The run, or `None` if its workflow was deleted meanwhile.
     Started(Option<run::Model>),
-    /// The run as finished, or `None` if it was not in progress (or not the
-    /// caller's): the caller finds out which.
-    Finished(Option<run::Model>),
+    /// The run as finished, or `None` if it was not in progress nor expired
+    /// (or not the caller's): the caller finds out which.
+    Finished(Option<Claimed>),
+}
+
+/// A run a finish claimed.
+pub(super) struct Claimed {
+    pub(super) run: run::Model,
+    /// It had been marked expired, and its runner's outcome replaced that.
+    pub(super) was_expired: bool,
 }
 
 /// A run to finish, as the request asked it.
@@ -72,7 +79,10 @@ impl Store {
                     // The workflow's row, then the run's: the lock order of
                     // every write (see the store's module doc).
                     first.push(record_of_run(backend, &claim.run_id));
-                    first.push(claim.statement(backend));
+                    first.push(claim.statement(backend, RunStatus::Initialized));
+                    // A runner's outcome after its run expired replaces the
+                    // expiry; it is tried only if the first claim found nothing.
+                    first.push(claim.statement(backend, RunStatus::Expired));
                 }
             }
         }
@@ -92,10 +102,14 @@ impl Store {
                     written.push(Written::Started(inserted.then(|| run.clone())));
                 }
                 Write::Finish(claim) => {
-                    let (record_rows, run_rows) = (next()?, next()?);
-                    let Some(row) = run_rows.first() else {
-                        written.push(Written::Finished(None));
-                        continue;
+                    let (record_rows, in_progress, expired) = (next()?, next()?, next()?);
+                    let (row, was_expired) = match (in_progress.first(), expired.first()) {
+                        (Some(row), _) => (row, false),
+                        (None, Some(row)) => (row, true),
+                        (None, None) => {
+                            written.push(Written::Finished(None));
+                            continue;
+                        }
                     };
                     let run = run::Model::from_query_result(row, "")?;
                     // No record: the workflow was deleted, and its aggregates with it.
@@ -108,9 +122,14 @@ impl Store {
                                 entry.insert(record::decode(&stored)?)
                             }
                         };
-                        aggregate::count(record, finished(&run, claim), &self.buckets);
+                        let run = finished(&run, claim);
+                        if was_expired {
+                            aggregate::replace_expiry(record, run, &self.buckets);
+                        } else {
+                            aggregate::count(record, run, &self.buckets);
+                        }
                     }
-                    written.push(Written::Finished(Some(run)));
+                    written.push(Written::Finished(Some(Claimed { run, was_expired })));
                 }
             }
         }
@@ -133,7 +152,16 @@ impl Claim {
     /// transaction that starts with it, this takes the write lock (or the row
     /// lock) first, so concurrent finishes queue rather than deadlock, and a
     /// retry sees the first one's outcome.
-    fn statement(&self, backend: DbBackend) -> Statement {
+    ///
+    /// `from` is the state the run must be in: in progress, or, for a
+    /// runner's outcome (never the sweeper's), expired.
+    fn statement(&self, backend: DbBackend, from: RunStatus) -> Statement {
+        let from = match (from, &self.org_id, self.outcome) {
+            (RunStatus::Expired, Some(_), outcome) if outcome != RunStatus::Expired => from,
+            // Nothing else may claim an expired run: a statement that matches no row.
+            (RunStatus::Expired, _, _) => RunStatus::Unspecified,
+            (from, _, _) => from,
+        };
         let mut claim = run::Entity::update_many()
             .col_expr(run::Column::Status, Expr::value(self.status()))
             .col_expr(run::Column::Reason, Expr::value(&self.reason))
@@ -142,7 +170,7 @@ impl Claim {
                 finished_at_no_earlier_than_start(self.now_ms),
             )
             .filter(run::Column::Id.eq(&self.run_id))
-            .filter(run::Column::Status.eq(RunStatus::Initialized.label()));
+            .filter(run::Column::Status.eq(from.label()));
         if let Some(org_id) = &self.org_id {
             claim = claim.filter(run::Column::OrgId.eq(org_id));
         }
@@ -182,6 +210,7 @@ fn insert_run_of_existing_workflow(
             Expr::val(&run.reason),
             Expr::val(run.started_at_ms),
             Expr::val(run.request_id.clone()),
+            Expr::val(run.expires_at_ms),
         ])
         .from(workflow::Entity)
         .and_where(workflow::Column::Id.eq(&run.workflow_id))
@@ -199,6 +228,7 @@ fn insert_run_of_existing_workflow(
             run::Column::Reason,
             run::Column::StartedAtMs,
             run::Column::RequestId,
+            run::Column::ExpiresAtMs,
         ])
         .select_from(values)
         .map_err(|e| DbErr::Custom(e.to_string()))?
@@ -284,6 +314,7 @@ pub(super) mod tests {
             started_at_ms: runplane_api::time::now_ms(),
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
+            expires_at_ms: None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use sea_orm::sea_query::{Order, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::Store;
 use super::run_writes::{Claim, Write, Written};
@@ -40,17 +40,22 @@ pub(crate) struct FinishedRun {
     pub(crate) run: run::Model,
     /// Whether this call finished it, rather than repeating a finish already recorded.
     pub(crate) finished_now: bool,
+    /// It had been marked expired, and this call's outcome replaced that.
+    pub(crate) was_expired: bool,
 }
 
 impl Store {
     /// Records a new run of `workflow`, in progress. With a `request_id`, a
     /// repeated call returns the run the first one created (idempotent start).
+    /// `timeout_ms`, when the runner set one, is the run's own deadline;
+    /// otherwise the sweeper applies the service's run timeout.
     pub(crate) async fn start(
         &self,
         workflow: &super::WorkflowRef,
         runner: RunnerType,
         run_url: &str,
         request_id: Option<&str>,
+        timeout_ms: Option<i64>,
     ) -> Result<StartedRun, Error> {
         let repeated = |run| StartedRun {
             run,
@@ -61,6 +66,7 @@ impl Store {
         {
             return Ok(repeated(same_workflow(existing, workflow, key)?));
         }
+        let started_at_ms = runplane_api::time::now_ms();
         let model = run::Model {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: workflow.org_id.clone(),
@@ -69,9 +75,10 @@ impl Store {
             run_url: run_url.to_owned(),
             status: RunStatus::Initialized.label().to_owned(),
             reason: String::new(),
-            started_at_ms: runplane_api::time::now_ms(),
+            started_at_ms,
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
+            expires_at_ms: timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
         };
         match self.write(Write::Start(model)).await {
             Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
@@ -125,13 +132,15 @@ impl Store {
             now_ms: runplane_api::time::now_ms(),
         };
         match self.write(Write::Finish(claim)).await? {
-            Written::Finished(Some(run)) => Ok(FinishedRun {
-                run,
+            Written::Finished(Some(claimed)) => Ok(FinishedRun {
+                run: claimed.run,
                 finished_now: true,
+                was_expired: claimed.was_expired,
             }),
             _ => Ok(FinishedRun {
                 run: self.already_finished(&finish).await?,
                 finished_now: false,
+                was_expired: false,
             }),
         }
     }
@@ -201,17 +210,26 @@ impl Store {
         Ok(result.rows_affected)
     }
 
-    /// Ids of up to `limit` runs still in progress that started before `started_before_ms`.
+    /// Ids of up to `limit` runs still in progress past their deadline at
+    /// `now_ms`: their own, else having started before `started_before_ms`.
     pub(crate) async fn stale_runs(
         &self,
         started_before_ms: i64,
+        now_ms: i64,
         limit: u64,
     ) -> Result<Vec<String>, Error> {
+        let past_deadline = Condition::any()
+            .add(
+                Condition::all()
+                    .add(run::Column::ExpiresAtMs.is_null())
+                    .add(run::Column::StartedAtMs.lt(started_before_ms)),
+            )
+            .add(run::Column::ExpiresAtMs.lt(now_ms));
         let ids = run::Entity::find()
             .select_only()
             .column(run::Column::Id)
             .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
-            .filter(run::Column::StartedAtMs.lt(started_before_ms))
+            .filter(past_deadline)
             .limit(limit)
             .into_tuple::<String>()
             .all(&self.db)
@@ -359,7 +377,11 @@ mod tests {
             .await
             .expect("start");
         let stale = store
-            .stale_runs(runplane_api::time::now_ms() + 1, 10)
+            .stale_runs(
+                runplane_api::time::now_ms() + 1,
+                runplane_api::time::now_ms(),
+                10,
+            )
             .await
             .expect("stale");
         assert_eq!(stale, std::slice::from_ref(&run.id));
@@ -390,7 +412,11 @@ mod tests {
         );
         assert!(
             store
-                .stale_runs(runplane_api::time::now_ms() + 1, 10)
+                .stale_runs(
+                    runplane_api::time::now_ms() + 1,
+                    runplane_api::time::now_ms(),
+                    10
+                )
                 .await
                 .expect("stale")
                 .is_empty()
@@ -446,5 +472,86 @@ mod tests {
             .expect("workflows");
         assert_eq!(listed[0].last_run_status.as_deref(), Some("error"));
         assert_eq!(listed[0].last_run_duration_ms, took_ms);
+    }
+
+    #[tokio::test]
+    async fn a_run_has_its_own_deadline_and_an_outcome_after_expiry_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, wf) = store_with_workflow(&dir, "release").await;
+        let now = runplane_api::time::now_ms();
+        let long = store
+            .start(&wf, RunnerType::GithubAction, "", None, Some(3_600_000))
+            .await
+            .expect("start")
+            .run;
+        let short = store
+            .start(&wf, RunnerType::GithubAction, "", None, Some(1))
+            .await
+            .expect("start")
+            .run;
+        assert_eq!(long.expires_at_ms, Some(long.started_at_ms + 3_600_000));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // With the service's timeout long past for every run: only the one
+        // whose own deadline has come is stale, whatever the service's says.
+        let stale = store
+            .stale_runs(now - 86_400_000, runplane_api::time::now_ms(), 10)
+            .await
+            .expect("stale");
+        assert_eq!(stale, std::slice::from_ref(&short.id));
+
+        // The short run expires, then its runner reports success after all.
+        let finish = |outcome, org: Option<&'static str>| Finish {
+            org_id: org,
+            run_id: "",
+            outcome,
+            reason: "",
+        };
+        let expired = store
+            .finish(Finish {
+                run_id: &short.id,
+                ..finish(RunStatus::Expired, None)
+            })
+            .await
+            .expect("expire");
+        assert!(expired.finished_now && !expired.was_expired);
+        let late = store
+            .finish(Finish {
+                run_id: &short.id,
+                ..finish(RunStatus::Success, Some("org"))
+            })
+            .await
+            .expect("an outcome after expiry");
+        assert!(late.finished_now && late.was_expired);
+        assert_eq!(late.run.status, "success");
+        // Exactly once: the same outcome again is a no-op, another is refused,
+        // and the sweeper cannot expire it again.
+        let again = store
+            .finish(Finish {
+                run_id: &short.id,
+                ..finish(RunStatus::Success, Some("org"))
+            })
+            .await
+            .expect("idempotent");
+        assert!(!again.finished_now);
+        assert!(matches!(
+            store
+                .finish(Finish {
+                    run_id: &short.id,
+                    ..finish(RunStatus::Error, Some("org"))
+                })
+                .await,
+            Err(Error::AlreadyFinished { .. })
+        ));
+        let page = crate::store::test_support::org_metrics(&store).await;
+        let outcomes: Vec<(RunStatus, u64)> = page[0]
+            .durations
+            .iter()
+            .map(|d| (d.status(), d.runs_total))
+            .collect();
+        assert_eq!(outcomes, [(RunStatus::Success, 1)], "moved, not added");
+        assert_eq!(
+            store.get_run("org", &short.id).await.expect("run").status,
+            "success"
+        );
     }
 }
