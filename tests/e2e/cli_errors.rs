@@ -133,6 +133,28 @@ async fn management_errors_are_clear() {
         "{missing}"
     );
 
+    // An address that is another service's, or not a gRPC service at all:
+    // named, with the setting to check.
+    let token_service = suite.addrs[1].to_string();
+    let elsewhere = suite
+        .cli(&["--org-service-addr", &token_service, "organization", "list"])
+        .await
+        .err();
+    assert!(
+        elsewhere.contains(&format!("{token_service} does not serve org-service's API"))
+            && elsewhere.contains("--org-service-addr"),
+        "{elsewhere}"
+    );
+    let http = suite.addrs[3].to_string();
+    let not_grpc = suite
+        .cli(&["--org-service-addr", &http, "organization", "list"])
+        .await
+        .err();
+    assert!(
+        not_grpc.contains(&http) && not_grpc.contains("not gRPC"),
+        "{not_grpc}"
+    );
+
     // Runner mistakes: no token, bad status, unknown run, unknown runner.
     let no_token = suite.cli(&["run", "start", "--workflow", "w"]).await.err();
     assert!(no_token.contains("--token"), "{no_token}");

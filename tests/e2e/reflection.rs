@@ -5,7 +5,8 @@ use tonic_reflection::pb::{v1, v1alpha};
 use crate::support::{Suite, channel};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_grpc_service_lists_itself_and_health_over_both_reflection_versions() {
+async fn every_grpc_service_lists_itself_and_health_over_both_reflection_versions_and_nothing_else()
+{
     let mut suite = Suite::new("");
     suite.up().await;
     let expected = [
@@ -46,6 +47,13 @@ async fn every_grpc_service_lists_itself_and_health_over_both_reflection_version
             names.iter().any(|n| n == "grpc.health.v1.Health"),
             "health missing from {names:?}"
         );
+        // Only what this port serves: not the other services of the contract.
+        for other in expected.iter().filter(|s| **s != own) {
+            assert!(
+                !names.iter().any(|n| n == other),
+                "{other} listed at {own}'s port: {names:?}"
+            );
+        }
 
         let request = v1alpha::ServerReflectionRequest {
             host: String::new(),

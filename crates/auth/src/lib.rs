@@ -36,7 +36,7 @@ pub enum AuthError {
     #[error(transparent)]
     TooManyFailures(#[from] TooManyFailures),
     /// token-service could not be reached or did not answer in time.
-    #[error("authentication is unavailable: {0}")]
+    #[error("authentication is unavailable: token-service: {0}")]
     Unavailable(String),
     /// token-service answered something unexpected.
     #[error("authentication failed unexpectedly")]

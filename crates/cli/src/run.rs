@@ -194,9 +194,11 @@ impl Reporter<'_> {
             match attempt().await {
                 Err(status)
                     if runplane_client::classify(&status).is_retryable()
-                        && Instant::now() + delay < deadline =>
+                        && Instant::now() < deadline =>
                 {
-                    let pause = jittered(delay);
+                    // The last pause ends at the deadline, for one more try.
+                    let pause =
+                        jittered(delay).min(deadline.saturating_duration_since(Instant::now()));
                     eprintln!(
                         "runplane: {what}: {} (retrying in {} ms)",
                         status.message(),

@@ -94,7 +94,7 @@ fn pushback(status: &Status) -> Option<Duration> {
 /// transport rather than sent by the callee: a callee's own answers carry no
 /// source error, while tonic attaches the transport's (hyper's, the socket's)
 /// to the status it makes when the connection fails, whatever code it picks.
-fn made_by_transport(status: &Status) -> bool {
+pub fn made_by_transport(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if error.is::<tonic::transport::Error>()

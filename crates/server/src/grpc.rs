@@ -40,6 +40,11 @@ pub struct ServerArgs {
     pub tls: runplane_tls::ServerTlsArgs,
 }
 
+/// The services every gRPC port serves besides its own, as reflection names them.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
 /// The largest request message a server accepts. runplane's requests are a
 /// few hundred bytes; anything near this is an attack or a bug.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
@@ -83,14 +88,22 @@ where
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(runplane_api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection lists what this port serves, not every service of the contract.
+    let reflection = || {
+        service_names.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(runplane_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(HEALTH_SERVICE),
+            |builder, name| builder.with_service_name(*name),
+        )
+    };
+    let reflection_v1 = reflection()
+        .with_service_name(REFLECTION_V1)
         .build_v1()
         .context("building reflection (v1)")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(runplane_api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
+        .with_service_name(REFLECTION_V1ALPHA)
         .build_v1alpha()
         .context("building reflection (v1alpha)")?;
     let routes: Routes = routes
