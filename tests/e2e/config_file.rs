@@ -250,3 +250,68 @@ async fn up_refuses_at_once_a_file_that_has_the_services_serve_tls() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_says_where_the_data_is_when_the_file_puts_it_elsewhere() {
+    let mut suite = Suite::new("");
+    if suite.database_url().is_some() {
+        // In PostgreSQL mode `--database-url` decides; covered by postgres.rs.
+        return;
+    }
+    let elsewhere = suite.dir.path().join("elsewhere").join("org.db");
+    let mut config = std::fs::read_to_string(&suite.config).expect("config");
+    config.push_str(&format!(
+        "org_service:\n  database_url: sqlite://{}\n",
+        elsewhere.display()
+    ));
+    std::fs::write(&suite.config, config).expect("write");
+    suite.up().await;
+    let said = suite.up_output();
+    assert!(
+        said.contains(&format!("Data in sqlite://{}", elsewhere.display())),
+        "{said}"
+    );
+    assert!(elsewhere.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_admin_credential_runs_a_deployment() {
+    let mut suite = Suite::new("");
+    let file = suite.dir.path().join("generated-admin-token");
+    let path = file.to_string_lossy().into_owned();
+    suite
+        .cli(&["admin-token", "generate", "--output", &path])
+        .await
+        .ok();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("written").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let credential = std::fs::read_to_string(&file).expect("read");
+    assert!(credential.trim().starts_with("rpa_"), "{credential}");
+    // Never overwritten.
+    suite
+        .cli(&["admin-token", "generate", "--output", &path])
+        .await
+        .err();
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), credential);
+
+    // The suite takes it from the file instead of minting its own, and the
+    // CLI manages with it.
+    let mut config = std::fs::read_to_string(&suite.config).expect("config");
+    config.push_str(&format!("admin_token_file: {path}\n"));
+    std::fs::write(&suite.config, config).expect("write");
+    suite.up().await;
+    suite
+        .cli(&[
+            "--admin-token-file",
+            &path,
+            "organization",
+            "create",
+            "--name",
+            "cyberdyne",
+        ])
+        .await
+        .ok();
+    assert!(!suite.data_dir().join("admin-token").exists());
+}

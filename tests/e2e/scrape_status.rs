@@ -49,6 +49,9 @@ async fn scrape_answers_each_failure_with_the_right_status() {
             "one plain line: {:?}",
             answer.body
         );
+        if auth.is_some_and(|a| a.starts_with("Basic")) {
+            assert!(answer.body.contains("only Bearer"), "{}", answer.body);
+        }
     }
     // One character of the secret changed: the checksum catches it before any lookup.
     let mut forged = token.clone().into_bytes();
@@ -193,5 +196,26 @@ async fn scrape_answers_each_failure_with_the_right_status() {
     assert!(
         !own.body.contains("cyberdyne"),
         "own metrics must not carry tenant names"
+    );
+
+    // Refusals are logged one by one; scrapes that went well are not, but
+    // summed (here, when the suite stops).
+    assert!(suite.stop_up().await.success());
+    let log = suite.log();
+    let requests: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" request ") && l.contains("/prom/{org}/metrics"))
+        .collect();
+    assert!(requests.iter().any(|l| l.contains("status=401")), "{log}");
+    assert!(!requests.iter().any(|l| l.contains("status=200")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("requests served since the last summary")
+                && l.contains("/prom/{org}/metrics 200")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("trace_id=\"\""),
+        "an empty trace id is left out"
     );
 }

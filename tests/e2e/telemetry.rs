@@ -134,6 +134,11 @@ async fn one_scrape_is_one_trace_across_the_services_and_every_service_measures_
             "deployment.environment=e2e".into(),
         ),
         ("RUNPLANE_LOG_FORMAT".into(), "json".into()),
+        // Successful requests are logged one by one at DEBUG.
+        (
+            "RUNPLANE_LOG".into(),
+            "debug,sqlx=warn,h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn,opentelemetry=warn,opentelemetry_sdk=warn".into(),
+        ),
     ];
     suite.up().await;
     suite
@@ -312,7 +317,8 @@ async fn one_scrape_is_one_trace_across_the_services_and_every_service_measures_
         "no tenant names on the operators' endpoint"
     );
 
-    // One JSON log event per request, with method, code, latency, org and trace id.
+    // One JSON log event per request (at DEBUG when it went well), with
+    // method, code, latency, org and trace id.
     let log = suite.log();
     let events: Vec<serde_json::Value> = log
         .lines()

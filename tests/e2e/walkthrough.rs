@@ -44,6 +44,19 @@ async fn walkthrough_on_the_embedded_default() {
         0,
         "admin-token must not be readable by others"
     );
+    // So are the data directory and, on SQLite, every organization's data.
+    let private = |path: std::path::PathBuf| {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).expect("exists").permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "{} is readable by others", path.display());
+    };
+    private(suite.data_dir());
+    if suite.database_url().is_none() {
+        for file in ["org.db", "token.db", "workflow-run.db"] {
+            private(suite.data_dir().join(file));
+        }
+    }
 
     let created = suite
         .cli(&["organization", "create", "--name", "cyberdyne"])

@@ -26,6 +26,9 @@ pub enum AuthError {
     /// No `authorization: Bearer …` on the call.
     #[error("missing credential: send `authorization: Bearer <token>`")]
     Missing,
+    /// A credential in another scheme (`Basic …`).
+    #[error("only Bearer credentials are accepted: send `authorization: Bearer <token>`")]
+    NotBearer,
     /// Malformed, unknown, expired or revoked: the caller learns nothing more.
     #[error("invalid, expired or revoked token")]
     Invalid,
@@ -46,7 +49,9 @@ pub enum AuthError {
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing | AuthError::Invalid => Status::unauthenticated(e.to_string()),
+            AuthError::Missing | AuthError::NotBearer | AuthError::Invalid => {
+                Status::unauthenticated(e.to_string())
+            }
             AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
             AuthError::TooManyFailures(_) => Status::resource_exhausted(e.to_string()),
             AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
@@ -66,6 +71,13 @@ pub fn bearer_from_header(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
 }
 
+/// Whether an `Authorization` header value uses a scheme other than Bearer
+/// (`Basic …`): worth telling its sender that only Bearer is accepted.
+pub fn is_other_scheme(value: &str) -> bool {
+    let scheme = value.trim().split(' ').next().unwrap_or_default();
+    !scheme.is_empty() && !scheme.eq_ignore_ascii_case("bearer")
+}
+
 /// The IP address a gRPC request came from, when the transport knows it.
 pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<IpAddr> {
     request.remote_addr().map(|a| a.ip())
@@ -73,12 +85,16 @@ pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<IpAddr> {
 
 /// The bearer secret of a gRPC request.
 pub fn bearer<T>(request: &tonic::Request<T>) -> Result<&str, AuthError> {
-    request
+    let value = request
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_from_header)
-        .ok_or(AuthError::Missing)
+        .ok_or(AuthError::Missing)?;
+    bearer_from_header(value).ok_or(if is_other_scheme(value) {
+        AuthError::NotBearer
+    } else {
+        AuthError::Missing
+    })
 }
 
 /// An authenticated organization API token.
@@ -117,6 +133,8 @@ mod tests {
         assert_eq!(bearer_from_header("Bearer"), None);
         assert_eq!(bearer_from_header("Bearer "), None);
         assert_eq!(bearer_from_header(""), None);
+        assert!(is_other_scheme("Basic dXNlcjpwYXNz"));
+        assert!(!is_other_scheme("bearer abc") && !is_other_scheme(""));
     }
 
     #[test]

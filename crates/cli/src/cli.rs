@@ -86,6 +86,9 @@ pub(crate) enum Command {
     /// Report workflow runs from CI (needs an organization API token).
     #[command(subcommand)]
     Run(crate::run::RunCommand),
+    /// Generate an admin credential for a deployment.
+    #[command(subcommand)]
+    AdminToken(crate::admin_token::AdminTokenCommand),
 }
 
 impl Global {
@@ -152,5 +155,9 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(command) => crate::run::run(&cli.global, command).await,
+        Command::AdminToken(command) => {
+            crate::admin_token::run(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

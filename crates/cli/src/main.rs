@@ -1,6 +1,7 @@
 //! `runplane`: manage organizations and tokens, report CI runs, and `up` the
 //! whole suite on a laptop.
 
+mod admin_token;
 mod cli;
 mod exit;
 mod organization;

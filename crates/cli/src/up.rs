@@ -180,17 +180,8 @@ impl Plan {
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }
-        // --database-url, else the config file's choice, else the embedded default.
-        if let Some(file) = service.member.sqlite_file {
-            if let Some(url) = &self.database_url {
-                command.arg("--database-url").arg(url);
-            } else if self
-                .file_setting(&service.member, "database_url")?
-                .is_none()
-            {
-                let url = format!("sqlite://{}", self.data_dir.join(file).display());
-                command.arg("--database-url").arg(url);
-            }
+        if let Some(url) = self.database_of(service)? {
+            command.arg("--database-url").arg(url);
         }
         for peer in service.peers {
             let (Some(key), Some(addr)) = (peer.address_key(), self.addr_of(peer)) else {
@@ -207,6 +198,44 @@ impl Plan {
         Ok(command)
     }
 
+    /// The database `service` keeps its data in: `--database-url`, else the
+    /// config file's choice, else its SQLite file in the data directory.
+    fn database_of(&self, service: &Service) -> anyhow::Result<Option<String>> {
+        let Some(file) = service.member.sqlite_file else {
+            return Ok(None);
+        };
+        if let Some(url) = &self.database_url {
+            return Ok(Some(url.clone()));
+        }
+        Ok(Some(
+            match self.file_setting(&service.member, "database_url")? {
+                Some(url) => url,
+                None => format!("sqlite://{}", self.data_dir.join(file).display()),
+            },
+        ))
+    }
+
+    /// Where the suite's data is, for a person: the data directory, or the
+    /// databases (passwords hidden) when any is elsewhere.
+    fn data_location(&self) -> anyhow::Result<String> {
+        let mut elsewhere = Vec::new();
+        for service in &SERVICES {
+            if let Some(url) = self.database_of(service)? {
+                let in_data_dir = url
+                    .strip_prefix("sqlite://")
+                    .is_some_and(|path| std::path::Path::new(path).starts_with(&self.data_dir));
+                if !in_data_dir {
+                    elsewhere.push(runplane_config::redact_url(&url));
+                }
+            }
+        }
+        elsewhere.dedup();
+        Ok(match elsewhere.as_slice() {
+            [] => self.data_dir.display().to_string(),
+            urls => urls.join(" and "),
+        })
+    }
+
     /// Where `member` listens.
     fn addr_of(&self, member: &Member) -> Option<SocketAddr> {
         SERVICES
@@ -220,12 +249,20 @@ impl Plan {
 pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(global, args)?;
     plan.refuse_server_tls()?;
-    std::fs::create_dir_all(&plan.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            plan.data_dir.display()
-        )
-    })?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        // Only its user may read the suite's data and its admin credential.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&plan.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    plan.data_dir.display()
+                )
+            })?;
+    }
     ensure_admin_token(&plan.admin_token_file)?;
     ensure_ports_free(&plan)?;
 
@@ -235,10 +272,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
         return Err(e);
     }
 
-    let data = match &plan.database_url {
-        Some(url) => runplane_config::redact_url(url),
-        None => plan.data_dir.display().to_string(),
-    };
+    let data = plan.data_location()?;
     println!(
         "runplane is up. Data in {data}, admin credential in {}.",
         plan.admin_token_file.display()

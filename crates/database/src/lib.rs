@@ -173,15 +173,10 @@ pub async fn connect(
         .acquire_timeout(args.db_acquire_timeout)
         .sqlx_logging(false);
     if let Some(path) = sqlite_path(url) {
-        if let Some(dir) = Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|cause| DatabaseError::CreateDir {
-                url: url.to_owned(),
-                cause,
-            })?;
-        }
+        create_private(Path::new(path)).map_err(|cause| DatabaseError::CreateDir {
+            url: url.to_owned(),
+            cause,
+        })?;
         options
             .max_connections(1)
             .min_connections(1)
@@ -228,13 +223,49 @@ pub async fn connect(
     }
 }
 
+/// Creates a SQLite file that does not exist yet, and the directories it
+/// needs, readable by the service's user only (0600, directories 0700): the
+/// file holds every organization's data. SQLite gives its WAL and shared
+/// memory files the database file's permissions. An existing file is left
+/// as its owner set it.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // Another replica created it meanwhile: fine.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        result => result.map(drop),
+    }
+}
+
 /// Why a single PostgreSQL connection to `url` fails, if it is PostgreSQL and does.
 async fn diagnose_postgres(url: &str, timeout: Duration) -> Option<String> {
     use sea_orm::sqlx::ConnectOptions as _;
     let options: sea_orm::sqlx::postgres::PgConnectOptions = url.parse().ok()?;
     match tokio::time::timeout(timeout, options.connect()).await {
         Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
+        // The server's own words, without where in PostgreSQL's source they
+        // come from (sqlx appends "at line N", which reads like a config line).
+        Ok(Err(e)) => Some(match e.as_database_error() {
+            Some(db) => match db.code() {
+                Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+                None => db.message().to_owned(),
+            },
+            None => e.to_string(),
+        }),
         Err(_) => Some(format!(
             "no answer within {}",
             humantime::format_duration(timeout)
@@ -307,6 +338,11 @@ mod tests {
         let db = connect(&args, "main").await.expect("connect");
         db.ping().await.expect("ping");
         assert!(path.exists());
+        // Only the service's user may read what every organization stored.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("dir")), 0o700);
         args.database_url = "mysql://x".into();
         let err = connect(&args, "main").await.expect_err("unsupported");
         assert!(err.to_string().contains("unsupported"), "{err}");

@@ -178,6 +178,7 @@ where
         result = server => result.context("gRPC server failed")?,
         () = deadline => tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests still in flight"),
     }
+    runplane_telemetry::summary::requests().log();
     tracing::info!("stopped");
     Ok(())
 }

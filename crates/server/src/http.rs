@@ -170,6 +170,7 @@ pub async fn serve(
             tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight");
         }
     }
+    runplane_telemetry::summary::requests().log();
     tracing::info!("stopped");
     Ok(())
 }

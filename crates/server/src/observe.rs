@@ -16,7 +16,7 @@ use std::time::Instant;
 use prometheus::{HistogramVec, IntCounterVec};
 use runplane_client::deadline;
 use runplane_telemetry::grpc::{LATENCY_BUCKETS, code_name, code_of, split_path};
-use runplane_telemetry::{metrics, trace_context};
+use runplane_telemetry::{metrics, summary, trace_context};
 use tracing::Instrument as _;
 
 struct ServerMetrics {
@@ -137,11 +137,17 @@ where
                 .observe(seconds);
             span.record("rpc.grpc.status_code", code as i32);
             let latency_ms = (seconds * 1e5).round() / 100.0;
-            let trace_id = trace_id.as_deref().unwrap_or("");
-            if is_infrastructure(&service) {
-                tracing::debug!(parent: &span, method = %path, code = code_name(code), latency_ms, trace_id, "request");
+            // An absent trace id is left out, not written empty.
+            let trace_id = trace_id.as_deref();
+            let code = code_name(code);
+            if is_infrastructure(&service) || code == "OK" {
+                // Successes are summed once a minute (telemetry::summary).
+                if !is_infrastructure(&service) {
+                    summary::requests().record(&method, code);
+                }
+                tracing::debug!(parent: &span, method = %path, code, latency_ms, trace_id, "request");
             } else {
-                tracing::info!(parent: &span, method = %path, code = code_name(code), latency_ms, trace_id, "request");
+                tracing::info!(parent: &span, method = %path, code, latency_ms, trace_id, "request");
             }
             result
         })

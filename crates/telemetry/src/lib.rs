@@ -14,6 +14,7 @@
 pub mod grpc;
 pub mod metrics;
 mod process;
+pub mod summary;
 pub mod trace_context;
 
 use clap::ValueEnum;

@@ -22,6 +22,8 @@ fn seconds(wait: Duration) -> HeaderValue {
 pub(crate) enum ScrapeError {
     #[error("missing bearer token: send `Authorization: Bearer <token>`")]
     MissingToken,
+    #[error("only Bearer tokens are accepted: send `Authorization: Bearer <token>`")]
+    NotBearer,
     #[error("invalid, expired or revoked token")]
     InvalidToken,
     #[error("{0}")]
@@ -50,7 +52,9 @@ pub(crate) enum ScrapeError {
 impl IntoResponse for ScrapeError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ScrapeError::MissingToken | ScrapeError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ScrapeError::MissingToken | ScrapeError::NotBearer | ScrapeError::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
             ScrapeError::Forbidden(_) => StatusCode::FORBIDDEN,
             ScrapeError::NotEnabled(_) => StatusCode::NOT_FOUND,
             ScrapeError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -72,7 +76,7 @@ impl IntoResponse for ScrapeError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         match self {
-            ScrapeError::MissingToken => {
+            ScrapeError::MissingToken | ScrapeError::NotBearer => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"runplane\""),

@@ -86,11 +86,17 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     let latency_ms = (seconds * 1e5).round() / 100.0;
-    let trace_id = trace_id.as_deref().unwrap_or("");
-    if route.starts_with("/prom/") {
+    // An absent trace id is left out, not written empty.
+    let trace_id = trace_id.as_deref();
+    let scrape = route.starts_with("/prom/");
+    if scrape && !response.status().is_success() {
         tracing::info!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
     } else {
-        // Probes and our own scrapes: frequent and uninteresting.
+        // Successful scrapes are summed once a minute (telemetry::summary);
+        // probes and our own metrics are frequent and uninteresting.
+        if scrape {
+            runplane_telemetry::summary::requests().record(&route, "200");
+        }
         tracing::debug!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
     }
     response

@@ -173,7 +173,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
         .ok_or(ScrapeError::MissingToken)?
         .to_str()
         .map_err(|_| ScrapeError::InvalidToken)?;
-    runplane_auth::bearer_from_header(value).ok_or(ScrapeError::InvalidToken)
+    runplane_auth::bearer_from_header(value).ok_or(if runplane_auth::is_other_scheme(value) {
+        ScrapeError::NotBearer
+    } else {
+        ScrapeError::InvalidToken
+    })
 }
 
 #[cfg(test)]

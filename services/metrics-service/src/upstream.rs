@@ -41,7 +41,9 @@ impl Upstreams {
             .await
             .map_err(|e| match e {
                 AuthError::TooManyFailures(e) => ScrapeError::TooManyFailures(e),
-                AuthError::Missing | AuthError::Invalid => ScrapeError::InvalidToken,
+                AuthError::Missing | AuthError::NotBearer | AuthError::Invalid => {
+                    ScrapeError::InvalidToken
+                }
                 AuthError::Forbidden(_) => {
                     ScrapeError::Forbidden("this token may not read metrics")
                 }

@@ -134,7 +134,7 @@ impl TokenService for TokenHandler {
         // else would learn a token's organization and scopes.
         self.admin.check(&request).map_err(|e| match e {
             AuthError::Invalid => Error::WrongServiceCredential,
-            AuthError::Missing => Error::ServiceCredentialMissing,
+            AuthError::Missing | AuthError::NotBearer => Error::ServiceCredentialMissing,
             other => Error::Auth(other),
         })?;
         let answer = self.resolve_secret(&request.into_inner().secret).await?;

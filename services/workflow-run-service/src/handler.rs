@@ -163,7 +163,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 },
             )
             .await?;
-        tracing::debug!(org = %principal.org_name, run = %run.id, workflow = %workflow.name, "run started");
+        tracing::debug!(run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {
             run: Some(run_to_proto(run, Some(&workflow))),
         }))
@@ -187,7 +187,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 &request.reason,
             )
             .await?;
-        tracing::debug!(org = %principal.org_name, run = %run.id, status = %run.status, "run finished");
+        tracing::debug!(run = %run.id, status = %run.status, "run finished");
         let run = self.runs_to_proto(vec![run]).await?.pop();
         Ok(Response::new(FinishRunResponse { run }))
     }
@@ -276,7 +276,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             .store()
             .delete_workflow(&principal.org_id, project, &request.workflow)
             .await?;
-        tracing::info!(org = %principal.org_name, project, workflow = %request.workflow, deleted_runs, "workflow deleted");
+        tracing::info!(project, workflow = %request.workflow, deleted_runs, "workflow deleted");
         Ok(Response::new(DeleteWorkflowResponse { deleted_runs }))
     }
 
