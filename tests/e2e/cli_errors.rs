@@ -81,7 +81,10 @@ async fn management_errors_are_clear() {
         ])
         .await
         .err();
-    assert!(scope.contains("runs:write or metrics:read"), "{scope}");
+    assert!(
+        scope.contains("runs:write, metrics:read or workflows:delete"),
+        "{scope}"
+    );
     let revoke = suite
         .cli(&[
             "organization",

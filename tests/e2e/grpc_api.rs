@@ -44,7 +44,13 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
             .ok();
     }
     let cyberdyne = suite.token("cyberdyne", "ci", &[]).await;
-    let acme = suite.token("acme-corp", "ci", &[]).await;
+    let acme = suite
+        .token(
+            "acme-corp",
+            "ci",
+            &["--scope", "runs:write,metrics:read,workflows:delete"],
+        )
+        .await;
     let reader = suite
         .token("cyberdyne", "reader", &["--scope", "metrics:read"])
         .await;
@@ -237,6 +243,22 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
         ))
         .await
         .expect("a runner may read its run");
+    // Deleting a workflow and its history is a scope of its own.
+    let refused = client
+        .delete_workflow(bearer(
+            DeleteWorkflowRequest {
+                workflow: "build".into(),
+                project: String::new(),
+            },
+            &cyberdyne,
+        ))
+        .await
+        .expect_err("runs:write and metrics:read may not delete");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("workflows:delete"),
+        "{refused:?}"
+    );
 
     // Credentials: none, malformed, unknown.
     assert_eq!(
@@ -402,4 +424,218 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
         ))
         .await;
     assert_eq!(code(empty), Code::InvalidArgument);
+}
+
+/// A token limited to projects acts only on their workflows: reporting,
+/// reading, listing, deleting and scraping outside them is PERMISSION_DENIED
+/// or leaves the others out of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_limited_tokens_act_only_within_their_projects() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    suite
+        .cli(&["organization", "create", "--name", "cyberdyne"])
+        .await
+        .ok();
+    let everything = ["--scope", "runs:write,metrics:read,workflows:delete"];
+    let org_wide = suite.token("cyberdyne", "org-wide", &everything).await;
+    let web = suite
+        .token(
+            "cyberdyne",
+            "web-team",
+            &[&everything[..], &["--project", "web", "--project", "docs"]].concat(),
+        )
+        .await;
+    let mut client = suite.workflow_runs().await;
+    let start_in = |project: &str, token: &str| {
+        bearer(
+            StartRunRequest {
+                project: project.to_owned(),
+                ..start("build")
+            },
+            token,
+        )
+    };
+
+    let api_run = client
+        .start_run(start_in("api", &org_wide))
+        .await
+        .expect("an org-wide token reports on any project")
+        .into_inner()
+        .run
+        .expect("run");
+    let web_run = client
+        .start_run(start_in("web", &web))
+        .await
+        .expect("a limited token reports on its project")
+        .into_inner()
+        .run
+        .expect("run");
+
+    let refused = client
+        .start_run(start_in("api", &web))
+        .await
+        .expect_err("another project");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("\"web\"") && refused.message().contains("\"api\""),
+        "{refused:?}"
+    );
+    // The default project is a project like any other.
+    assert_eq!(
+        code(client.start_run(bearer(start("build"), &web)).await),
+        Code::PermissionDenied
+    );
+    let finish = |run_id: &str| {
+        bearer(
+            FinishRunRequest {
+                run_id: run_id.to_owned(),
+                status: RunStatus::Success.into(),
+                reason: String::new(),
+            },
+            &web,
+        )
+    };
+    assert_eq!(
+        code(client.finish_run(finish(&api_run.id)).await),
+        Code::PermissionDenied
+    );
+    let get = |run_id: &str| {
+        bearer(
+            GetRunRequest {
+                run_id: run_id.to_owned(),
+            },
+            &web,
+        )
+    };
+    assert_eq!(
+        code(client.get_run(get(&api_run.id)).await),
+        Code::PermissionDenied
+    );
+    client.get_run(get(&web_run.id)).await.expect("its own run");
+    client
+        .finish_run(finish(&web_run.id))
+        .await
+        .expect("its own run");
+
+    // Listings hold only its projects; naming another is refused.
+    let runs = client
+        .list_runs(bearer(ListRunsRequest::default(), &web))
+        .await
+        .expect("list")
+        .into_inner()
+        .runs;
+    assert_eq!(
+        runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [web_run.id.as_str()]
+    );
+    let all_runs = client
+        .list_runs(bearer(ListRunsRequest::default(), &org_wide))
+        .await
+        .expect("list")
+        .into_inner()
+        .runs;
+    assert_eq!(all_runs.len(), 2, "{all_runs:?}");
+    assert_eq!(
+        code(
+            client
+                .list_runs(bearer(
+                    ListRunsRequest {
+                        workflow: "build".into(),
+                        project: "api".into(),
+                        ..ListRunsRequest::default()
+                    },
+                    &web,
+                ))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let workflows = client
+        .list_workflows(bearer(ListWorkflowsRequest::default(), &web))
+        .await
+        .expect("list")
+        .into_inner()
+        .workflows;
+    assert_eq!(
+        workflows
+            .iter()
+            .map(|w| w.project.as_str())
+            .collect::<Vec<_>>(),
+        ["web"]
+    );
+    let metrics = client
+        .list_workflow_metrics(bearer(ListWorkflowMetricsRequest::default(), &web))
+        .await
+        .expect("metrics")
+        .into_inner()
+        .workflows()
+        .expect("decode");
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|w| w.project.as_str())
+            .collect::<Vec<_>>(),
+        ["web"]
+    );
+    // A team's Prometheus scraping with its token sees its projects alone.
+    let scrape = suite
+        .scrape("cyberdyne", Some(&format!("Bearer {web}")))
+        .await;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert!(scrape.body.contains("project=\"web\""), "{}", scrape.body);
+    assert!(!scrape.body.contains("project=\"api\""), "{}", scrape.body);
+
+    let delete = |project: &str| {
+        bearer(
+            DeleteWorkflowRequest {
+                workflow: "build".into(),
+                project: project.to_owned(),
+            },
+            &web,
+        )
+    };
+    assert_eq!(
+        code(client.delete_workflow(delete("api")).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        client
+            .delete_workflow(delete("web"))
+            .await
+            .expect("its own workflow")
+            .into_inner()
+            .deleted_runs,
+        1
+    );
+
+    // The limits are shown, and bad ones refused when the token is made.
+    let listed = suite
+        .cli(&["organization", "api-token", "list", "--org", "cyberdyne"])
+        .await
+        .ok();
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("web-team").ends_with("web,docs"), "{listed}");
+    assert!(line("org-wide").ends_with("all"), "{listed}");
+    let bad = suite
+        .cli(&[
+            "organization",
+            "api-token",
+            "create",
+            "--org",
+            "cyberdyne",
+            "--name",
+            "bad",
+            "--project",
+            " web",
+        ])
+        .await
+        .err();
+    assert!(bad.contains("project name"), "{bad}");
 }

@@ -351,8 +351,14 @@ async fn an_organization_cannot_create_workflows_past_its_limit() {
         )
         .await
         .ok();
+    let cleanup = suite
+        .token("cyberdyne", "cleanup", &["--scope", "workflows:delete"])
+        .await;
     suite
-        .cli_with_env(&["run", "delete-workflow", "--workflow", "deploy"], &env)
+        .cli_with_env(
+            &["run", "delete-workflow", "--workflow", "deploy"],
+            &[("RUNPLANE_TOKEN", cleanup.as_str())],
+        )
         .await
         .ok();
     suite

@@ -24,7 +24,13 @@ async fn every_metric_after_a_known_history_in_both_formats() {
         .cli(&["organization", "create", "--name", "cyberdyne"])
         .await
         .ok();
-    let token = suite.token("cyberdyne", "ci", &[]).await;
+    let token = suite
+        .token(
+            "cyberdyne",
+            "ci",
+            &["--scope", "runs:write,metrics:read,workflows:delete"],
+        )
+        .await;
     let mut client = suite.workflow_runs().await;
     let start = |workflow: &str, project: &str, runner: RunnerType| {
         bearer(

@@ -204,7 +204,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     let peers = [suite.addrs[0], suite.addrs[1], suite.addrs[2]];
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
-        ("token-service", "token_service", 1),
+        ("token-service", "token_service", 2),
         ("workflow-run-service", "workflow_run_service", 6),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
@@ -286,6 +286,9 @@ async fn deletes_racing_concurrent_finishes_never_deadlock() {
         suite.start_service(service).await;
     }
     let (_, runner) = suite.org_with_tokens("cyberdyne").await;
+    let deleter = suite
+        .token("cyberdyne", "cleanup", &["--scope", "workflows:delete"])
+        .await;
     let client = suite.workflow_runs().await;
 
     // Runs of the workflows interleaved, so that every workflow has finishes
@@ -348,7 +351,7 @@ async fn deletes_racing_concurrent_finishes_never_deadlock() {
         deletes.push(
             client
                 .clone()
-                .delete_workflow(bearer(request, &runner))
+                .delete_workflow(bearer(request, &deleter))
                 .await,
         );
     }

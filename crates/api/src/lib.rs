@@ -30,10 +30,12 @@ pub mod workflowrun {
     }
 }
 
+pub mod input;
 mod names;
 pub mod org_name;
 pub mod time;
 mod workflow_metrics_page;
+pub mod workflow_name;
 
 /// Encoded `FileDescriptorSet` of every runplane proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("runplane_descriptor");

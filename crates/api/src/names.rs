@@ -50,6 +50,7 @@ impl Scope {
         match self {
             Scope::RunsWrite => "runs:write",
             Scope::MetricsRead => "metrics:read",
+            Scope::WorkflowsDelete => "workflows:delete",
             Scope::Unspecified => "unspecified",
         }
     }
@@ -59,6 +60,7 @@ impl Scope {
         match text {
             "runs:write" => Some(Scope::RunsWrite),
             "metrics:read" => Some(Scope::MetricsRead),
+            "workflows:delete" => Some(Scope::WorkflowsDelete),
             _ => None,
         }
     }
@@ -89,7 +91,7 @@ mod tests {
         ] {
             assert_eq!(RunnerType::from_label(runner.label()), runner);
         }
-        for scope in [Scope::RunsWrite, Scope::MetricsRead] {
+        for scope in [Scope::RunsWrite, Scope::MetricsRead, Scope::WorkflowsDelete] {
             assert_eq!(Scope::from_label(scope.label()), Some(scope));
         }
         assert_eq!(Scope::from_label("admin"), None);

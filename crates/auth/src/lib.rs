@@ -104,6 +104,8 @@ pub struct Principal {
     pub org_id: String,
     pub org_name: String,
     pub scopes: Vec<Scope>,
+    /// The projects the token is limited to; empty: every project.
+    pub projects: Vec<String>,
 }
 
 impl Principal {
@@ -117,6 +119,35 @@ impl Principal {
                 scope.label()
             )))
         }
+    }
+
+    /// Whether the token may act on `project`.
+    pub fn may_act_on(&self, project: &str) -> bool {
+        self.projects.is_empty() || self.projects.iter().any(|p| p == project)
+    }
+
+    /// Fails with PERMISSION_DENIED unless the token may act on `project`.
+    pub fn require_project(&self, project: &str) -> Result<(), AuthError> {
+        if self.may_act_on(project) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = self
+            .projects
+            .iter()
+            .take(5)
+            .map(|p| runplane_api::input::quoted(p).to_string())
+            .collect();
+        let more = if self.projects.len() > 5 { ", …" } else { "" };
+        Err(AuthError::Forbidden(format!(
+            "this token is limited to the projects {}{more}, not {}",
+            allowed.join(", "),
+            runplane_api::input::quoted(project)
+        )))
+    }
+
+    /// The projects to confine a listing to: `None` for every project.
+    pub fn project_limit(&self) -> Option<&[String]> {
+        (!self.projects.is_empty()).then_some(self.projects.as_slice())
     }
 }
 
@@ -144,11 +175,24 @@ mod tests {
             org_id: "o".into(),
             org_name: "cyberdyne".into(),
             scopes: vec![Scope::RunsWrite],
+            projects: Vec::new(),
         };
         assert!(principal.require(Scope::RunsWrite).is_ok());
         let err = principal
             .require(Scope::MetricsRead)
             .expect_err("lacks scope");
         assert_eq!(Status::from(err).code(), Code::PermissionDenied);
+        assert!(principal.require_project("anything").is_ok());
+        assert_eq!(principal.project_limit(), None);
+
+        let limited = Principal {
+            projects: vec!["web".into()],
+            ..principal
+        };
+        assert!(limited.require_project("web").is_ok());
+        let err = limited.require_project("api").expect_err("another project");
+        assert!(err.to_string().contains("\"web\""), "{err}");
+        assert_eq!(Status::from(err).code(), Code::PermissionDenied);
+        assert_eq!(limited.project_limit(), Some(&["web".to_owned()][..]));
     }
 }

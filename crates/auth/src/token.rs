@@ -137,6 +137,7 @@ impl TokenAuthenticator {
             .into_inner();
         let principal = Principal {
             scopes: response.scopes().collect(),
+            projects: response.projects,
             token_id: response.token_id,
             org_id: response.org_id,
             org_name: response.org_name,

@@ -165,6 +165,7 @@ impl Suite {
             description: String::new(),
             scopes: vec![Scope::RunsWrite.into(), Scope::MetricsRead.into()],
             expire_time: None,
+            projects: Vec::new(),
         };
         let secret = tokens
             .create_token(with_bearer(request, &self.admin))

@@ -49,9 +49,14 @@ pub(crate) enum TokenCommand {
         /// The organization the token acts for.
         #[arg(long)]
         org: String,
-        /// `runs:write` and/or `metrics:read` (repeat or comma-separate; default both).
+        /// `runs:write`, `metrics:read` and/or `workflows:delete` (repeat or
+        /// comma-separate; default: runs:write and metrics:read).
         #[arg(long = "scope", value_delimiter = ',', value_parser = scope_arg)]
         scopes: Vec<Scope>,
+        /// Limit the token to this project (repeat for several; default: every
+        /// project). Calls about another project are PERMISSION_DENIED.
+        #[arg(long = "project")]
+        projects: Vec<String>,
         /// Lifetime, e.g. `30d`, `12h` (default: never expires).
         #[arg(long, value_parser = parse_duration)]
         expires_in: Option<Duration>,
@@ -77,8 +82,9 @@ pub(crate) enum TokenCommand {
 }
 
 fn scope_arg(text: &str) -> Result<Scope, String> {
-    Scope::from_label(text)
-        .ok_or_else(|| format!("unknown scope {text:?}: use runs:write or metrics:read"))
+    Scope::from_label(text).ok_or_else(|| {
+        format!("unknown scope {text:?}: use runs:write, metrics:read or workflows:delete")
+    })
 }
 
 /// Runs an organization command with the admin credential.
@@ -196,6 +202,7 @@ async fn tokens(
             scopes,
             expires_in,
             description,
+            projects,
         } => {
             let expire_time = expires_in
                 .map(|d| timestamp(now_ms().saturating_add(runplane_api::time::duration_ms(d))));
@@ -207,6 +214,7 @@ async fn tokens(
                         description,
                         scopes: scopes.into_iter().map(i32::from).collect(),
                         expire_time,
+                        projects,
                     },
                     admin.secret(),
                 ))
@@ -218,10 +226,11 @@ async fn tokens(
             } else {
                 let token = response.token.unwrap_or_default();
                 println!(
-                    "Created token {:?} for organization {} (scopes: {}; expires: {}).",
+                    "Created token {:?} for organization {} (scopes: {}; projects: {}; expires: {}).",
                     token.name,
                     token.org_name,
                     scopes_text(&token),
+                    projects_text(&token),
                     match &token.expire_time {
                         Some(at) => format_time(Some(from_timestamp(at))),
                         None => "never".to_owned(),
@@ -248,17 +257,18 @@ async fn tokens(
                 tokens.iter().for_each(|t| println!("{}", t.name));
             } else {
                 println!(
-                    "{:<24} {:<26} {:<22} {:<22} STATE",
-                    "NAME", "SCOPES", "CREATED", "EXPIRES"
+                    "{:<24} {:<26} {:<22} {:<22} {:<8} PROJECTS",
+                    "NAME", "SCOPES", "CREATED", "EXPIRES", "STATE"
                 );
                 for t in tokens {
                     println!(
-                        "{:<24} {:<26} {:<22} {:<22} {}",
+                        "{:<24} {:<26} {:<22} {:<22} {:<8} {}",
                         t.name,
                         scopes_text(&t),
                         format_time(t.create_time.as_ref().map(from_timestamp)),
                         format_time(t.expire_time.as_ref().map(from_timestamp)),
-                        token_state(&t)
+                        token_state(&t),
+                        projects_text(&t)
                     );
                 }
             }
@@ -280,6 +290,14 @@ async fn tokens(
         }
     }
     Ok(())
+}
+
+fn projects_text(token: &Token) -> String {
+    if token.projects.is_empty() {
+        "all".to_owned()
+    } else {
+        token.projects.join(",")
+    }
 }
 
 fn scopes_text(token: &Token) -> String {

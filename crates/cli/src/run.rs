@@ -69,6 +69,7 @@ pub(crate) enum RunCommand {
         token: TokenArg,
     },
     /// Delete a workflow with all its runs; its series leave the next scrape.
+    /// Needs a token with the `workflows:delete` scope.
     DeleteWorkflow {
         /// Workflow name.
         #[arg(long)]

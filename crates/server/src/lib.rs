@@ -7,14 +7,12 @@
 //! observed ([`observe`]) and admitted ([`admission`]); HTTP services through
 //! [`http::serve`]. Both accept plain TCP or TLS ([`listener`]) and drain
 //! gracefully on SIGTERM ([`shutdown`]). List APIs page with opaque cursors
-//! ([`pagination`]); errors quote callers' input briefly ([`input`]); an
-//! undecodable request is INVALID_ARGUMENT ([`malformed`]).
+//! ([`pagination`]); an undecodable request is INVALID_ARGUMENT ([`malformed`]).
 
 pub mod admission;
 pub mod bootstrap;
 pub mod grpc;
 pub mod http;
-pub mod input;
 pub mod listener;
 pub mod malformed;
 pub mod observe;

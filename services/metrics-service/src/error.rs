@@ -32,7 +32,7 @@ pub(crate) enum ScrapeError {
     TooManyFailures(runplane_auth::failures::TooManyFailures),
     #[error(
         "Prometheus metrics are not enabled for organization {}",
-        runplane_server::input::quoted(.0)
+        runplane_api::input::quoted(.0)
     )]
     NotEnabled(String),
     #[error("{upstream} is unavailable; try again")]

@@ -1,7 +1,7 @@
 //! org-service's errors, and the one place they become gRPC statuses.
 
+use runplane_api::input::quoted;
 use runplane_auth::AuthError;
-use runplane_server::input::quoted;
 use tonic::Status;
 
 use runplane_api::org_name::InvalidName;

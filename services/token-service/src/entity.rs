@@ -21,6 +21,8 @@ pub(crate) mod api_token {
         pub(crate) created_at_ms: i64,
         pub(crate) expires_at_ms: Option<i64>,
         pub(crate) revoked_at_ms: Option<i64>,
+        /// The projects the token is limited to, one per line; empty: every project.
+        pub(crate) projects: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

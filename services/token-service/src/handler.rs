@@ -51,6 +51,7 @@ impl TokenHandler {
                 .into_iter()
                 .map(i32::from)
                 .collect(),
+            projects: token::decode_projects(&token.projects),
             token_id: token.id,
             org_id: token.org_id,
             org_name: token.org_name,
@@ -69,6 +70,7 @@ impl TokenService for TokenHandler {
         token::validate_name(&request.name)?;
         token::validate_description(&request.description)?;
         let scopes = token::requested_scopes(&request.scopes)?;
+        let projects = token::requested_projects(&request.projects)?;
         let expires_at_ms = request.expire_time.as_ref().map(from_timestamp);
         if expires_at_ms.is_some_and(|at| at <= now_ms()) {
             return Err(Error::InvalidArgument("expire_time must be in the future".into()).into());
@@ -83,6 +85,7 @@ impl TokenService for TokenHandler {
                 description: request.description,
                 scopes: token::encode_scopes(&scopes),
                 expires_at_ms,
+                projects: token::encode_projects(&projects),
             })
             .await?;
         tracing::info!(org = %model.org_name, token = %model.name, id = %model.id, "token created");

@@ -17,6 +17,7 @@ pub(crate) struct NewToken {
     pub(crate) description: String,
     pub(crate) scopes: String,
     pub(crate) expires_at_ms: Option<i64>,
+    pub(crate) projects: String,
 }
 
 /// API tokens, persisted as hashes.
@@ -45,6 +46,7 @@ impl Store {
             secret_hash: runplane_auth::secret::SecretHash::of(&secret).0,
             created_at_ms: now,
             expires_at_ms: new.expires_at_ms,
+            projects: new.projects,
             revoked_at_ms: None,
         };
         let txn = self.db.begin().await?;
@@ -68,6 +70,7 @@ impl Store {
             created_at_ms: Set(model.created_at_ms),
             expires_at_ms: Set(model.expires_at_ms),
             revoked_at_ms: Set(None),
+            projects: Set(model.projects.clone()),
         };
         match api_token::Entity::insert(active).exec(&txn).await {
             Ok(_) => {}
@@ -171,6 +174,7 @@ mod tests {
             description: String::new(),
             scopes: "runs:write".into(),
             expires_at_ms,
+            projects: String::new(),
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
     } else {
         Err(Error::InvalidArgument(format!(
             "invalid token name {}: use 1 to 63 characters of letters, digits, '-', '_' and '.'",
-            runplane_server::input::quoted(name)
+            runplane_api::input::quoted(name)
         )))
     }
 }
@@ -35,7 +35,8 @@ pub(crate) fn validate_description(description: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The requested scopes, deduplicated; none requested means all of them.
+/// The requested scopes, deduplicated; none requested means runs:write and
+/// metrics:read (deleting workflows only when asked for).
 pub(crate) fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
     if scopes.is_empty() {
         return Ok(vec![Scope::RunsWrite, Scope::MetricsRead]);
@@ -43,19 +44,56 @@ pub(crate) fn requested_scopes(scopes: &[i32]) -> Result<Vec<Scope>, Error> {
     let mut out = Vec::new();
     for raw in scopes {
         match Scope::try_from(*raw) {
-            Ok(scope @ (Scope::RunsWrite | Scope::MetricsRead)) => {
+            Ok(scope @ (Scope::RunsWrite | Scope::MetricsRead | Scope::WorkflowsDelete)) => {
                 if !out.contains(&scope) {
                     out.push(scope);
                 }
             }
             _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown scope {raw}: use runs:write and/or metrics:read"
+                    "unknown scope {raw}: use runs:write, metrics:read and/or workflows:delete"
                 )));
             }
         }
     }
     Ok(out)
+}
+
+/// Most projects one token may be limited to.
+pub(crate) const MAX_PROJECTS: usize = 100;
+
+/// The projects a token is to be limited to, checked and deduplicated; none:
+/// every project.
+pub(crate) fn requested_projects(projects: &[String]) -> Result<Vec<String>, Error> {
+    if projects.len() > MAX_PROJECTS {
+        return Err(Error::InvalidArgument(format!(
+            "a token may be limited to at most {MAX_PROJECTS} projects"
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for project in projects {
+        if let Some(problem) = runplane_api::workflow_name::problem(project) {
+            return Err(Error::InvalidArgument(format!("project name {problem}")));
+        }
+        if !out.contains(project) {
+            out.push(project.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Projects as stored: one per line (a name has no control character).
+pub(crate) fn encode_projects(projects: &[String]) -> String {
+    projects.join("\n")
+}
+
+/// Projects as stored, read back.
+pub(crate) fn decode_projects(stored: &str) -> Vec<String> {
+    stored
+        .split('\n')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Scopes as stored: comma-separated names.
@@ -92,6 +130,7 @@ pub(crate) fn to_proto(token: api_token::Model) -> Token {
         create_time: Some(timestamp(token.created_at_ms)),
         expire_time: token.expires_at_ms.map(timestamp),
         revoke_time: token.revoked_at_ms.map(timestamp),
+        projects: decode_projects(&token.projects),
     }
 }
 
@@ -127,5 +166,16 @@ mod tests {
             decode_scopes(&stored),
             [Scope::MetricsRead, Scope::RunsWrite]
         );
+    }
+
+    #[test]
+    fn projects_are_checked_deduplicated_and_stored_one_per_line() {
+        let asked = ["web".to_owned(), "api, v2".to_owned(), "web".to_owned()];
+        let projects = requested_projects(&asked).expect("valid");
+        assert_eq!(projects, ["web", "api, v2"]);
+        assert_eq!(decode_projects(&encode_projects(&projects)), projects);
+        assert!(decode_projects("").is_empty(), "every project");
+        assert!(requested_projects(&["a\nb".to_owned()]).is_err());
+        assert!(requested_projects(&vec!["p".to_owned(); MAX_PROJECTS + 1]).is_err());
     }
 }

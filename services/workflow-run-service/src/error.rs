@@ -1,7 +1,7 @@
 //! workflow-run-service's errors, and the one place they become gRPC statuses.
 
+use runplane_api::input::quoted;
 use runplane_auth::AuthError;
-use runplane_server::input::quoted;
 use tonic::Status;
 
 /// Everything that can go wrong in workflow-run-service.

@@ -59,6 +59,25 @@ impl WorkflowRunHandler {
         Ok(principal)
     }
 
+    /// Fails with PERMISSION_DENIED when a project-limited token reports on a
+    /// run of another project. A run that does not exist passes, for the
+    /// call to say NOT_FOUND itself.
+    async fn require_run_project(&self, principal: &Principal, run_id: &str) -> Result<(), Error> {
+        if principal.project_limit().is_none() {
+            return Ok(());
+        }
+        let run = match self.store().get_run(&principal.org_id, run_id).await {
+            Ok(run) => run,
+            Err(Error::RunNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let refs = self.store().workflow_refs(vec![run.workflow_id]).await?;
+        match refs.into_values().next() {
+            Some(workflow) => Ok(principal.require_project(&workflow.project)?),
+            None => Ok(()),
+        }
+    }
+
     /// Runs in their wire form, named after their workflows.
     async fn runs_to_proto(&self, runs: Vec<run::Model>) -> Result<Vec<Run>, Error> {
         let mut ids: Vec<String> = runs.iter().map(|r| r.workflow_id.clone()).collect();
@@ -134,6 +153,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let project = project_or_default(&request.project);
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
+        principal.require_project(project)?;
         validate_run_url(&request.run_url)?;
         let request_id = Some(request.request_id.as_str()).filter(|k| !k.is_empty());
         if let Some(key) = request_id {
@@ -178,6 +198,8 @@ impl WorkflowRunService for WorkflowRunHandler {
         validate_run_id(&request.run_id)?;
         let outcome = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
+        self.require_run_project(&principal, &request.run_id)
+            .await?;
         let run = self
             .lifecycle
             .finish(
@@ -201,6 +223,11 @@ impl WorkflowRunService for WorkflowRunHandler {
         validate_run_id(&run_id)?;
         let run = self.store().get_run(&principal.org_id, &run_id).await?;
         let run = self.runs_to_proto(vec![run]).await?.pop();
+        if let Some(run) = &run {
+            principal
+                .require_project(&run.project)
+                .map_err(Error::from)?;
+        }
         Ok(Response::new(GetRunResponse { run }))
     }
 
@@ -212,9 +239,13 @@ impl WorkflowRunService for WorkflowRunHandler {
         let request = request.into_inner();
         let before = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 50, 1000);
-        let mut filter = RunFilter::default();
+        let mut filter = RunFilter {
+            projects: principal.project_limit().map(<[String]>::to_vec),
+            ..RunFilter::default()
+        };
         if !request.workflow.is_empty() {
             let project = project_or_default(&request.project);
+            principal.require_project(project).map_err(Error::from)?;
             match self
                 .store()
                 .find_workflow(&principal.org_id, project, &request.workflow)
@@ -254,7 +285,12 @@ impl WorkflowRunService for WorkflowRunHandler {
         let limit = pagination::page_size(request.page_size, 100, 1000);
         let workflows = self
             .store()
-            .list_workflows(&principal.org_id, after.as_deref(), limit)
+            .list_workflows(
+                &principal.org_id,
+                principal.project_limit(),
+                after.as_deref(),
+                limit,
+            )
             .await?;
         let next_page_token = next_token(&workflows, limit, |w| &w.id);
         Ok(Response::new(ListWorkflowsResponse {
@@ -267,11 +303,12 @@ impl WorkflowRunService for WorkflowRunHandler {
         &self,
         request: Request<DeleteWorkflowRequest>,
     ) -> Result<Response<DeleteWorkflowResponse>, Status> {
-        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let principal = self.authorize(&request, Scope::WorkflowsDelete).await?;
         let request = request.into_inner();
         let project = project_or_default(&request.project);
         validate_name("workflow", &request.workflow)?;
         validate_name("project", project)?;
+        principal.require_project(project).map_err(Error::from)?;
         let deleted_runs = self
             .store()
             .delete_workflow(&principal.org_id, project, &request.workflow)
@@ -290,7 +327,12 @@ impl WorkflowRunService for WorkflowRunHandler {
         let limit = pagination::page_size(request.page_size, 500, 5000);
         let page = self
             .store()
-            .workflow_metrics(&principal.org_id, after.as_deref(), limit)
+            .workflow_metrics(
+                &principal.org_id,
+                principal.project_limit(),
+                after.as_deref(),
+                limit,
+            )
             .await?;
         let mut reply = page.workflows;
         reply.next_page_token = page

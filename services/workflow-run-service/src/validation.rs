@@ -8,9 +8,7 @@ use runplane_api::workflowrun::v1::RunStatus;
 use crate::error::Error;
 
 /// The project a workflow belongs to when the runner names none.
-pub(crate) const DEFAULT_PROJECT: &str = "default";
-/// Longest workflow or project name, in characters.
-pub(crate) const MAX_NAME: usize = 200;
+pub(crate) use runplane_api::workflow_name::DEFAULT_PROJECT;
 /// Longest run URL, in bytes.
 pub(crate) const MAX_URL: usize = 2048;
 /// Longest finish reason, in characters.
@@ -28,18 +26,7 @@ pub(crate) fn project_or_default(project: &str) -> &str {
 /// Checks a workflow or project name: 1 to 200 characters, no control characters,
 /// no leading or trailing white space.
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
-    let problem = if name.is_empty() {
-        Some("must not be empty")
-    } else if name.chars().count() > MAX_NAME {
-        Some("is longer than 200 characters")
-    } else if name.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else if name.trim() != name {
-        Some("starts or ends with white space")
-    } else {
-        None
-    };
-    match problem {
+    match runplane_api::workflow_name::problem(name) {
         Some(problem) => Err(Error::InvalidArgument(format!("{what} name {problem}"))),
         None => Ok(()),
     }
@@ -68,7 +55,7 @@ pub(crate) fn validate_run_id(run_id: &str) -> Result<(), Error> {
     }
     Err(Error::InvalidArgument(format!(
         "run_id {} is not a run id: pass the id StartRun returned",
-        runplane_server::input::quoted(run_id)
+        runplane_api::input::quoted(run_id)
     )))
 }
 
@@ -154,7 +141,7 @@ mod properties {
         #[test]
         fn names_are_accepted_exactly_by_the_documented_rule(name in "(\\PC|[\\t\\n\\x00\\x7f\\u{85}]){0,210}") {
             let expected = !name.is_empty()
-                && name.chars().count() <= MAX_NAME
+                && name.chars().count() <= runplane_api::workflow_name::MAX_CHARS
                 && !name.chars().any(char::is_control)
                 && name.trim() == name;
             match validate_name("workflow", &name) {

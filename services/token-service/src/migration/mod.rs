@@ -3,13 +3,17 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_api_tokens;
+mod m20261125_000002_token_projects;
 
 /// Applies token-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_api_tokens::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_api_tokens::Migration),
+            Box::new(m20261125_000002_token_projects::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -22,19 +22,24 @@ use crate::error::Error;
 /// come off the socket cheaply and `string_agg` costs more than it saves
 /// (a page of 1,000 read in 1.5 ms as rows, 2.5 ms joined), so it returns
 /// the records as rows.
-fn page_sql(backend: DbBackend, after: bool) -> String {
-    let (org, cursor, limit) = match backend {
-        DbBackend::Postgres => ("$1", "$2", if after { "$3" } else { "$2" }),
-        _ => ("?", "?", "?"),
+fn page_sql(backend: DbBackend, after: bool, projects: usize) -> String {
+    let mut bound = 0;
+    let mut next = || match backend {
+        DbBackend::Postgres => {
+            bound += 1;
+            format!("${bound}")
+        }
+        _ => "?".to_owned(),
     };
-    let cursor = if after {
-        format!(" AND id > {cursor}")
-    } else {
-        String::new()
-    };
-    let page = format!(
-        "SELECT metrics FROM workflows WHERE org_id = {org}{cursor} ORDER BY id LIMIT {limit}"
-    );
+    let mut page = format!("SELECT metrics FROM workflows WHERE org_id = {}", next());
+    if projects > 0 {
+        let list: Vec<String> = (0..projects).map(|_| next()).collect();
+        page.push_str(&format!(" AND project IN ({})", list.join(", ")));
+    }
+    if after {
+        page.push_str(&format!(" AND id > {}", next()));
+    }
+    page.push_str(&format!(" ORDER BY id LIMIT {}", next()));
     match backend {
         DbBackend::Postgres => page,
         // group_concat joins the bytes as they are but calls the result text;
@@ -54,15 +59,19 @@ pub(crate) struct MetricsPage {
 
 impl Store {
     /// A page of at most `limit` of an organization's workflows with their
-    /// aggregates, after the workflow `after`.
+    /// aggregates, after the workflow `after`; only those in `projects` when
+    /// it is given.
     pub(crate) async fn workflow_metrics(
         &self,
         org_id: &str,
+        projects: Option<&[String]>,
         after: Option<&str>,
         limit: u64,
     ) -> Result<MetricsPage, Error> {
         let backend = self.db.get_database_backend();
+        let projects = projects.unwrap_or_default();
         let mut values: Vec<sea_orm::Value> = vec![org_id.into()];
+        values.extend(projects.iter().map(|p| p.as_str().into()));
         if let Some(after) = after {
             values.push(after.into());
         }
@@ -78,7 +87,7 @@ impl Store {
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
-                page_sql(backend, after.is_some()),
+                page_sql(backend, after.is_some(), projects.len()),
                 values,
             ))
             .await?;
@@ -183,7 +192,7 @@ mod tests {
             let mut calls = 0;
             loop {
                 let page = store
-                    .workflow_metrics("org", after.as_deref(), limit)
+                    .workflow_metrics("org", None, after.as_deref(), limit)
                     .await
                     .expect("page");
                 calls += 1;

@@ -91,7 +91,7 @@ pub(crate) mod test_support {
         store: &super::Store,
     ) -> Vec<runplane_api::workflowrun::v1::WorkflowMetrics> {
         let page = store
-            .workflow_metrics("org", None, 10)
+            .workflow_metrics("org", None, None, 10)
             .await
             .expect("metrics");
         page.workflows.workflows().expect("decode")

@@ -2,11 +2,13 @@
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use sea_orm::sea_query::{Order, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 
 use super::Store;
 use super::run_writes::{Claim, Write, Written};
-use crate::entity::run;
+use crate::entity::{run, workflow};
 use crate::error::Error;
 
 /// What to list in [`Store::list_runs`].
@@ -14,6 +16,8 @@ use crate::error::Error;
 pub(crate) struct RunFilter {
     pub(crate) workflow_id: Option<String>,
     pub(crate) status: Option<RunStatus>,
+    /// Only runs of workflows in these projects (a project-limited token's).
+    pub(crate) projects: Option<Vec<String>>,
 }
 
 /// How a run ends.
@@ -181,6 +185,20 @@ impl Store {
         }
         if let Some(status) = filter.status {
             query = query.filter(run::Column::Status.eq(status.label()));
+        }
+        if let Some(projects) = &filter.projects {
+            query = query.filter(
+                run::Column::WorkflowId.in_subquery(
+                    workflow::Entity::find()
+                        .select_only()
+                        .column(workflow::Column::Id)
+                        .filter(workflow::Column::OrgId.eq(org_id))
+                        .filter(
+                            workflow::Column::Project.is_in(projects.iter().map(String::as_str)),
+                        )
+                        .into_query(),
+                ),
+            );
         }
         if let Some(before) = before {
             query = query.filter(run::Column::Id.lt(before));
@@ -467,7 +485,7 @@ mod tests {
         assert!(took_ms >= Some(30));
         // The workflow's listing tells the same last run.
         let listed = store
-            .list_workflows("org", None, 10)
+            .list_workflows("org", None, None, 10)
             .await
             .expect("workflows");
         assert_eq!(listed[0].last_run_status.as_deref(), Some("error"));

@@ -151,10 +151,12 @@ impl Store {
             .await?)
     }
 
-    /// Up to `limit` of an organization's workflows after id `after`, in id order.
+    /// Up to `limit` of an organization's workflows after id `after`, in id
+    /// order; only those in `projects` when it is given.
     pub(crate) async fn list_workflows(
         &self,
         org_id: &str,
+        projects: Option<&[String]>,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<workflow::Model>, Error> {
@@ -162,6 +164,10 @@ impl Store {
             .filter(workflow::Column::OrgId.eq(org_id))
             .order_by_asc(workflow::Column::Id)
             .limit(limit);
+        if let Some(projects) = projects {
+            query =
+                query.filter(workflow::Column::Project.is_in(projects.iter().map(String::as_str)));
+        }
         if let Some(after) = after {
             query = query.filter(workflow::Column::Id.gt(after));
         }
