@@ -65,3 +65,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-admin" (include "runplane.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A duration such as 90m, 24h or 2d in seconds; call with (dict "value" V "name" "values.key"). */}}
+{{- define "runplane.seconds" -}}
+{{- $value := toString .value -}}
+{{- if not (regexMatch "^[0-9]+[smhdw]$" $value) -}}
+{{- fail (printf "%s must be a number and one unit of s, m, h, d or w (e.g. 24h), not %q" .name $value) -}}
+{{- end -}}
+{{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 -}}
+{{- mul (trimSuffix (regexFind "[smhdw]$" $value) $value | atoi) (get $units (regexFind "[smhdw]$" $value)) -}}
+{{- end -}}
