@@ -280,7 +280,7 @@ async fn a_generated_admin_credential_runs_a_deployment() {
     let file = suite.dir.path().join("generated-admin-token");
     let path = file.to_string_lossy().into_owned();
     suite
-        .cli(&["admin-token", "generate", "--output", &path])
+        .cli(&["admin-token", "generate", "--file", &path])
         .await
         .ok();
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -291,7 +291,7 @@ async fn a_generated_admin_credential_runs_a_deployment() {
     assert!(credential.trim().starts_with("rpa_"), "{credential}");
     // Never overwritten.
     suite
-        .cli(&["admin-token", "generate", "--output", &path])
+        .cli(&["admin-token", "generate", "--file", &path])
         .await
         .err();
     assert_eq!(std::fs::read_to_string(&file).expect("read"), credential);

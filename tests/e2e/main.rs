@@ -9,6 +9,7 @@ mod support;
 mod auth_cache;
 mod chaos;
 mod cli_errors;
+mod cli_output;
 mod config_file;
 mod docs;
 mod drain;

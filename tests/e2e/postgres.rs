@@ -204,7 +204,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     let peers = [suite.addrs[0], suite.addrs[1], suite.addrs[2]];
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
-        ("token-service", "token_service", 2),
+        ("token-service", "token_service", 3),
         ("workflow-run-service", "workflow_run_service", 6),
     ] {
         let replicas = [free_port(), free_port(), free_port()];

@@ -15,15 +15,15 @@ pub(crate) enum AdminTokenCommand {
     Generate {
         /// Write it here (created with mode 0600; an existing file is not
         /// overwritten) instead of printing it.
-        #[arg(long)]
-        output: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
 }
 
 pub(crate) fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
-    let AdminTokenCommand::Generate { output } = command;
+    let AdminTokenCommand::Generate { file } = command;
     let credential = secret::generate(SecretKind::Admin)?;
-    match output {
+    match file {
         None => println!("{credential}"),
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt as _;

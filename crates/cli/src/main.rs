@@ -5,9 +5,11 @@ mod admin_token;
 mod cli;
 mod exit;
 mod organization;
+mod output;
 mod run;
 mod runner_env;
 mod up;
+mod workflow;
 
 use std::process::ExitCode;
 

@@ -1,11 +1,12 @@
 //! `runplane organization …`: organizations and their API tokens.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Subcommand;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::org::v1::{
-    CreateOrganizationRequest, DeleteOrganizationRequest, ListOrganizationsRequest,
+    CreateOrganizationRequest, DeleteOrganizationRequest, GetOrganizationRequest,
+    ListOrganizationsRequest, Organization, get_organization_request::Lookup,
 };
 use runplane_api::time::{from_timestamp, now_ms, timestamp};
 use runplane_api::token::v1::token_service_client::TokenServiceClient;
@@ -18,6 +19,7 @@ use runplane_config::parse_duration;
 
 use crate::cli::Global;
 use crate::exit::describe;
+use crate::output::{Format, OrganizationJson, TokenJson, format_time, print_json, token_state};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum OrganizationCommand {
@@ -29,8 +31,15 @@ pub(crate) enum OrganizationCommand {
     },
     /// List organizations, and whether their Prometheus metrics are served.
     List,
+    /// Show one organization.
+    Get {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+    },
     /// Delete an organization; its tokens stop working.
     Delete {
+        /// The organization's name.
         #[arg(long)]
         name: String,
     },
@@ -64,8 +73,9 @@ pub(crate) enum TokenCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// List an organization's tokens (never their secrets).
+    /// List an organization's tokens (never their secrets), with when each was last used.
     List {
+        /// The organization whose tokens to list.
         #[arg(long)]
         org: String,
         /// Include revoked and expired tokens.
@@ -74,8 +84,10 @@ pub(crate) enum TokenCommand {
     },
     /// Revoke a token by name; it fails from the next call on.
     Revoke {
+        /// The token's name.
         #[arg(long)]
         name: String,
+        /// The organization it belongs to.
         #[arg(long)]
         org: String,
     },
@@ -117,7 +129,9 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
                 .into_inner()
                 .organization
                 .unwrap_or_default();
-            if global.quiet {
+            if global.output == Format::Json {
+                print_json(&OrganizationJson::from(&org))?;
+            } else if global.quiet {
                 println!("{}", org.id);
             } else {
                 println!("Created organization {} (id {}).", org.name, org.id);
@@ -150,24 +164,25 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
                 }
                 page_token = page.next_page_token;
             }
-            if global.quiet {
-                rows.iter().for_each(|o| println!("{}", o.name));
+            print_organizations(global, &rows)?;
+        }
+        OrganizationCommand::Get { name } => {
+            let org = client
+                .get_organization(with_bearer(
+                    GetOrganizationRequest {
+                        lookup: Some(Lookup::Name(name)),
+                    },
+                    admin.secret(),
+                ))
+                .await
+                .map_err(fail)?
+                .into_inner()
+                .organization
+                .unwrap_or_default();
+            if global.output == Format::Json {
+                print_json(&OrganizationJson::from(&org))?;
             } else {
-                println!("{:<30} {:<8} {:<22} ID", "NAME", "METRICS", "CREATED");
-                for o in rows {
-                    let metrics = if o.prometheus_metrics_enabled {
-                        "on"
-                    } else {
-                        "off"
-                    };
-                    println!(
-                        "{:<30} {:<8} {:<22} {}",
-                        o.name,
-                        metrics,
-                        format_time(o.create_time.as_ref().map(from_timestamp)),
-                        o.id
-                    );
-                }
+                print_organizations(global, std::slice::from_ref(&org))?;
             }
         }
         OrganizationCommand::Delete { name } => {
@@ -184,6 +199,32 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
         }
         // Handled above, before connecting to org-service.
         OrganizationCommand::ApiToken(_) => {}
+    }
+    Ok(())
+}
+
+fn print_organizations(global: &Global, orgs: &[Organization]) -> anyhow::Result<()> {
+    if global.output == Format::Json {
+        return print_json(&orgs.iter().map(OrganizationJson::from).collect::<Vec<_>>());
+    }
+    if global.quiet {
+        orgs.iter().for_each(|o| println!("{}", o.name));
+        return Ok(());
+    }
+    println!("{:<30} {:<8} {:<22} ID", "NAME", "METRICS", "CREATED");
+    for o in orgs {
+        let metrics = if o.prometheus_metrics_enabled {
+            "on"
+        } else {
+            "off"
+        };
+        println!(
+            "{:<30} {:<8} {:<22} {}",
+            o.name,
+            metrics,
+            format_time(o.create_time.as_ref().map(from_timestamp)),
+            o.id
+        );
     }
     Ok(())
 }
@@ -221,7 +262,10 @@ async fn tokens(
                 .await
                 .map_err(fail)?
                 .into_inner();
-            if global.quiet {
+            if global.output == Format::Json {
+                let token = response.token.unwrap_or_default();
+                print_json(&TokenJson::new(&token, Some(response.secret)))?;
+            } else if global.quiet {
                 println!("{}", response.secret);
             } else {
                 let token = response.token.unwrap_or_default();
@@ -253,20 +297,28 @@ async fn tokens(
                 .map_err(fail)?
                 .into_inner()
                 .tokens;
-            if global.quiet {
+            if global.output == Format::Json {
+                print_json(
+                    &tokens
+                        .iter()
+                        .map(|t| TokenJson::new(t, None))
+                        .collect::<Vec<_>>(),
+                )?;
+            } else if global.quiet {
                 tokens.iter().for_each(|t| println!("{}", t.name));
             } else {
                 println!(
-                    "{:<24} {:<26} {:<22} {:<22} {:<8} PROJECTS",
-                    "NAME", "SCOPES", "CREATED", "EXPIRES", "STATE"
+                    "{:<24} {:<26} {:<22} {:<22} {:<22} {:<8} PROJECTS",
+                    "NAME", "SCOPES", "CREATED", "EXPIRES", "LAST USED", "STATE"
                 );
                 for t in tokens {
                     println!(
-                        "{:<24} {:<26} {:<22} {:<22} {:<8} {}",
+                        "{:<24} {:<26} {:<22} {:<22} {:<22} {:<8} {}",
                         t.name,
                         scopes_text(&t),
                         format_time(t.create_time.as_ref().map(from_timestamp)),
                         format_time(t.expire_time.as_ref().map(from_timestamp)),
+                        format_time(t.last_used_time.as_ref().map(from_timestamp)),
                         token_state(&t),
                         projects_text(&t)
                     );
@@ -306,28 +358,4 @@ fn scopes_text(token: &Token) -> String {
         .map(Scope::label)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn token_state(token: &Token) -> &'static str {
-    if token.revoke_time.is_some() {
-        "revoked"
-    } else if token
-        .expire_time
-        .as_ref()
-        .is_some_and(|t| from_timestamp(t) <= now_ms())
-    {
-        "expired"
-    } else {
-        "live"
-    }
-}
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, seconds), or `-`.
-pub(crate) fn format_time(ms: Option<i64>) -> String {
-    match ms.and_then(|ms| u64::try_from(ms).ok()) {
-        Some(ms) => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
-        None => "-".to_owned(),
-    }
 }

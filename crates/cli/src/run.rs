@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_api::workflowrun::v1::{
-    DeleteWorkflowRequest, FinishRunRequest, ListRunsRequest, Run, RunStatus, RunnerType,
-    StartRunRequest,
+    DeleteWorkflowRequest, FinishRunRequest, GetRunRequest, ListRunsRequest, Run, RunStatus,
+    RunnerType, StartRunRequest,
 };
 use runplane_client::{UpstreamArgs, channel, with_bearer};
 
@@ -17,7 +17,7 @@ use runplane_client::Channel;
 
 use crate::cli::Global;
 use crate::exit::describe;
-use crate::organization::format_time;
+use crate::output::{Format, RunJson, format_time, print_json, run_duration_ms, status_name};
 use crate::runner_env;
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +33,7 @@ pub(crate) enum RunCommand {
     Finish {
         /// The id `run start` printed.
         run_id: String,
+        /// How the run ended.
         #[arg(long, value_enum)]
         status: Outcome,
         /// Why, in a few words (e.g. the failing step).
@@ -51,19 +52,26 @@ pub(crate) enum RunCommand {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Show one run: its state, times, runner, link and reason.
+    Get {
+        /// The run's id.
+        run_id: String,
+        #[command(flatten)]
+        token: TokenArg,
+    },
     /// List recent runs, newest first (needs `metrics:read`).
     List {
-        /// Only this workflow's runs.
+        /// Only this workflow's runs (in --project, default `default`).
         #[arg(long)]
         workflow: Option<String>,
-        /// With --workflow: its project.
-        #[arg(long, default_value = "")]
-        project: String,
-        /// Only runs in this state.
+        /// Only runs of this project's workflows.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only runs in this state, as the list prints it.
         #[arg(long, value_enum)]
         status: Option<ListStatus>,
-        /// At most this many runs.
-        #[arg(long, default_value_t = 20)]
+        /// At most this many runs (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1000))]
         limit: i32,
         #[command(flatten)]
         token: TokenArg,
@@ -74,7 +82,7 @@ pub(crate) enum RunCommand {
         /// Workflow name.
         #[arg(long)]
         workflow: String,
-        /// Its project.
+        /// Its project (default: `default`).
         #[arg(long, default_value = "")]
         project: String,
         #[command(flatten)]
@@ -85,9 +93,11 @@ pub(crate) enum RunCommand {
 /// Which run, of which workflow, from where.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StartArgs {
-    /// Workflow name, e.g. `backend-release-production`.
+    /// Workflow name, e.g. `backend-release-production` (default: the CI's own
+    /// name for it: GITHUB_WORKFLOW, CI_PIPELINE_NAME or CI_JOB_NAME, JOB_NAME,
+    /// BUILD_DEFINITIONNAME, CIRCLE_JOB, TEAMCITY_BUILDCONF_NAME).
     #[arg(long)]
-    workflow: String,
+    workflow: Option<String>,
     /// Project the workflow belongs to.
     #[arg(long, default_value = "default")]
     project: String,
@@ -113,7 +123,7 @@ pub(crate) struct StartArgs {
 pub(crate) struct TokenArg {
     /// Organization API token (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "RUNPLANE_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// Keep retrying a call that failed because runplane was unreachable or slow
     /// (UNAVAILABLE, DEADLINE_EXCEEDED) for this long, with exponential backoff.
     #[arg(long, env = "RUNPLANE_RETRY_FOR", default_value = "30s", value_parser = runplane_config::parse_duration)]
@@ -143,10 +153,12 @@ impl From<Outcome> for RunStatus {
     }
 }
 
-/// A run state to list.
+/// A run state to list, named as the list prints it.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ListStatus {
-    Initialized,
+    /// Started, not finished yet.
+    #[value(alias = "initialized", alias = "in-progress")]
+    Running,
     Success,
     Error,
     Expired,
@@ -156,7 +168,7 @@ pub(crate) enum ListStatus {
 impl From<ListStatus> for RunStatus {
     fn from(s: ListStatus) -> Self {
         match s {
-            ListStatus::Initialized => RunStatus::Initialized,
+            ListStatus::Running => RunStatus::Initialized,
             ListStatus::Success => RunStatus::Success,
             ListStatus::Error => RunStatus::Error,
             ListStatus::Expired => RunStatus::Expired,
@@ -165,7 +177,7 @@ impl From<ListStatus> for RunStatus {
     }
 }
 
-struct Reporter<'a> {
+pub(crate) struct Reporter<'a> {
     global: &'a Global,
     client: WorkflowRunServiceClient<Channel>,
     token: String,
@@ -216,7 +228,7 @@ impl Reporter<'_> {
     /// Sends `request` with the runner's token through `method`, retrying
     /// outages (see [`Reporter::with_retries`]); a final failure is described
     /// for a person.
-    async fn call<Req, Resp, Fut>(
+    pub(crate) async fn call<Req, Resp, Fut>(
         &self,
         what: &str,
         request: Req,
@@ -239,8 +251,13 @@ impl Reporter<'_> {
 
     async fn start(&mut self, args: StartArgs) -> anyhow::Result<Run> {
         let detected = runner_env::detect_from_process();
+        let workflow = args.workflow.or(detected.workflow).ok_or_else(|| {
+            anyhow::anyhow!(
+                "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
+            )
+        })?;
         let request = StartRunRequest {
-            workflow: args.workflow,
+            workflow,
             project: args.project,
             runner_type: args.runner.unwrap_or(detected.runner).into(),
             run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
@@ -284,28 +301,46 @@ impl Reporter<'_> {
     }
 }
 
+impl<'a> Reporter<'a> {
+    /// A reporter calling workflow-run-service with `token`'s credential.
+    pub(crate) fn new(global: &'a Global, token: TokenArg) -> anyhow::Result<Self> {
+        let upstream = UpstreamArgs {
+            upstream_timeout: global.call_timeout,
+            tls: global.tls.clone(),
+        };
+        let secret = token
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no token: set RUNPLANE_TOKEN (or --token) to an organization API token"
+                )
+            })?;
+        Ok(Reporter {
+            global,
+            client: WorkflowRunServiceClient::new(channel(
+                &global.workflow_run_service_addr,
+                &upstream,
+            )?),
+            token: secret.to_owned(),
+            retry_for: token.retry_for,
+        })
+    }
+}
+
 /// Runs a run command.
 pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode> {
-    let upstream = UpstreamArgs {
-        upstream_timeout: global.call_timeout,
-        tls: global.tls.clone(),
-    };
-    let client =
-        WorkflowRunServiceClient::new(channel(&global.workflow_run_service_addr, &upstream)?);
-    let reporter = |token: TokenArg| Reporter {
-        global,
-        client: client.clone(),
-        token: token.token.trim().to_owned(),
-        retry_for: token.retry_for,
-    };
     let best_effort = match &command {
         RunCommand::Start { token, .. }
         | RunCommand::Finish { token, .. }
         | RunCommand::Exec { token, .. }
+        | RunCommand::Get { token, .. }
         | RunCommand::List { token, .. }
         | RunCommand::DeleteWorkflow { token, .. } => token.best_effort,
     };
-    let outcome = report(global, command, reporter).await;
+    let outcome = report(global, command).await;
     match outcome {
         Err(e) if best_effort => {
             eprintln!("runplane: warning: {e:#} (--best-effort: not failing the job)");
@@ -315,15 +350,13 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
     }
 }
 
-async fn report<'a>(
-    global: &'a Global,
-    command: RunCommand,
-    reporter: impl Fn(TokenArg) -> Reporter<'a>,
-) -> anyhow::Result<ExitCode> {
+async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode> {
     match command {
         RunCommand::Start { run, token } => {
-            let started = reporter(token).start(run).await?;
-            if global.quiet {
+            let started = Reporter::new(global, token)?.start(run).await?;
+            if global.output == Format::Json {
+                print_json(&RunJson::from(&started))?;
+            } else if global.quiet {
                 println!("{}", started.id);
             } else {
                 println!(
@@ -334,7 +367,6 @@ async fn report<'a>(
                     started.runner_type().label()
                 );
             }
-            Ok(ExitCode::SUCCESS)
         }
         RunCommand::Finish {
             run_id,
@@ -342,23 +374,36 @@ async fn report<'a>(
             reason,
             token,
         } => {
-            let finished = reporter(token)
+            let finished = Reporter::new(global, token)?
                 .finish(run_id, status.into(), reason)
                 .await?;
-            if !global.quiet {
+            if global.output == Format::Json {
+                print_json(&RunJson::from(&finished))?;
+            } else if !global.quiet {
                 println!(
                     "Run {} finished: {}.",
                     finished.id,
-                    status_text(finished.status())
+                    status_name(finished.status())
                 );
             }
-            Ok(ExitCode::SUCCESS)
         }
         RunCommand::Exec {
             run,
             token,
             command,
-        } => exec(global, reporter(token), run, command).await,
+        } => return exec(global, Reporter::new(global, token)?, run, command).await,
+        RunCommand::Get { run_id, token } => {
+            let run = Reporter::new(global, token)?
+                .call(
+                    "reading the run",
+                    GetRunRequest { run_id },
+                    |mut client, request| async move { client.get_run(request).await },
+                )
+                .await?
+                .run
+                .unwrap_or_default();
+            print_run(global, &run)?;
+        }
         RunCommand::DeleteWorkflow {
             workflow,
             project,
@@ -368,7 +413,7 @@ async fn report<'a>(
                 workflow: workflow.clone(),
                 project,
             };
-            let deleted = reporter(token)
+            let deleted = Reporter::new(global, token)?
                 .call(
                     "deleting a workflow",
                     request,
@@ -376,10 +421,11 @@ async fn report<'a>(
                 )
                 .await?
                 .deleted_runs;
-            if !global.quiet {
+            if global.output == Format::Json {
+                print_json(&serde_json::json!({ "workflow": workflow, "deleted_runs": deleted }))?;
+            } else if !global.quiet {
                 println!("Deleted workflow {workflow} and its {deleted} run(s).");
             }
-            Ok(ExitCode::SUCCESS)
         }
         RunCommand::List {
             workflow,
@@ -390,44 +436,92 @@ async fn report<'a>(
         } => {
             let request = ListRunsRequest {
                 workflow: workflow.unwrap_or_default(),
-                project,
+                project: project.unwrap_or_default(),
                 status: status.map(RunStatus::from).unwrap_or_default().into(),
                 page_size: limit,
                 page_token: String::new(),
             };
-            let runs = reporter(token)
+            let runs = Reporter::new(global, token)?
                 .call("listing runs", request, |mut client, request| async move {
                     client.list_runs(request).await
                 })
                 .await?
                 .runs;
-            if global.quiet {
-                runs.iter().for_each(|run| println!("{}", run.id));
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{:<38} {:<11} {:<22} {:>10}  WORKFLOW",
-                "RUN", "STATUS", "STARTED", "DURATION"
-            );
-            for run in runs {
-                let started = run.start_time.as_ref().map(from_timestamp);
-                let finished = run.finish_time.as_ref().map(from_timestamp);
-                let duration = match (started, finished) {
-                    (Some(s), Some(f)) => format!("{:.1}s", (f - s) as f64 / 1000.0),
-                    _ => "-".to_owned(),
-                };
-                println!(
-                    "{:<38} {:<11} {:<22} {:>10}  {}/{}",
-                    run.id,
-                    status_text(run.status()),
-                    format_time(started),
-                    duration,
-                    run.project,
-                    run.workflow
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            print_runs(global, &runs)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run: JSON, its id (`-q`), or a field a line.
+fn print_run(global: &Global, run: &Run) -> anyhow::Result<()> {
+    if global.output == Format::Json {
+        return print_json(&RunJson::from(run));
+    }
+    if global.quiet {
+        println!("{}", run.id);
+        return Ok(());
+    }
+    let time = |at: &Option<prost_types::Timestamp>| format_time(at.as_ref().map(from_timestamp));
+    let or_dash = |text: &str| {
+        if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
+    println!("Run:       {}", run.id);
+    println!("Workflow:  {}/{}", run.project, run.workflow);
+    println!("Status:    {}", status_name(run.status()));
+    println!("Runner:    {}", run.runner_type().label());
+    println!("Started:   {}", time(&run.start_time));
+    println!("Finished:  {}", time(&run.finish_time));
+    println!("Duration:  {}", duration_text(run));
+    if run.expire_time.is_some() && run.finish_time.is_none() {
+        println!("Expires:   {}", time(&run.expire_time));
+    }
+    println!("URL:       {}", or_dash(&run.run_url));
+    println!("Reason:    {}", or_dash(&run.reason));
+    Ok(())
+}
+
+/// Runs: a JSON array, their ids (`-q`), or a table.
+fn print_runs(global: &Global, runs: &[Run]) -> anyhow::Result<()> {
+    if global.output == Format::Json {
+        return print_json(&runs.iter().map(RunJson::from).collect::<Vec<_>>());
+    }
+    if global.quiet {
+        runs.iter().for_each(|run| println!("{}", run.id));
+        return Ok(());
+    }
+    println!(
+        "{:<38} {:<9} {:<22} {:>10}  {:<18} {:<30} {:<40} REASON",
+        "RUN", "STATUS", "STARTED", "DURATION", "RUNNER", "WORKFLOW", "URL"
+    );
+    for run in runs {
+        println!(
+            "{:<38} {:<9} {:<22} {:>10}  {:<18} {:<30} {:<40} {}",
+            run.id,
+            status_name(run.status()),
+            format_time(run.start_time.as_ref().map(from_timestamp)),
+            duration_text(run),
+            run.runner_type().label(),
+            format!("{}/{}", run.project, run.workflow),
+            if run.run_url.is_empty() {
+                "-"
+            } else {
+                &run.run_url
+            },
+            run.reason
+        );
+    }
+    Ok(())
+}
+
+fn duration_text(run: &Run) -> String {
+    match run_duration_ms(run) {
+        Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
+        None => "-".to_owned(),
     }
 }
 
@@ -507,7 +601,7 @@ async fn exec(
             eprintln!(
                 "runplane: run {} finished: {}{why}",
                 finished.id,
-                status_text(status)
+                status_name(status)
             );
         }
         Ok(_) => {}
@@ -562,17 +656,6 @@ fn outcome(exit: std::process::ExitStatus) -> (RunStatus, String, u8) {
         } else {
             (RunStatus::Error, format!("killed by signal {signal}"), code)
         }
-    }
-}
-
-fn status_text(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Initialized => "in progress",
-        RunStatus::Success => "success",
-        RunStatus::Error => "error",
-        RunStatus::Expired => "expired",
-        RunStatus::Canceled => "canceled",
-        RunStatus::Unspecified => "unknown",
     }
 }
 

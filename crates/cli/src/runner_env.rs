@@ -1,5 +1,5 @@
-//! Which CI system is running us, and the URL of this run there, read from the
-//! environment variables each CI system sets.
+//! Which CI system is running us, the URL of this run there and the name of
+//! its workflow, read from the environment variables each CI system sets.
 
 use runplane_api::workflowrun::v1::RunnerType;
 
@@ -8,6 +8,8 @@ use runplane_api::workflowrun::v1::RunnerType;
 pub(crate) struct Detected {
     pub(crate) runner: RunnerType,
     pub(crate) run_url: Option<String>,
+    /// The workflow's name as the CI system calls it (`--workflow`'s default).
+    pub(crate) workflow: Option<String>,
 }
 
 /// Detects the CI system from `var` (the process environment in production,
@@ -16,7 +18,7 @@ pub(crate) struct Detected {
 pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> Detected {
     let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
     let is = |name: &str, value: &str| var(name).is_some_and(|v| v.eq_ignore_ascii_case(value));
-    let (runner, run_url) = if is("GITHUB_ACTIONS", "true") {
+    let (runner, run_url, workflow) = if is("GITHUB_ACTIONS", "true") {
         let url = match (
             var("GITHUB_SERVER_URL"),
             var("GITHUB_REPOSITORY"),
@@ -27,11 +29,15 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
             }
             _ => None,
         };
-        (RunnerType::GithubAction, url)
+        (RunnerType::GithubAction, url, var("GITHUB_WORKFLOW"))
     } else if is("GITLAB_CI", "true") {
         (
             RunnerType::GitlabPipeline,
             var("CI_JOB_URL").or_else(|| var("CI_PIPELINE_URL")),
+            // The pipeline's name when it has one (workflow:name), else the job's.
+            var("CI_PIPELINE_NAME")
+                .filter(|v| !v.is_empty())
+                .or_else(|| var("CI_JOB_NAME")),
         )
     } else if is("TF_BUILD", "true") {
         let url = match (
@@ -44,23 +50,34 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
             }
             _ => None,
         };
-        (RunnerType::AzurePipeline, url)
+        (RunnerType::AzurePipeline, url, var("BUILD_DEFINITIONNAME"))
     } else if set("JENKINS_URL") || set("JENKINS_HOME") {
-        (RunnerType::JenkinsJob, var("BUILD_URL"))
+        (RunnerType::JenkinsJob, var("BUILD_URL"), var("JOB_NAME"))
     } else if is("CIRCLECI", "true") {
-        (RunnerType::CircleciBuild, var("CIRCLE_BUILD_URL"))
+        (
+            RunnerType::CircleciBuild,
+            var("CIRCLE_BUILD_URL"),
+            var("CIRCLE_JOB"),
+        )
     } else if set("TEAMCITY_VERSION") {
-        (RunnerType::TeamcityPipeline, None)
+        (
+            RunnerType::TeamcityPipeline,
+            None,
+            var("TEAMCITY_BUILDCONF_NAME"),
+        )
     } else if set("DAGGER_SESSION_PORT") || set("CHAINLOOP_DAGGER_CLIENT") {
-        (RunnerType::DaggerPipeline, None)
+        (RunnerType::DaggerPipeline, None, None)
     } else if tekton_dir {
-        (RunnerType::TektonPipeline, None)
+        (RunnerType::TektonPipeline, None, None)
     } else {
-        (RunnerType::Unspecified, None)
+        (RunnerType::Unspecified, None, None)
     };
     Detected {
         runner,
         run_url: run_url.filter(|u| !u.is_empty()),
+        workflow: workflow
+            .map(|w| w.trim().to_owned())
+            .filter(|w| !w.is_empty()),
     }
 }
 
@@ -99,8 +116,13 @@ mod tests {
     }
 
     #[test]
-    fn detects_each_ci_system_and_its_run_url() {
-        type Case<'a> = (Vec<(&'a str, &'a str)>, RunnerType, Option<&'a str>);
+    fn detects_each_ci_system_its_run_url_and_workflow() {
+        type Case<'a> = (
+            Vec<(&'a str, &'a str)>,
+            RunnerType,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
         let cases: Vec<Case> = vec![
             (
                 vec![
@@ -108,17 +130,31 @@ mod tests {
                     ("GITHUB_SERVER_URL", "https://github.com"),
                     ("GITHUB_REPOSITORY", "acme/app"),
                     ("GITHUB_RUN_ID", "42"),
+                    ("GITHUB_WORKFLOW", "Release"),
                 ],
                 RunnerType::GithubAction,
                 Some("https://github.com/acme/app/actions/runs/42"),
+                Some("Release"),
             ),
             (
                 vec![
                     ("GITLAB_CI", "true"),
                     ("CI_JOB_URL", "https://gitlab.com/a/b/-/jobs/7"),
+                    ("CI_JOB_NAME", "unit-tests"),
                 ],
                 RunnerType::GitlabPipeline,
                 Some("https://gitlab.com/a/b/-/jobs/7"),
+                Some("unit-tests"),
+            ),
+            (
+                vec![
+                    ("GITLAB_CI", "true"),
+                    ("CI_PIPELINE_NAME", "nightly"),
+                    ("CI_JOB_NAME", "unit-tests"),
+                ],
+                RunnerType::GitlabPipeline,
+                None,
+                Some("nightly"),
             ),
             (
                 vec![
@@ -129,42 +165,54 @@ mod tests {
                     ),
                     ("SYSTEM_TEAMPROJECT", "app"),
                     ("BUILD_BUILDID", "9"),
+                    ("BUILD_DEFINITIONNAME", "app-ci"),
                 ],
                 RunnerType::AzurePipeline,
                 Some("https://dev.azure.com/acme/app/_build/results?buildId=9"),
+                Some("app-ci"),
             ),
             (
                 vec![
                     ("JENKINS_URL", "https://ci/"),
                     ("BUILD_URL", "https://ci/job/x/3/"),
+                    ("JOB_NAME", "folder/x"),
                 ],
                 RunnerType::JenkinsJob,
                 Some("https://ci/job/x/3/"),
+                Some("folder/x"),
             ),
             (
                 vec![
                     ("CIRCLECI", "true"),
                     ("CIRCLE_BUILD_URL", "https://circleci.com/gh/a/b/5"),
+                    ("CIRCLE_JOB", "build"),
                 ],
                 RunnerType::CircleciBuild,
                 Some("https://circleci.com/gh/a/b/5"),
+                Some("build"),
             ),
             (
-                vec![("TEAMCITY_VERSION", "2024.1")],
+                vec![
+                    ("TEAMCITY_VERSION", "2024.1"),
+                    ("TEAMCITY_BUILDCONF_NAME", " Deploy "),
+                ],
                 RunnerType::TeamcityPipeline,
                 None,
+                Some("Deploy"),
             ),
             (
                 vec![("DAGGER_SESSION_PORT", "1234")],
                 RunnerType::DaggerPipeline,
                 None,
+                None,
             ),
-            (vec![], RunnerType::Unspecified, None),
+            (vec![], RunnerType::Unspecified, None, None),
         ];
-        for (vars, runner, url) in cases {
+        for (vars, runner, url, workflow) in cases {
             let detected = detect(env(&vars), false);
             assert_eq!(detected.runner, runner, "{vars:?}");
             assert_eq!(detected.run_url.as_deref(), url, "{vars:?}");
+            assert_eq!(detected.workflow.as_deref(), workflow, "{vars:?}");
         }
         assert_eq!(detect(env(&[]), true).runner, RunnerType::TektonPipeline);
     }

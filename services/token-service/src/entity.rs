@@ -23,6 +23,8 @@ pub(crate) mod api_token {
         pub(crate) revoked_at_ms: Option<i64>,
         /// The projects the token is limited to, one per line; empty: every project.
         pub(crate) projects: String,
+        /// When the token last authenticated a call, to the minute.
+        pub(crate) last_used_at_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::orgs::OrgDirectory;
-use crate::store::{NewToken, Store};
+use crate::store::{LAST_USE_PRECISION_MS, NewToken, Store};
 use crate::token;
 
 /// Serves `runplane.token.v1.TokenService`.
@@ -45,6 +45,15 @@ impl TokenHandler {
             let revoked = self.store.revoke_all(&token.org_id).await?;
             tracing::info!(org_id = %token.org_id, revoked, "organization is gone; revoked its tokens");
             return Err(AuthError::Invalid.into());
+        }
+        let now = now_ms();
+        if token
+            .last_used_at_ms
+            .is_none_or(|at| at < now - LAST_USE_PRECISION_MS)
+            && let Err(e) = self.store.record_use(&token.id, now).await
+        {
+            // A last-use time is worth less than the call it would fail.
+            tracing::warn!(error = %e, "cannot record the token's last use");
         }
         Ok(AuthenticateResponse {
             scopes: token::decode_scopes(&token.scopes)

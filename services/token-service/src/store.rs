@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
 
 use crate::entity::api_token;
@@ -19,6 +19,9 @@ pub(crate) struct NewToken {
     pub(crate) expires_at_ms: Option<i64>,
     pub(crate) projects: String,
 }
+
+/// How stale a token's recorded last use may be.
+pub(crate) const LAST_USE_PRECISION_MS: i64 = 60_000;
 
 /// API tokens, persisted as hashes.
 #[derive(Clone)]
@@ -48,6 +51,7 @@ impl Store {
             expires_at_ms: new.expires_at_ms,
             projects: new.projects,
             revoked_at_ms: None,
+            last_used_at_ms: None,
         };
         let txn = self.db.begin().await?;
         // An expired token no longer holds its name: retire it so the name can be reused.
@@ -71,6 +75,7 @@ impl Store {
             expires_at_ms: Set(model.expires_at_ms),
             revoked_at_ms: Set(None),
             projects: Set(model.projects.clone()),
+            last_used_at_ms: Set(None),
         };
         match api_token::Entity::insert(active).exec(&txn).await {
             Ok(_) => {}
@@ -95,6 +100,23 @@ impl Store {
             .filter(api_token::Column::SecretHash.eq(secret_hash))
             .one(&self.db)
             .await?)
+    }
+
+    /// Records that token `id` authenticated a call at `now`, unless a use
+    /// within the last `LAST_USE_PRECISION_MS` is recorded already (by this
+    /// replica or another): a write a minute per token, not one per call.
+    pub(crate) async fn record_use(&self, id: &str, now: i64) -> Result<(), Error> {
+        api_token::Entity::update_many()
+            .col_expr(api_token::Column::LastUsedAtMs, Expr::value(now))
+            .filter(api_token::Column::Id.eq(id))
+            .filter(
+                Condition::any()
+                    .add(api_token::Column::LastUsedAtMs.is_null())
+                    .add(api_token::Column::LastUsedAtMs.lt(now - LAST_USE_PRECISION_MS)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// An organization's tokens, newest first; only unrevoked ones unless `include_revoked`.

@@ -131,6 +131,7 @@ pub(crate) fn to_proto(token: api_token::Model) -> Token {
         expire_time: token.expires_at_ms.map(timestamp),
         revoke_time: token.revoked_at_ms.map(timestamp),
         projects: decode_projects(&token.projects),
+        last_used_time: token.last_used_at_ms.map(timestamp),
     }
 }
 

@@ -254,6 +254,12 @@ impl WorkflowRunService for WorkflowRunHandler {
                 Some(w) => filter.workflow_id = Some(w.id),
                 None => return Ok(Response::new(ListRunsResponse::default())),
             }
+        } else if !request.project.is_empty() {
+            validate_name("project", &request.project)?;
+            principal
+                .require_project(&request.project)
+                .map_err(Error::from)?;
+            filter.projects = Some(vec![request.project.clone()]);
         }
         filter.status = match RunStatus::try_from(request.status) {
             Ok(RunStatus::Unspecified) => None,
@@ -283,14 +289,20 @@ impl WorkflowRunService for WorkflowRunHandler {
         let request = request.into_inner();
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 100, 1000);
+        let only_project;
+        let projects = if request.project.is_empty() {
+            principal.project_limit()
+        } else {
+            validate_name("project", &request.project)?;
+            principal
+                .require_project(&request.project)
+                .map_err(Error::from)?;
+            only_project = [request.project];
+            Some(&only_project[..])
+        };
         let workflows = self
             .store()
-            .list_workflows(
-                &principal.org_id,
-                principal.project_limit(),
-                after.as_deref(),
-                limit,
-            )
+            .list_workflows(&principal.org_id, projects, after.as_deref(), limit)
             .await?;
         let next_page_token = next_token(&workflows, limit, |w| &w.id);
         Ok(Response::new(ListWorkflowsResponse {

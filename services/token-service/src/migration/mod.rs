@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_api_tokens;
 mod m20261125_000002_token_projects;
+mod m20261125_000003_token_last_used;
 
 /// Applies token-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_api_tokens::Migration),
             Box::new(m20261125_000002_token_projects::Migration),
+            Box::new(m20261125_000003_token_last_used::Migration),
         ]
     }
 
