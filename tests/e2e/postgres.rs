@@ -371,3 +371,37 @@ async fn deletes_racing_concurrent_finishes_never_deadlock() {
     );
     assert_eq!(codes.values().sum::<usize>(), RUNS);
 }
+
+/// The server's refusal is given in its own words, without the "at line N"
+/// of PostgreSQL's source that sqlx appends (it reads like a line of the
+/// operator's config).
+#[test]
+#[ignore = "needs PostgreSQL: set RUNPLANE_TEST_POSTGRES (scripts/test does)"]
+fn a_missing_database_is_named_in_postgres_words_without_its_source_line() {
+    let Ok(server) = std::env::var(crate::support::POSTGRES_ENV) else {
+        panic!("set {}", crate::support::POSTGRES_ENV);
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin-token");
+    let secret =
+        runplane_auth::secret::generate(runplane_auth::secret::SecretKind::Admin).expect("rng");
+    std::fs::write(&admin, secret).expect("admin token");
+    let output = Command::new(bin_dir().join("org-service"))
+        .args([
+            "--database-url",
+            &format!("{}/runplane_no_such_database", server.trim_end_matches('/')),
+        ])
+        .args(["--listen-addr", &free_port().to_string()])
+        .env("RUNPLANE_ADMIN_TOKEN_FILE", &admin)
+        .env_remove("RUNPLANE_CONFIG")
+        .output()
+        .expect("run org-service");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("runplane_no_such_database")
+            && stderr.contains("does not exist (SQLSTATE 3D000)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("at line"), "{stderr}");
+}
