@@ -1,9 +1,10 @@
 //! The ingest path does not pay a token-service hop per call: workflow-run-service
-//! reuses token-service's answer for `auth_cache_ttl`, and no longer.
+//! reuses token-service's answer for `auth_cache_ttl`, and no longer; deletes
+//! and reads always ask.
 
 use std::time::{Duration, Instant};
 
-use runplane_api::workflowrun::v1::StartRunRequest;
+use runplane_api::workflowrun::v1::{DeleteWorkflowRequest, ListRunsRequest, StartRunRequest};
 use tonic::Code;
 
 use crate::support::{Suite, bearer};
@@ -26,7 +27,8 @@ async fn runners_are_authenticated_from_a_short_lived_cache() {
         .await
         .ok();
     let token = suite.token("cyberdyne", "ci", &[]).await;
-    let revoked = suite.token("cyberdyne", "old", &[]).await;
+    let everything = ["--scope", "runs:write,metrics:read,workflows:delete"];
+    let revoked = suite.token("cyberdyne", "old", &everything).await;
     let mut client = suite.workflow_runs().await;
     for secret in [&token, &revoked] {
         client
@@ -49,6 +51,25 @@ async fn runners_are_authenticated_from_a_short_lived_cache() {
         .await
         .ok();
     let revoked_at = Instant::now();
+    client
+        .start_run(bearer(start("build"), &revoked))
+        .await
+        .expect("reporting is served from the cache");
+    // Deleting and reading are not: the revoked token is refused at once.
+    let delete = DeleteWorkflowRequest {
+        workflow: "build".into(),
+        project: String::new(),
+    };
+    let status = client
+        .delete_workflow(bearer(delete, &revoked))
+        .await
+        .expect_err("a revoked token deletes nothing");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = client
+        .list_runs(bearer(ListRunsRequest::default(), &revoked))
+        .await
+        .expect_err("nor reads");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     // ... and with token-service gone, calls go on without a hop to it.
     assert!(suite.stop_service("token-service").await.success());
     let mut answered = 0;

@@ -254,6 +254,22 @@ async fn every_kind_of_thing_can_be_got_and_listed_as_text_json_and_ids() {
         .await
         .ok();
     assert_eq!(live, "ci");
+    // -q wins over RUNPLANE_OUTPUT=json: `ID=$(runplane run start … -q)` holds the id.
+    let quiet = suite
+        .cli_with_env(
+            &["run", "start", "--workflow", "build", "-q"],
+            &[
+                ("RUNPLANE_TOKEN", secret.as_str()),
+                ("RUNPLANE_OUTPUT", "json"),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(quiet.len(), 36, "a bare run id: {quiet}");
+    // A reader that has gone (`| head -1`) ends the listing quietly.
+    let piped = suite.cli_into_closed_pipe(&["run", "list"], &env).await;
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(!piped.stderr.contains("panicked"), "{}", piped.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +286,11 @@ async fn completions_and_missing_credentials_are_handled_without_services() {
             script.contains("api-token"),
             "{shell} completes subcommands"
         );
+    }
+    for args in [&["completion", "bash"][..], &["admin-token", "generate"]] {
+        let piped = suite.cli_into_closed_pipe(args, &[]).await;
+        assert!(piped.status.success(), "{args:?}: {piped:?}");
+        assert!(!piped.stderr.contains("panicked"), "{}", piped.stderr);
     }
     let unknown = suite.cli(&["completion", "tcsh"]).await.err();
     assert!(unknown.contains("bash"), "{unknown}");

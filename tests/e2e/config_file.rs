@@ -315,3 +315,44 @@ async fn a_generated_admin_credential_runs_a_deployment() {
         .ok();
     assert!(!suite.data_dir().join("admin-token").exists());
 }
+
+/// `--help` shows each setting's effective value, except the database URL's:
+/// a PostgreSQL URL may hold a password, from the environment or the file.
+#[test]
+fn help_never_shows_a_database_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("runplane.yaml");
+    std::fs::write(
+        &config,
+        "org_service:\n  database_url: postgres://runplane:file-password@db/runplane\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let from_file = run(dir.path(), "org-service", &["--config", &config, "--help"]);
+    let help = String::from_utf8_lossy(&from_file.stdout);
+    assert!(
+        from_file.status.success() && help.contains("--database-url"),
+        "{help}"
+    );
+    assert!(!help.contains("file-password"), "{help}");
+    for binary in ["token-service", "runplane"] {
+        let mut command = Command::new(bin_dir().join(binary));
+        let args: &[&str] = if binary == "runplane" {
+            &["up", "--help"]
+        } else {
+            &["--help"]
+        };
+        let output = command
+            .current_dir(dir.path())
+            .args(args)
+            .env(
+                "RUNPLANE_DATABASE_URL",
+                "postgres://runplane:env-password@db/runplane",
+            )
+            .output()
+            .expect("run");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("--database-url"), "{binary}: {help}");
+        assert!(!help.contains("env-password"), "{binary}: {help}");
+    }
+}

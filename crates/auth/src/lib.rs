@@ -18,7 +18,7 @@ use tonic::Status;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminArgs, AdminCredential, AdminCredentialError};
 pub use failures::{AuthFailureArgs, FailureLimiter, TooManyFailures};
-pub use token::TokenAuthenticator;
+pub use token::{Freshness, TokenAuthenticator};
 
 /// Why a call is not allowed. Converted to a [`Status`] in one place.
 #[derive(Debug, thiserror::Error)]

@@ -70,14 +70,30 @@ impl TokenAuthenticator {
         self
     }
 
-    /// Authenticates the request's bearer token and checks it has `scope`.
+    /// Authenticates the request's bearer token and checks it has `scope`,
+    /// from the cache when it holds a recent answer (the hot reporting path).
     pub async fn authorize<T>(
         &self,
         request: &tonic::Request<T>,
         scope: Scope,
     ) -> Result<Principal, AuthError> {
         let principal = self
-            .authenticate(bearer(request)?, client_ip(request))
+            .authenticate(bearer(request)?, client_ip(request), Freshness::Cached)
+            .await?;
+        principal.require(scope)?;
+        Ok(principal)
+    }
+
+    /// [`TokenAuthenticator::authorize`], asking token-service whatever the
+    /// cache holds: for deletes and reads, which a revoked token must not
+    /// make even for the cache's few seconds.
+    pub async fn authorize_fresh<T>(
+        &self,
+        request: &tonic::Request<T>,
+        scope: Scope,
+    ) -> Result<Principal, AuthError> {
+        let principal = self
+            .authenticate(bearer(request)?, client_ip(request), Freshness::Fresh)
             .await?;
         principal.require(scope)?;
         Ok(principal)
@@ -89,10 +105,11 @@ impl TokenAuthenticator {
         &self,
         presented: &str,
         client: Option<IpAddr>,
+        freshness: Freshness,
     ) -> Result<Principal, AuthError> {
         let hash = SecretHash::of(presented);
         self.failures.check(&hash)?;
-        let principal = match self.resolve(presented, &hash).await {
+        let principal = match self.resolve(presented, &hash, freshness).await {
             Err(AuthError::Invalid) => {
                 self.failures.record_failure(&hash, client)?;
                 return Err(AuthError::Invalid);
@@ -103,11 +120,20 @@ impl TokenAuthenticator {
         Ok(principal)
     }
 
-    async fn resolve(&self, presented: &str, hash: &SecretHash) -> Result<Principal, AuthError> {
+    async fn resolve(
+        &self,
+        presented: &str,
+        hash: &SecretHash,
+        freshness: Freshness,
+    ) -> Result<Principal, AuthError> {
         // A malformed secret cannot be valid: answer without a network hop.
         secret::parse(SecretKind::ApiToken, presented).map_err(|_| AuthError::Invalid)?;
         let key = hash.0.clone();
-        if let Some(principal) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+        let cached = match freshness {
+            Freshness::Cached => self.cache.as_ref().and_then(|c| c.get(&key)),
+            Freshness::Fresh => None,
+        };
+        if let Some(principal) = cached {
             return Ok(principal);
         }
         let response = self
@@ -147,6 +173,15 @@ impl TokenAuthenticator {
         }
         Ok(principal)
     }
+}
+
+/// Whether an answer may come from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A recent answer will do (a revoked token works for the cache's TTL).
+    Cached,
+    /// Ask token-service.
+    Fresh,
 }
 
 impl AnswerCache {

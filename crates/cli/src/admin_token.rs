@@ -4,9 +4,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use runplane_auth::secret::{self, SecretKind};
+
+use crate::cli::Global;
+use crate::output::print_json;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminTokenCommand {
@@ -20,11 +22,12 @@ pub(crate) enum AdminTokenCommand {
     },
 }
 
-pub(crate) fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, command: AdminTokenCommand) -> anyhow::Result<()> {
     let AdminTokenCommand::Generate { file } = command;
     let credential = secret::generate(SecretKind::Admin)?;
     match file {
-        None => println!("{credential}"),
+        None if global.json() => print_json(&serde_json::json!({ "credential": credential }))?,
+        None => outln!("{credential}"),
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut file = std::fs::OpenOptions::new()
@@ -32,13 +35,17 @@ pub(crate) fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .with_context(|| {
-                    format!(
-                        "cannot create {} (an existing credential is never overwritten)",
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                        "{} exists: an existing credential is never overwritten",
                         path.display()
-                    )
+                    ),
+                    _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
                 })?;
             writeln!(file, "{credential}")?;
+            if global.json() {
+                print_json(&serde_json::json!({ "file": path }))?;
+            }
             eprintln!(
                 "Wrote a new admin credential to {} (readable by you only).",
                 path.display()

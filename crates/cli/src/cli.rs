@@ -107,6 +107,13 @@ pub(crate) enum Command {
 }
 
 impl Global {
+    /// Whether to print JSON: `--output json`, unless `-q` asks for the bare
+    /// value (so `ID=$(runplane run start … -q)` holds the id whatever
+    /// RUNPLANE_OUTPUT says).
+    pub(crate) fn json(&self) -> bool {
+        self.output == Format::Json && !self.quiet
+    }
+
     /// Where each gRPC service listens, as the suite will be started: a flag
     /// or environment variable, else the service's section of the config file
     /// (`listen_addr`), else its top-level `<service>_addr`, else the default.
@@ -172,7 +179,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(command) => crate::run::run(&cli.global, command).await,
         Command::Workflow(command) => crate::workflow::run(&cli.global, command).await,
         Command::AdminToken(command) => {
-            crate::admin_token::run(command)?;
+            crate::admin_token::run(&cli.global, command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completion { shell } => {

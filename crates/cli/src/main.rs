@@ -1,6 +1,17 @@
 //! `runplane`: manage organizations and tokens, report CI runs, and `up` the
 //! whole suite on a laptop.
 
+/// `println!` that ends the process quietly once stdout's reader has gone
+/// (`runplane run list | head -1`), as Unix tools do, instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod admin_token;
 mod cli;
 mod exit;

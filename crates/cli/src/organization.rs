@@ -19,7 +19,7 @@ use runplane_config::parse_duration;
 
 use crate::cli::Global;
 use crate::exit::describe;
-use crate::output::{Format, OrganizationJson, TokenJson, format_time, print_json, token_state};
+use crate::output::{OrganizationJson, TokenJson, format_time, print_json, token_state};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum OrganizationCommand {
@@ -129,14 +129,14 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
                 .into_inner()
                 .organization
                 .unwrap_or_default();
-            if global.output == Format::Json {
+            if global.json() {
                 print_json(&OrganizationJson::from(&org))?;
             } else if global.quiet {
-                println!("{}", org.id);
+                outln!("{}", org.id);
             } else {
-                println!("Created organization {} (id {}).", org.name, org.id);
+                outln!("Created organization {} (id {}).", org.name, org.id);
                 if !org.prometheus_metrics_enabled {
-                    println!(
+                    outln!(
                         "Its Prometheus metrics are off: add `- org_name: {}` under prometheus_org_metrics in the config to serve them.",
                         org.name
                     );
@@ -179,7 +179,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
                 .into_inner()
                 .organization
                 .unwrap_or_default();
-            if global.output == Format::Json {
+            if global.json() {
                 print_json(&OrganizationJson::from(&org))?;
             } else {
                 print_organizations(global, std::slice::from_ref(&org))?;
@@ -193,8 +193,10 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
                 ))
                 .await
                 .map_err(fail)?;
-            if !global.quiet {
-                println!("Deleted organization {name}.");
+            if global.json() {
+                print_json(&serde_json::json!({ "deleted_organization": name }))?;
+            } else if !global.quiet {
+                outln!("Deleted organization {name}.");
             }
         }
         // Handled above, before connecting to org-service.
@@ -204,21 +206,21 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
 }
 
 fn print_organizations(global: &Global, orgs: &[Organization]) -> anyhow::Result<()> {
-    if global.output == Format::Json {
+    if global.json() {
         return print_json(&orgs.iter().map(OrganizationJson::from).collect::<Vec<_>>());
     }
     if global.quiet {
-        orgs.iter().for_each(|o| println!("{}", o.name));
+        orgs.iter().for_each(|o| outln!("{}", o.name));
         return Ok(());
     }
-    println!("{:<30} {:<8} {:<22} ID", "NAME", "METRICS", "CREATED");
+    outln!("{:<30} {:<8} {:<22} ID", "NAME", "METRICS", "CREATED");
     for o in orgs {
         let metrics = if o.prometheus_metrics_enabled {
             "on"
         } else {
             "off"
         };
-        println!(
+        outln!(
             "{:<30} {:<8} {:<22} {}",
             o.name,
             metrics,
@@ -262,14 +264,14 @@ async fn tokens(
                 .await
                 .map_err(fail)?
                 .into_inner();
-            if global.output == Format::Json {
+            if global.json() {
                 let token = response.token.unwrap_or_default();
                 print_json(&TokenJson::new(&token, Some(response.secret)))?;
             } else if global.quiet {
-                println!("{}", response.secret);
+                outln!("{}", response.secret);
             } else {
                 let token = response.token.unwrap_or_default();
-                println!(
+                outln!(
                     "Created token {:?} for organization {} (scopes: {}; projects: {}; expires: {}).",
                     token.name,
                     token.org_name,
@@ -280,8 +282,8 @@ async fn tokens(
                         None => "never".to_owned(),
                     },
                 );
-                println!("Copy it now: it is shown once and cannot be recovered.\n");
-                println!("{}", response.secret);
+                outln!("Copy it now: it is shown once and cannot be recovered.\n");
+                outln!("{}", response.secret);
             }
         }
         TokenCommand::List { org, all } => {
@@ -297,7 +299,7 @@ async fn tokens(
                 .map_err(fail)?
                 .into_inner()
                 .tokens;
-            if global.output == Format::Json {
+            if global.json() {
                 print_json(
                     &tokens
                         .iter()
@@ -305,14 +307,19 @@ async fn tokens(
                         .collect::<Vec<_>>(),
                 )?;
             } else if global.quiet {
-                tokens.iter().for_each(|t| println!("{}", t.name));
+                tokens.iter().for_each(|t| outln!("{}", t.name));
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<26} {:<22} {:<22} {:<22} {:<8} PROJECTS",
-                    "NAME", "SCOPES", "CREATED", "EXPIRES", "LAST USED", "STATE"
+                    "NAME",
+                    "SCOPES",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                    "STATE"
                 );
                 for t in tokens {
-                    println!(
+                    outln!(
                         "{:<24} {:<26} {:<22} {:<22} {:<22} {:<8} {}",
                         t.name,
                         scopes_text(&t),
@@ -326,7 +333,7 @@ async fn tokens(
             }
         }
         TokenCommand::Revoke { name, org } => {
-            client
+            let revoked = client
                 .revoke_token(with_bearer(
                     RevokeTokenRequest {
                         org_name: org.clone(),
@@ -335,9 +342,14 @@ async fn tokens(
                     admin.secret(),
                 ))
                 .await
-                .map_err(fail)?;
-            if !global.quiet {
-                println!("Revoked token {name:?} of organization {org}.");
+                .map_err(fail)?
+                .into_inner()
+                .token
+                .unwrap_or_default();
+            if global.json() {
+                print_json(&TokenJson::new(&revoked, None))?;
+            } else if !global.quiet {
+                outln!("Revoked token {name:?} of organization {org}.");
             }
         }
     }

@@ -22,8 +22,21 @@ pub(crate) enum Format {
 
 /// Prints `value` as one line of JSON.
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    outln!("{}", serde_json::to_string(value)?);
     Ok(())
+}
+
+/// Writes one line to stdout for [`outln!`]. A reader that has gone (a
+/// closed pipe) ends the process with success: it read what it wanted.
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// A time as RFC 3339 UTC to the second, `-` when unset.
@@ -71,6 +84,7 @@ impl From<&Organization> for OrganizationJson {
 /// A token (never its secret, unless just created), for `--output json`.
 #[derive(Serialize)]
 pub(crate) struct TokenJson {
+    id: String,
     name: String,
     organization: String,
     description: String,
@@ -89,6 +103,7 @@ pub(crate) struct TokenJson {
 impl TokenJson {
     pub(crate) fn new(token: &Token, secret: Option<String>) -> Self {
         TokenJson {
+            id: token.id.clone(),
             name: token.name.clone(),
             organization: token.org_name.clone(),
             description: token.description.clone(),

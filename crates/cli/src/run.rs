@@ -17,8 +17,9 @@ use runplane_client::Channel;
 
 use crate::cli::Global;
 use crate::exit::describe;
-use crate::output::{Format, RunJson, format_time, print_json, run_duration_ms, status_name};
+use crate::output::{RunJson, format_time, print_json, run_duration_ms, status_name};
 use crate::runner_env;
+use runplane_api::workflow_name::DEFAULT_PROJECT;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunCommand {
@@ -83,8 +84,8 @@ pub(crate) enum RunCommand {
         #[arg(long)]
         workflow: String,
         /// Its project (default: `default`).
-        #[arg(long, default_value = "")]
-        project: String,
+        #[arg(long)]
+        project: Option<String>,
         #[command(flatten)]
         token: TokenArg,
     },
@@ -93,9 +94,10 @@ pub(crate) enum RunCommand {
 /// Which run, of which workflow, from where.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StartArgs {
-    /// Workflow name, e.g. `backend-release-production` (default: the CI's own
-    /// name for it: GITHUB_WORKFLOW, CI_PIPELINE_NAME or CI_JOB_NAME, JOB_NAME,
-    /// BUILD_DEFINITIONNAME, CIRCLE_JOB, TEAMCITY_BUILDCONF_NAME).
+    /// Workflow name, e.g. `backend-release-production` (default, in a CI that
+    /// is detected: its own name for it, GITHUB_WORKFLOW, CI_PIPELINE_NAME or
+    /// CI_JOB_NAME, JOB_NAME, BUILD_DEFINITIONNAME, CIRCLE_JOB,
+    /// TEAMCITY_BUILDCONF_NAME).
     #[arg(long)]
     workflow: Option<String>,
     /// Project the workflow belongs to.
@@ -354,12 +356,12 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
     match command {
         RunCommand::Start { run, token } => {
             let started = Reporter::new(global, token)?.start(run).await?;
-            if global.output == Format::Json {
+            if global.json() {
                 print_json(&RunJson::from(&started))?;
             } else if global.quiet {
-                println!("{}", started.id);
+                outln!("{}", started.id);
             } else {
-                println!(
+                outln!(
                     "Started run {} of {}/{} ({}).",
                     started.id,
                     started.project,
@@ -377,10 +379,10 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
             let finished = Reporter::new(global, token)?
                 .finish(run_id, status.into(), reason)
                 .await?;
-            if global.output == Format::Json {
+            if global.json() {
                 print_json(&RunJson::from(&finished))?;
             } else if !global.quiet {
-                println!(
+                outln!(
                     "Run {} finished: {}.",
                     finished.id,
                     status_name(finished.status())
@@ -411,7 +413,7 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
         } => {
             let request = DeleteWorkflowRequest {
                 workflow: workflow.clone(),
-                project,
+                project: project.clone().unwrap_or_default(),
             };
             let deleted = Reporter::new(global, token)?
                 .call(
@@ -421,10 +423,16 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
                 )
                 .await?
                 .deleted_runs;
-            if global.output == Format::Json {
-                print_json(&serde_json::json!({ "workflow": workflow, "deleted_runs": deleted }))?;
+            if global.json() {
+                let project = project.as_deref().unwrap_or(DEFAULT_PROJECT);
+                print_json(&serde_json::json!({
+                    "project": project,
+                    "workflow": workflow,
+                    "deleted_runs": deleted,
+                }))?;
             } else if !global.quiet {
-                println!("Deleted workflow {workflow} and its {deleted} run(s).");
+                let project = project.as_deref().unwrap_or(DEFAULT_PROJECT);
+                outln!("Deleted workflow {project}/{workflow} and its {deleted} run(s).");
             }
         }
         RunCommand::List {
@@ -455,11 +463,11 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
 
 /// One run: JSON, its id (`-q`), or a field a line.
 fn print_run(global: &Global, run: &Run) -> anyhow::Result<()> {
-    if global.output == Format::Json {
+    if global.json() {
         return print_json(&RunJson::from(run));
     }
     if global.quiet {
-        println!("{}", run.id);
+        outln!("{}", run.id);
         return Ok(());
     }
     let time = |at: &Option<prost_types::Timestamp>| format_time(at.as_ref().map(from_timestamp));
@@ -470,36 +478,42 @@ fn print_run(global: &Global, run: &Run) -> anyhow::Result<()> {
             text.to_owned()
         }
     };
-    println!("Run:       {}", run.id);
-    println!("Workflow:  {}/{}", run.project, run.workflow);
-    println!("Status:    {}", status_name(run.status()));
-    println!("Runner:    {}", run.runner_type().label());
-    println!("Started:   {}", time(&run.start_time));
-    println!("Finished:  {}", time(&run.finish_time));
-    println!("Duration:  {}", duration_text(run));
+    outln!("Run:       {}", run.id);
+    outln!("Workflow:  {}/{}", run.project, run.workflow);
+    outln!("Status:    {}", status_name(run.status()));
+    outln!("Runner:    {}", run.runner_type().label());
+    outln!("Started:   {}", time(&run.start_time));
+    outln!("Finished:  {}", time(&run.finish_time));
+    outln!("Duration:  {}", duration_text(run));
     if run.expire_time.is_some() && run.finish_time.is_none() {
-        println!("Expires:   {}", time(&run.expire_time));
+        outln!("Expires:   {}", time(&run.expire_time));
     }
-    println!("URL:       {}", or_dash(&run.run_url));
-    println!("Reason:    {}", or_dash(&run.reason));
+    outln!("URL:       {}", or_dash(&run.run_url));
+    outln!("Reason:    {}", or_dash(&run.reason));
     Ok(())
 }
 
 /// Runs: a JSON array, their ids (`-q`), or a table.
 fn print_runs(global: &Global, runs: &[Run]) -> anyhow::Result<()> {
-    if global.output == Format::Json {
+    if global.json() {
         return print_json(&runs.iter().map(RunJson::from).collect::<Vec<_>>());
     }
     if global.quiet {
-        runs.iter().for_each(|run| println!("{}", run.id));
+        runs.iter().for_each(|run| outln!("{}", run.id));
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<38} {:<9} {:<22} {:>10}  {:<18} {:<30} {:<40} REASON",
-        "RUN", "STATUS", "STARTED", "DURATION", "RUNNER", "WORKFLOW", "URL"
+        "RUN",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "RUNNER",
+        "WORKFLOW",
+        "URL"
     );
     for run in runs {
-        println!(
+        outln!(
             "{:<38} {:<9} {:<22} {:>10}  {:<18} {:<30} {:<40} {}",
             run.id,
             status_name(run.status()),

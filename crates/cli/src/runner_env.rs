@@ -36,7 +36,7 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
             var("CI_JOB_URL").or_else(|| var("CI_PIPELINE_URL")),
             // The pipeline's name when it has one (workflow:name), else the job's.
             var("CI_PIPELINE_NAME")
-                .filter(|v| !v.is_empty())
+                .filter(|v| !v.trim().is_empty())
                 .or_else(|| var("CI_JOB_NAME")),
         )
     } else if is("TF_BUILD", "true") {
@@ -155,6 +155,16 @@ mod tests {
                 RunnerType::GitlabPipeline,
                 None,
                 Some("nightly"),
+            ),
+            (
+                vec![
+                    ("GITLAB_CI", "true"),
+                    ("CI_PIPELINE_NAME", "  "),
+                    ("CI_JOB_NAME", "unit-tests"),
+                ],
+                RunnerType::GitlabPipeline,
+                None,
+                Some("unit-tests"),
             ),
             (
                 vec![

@@ -34,7 +34,7 @@ pub(crate) struct UpArgs {
     /// One PostgreSQL database for the three stateful services, each in its own
     /// schema (postgres://USER[:PASSWORD]@HOST:PORT/DB). Default: SQLite files in
     /// the data directory.
-    #[arg(long, env = "RUNPLANE_DATABASE_URL")]
+    #[arg(long, env = "RUNPLANE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
 
@@ -273,7 +273,7 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     }
 
     let data = plan.data_location()?;
-    println!(
+    outln!(
         "runplane is up. Data in {data}, admin credential in {}.",
         plan.admin_token_file.display()
     );
@@ -281,15 +281,15 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
         let pid = child.id().unwrap_or_default();
         match service.member.protocol {
             Protocol::Http => {
-                println!(
+                outln!(
                     "  {:<22} http://{addr}/prom/{{org}}/metrics (pid {pid})",
                     service.member.name
                 )
             }
-            Protocol::Grpc => println!("  {:<22} {addr} (gRPC, pid {pid})", service.member.name),
+            Protocol::Grpc => outln!("  {:<22} {addr} (gRPC, pid {pid})", service.member.name),
         }
     }
-    println!("Press Ctrl-C to stop.");
+    outln!("Press Ctrl-C to stop.");
     let _ = std::io::stdout().flush();
 
     // Supervise: the first child to exit, or a signal, ends the suite.

@@ -7,7 +7,7 @@ use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{ListWorkflowsRequest, RunStatus, Workflow};
 
 use crate::cli::Global;
-use crate::output::{Format, WorkflowJson, format_time, print_json, status_name};
+use crate::output::{WorkflowJson, format_time, print_json, status_name};
 use crate::run::{Reporter, TokenArg};
 
 #[derive(Debug, Subcommand)]
@@ -47,23 +47,26 @@ pub(crate) async fn run(global: &Global, command: WorkflowCommand) -> anyhow::Re
         }
         page_token = page.next_page_token;
     }
-    if global.output == Format::Json {
+    if global.json() {
         print_json(&workflows.iter().map(WorkflowJson::from).collect::<Vec<_>>())?;
     } else if global.quiet {
         workflows
             .iter()
-            .for_each(|w| println!("{}/{}", w.project, w.name));
+            .for_each(|w| outln!("{}/{}", w.project, w.name));
     } else {
-        println!(
+        outln!(
             "{:<24} {:<36} {:<9} {:<22} CREATED",
-            "PROJECT", "WORKFLOW", "LAST RUN", "LAST FINISHED"
+            "PROJECT",
+            "WORKFLOW",
+            "LAST RUN",
+            "LAST FINISHED"
         );
         for w in &workflows {
             let last = match w.last_run_status() {
                 RunStatus::Unspecified => "-",
                 status => status_name(status),
             };
-            println!(
+            outln!(
                 "{:<24} {:<36} {:<9} {:<22} {}",
                 w.project,
                 w.name,

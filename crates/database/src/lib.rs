@@ -32,9 +32,16 @@ const POSTGRES_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 /// A stateful service's database settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
-    // Its default is each service's own SQLite file, given at load time.
-    /// Database URL: sqlite://PATH (embedded) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "RUNPLANE_DATABASE_URL")]
+    // Its default is each service's own SQLite file, given at load time. The
+    // value is never shown by --help: a PostgreSQL URL may hold a password.
+    /// Database URL: sqlite://PATH (embedded) or postgres://USER[:PASSWORD]@HOST:PORT/DB
+    /// (default: the service's own SQLite file in .runplane/).
+    #[arg(
+        long,
+        env = "RUNPLANE_DATABASE_URL",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub database_url: String,
     /// Most connections in the pool (PostgreSQL; SQLite always uses one writer connection).
     #[arg(long, env = "RUNPLANE_DB_MAX_CONNECTIONS", default_value_t = 10)]

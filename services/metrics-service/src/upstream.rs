@@ -37,7 +37,7 @@ impl Upstreams {
         client: Option<IpAddr>,
     ) -> Result<Principal, ScrapeError> {
         self.tokens
-            .authenticate(secret, client)
+            .authenticate(secret, client, runplane_auth::Freshness::Fresh)
             .await
             .map_err(|e| match e {
                 AuthError::TooManyFailures(e) => ScrapeError::TooManyFailures(e),

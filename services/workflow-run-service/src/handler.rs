@@ -40,17 +40,29 @@ impl WorkflowRunHandler {
         self.lifecycle.store()
     }
 
+    /// For the hot paths (reporting, and the scrape's pages, whose token
+    /// metrics-service has just checked): a cached answer will do.
     async fn authorize<T>(&self, request: &Request<T>, scope: Scope) -> Result<Principal, Error> {
         Ok(self.auth.authorize(request, scope).await?)
     }
 
-    /// For reads a runner may also do: either scope will do.
+    /// For deletes and reads: a revoked token is refused at once.
+    async fn authorize_fresh<T>(
+        &self,
+        request: &Request<T>,
+        scope: Scope,
+    ) -> Result<Principal, Error> {
+        Ok(self.auth.authorize_fresh(request, scope).await?)
+    }
+
+    /// For reads a runner may also do: any scope will do.
     async fn authorize_any<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
         let principal = self
             .auth
             .authenticate(
                 runplane_auth::bearer(request)?,
                 runplane_auth::client_ip(request),
+                runplane_auth::Freshness::Fresh,
             )
             .await?;
         if principal.scopes.is_empty() {
@@ -235,7 +247,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         &self,
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        let principal = self.authorize(&request, Scope::MetricsRead).await?;
+        let principal = self.authorize_fresh(&request, Scope::MetricsRead).await?;
         let request = request.into_inner();
         let before = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 50, 1000);
@@ -285,7 +297,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         &self,
         request: Request<ListWorkflowsRequest>,
     ) -> Result<Response<ListWorkflowsResponse>, Status> {
-        let principal = self.authorize(&request, Scope::MetricsRead).await?;
+        let principal = self.authorize_fresh(&request, Scope::MetricsRead).await?;
         let request = request.into_inner();
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 100, 1000);
@@ -315,7 +327,9 @@ impl WorkflowRunService for WorkflowRunHandler {
         &self,
         request: Request<DeleteWorkflowRequest>,
     ) -> Result<Response<DeleteWorkflowResponse>, Status> {
-        let principal = self.authorize(&request, Scope::WorkflowsDelete).await?;
+        let principal = self
+            .authorize_fresh(&request, Scope::WorkflowsDelete)
+            .await?;
         let request = request.into_inner();
         let project = project_or_default(&request.project);
         validate_name("workflow", &request.workflow)?;

@@ -171,6 +171,32 @@ impl Suite {
         }
     }
 
+    /// Runs the `runplane` CLI with its stdout a pipe nobody reads any more
+    /// (as in `runplane … | head -1` once head has exited).
+    pub(crate) async fn cli_into_closed_pipe(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> CliOutput {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut command = self.command("runplane");
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(writer)
+            .stderr(Stdio::piped());
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("run runplane");
+        CliOutput {
+            status: output.status,
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// Starts the `runplane` CLI without waiting for it, its output captured.
     pub(crate) fn spawn_cli(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut command = self.command("runplane");

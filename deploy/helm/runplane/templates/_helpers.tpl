@@ -25,7 +25,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The container image. */}}
 {{- define "runplane.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) -}}
 {{- end -}}
 
 {{/* The four services: name, values key, protocol, and what each needs. */}}
@@ -74,4 +74,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 -}}
 {{- mul (trimSuffix (regexFind "[smhdw]$" $value) $value | atoi) (get $units (regexFind "[smhdw]$" $value)) -}}
+{{- end -}}
+
+{{/* The metric names' prefix metrics-service is configured with (metrics_namespace). */}}
+{{- define "runplane.metricsNamespace" -}}
+{{- $section := (get .Values.config "metrics_service") | default dict -}}
+{{- coalesce .Values.metricsService.config.metrics_namespace $section.metrics_namespace .Values.config.metrics_namespace "chainloop" -}}
 {{- end -}}
