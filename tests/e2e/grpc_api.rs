@@ -481,6 +481,33 @@ async fn project_limited_tokens_act_only_within_their_projects() {
         refused.message().contains("\"web\"") && refused.message().contains("\"api\""),
         "{refused:?}"
     );
+    // An idempotency key another project used is no business of this token:
+    // it starts its own run, learning nothing of the other.
+    let keyed = |project: &str, token: &str| {
+        bearer(
+            StartRunRequest {
+                project: project.to_owned(),
+                request_id: "gh-123-1".to_owned(),
+                ..start("build")
+            },
+            token,
+        )
+    };
+    let api_keyed = client
+        .start_run(keyed("api", &org_wide))
+        .await
+        .expect("api's key")
+        .into_inner()
+        .run
+        .expect("run");
+    let web_keyed = client
+        .start_run(keyed("web", &web))
+        .await
+        .expect("the same key in web")
+        .into_inner()
+        .run
+        .expect("run");
+    assert_ne!(api_keyed.id, web_keyed.id);
     // The default project is a project like any other.
     assert_eq!(
         code(client.start_run(bearer(start("build"), &web)).await),
@@ -527,7 +554,7 @@ async fn project_limited_tokens_act_only_within_their_projects() {
         .runs;
     assert_eq!(
         runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        [web_run.id.as_str()]
+        [web_keyed.id.as_str(), web_run.id.as_str()]
     );
     let all_runs = client
         .list_runs(bearer(ListRunsRequest::default(), &org_wide))
@@ -535,7 +562,7 @@ async fn project_limited_tokens_act_only_within_their_projects() {
         .expect("list")
         .into_inner()
         .runs;
-    assert_eq!(all_runs.len(), 2, "{all_runs:?}");
+    assert_eq!(all_runs.len(), 4, "{all_runs:?}");
     assert_eq!(
         code(
             client
@@ -606,7 +633,7 @@ async fn project_limited_tokens_act_only_within_their_projects() {
             .expect("its own workflow")
             .into_inner()
             .deleted_runs,
-        1
+        2
     );
 
     // The limits are shown, and bad ones refused when the token is made.

@@ -22,11 +22,6 @@ pub(crate) enum Error {
         run_id: String,
         status: &'static str,
     },
-    #[error(
-        "request_id {} was already used to start a run of another workflow",
-        quoted(.request_id)
-    )]
-    RequestIdReused { request_id: String },
     /// Internal: a remembered workflow was deleted meanwhile; the caller retries.
     #[error("workflow {0:?} was deleted")]
     WorkflowGone(String),
@@ -58,7 +53,6 @@ impl From<Error> for Status {
             // Retried by the handler; reaching a client means it kept happening.
             Error::WorkflowGone(_) => Status::aborted(e.to_string()),
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
-            Error::RequestIdReused { .. } => Status::already_exists(e.to_string()),
             Error::WorkflowLimit { .. } => Status::resource_exhausted(e.to_string()),
             Error::CorruptRecord(_) => {
                 tracing::error!(error = %e, "internal error");

@@ -8,6 +8,7 @@ mod m20261124_000003_run_request_ids;
 mod m20261124_000004_outcome_aggregates;
 mod m20261125_000005_metrics_records;
 mod m20261125_000006_run_deadlines;
+mod m20261125_000007_request_ids_per_workflow;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_outcome_aggregates::Migration),
             Box::new(m20261125_000005_metrics_records::Migration),
             Box::new(m20261125_000006_run_deadlines::Migration),
+            Box::new(m20261125_000007_request_ids_per_workflow::Migration),
         ]
     }
 

@@ -50,7 +50,8 @@ pub(crate) struct FinishedRun {
 
 impl Store {
     /// Records a new run of `workflow`, in progress. With a `request_id`, a
-    /// repeated call returns the run the first one created (idempotent start).
+    /// repeated call returns the run the first one created (idempotent start);
+    /// keys are per workflow.
     /// `timeout_ms`, when the runner set one, is the run's own deadline;
     /// otherwise the sweeper applies the service's run timeout.
     pub(crate) async fn start(
@@ -66,9 +67,9 @@ impl Store {
             created: false,
         };
         if let Some(key) = request_id
-            && let Some(existing) = self.run_by_request_id(&workflow.org_id, key).await?
+            && let Some(existing) = self.run_by_request_id(&workflow.id, key).await?
         {
-            return Ok(repeated(same_workflow(existing, workflow, key)?));
+            return Ok(repeated(existing));
         }
         let started_at_ms = runplane_api::time::now_ms();
         let model = run::Model {
@@ -94,10 +95,10 @@ impl Store {
             {
                 let key = request_id.unwrap_or_default();
                 let existing = self
-                    .run_by_request_id(&workflow.org_id, key)
+                    .run_by_request_id(&workflow.id, key)
                     .await?
                     .ok_or(Error::Database(e))?;
-                Ok(repeated(same_workflow(existing, workflow, key)?))
+                Ok(repeated(existing))
             }
             Err(e) => Err(e),
         }
@@ -105,11 +106,11 @@ impl Store {
 
     async fn run_by_request_id(
         &self,
-        org_id: &str,
+        workflow_id: &str,
         request_id: &str,
     ) -> Result<Option<run::Model>, Error> {
         Ok(run::Entity::find()
-            .filter(run::Column::OrgId.eq(org_id))
+            .filter(run::Column::WorkflowId.eq(workflow_id))
             .filter(run::Column::RequestId.eq(request_id))
             .one(&self.db)
             .await?)
@@ -253,21 +254,6 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok(ids)
-    }
-}
-
-/// The run a repeated request id refers to, if it is of the same workflow.
-fn same_workflow(
-    existing: run::Model,
-    workflow: &super::WorkflowRef,
-    key: &str,
-) -> Result<run::Model, Error> {
-    if existing.workflow_id == workflow.id {
-        Ok(existing)
-    } else {
-        Err(Error::RequestIdReused {
-            request_id: key.to_owned(),
-        })
     }
 }
 
