@@ -299,4 +299,9 @@ async fn completions_and_missing_credentials_are_handled_without_services() {
         .await
         .err();
     assert!(no_token.contains("RUNPLANE_TOKEN"), "{no_token}");
+    let garbled = suite
+        .cli_with_env(&["run", "list"], &[("RUNPLANE_TOKEN", "rpt_caf\u{e9}")])
+        .await
+        .err();
+    assert!(garbled.contains("characters no token has"), "{garbled}");
 }

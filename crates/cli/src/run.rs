@@ -320,6 +320,12 @@ impl<'a> Reporter<'a> {
                     "no token: set RUNPLANE_TOKEN (or --token) to an organization API token"
                 )
             })?;
+        if !secret.chars().all(|c| c.is_ascii_graphic()) {
+            anyhow::bail!(
+                "the token holds characters no token has (spaces, non-ASCII or control \
+                 characters): check RUNPLANE_TOKEN (or --token)"
+            );
+        }
         Ok(Reporter {
             global,
             client: WorkflowRunServiceClient::new(channel(

@@ -54,7 +54,7 @@ pub(crate) fn validate_run_id(run_id: &str) -> Result<(), Error> {
         return Ok(());
     }
     Err(Error::InvalidArgument(format!(
-        "run_id {} is not a run id: pass the id StartRun returned",
+        "run_id {} is not a run id: pass the id `run start` printed (StartRun returned)",
         runplane_api::input::quoted(run_id)
     )))
 }
