@@ -21,14 +21,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| proto_root.join(p)).collect();
+    let descriptor_path = out_dir.join("runplane_descriptor.bin");
     tonic_prost_build::configure()
-        .file_descriptor_set_path(out_dir.join("runplane_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor_path)
+        // The well-known types with their JSON mapping (RFC 3339 timestamps,
+        // "1.5s" durations), which prost-types lacks.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         // Written by hand: its workflows stay encoded (see the module).
         .extern_path(
             ".runplane.workflowrun.v1.ListWorkflowMetricsResponse",
             "crate::workflow_metrics_page::ListWorkflowMetricsResponse",
         )
         .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
+    // serde for the run API, which ingest-service also serves as HTTP/JSON.
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .exclude([".runplane.workflowrun.v1.ListWorkflowMetricsResponse"])
+        .build(&[".runplane.workflowrun.v1"])?;
     println!("cargo:rerun-if-changed={}", proto_root.display());
     println!("cargo:rerun-if-env-changed=PROTOC");
     Ok(())

@@ -112,6 +112,7 @@ async fn runner(
                     run_id: run.id.clone(),
                     status: outcome.into(),
                     reason: String::new(),
+                    ..Default::default()
                 },
                 &token,
             );

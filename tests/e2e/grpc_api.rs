@@ -22,6 +22,7 @@ fn start(workflow: &str) -> StartRunRequest {
         run_url: "https://gitlab.example/jobs/1".to_owned(),
         request_id: String::new(),
         timeout: None,
+        ..Default::default()
     }
 }
 
@@ -120,6 +121,7 @@ async fn organizations_are_isolated_and_scopes_and_inputs_are_enforced() {
                 run_id: run.id.clone(),
                 status: status.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             token,
         )
@@ -519,6 +521,7 @@ async fn project_limited_tokens_act_only_within_their_projects() {
                 run_id: run_id.to_owned(),
                 status: RunStatus::Success.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             &web,
         )

@@ -271,6 +271,7 @@ async fn oversized_input_is_refused_without_being_echoed() {
                     run_id: huge.clone(),
                     status: RunStatus::Success.into(),
                     reason: String::new(),
+                    ..Default::default()
                 },
                 &runner,
             ))

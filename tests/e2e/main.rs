@@ -23,6 +23,7 @@ mod postgres;
 mod prometheus;
 mod reflection;
 mod reload;
+mod reported_times;
 mod restart;
 mod retention;
 mod retries;

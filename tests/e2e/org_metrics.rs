@@ -12,7 +12,9 @@ use runplane_api::workflowrun::v1::{
     StartRunRequest,
 };
 
-use crate::support::{Suite, bearer, parse_openmetrics, promtool_check, without_scrape_duration};
+use crate::support::{
+    Suite, bearer, key, parse_openmetrics, promtool_check, text_samples, without_scrape_duration,
+};
 
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
@@ -49,6 +51,7 @@ async fn every_metric_after_a_known_history_in_both_formats() {
                 run_id: run.id.clone(),
                 status: status.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             &token,
         )
@@ -154,7 +157,7 @@ async fn every_metric_after_a_known_history_in_both_formats() {
         }
     };
     let (a, b) = (run(&a).await, run(&b).await);
-    let seconds = |r: &Run, f: fn(&Run) -> Option<&prost_types::Timestamp>| {
+    let seconds = |r: &Run, f: fn(&Run) -> Option<&runplane_api::time::Timestamp>| {
         f(r).map(from_timestamp).expect("time") as f64 / 1000.0
     };
     let a_finished = seconds(&a, |r| r.finish_time.as_ref());
@@ -310,30 +313,4 @@ async fn every_metric_after_a_known_history_in_both_formats() {
     let renamed = suite.scrape("cyberdyne", Some(&auth)).await.body;
     assert!(renamed.contains("\nci_workflow_runs_in_progress{org=\"cyberdyne\",project=\"default\",workflow=\"build\"} 1\n"), "{renamed}");
     assert!(!renamed.contains("chainloop_"), "{renamed}");
-}
-
-/// `name{label=value,…}` with labels sorted, from a parsed sample.
-fn key(name: &str, labels: &BTreeMap<String, String>) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{name}{{{}}}", labels.join(","))
-}
-
-/// The samples of a text exposition (label values here need no unescaping).
-fn text_samples(body: &str) -> BTreeMap<String, f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("sample");
-            let (name, labels) = series.split_once('{').expect("labels");
-            let labels: BTreeMap<String, String> = labels
-                .trim_end_matches('}')
-                .split("\",")
-                .map(|pair| {
-                    let (k, v) = pair.split_once("=\"").expect("label");
-                    (k.to_owned(), v.trim_end_matches('"').to_owned())
-                })
-                .collect();
-            (key(name, &labels), value.parse().expect("value"))
-        })
-        .collect()
 }

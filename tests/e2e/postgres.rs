@@ -82,6 +82,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
                 run_url: String::new(),
                 request_id: String::new(),
                 timeout: None,
+                ..Default::default()
             };
             let run = client
                 .start_run(bearer(request, &secret))
@@ -116,6 +117,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
                     run_id,
                     status: status.into(),
                     reason: String::new(),
+                    ..Default::default()
                 };
                 let run = client
                     .finish_run(bearer(request, &secret))
@@ -205,7 +207,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
         ("token-service", "token_service", 3),
-        ("workflow-run-service", "workflow_run_service", 7),
+        ("workflow-run-service", "workflow_run_service", 8),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
         suite.start_instances(service, &replicas, peers).await;
@@ -327,6 +329,7 @@ async fn deletes_racing_concurrent_finishes_never_deadlock() {
                     run_id,
                     status: RunStatus::Success.into(),
                     reason: String::new(),
+                    ..Default::default()
                 };
                 let code = match client.finish_run(bearer(request, &runner)).await {
                     Ok(_) => Code::Ok,

@@ -26,6 +26,10 @@ pub mod workflowrun {
     /// Version 1 of the workflow-run API.
     pub mod v1 {
         tonic::include_proto!("runplane.workflowrun.v1");
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/runplane.workflowrun.v1.serde.rs"
+        ));
         pub use crate::workflow_metrics_page::ListWorkflowMetricsResponse;
     }
 }

@@ -48,6 +48,7 @@ pub(crate) async fn through_api(
                     run_url: String::new(),
                     request_id: String::new(),
                     timeout: None,
+                    ..Default::default()
                 };
                 let t0 = Instant::now();
                 let run = api
@@ -61,6 +62,7 @@ pub(crate) async fn through_api(
                     run_id: run.id,
                     status: RunStatus::Success.into(),
                     reason: String::new(),
+                    ..Default::default()
                 };
                 api.finish_run(with_bearer(request, &secret)).await?;
                 start.push(t1 - t0);

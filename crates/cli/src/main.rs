@@ -17,6 +17,7 @@ mod cli;
 mod exit;
 mod organization;
 mod output;
+mod report;
 mod run;
 mod runner_env;
 mod up;

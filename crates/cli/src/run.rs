@@ -40,6 +40,25 @@ pub(crate) enum RunCommand {
         /// Why, in a few words (e.g. the failing step).
         #[arg(long, default_value = "")]
         reason: String,
+        /// When it finished, if not now (RFC 3339, e.g. 2026-11-25T10:04:00Z).
+        #[arg(long, value_parser = crate::report::parse_time)]
+        finished_at: Option<runplane_api::time::Timestamp>,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Record a whole run, started and finished, at its own times (e.g.
+    /// after the fact); reporting the same run again counts it once.
+    Report {
+        #[command(flatten)]
+        run: crate::report::ReportArgs,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Backfill history: report every run of a JSON-lines file (see
+    /// `run import --help` for the format); importing again counts nothing twice.
+    Import {
+        #[command(flatten)]
+        import: crate::report::ImportArgs,
         #[command(flatten)]
         token: TokenArg,
     },
@@ -118,6 +137,12 @@ pub(crate) struct StartArgs {
     /// after expiry still replaces it.
     #[arg(long, value_parser = runplane_config::parse_duration)]
     timeout: Option<Duration>,
+    /// When the run started, if not now (RFC 3339, e.g. 2026-11-25T10:00:00Z).
+    #[arg(long, value_parser = crate::report::parse_time)]
+    started_at: Option<runplane_api::time::Timestamp>,
+    /// When the run was queued, waiting for a runner (RFC 3339), if known.
+    #[arg(long, value_parser = crate::report::parse_time)]
+    queued_at: Option<runplane_api::time::Timestamp>,
 }
 
 /// How a runner talks to runplane: its token, and how hard it tries.
@@ -264,11 +289,9 @@ impl Reporter<'_> {
             runner_type: args.runner.unwrap_or(detected.runner).into(),
             run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
             request_id: args.request_id.unwrap_or_else(invocation_id),
-            timeout: args
-                .timeout
-                .map(prost_types::Duration::try_from)
-                .transpose()
-                .map_err(|_| anyhow::anyhow!("--timeout is too long"))?,
+            timeout: args.timeout.map(runplane_api::time::proto_duration),
+            start_time: args.started_at,
+            queue_time: args.queued_at,
         };
         let started = self
             .call(
@@ -286,11 +309,13 @@ impl Reporter<'_> {
         run_id: String,
         status: RunStatus,
         reason: String,
+        finish_time: Option<runplane_api::time::Timestamp>,
     ) -> anyhow::Result<Run> {
         let request = FinishRunRequest {
             run_id,
             status: status.into(),
             reason,
+            finish_time,
         };
         let finished = self
             .call(
@@ -343,6 +368,8 @@ pub(crate) async fn run(global: &Global, command: RunCommand) -> anyhow::Result<
     let best_effort = match &command {
         RunCommand::Start { token, .. }
         | RunCommand::Finish { token, .. }
+        | RunCommand::Report { token, .. }
+        | RunCommand::Import { token, .. }
         | RunCommand::Exec { token, .. }
         | RunCommand::Get { token, .. }
         | RunCommand::List { token, .. }
@@ -380,10 +407,11 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
             run_id,
             status,
             reason,
+            finished_at,
             token,
         } => {
             let finished = Reporter::new(global, token)?
-                .finish(run_id, status.into(), reason)
+                .finish(run_id, status.into(), reason, finished_at)
                 .await?;
             if global.json() {
                 print_json(&RunJson::from(&finished))?;
@@ -394,6 +422,12 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
                     status_name(finished.status())
                 );
             }
+        }
+        RunCommand::Report { run, token } => {
+            crate::report::report(global, Reporter::new(global, token)?, run).await?;
+        }
+        RunCommand::Import { import, token } => {
+            return crate::report::import(global, Reporter::new(global, token)?, import).await;
         }
         RunCommand::Exec {
             run,
@@ -476,7 +510,8 @@ fn print_run(global: &Global, run: &Run) -> anyhow::Result<()> {
         outln!("{}", run.id);
         return Ok(());
     }
-    let time = |at: &Option<prost_types::Timestamp>| format_time(at.as_ref().map(from_timestamp));
+    let time =
+        |at: &Option<runplane_api::time::Timestamp>| format_time(at.as_ref().map(from_timestamp));
     let or_dash = |text: &str| {
         if text.is_empty() {
             "-".to_owned()
@@ -611,7 +646,7 @@ async fn exec(
     let Some(run) = run else {
         return Ok(ExitCode::from(code));
     };
-    match reporter.finish(run.id, status, reason.clone()).await {
+    match reporter.finish(run.id, status, reason.clone(), None).await {
         Ok(finished) if !global.quiet => {
             let why = if reason.is_empty() {
                 String::new()

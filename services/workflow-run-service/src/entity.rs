@@ -57,6 +57,8 @@ pub(crate) mod run {
         /// The run's own deadline, when its runner set a timeout; else the
         /// service's run timeout applies.
         pub(crate) expires_at_ms: Option<i64>,
+        /// When the run was queued, when its reporter knew.
+        pub(crate) queued_at_ms: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,8 +9,8 @@ use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServi
 use runplane_api::workflowrun::v1::{
     DeleteWorkflowRequest, DeleteWorkflowResponse, FinishRunRequest, FinishRunResponse,
     GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest,
-    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, Run, RunStatus,
-    RunnerType, StartRunRequest, StartRunResponse, Workflow,
+    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, ReportRunRequest,
+    ReportRunResponse, Run, RunStatus, RunnerType, StartRunRequest, StartRunResponse, Workflow,
 };
 use runplane_auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_server::pagination;
@@ -18,11 +18,11 @@ use tonic::{Request, Response, Status};
 
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::lifecycle::{Lifecycle, Org, Start};
+use crate::lifecycle::{Lifecycle, Org, Outcome, Start};
 use crate::store::{RunFilter, Store, WorkflowRef};
 use crate::validation::{
-    project_or_default, reportable_outcome, run_timeout, validate_name, validate_reason,
-    validate_run_id, validate_run_url,
+    project_or_default, reportable_outcome, reported_time, run_timeout, times_in_order,
+    validate_name, validate_reason, validate_run_id, validate_run_url,
 };
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
@@ -115,6 +115,7 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
         start_time: Some(timestamp(run.started_at_ms)),
         finish_time: run.finished_at_ms.map(timestamp),
         expire_time: run.expires_at_ms.map(timestamp),
+        queue_time: run.queued_at_ms.map(timestamp),
         id: run.id,
         workflow_id: run.workflow_id,
         run_url: run.run_url,
@@ -136,6 +137,32 @@ fn workflow_to_proto(w: workflow::Model) -> Workflow {
         project: w.project,
         name: w.name,
     }
+}
+
+/// A start as a request asked it, checked: names, the caller's projects, the
+/// URL, the idempotency key and the runner type.
+fn checked_start<'a>(
+    principal: &Principal,
+    mut start: Start<'a>,
+    runner_type: i32,
+    request_id: &'a str,
+) -> Result<Start<'a>, Error> {
+    validate_name("workflow", start.workflow)?;
+    validate_name("project", start.project)?;
+    principal.require_project(start.project)?;
+    validate_run_url(start.run_url)?;
+    if !request_id.is_empty() {
+        validate_name("request_id", request_id)?;
+        if request_id.chars().count() > 100 {
+            return Err(Error::InvalidArgument(
+                "request_id is longer than 100 characters".into(),
+            ));
+        }
+        start.request_id = Some(request_id);
+    }
+    start.runner = RunnerType::try_from(runner_type)
+        .map_err(|_| Error::InvalidArgument(format!("unknown runner_type {runner_type}")))?;
+    Ok(start)
 }
 
 /// The organization a caller acts for, as the lifecycle names it.
@@ -162,42 +189,68 @@ impl WorkflowRunService for WorkflowRunHandler {
     ) -> Result<Response<StartRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
         let request = request.into_inner();
-        let project = project_or_default(&request.project);
-        validate_name("workflow", &request.workflow)?;
-        validate_name("project", project)?;
-        principal.require_project(project)?;
-        validate_run_url(&request.run_url)?;
-        let request_id = Some(request.request_id.as_str()).filter(|k| !k.is_empty());
-        if let Some(key) = request_id {
-            validate_name("request_id", key)?;
-            if key.chars().count() > 100 {
-                return Err(Error::InvalidArgument(
-                    "request_id is longer than 100 characters".into(),
-                )
-                .into());
-            }
-        }
-        let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
-            Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
-        })?;
-        let timeout = request.timeout.as_ref().map(run_timeout).transpose()?;
-        let (workflow, run) = self
-            .lifecycle
-            .start(
-                org(&principal),
-                Start {
-                    project,
-                    workflow: &request.workflow,
-                    runner,
-                    run_url: &request.run_url,
-                    request_id,
-                    timeout,
-                },
-            )
-            .await?;
+        let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
+        let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
+        times_in_order(queued_at_ms, started_at_ms, None)?;
+        let start = Start {
+            project: project_or_default(&request.project),
+            workflow: &request.workflow,
+            runner: RunnerType::Unspecified,
+            run_url: &request.run_url,
+            request_id: None,
+            timeout: request.timeout.as_ref().map(run_timeout).transpose()?,
+            started_at_ms,
+            queued_at_ms,
+        };
+        let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
+        let (workflow, run) = self.lifecycle.start(org(&principal), start).await?;
         tracing::debug!(run = %run.id, workflow = %workflow.name, "run started");
         Ok(Response::new(StartRunResponse {
             run: Some(run_to_proto(run, Some(&workflow))),
+        }))
+    }
+
+    async fn report_run(
+        &self,
+        request: Request<ReportRunRequest>,
+    ) -> Result<Response<ReportRunResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let request = request.into_inner();
+        let required = |what: &str| {
+            Error::InvalidArgument(format!("{what} is required: a report is of a finished run"))
+        };
+        let started_at_ms = reported_time("start_time", request.start_time.as_ref())?
+            .ok_or_else(|| required("start_time"))?;
+        let finished_at_ms = reported_time("finish_time", request.finish_time.as_ref())?
+            .ok_or_else(|| required("finish_time"))?;
+        let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
+        times_in_order(queued_at_ms, Some(started_at_ms), Some(finished_at_ms))?;
+        let status = reportable_outcome(request.status)?;
+        validate_reason(&request.reason)?;
+        let start = Start {
+            project: project_or_default(&request.project),
+            workflow: &request.workflow,
+            runner: RunnerType::Unspecified,
+            run_url: &request.run_url,
+            request_id: None,
+            timeout: None,
+            started_at_ms: Some(started_at_ms),
+            queued_at_ms,
+        };
+        let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
+        let outcome = Outcome {
+            status,
+            reason: &request.reason,
+            finished_at_ms: Some(finished_at_ms),
+        };
+        let reported = self
+            .lifecycle
+            .report(org(&principal), start, outcome)
+            .await?;
+        tracing::debug!(run = %reported.run.id, counted = reported.counted, "run reported");
+        Ok(Response::new(ReportRunResponse {
+            run: Some(run_to_proto(reported.run, Some(&reported.workflow))),
+            counted: reported.counted,
         }))
     }
 
@@ -208,18 +261,19 @@ impl WorkflowRunService for WorkflowRunHandler {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
         let request = request.into_inner();
         validate_run_id(&request.run_id)?;
-        let outcome = reportable_outcome(request.status)?;
+        let status = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
+        let finished_at_ms = reported_time("finish_time", request.finish_time.as_ref())?;
         self.require_run_project(&principal, &request.run_id)
             .await?;
+        let outcome = Outcome {
+            status,
+            reason: &request.reason,
+            finished_at_ms,
+        };
         let run = self
             .lifecycle
-            .finish(
-                Some(org(&principal)),
-                &request.run_id,
-                outcome,
-                &request.reason,
-            )
+            .finish(Some(org(&principal)), &request.run_id, outcome)
             .await?;
         tracing::debug!(run = %run.id, status = %run.status, "run finished");
         let run = self.runs_to_proto(vec![run]).await?.pop();

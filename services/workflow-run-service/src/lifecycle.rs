@@ -10,7 +10,7 @@ use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::run;
 use crate::error::Error;
-use crate::store::{Finish, Store, WorkflowRef};
+use crate::store::{Finish, NewRun, Store, WorkflowRef};
 
 /// The organization a call acts for.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,26 @@ pub(crate) struct Start<'a> {
     pub(crate) request_id: Option<&'a str>,
     /// The run's own timeout, if its runner set one (else the service's).
     pub(crate) timeout: Option<std::time::Duration>,
+    /// When it started and was queued, when the reporter said (validated).
+    pub(crate) started_at_ms: Option<i64>,
+    pub(crate) queued_at_ms: Option<i64>,
+}
+
+/// How a run ends, as its reporter said.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome<'a> {
+    pub(crate) status: RunStatus,
+    pub(crate) reason: &'a str,
+    /// When it finished (validated); `None`: now.
+    pub(crate) finished_at_ms: Option<i64>,
+}
+
+/// What a report did.
+pub(crate) struct Reported {
+    pub(crate) workflow: WorkflowRef,
+    pub(crate) run: run::Model,
+    /// False when it repeated a report already recorded.
+    pub(crate) counted: bool,
 }
 
 /// Runs through their life, over the store.
@@ -64,17 +84,15 @@ impl Lifecycle {
                 .store
                 .find_or_create_workflow(org.id, start.project, start.workflow)
                 .await?;
-            match self
-                .store
-                .start(
-                    &workflow,
-                    start.runner,
-                    start.run_url,
-                    start.request_id,
-                    start.timeout.map(runplane_api::time::duration_ms),
-                )
-                .await
-            {
+            let new = NewRun {
+                runner: start.runner,
+                run_url: start.run_url,
+                request_id: start.request_id,
+                timeout_ms: start.timeout.map(runplane_api::time::duration_ms),
+                started_at_ms: start.started_at_ms,
+                queued_at_ms: start.queued_at_ms,
+            };
+            match self.store.start(&workflow, new).await {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {
                     self.store.forget_workflow(&workflow);
                     attempts += 1;
@@ -100,9 +118,41 @@ impl Lifecycle {
         &self,
         org: Option<Org<'_>>,
         run_id: &str,
-        outcome: RunStatus,
-        reason: &str,
+        outcome: Outcome<'_>,
     ) -> Result<run::Model, Error> {
+        Ok(self.finish_counted(org, run_id, outcome).await?.0)
+    }
+
+    /// Records a whole run, started and finished, in one call. With a request
+    /// id it is idempotent, and finishes the run a start with the same key
+    /// began (deliveries out of order): the run is counted once.
+    pub(crate) async fn report(
+        &self,
+        org: Org<'_>,
+        start: Start<'_>,
+        outcome: Outcome<'_>,
+    ) -> Result<Reported, Error> {
+        let (workflow, run) = self.start(org, start).await?;
+        let (run, counted) = self.finish_counted(Some(org), &run.id, outcome).await?;
+        Ok(Reported {
+            workflow,
+            run,
+            counted,
+        })
+    }
+
+    /// [`Self::finish`], and whether this call counted the run.
+    async fn finish_counted(
+        &self,
+        org: Option<Org<'_>>,
+        run_id: &str,
+        outcome: Outcome<'_>,
+    ) -> Result<(run::Model, bool), Error> {
+        let Outcome {
+            status: outcome,
+            reason,
+            finished_at_ms,
+        } = outcome;
         let finished = self
             .store
             .finish(Finish {
@@ -110,6 +160,7 @@ impl Lifecycle {
                 run_id,
                 outcome,
                 reason,
+                finished_at_ms,
             })
             .await?;
         let run = finished.run;
@@ -134,12 +185,17 @@ impl Lifecycle {
             };
             cicd.finished(&pipeline, outcome, seconds, finished.was_expired);
         }
-        Ok(run)
+        Ok((run, finished.finished_now))
     }
 
     /// Expires a run nobody finished (the sweeper).
     pub(crate) async fn expire(&self, run_id: &str, reason: &str) -> Result<run::Model, Error> {
-        self.finish(None, run_id, RunStatus::Expired, reason).await
+        let outcome = Outcome {
+            status: RunStatus::Expired,
+            reason,
+            finished_at_ms: None,
+        };
+        self.finish(None, run_id, outcome).await
     }
 }
 

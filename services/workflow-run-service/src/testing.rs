@@ -11,7 +11,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait as _, DbBackend, EntityTrait, Tr
 use crate::aggregate::{self, DEFAULT_BUCKETS};
 use crate::entity::{run, workflow};
 use crate::error::Error;
-use crate::store::{Finish, Store, record};
+use crate::store::{Finish, NewRun, Store, record};
 
 /// Rows per INSERT statement (well under SQLite's and PostgreSQL's parameter limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -59,7 +59,13 @@ impl Storage {
             .await?;
         let started = self
             .store
-            .start(&workflow, RunnerType::GithubAction, "", None, None)
+            .start(
+                &workflow,
+                NewRun {
+                    runner: RunnerType::GithubAction,
+                    ..NewRun::default()
+                },
+            )
             .await?;
         self.store
             .finish(Finish {
@@ -67,6 +73,7 @@ impl Storage {
                 run_id: &started.run.id,
                 outcome,
                 reason: "",
+                finished_at_ms: None,
             })
             .await?;
         Ok(())
@@ -128,6 +135,7 @@ impl Store {
                     finished_at_ms: Set(Some(finished)),
                     request_id: Set(None),
                     expires_at_ms: Set(None),
+                    queued_at_ms: Set(None),
                 });
                 if runs.len() == ROWS_PER_STATEMENT {
                     written += runs.len() as u64;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use runplane_api::time::{ProtoDuration, Timestamp, from_timestamp, now_ms, std_duration};
 use runplane_api::workflowrun::v1::RunStatus;
 
 use crate::error::Error;
@@ -63,7 +64,7 @@ pub(crate) fn validate_run_id(run_id: &str) -> Result<(), Error> {
 pub(crate) const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
 
 /// A run's own timeout, as its runner sent it: above zero, at most 30 days.
-pub(crate) fn run_timeout(timeout: &prost_types::Duration) -> Result<Duration, Error> {
+pub(crate) fn run_timeout(timeout: &ProtoDuration) -> Result<Duration, Error> {
     let invalid = || {
         Error::InvalidArgument(format!(
             "timeout must be above zero and at most {} (30 days); leave it unset for the \
@@ -71,11 +72,79 @@ pub(crate) fn run_timeout(timeout: &prost_types::Duration) -> Result<Duration, E
             humantime::format_duration(MAX_RUN_TIMEOUT)
         ))
     };
-    let timeout = Duration::try_from(*timeout).map_err(|_| invalid())?;
+    let timeout = std_duration(timeout).ok_or_else(invalid)?;
     if timeout.is_zero() || timeout > MAX_RUN_TIMEOUT {
         return Err(invalid());
     }
     Ok(timeout)
+}
+
+/// How far ahead of this service's clock a reported time may be: runners'
+/// clocks drift, and a webhook's times are its CI system's.
+pub(crate) const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// 2000-01-01T00:00:00Z: a reported time before it is a mistake (an unset
+/// time sent as zero, seconds taken for milliseconds).
+const EARLIEST_MS: i64 = 946_684_800_000;
+
+/// A time as people read it in a message.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(ms) => {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        }
+        Err(_) => format!("{ms} ms since 1970"),
+    }
+}
+
+/// A reported time (`what`: its field), in milliseconds: from 2000 to now
+/// plus [`CLOCK_SKEW_MS`]. `None` when unset.
+pub(crate) fn reported_time(what: &str, at: Option<&Timestamp>) -> Result<Option<i64>, Error> {
+    let Some(at) = at else { return Ok(None) };
+    let ms = from_timestamp(at);
+    let latest = now_ms().saturating_add(CLOCK_SKEW_MS);
+    if !(0..1_000_000_000).contains(&at.nanos) || ms < EARLIEST_MS {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {} is not a time a run could have: it must be after 2000-01-01",
+            rfc3339(ms)
+        )));
+    }
+    if ms > latest {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {} is in the future (this service's clock reads {}; 5 minutes of skew \
+             are allowed): check the reporter's clock and time zone",
+            rfc3339(ms),
+            rfc3339(now_ms())
+        )));
+    }
+    Ok(Some(ms))
+}
+
+/// A run's reported times in order: queued ≤ started ≤ finished.
+pub(crate) fn times_in_order(
+    queued: Option<i64>,
+    started: Option<i64>,
+    finished: Option<i64>,
+) -> Result<(), Error> {
+    if let (Some(queued), Some(started)) = (queued, started)
+        && queued > started
+    {
+        return Err(Error::InvalidArgument(format!(
+            "queue_time {} is after start_time {}",
+            rfc3339(queued),
+            rfc3339(started)
+        )));
+    }
+    if let (Some(started), Some(finished)) = (started, finished)
+        && started > finished
+    {
+        return Err(Error::InvalidArgument(format!(
+            "finish_time {} is before start_time {}",
+            rfc3339(finished),
+            rfc3339(started)
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a finish reason's length.
@@ -126,6 +195,30 @@ mod tests {
         assert!(reportable_outcome(RunStatus::Initialized as i32).is_err());
         assert!(reportable_outcome(RunStatus::Expired as i32).is_err());
         assert!(reportable_outcome(99).is_err());
+    }
+
+    #[test]
+    fn reported_times_are_checked_against_the_clock_and_each_other() {
+        let at = |ms| Some(runplane_api::time::timestamp(ms));
+        let now = now_ms();
+        assert_eq!(reported_time("start_time", None).ok(), Some(None));
+        assert_eq!(
+            reported_time("start_time", at(now).as_ref()).ok(),
+            Some(Some(now))
+        );
+        let skewed = now + CLOCK_SKEW_MS - 10_000;
+        assert!(reported_time("start_time", at(skewed).as_ref()).is_ok());
+        for bad in [now + CLOCK_SKEW_MS + 60_000, 0, 1_700_000_000] {
+            let err = reported_time("start_time", at(bad).as_ref());
+            assert!(
+                matches!(&err, Err(Error::InvalidArgument(m)) if m.starts_with("start_time ")),
+                "{bad}: {err:?}"
+            );
+        }
+        assert!(times_in_order(Some(1), Some(2), Some(2)).is_ok());
+        assert!(times_in_order(None, Some(2), None).is_ok());
+        assert!(times_in_order(Some(3), Some(2), None).is_err());
+        assert!(times_in_order(None, Some(3), Some(2)).is_err());
     }
 }
 

@@ -1,6 +1,7 @@
 //! What tests check expositions with: Prometheus' own promtool and Python's
 //! prometheus_client, parsers that are not runplane's.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 /// An exposition without its `*_scrape_duration_seconds` lines.
@@ -92,4 +93,32 @@ pub(crate) fn parse_openmetrics(exposition: &str) -> Result<Vec<ParsedSample>, S
         .lines()
         .map(|line| serde_json::from_str(line).expect("parser output"))
         .collect())
+}
+
+/// `name{label=value,…}` with labels sorted, from a parsed sample.
+pub(crate) fn key(name: &str, labels: &BTreeMap<String, String>) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+/// The samples of a text exposition (label values here need no unescaping).
+pub(crate) fn text_samples(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("sample");
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let labels: BTreeMap<String, String> = labels
+                .trim_end_matches('}')
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (k, v) = pair.split_once("=\"").expect("label");
+                    (k.to_owned(), v.trim_end_matches('"').to_owned())
+                })
+                .collect();
+            let value = value.parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+            (key(name, &labels), value)
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ mod m20261124_000004_outcome_aggregates;
 mod m20261125_000005_metrics_records;
 mod m20261125_000006_run_deadlines;
 mod m20261125_000007_request_ids_per_workflow;
+mod m20261125_000008_run_queue_times;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_metrics_records::Migration),
             Box::new(m20261125_000006_run_deadlines::Migration),
             Box::new(m20261125_000007_request_ids_per_workflow::Migration),
+            Box::new(m20261125_000008_run_queue_times::Migration),
         ]
     }
 

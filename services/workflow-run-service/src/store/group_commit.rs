@@ -179,6 +179,7 @@ mod tests {
                         run_id: &run.id,
                         outcome: RunStatus::Success,
                         reason: "",
+                        finished_at_ms: None,
                     })
                     .await
             });

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
-pub(crate) use runs::{Finish, RunFilter};
+pub(crate) use runs::{Finish, NewRun, RunFilter};
 pub(crate) use workflows::WorkflowRef;
 
 /// Workflows, runs and their aggregates, persisted.
@@ -122,7 +122,15 @@ pub(crate) mod test_support {
         ) -> Result<crate::entity::run::Model, crate::error::Error> {
             let runner = runplane_api::workflowrun::v1::RunnerType::from_label(runner);
             Ok(self
-                .start(workflow, runner, run_url, request_id, None)
+                .start(
+                    workflow,
+                    super::NewRun {
+                        runner,
+                        run_url,
+                        request_id,
+                        ..super::NewRun::default()
+                    },
+                )
                 .await?
                 .run)
         }
@@ -154,6 +162,7 @@ pub(crate) mod test_support {
                 run_id: &run.id,
                 outcome,
                 reason: "",
+                finished_at_ms: None,
             })
             .await
             .expect("finish")

@@ -50,8 +50,11 @@ pub(super) struct Claim {
     pub(super) run_id: String,
     pub(super) outcome: RunStatus,
     pub(super) reason: String,
-    /// When the request arrived.
+    /// When the run finished: when the request arrived, or the time it gave.
     pub(super) now_ms: i64,
+    /// `now_ms` is the reporter's: a run that started after it is not claimed
+    /// (and the caller is told why) rather than given a finish before its start.
+    pub(super) explicit_time: bool,
 }
 
 impl Store {
@@ -171,6 +174,9 @@ impl Claim {
             )
             .filter(run::Column::Id.eq(&self.run_id))
             .filter(run::Column::Status.eq(from.label()));
+        if self.explicit_time {
+            claim = claim.filter(run::Column::StartedAtMs.lte(self.now_ms));
+        }
         if let Some(org_id) = &self.org_id {
             claim = claim.filter(run::Column::OrgId.eq(org_id));
         }
@@ -211,6 +217,7 @@ fn insert_run_of_existing_workflow(
             Expr::val(run.started_at_ms),
             Expr::val(run.request_id.clone()),
             Expr::val(run.expires_at_ms),
+            Expr::val(run.queued_at_ms),
         ])
         .from(workflow::Entity)
         .and_where(workflow::Column::Id.eq(&run.workflow_id))
@@ -229,6 +236,7 @@ fn insert_run_of_existing_workflow(
             run::Column::StartedAtMs,
             run::Column::RequestId,
             run::Column::ExpiresAtMs,
+            run::Column::QueuedAtMs,
         ])
         .select_from(values)
         .map_err(|e| DbErr::Custom(e.to_string()))?
@@ -299,6 +307,7 @@ pub(super) mod tests {
             outcome: RunStatus::Success,
             reason: String::new(),
             now_ms: runplane_api::time::now_ms(),
+            explicit_time: false,
         })
     }
 
@@ -315,6 +324,7 @@ pub(super) mod tests {
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
             expires_at_ms: None,
+            queued_at_ms: None,
         }
     }
 

@@ -28,6 +28,24 @@ pub(crate) struct Finish<'a> {
     pub(crate) run_id: &'a str,
     pub(crate) outcome: RunStatus,
     pub(crate) reason: &'a str,
+    /// When it finished, as its reporter said (validated); `None`: now.
+    pub(crate) finished_at_ms: Option<i64>,
+}
+
+/// A run to start, beyond its workflow.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NewRun<'a> {
+    pub(crate) runner: RunnerType,
+    pub(crate) run_url: &'a str,
+    /// The runner's idempotency key: a repeated start returns the first run.
+    pub(crate) request_id: Option<&'a str>,
+    /// The run's own timeout, when its runner set one; otherwise the sweeper
+    /// applies the service's run timeout.
+    pub(crate) timeout_ms: Option<i64>,
+    /// When it started, as its reporter said (validated); `None`: now.
+    pub(crate) started_at_ms: Option<i64>,
+    /// When it was queued, if its reporter knew.
+    pub(crate) queued_at_ms: Option<i64>,
 }
 
 /// A run as a start left it.
@@ -52,16 +70,12 @@ impl Store {
     /// Records a new run of `workflow`, in progress. With a `request_id`, a
     /// repeated call returns the run the first one created (idempotent start);
     /// keys are per workflow.
-    /// `timeout_ms`, when the runner set one, is the run's own deadline;
-    /// otherwise the sweeper applies the service's run timeout.
     pub(crate) async fn start(
         &self,
         workflow: &super::WorkflowRef,
-        runner: RunnerType,
-        run_url: &str,
-        request_id: Option<&str>,
-        timeout_ms: Option<i64>,
+        new: NewRun<'_>,
     ) -> Result<StartedRun, Error> {
+        let request_id = new.request_id;
         let repeated = |run| StartedRun {
             run,
             created: false,
@@ -71,19 +85,20 @@ impl Store {
         {
             return Ok(repeated(existing));
         }
-        let started_at_ms = runplane_api::time::now_ms();
+        let started_at_ms = new.started_at_ms.unwrap_or_else(runplane_api::time::now_ms);
         let model = run::Model {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: run_id_started_at(started_at_ms),
             org_id: workflow.org_id.clone(),
             workflow_id: workflow.id.clone(),
-            runner: runner.label().to_owned(),
-            run_url: run_url.to_owned(),
+            runner: new.runner.label().to_owned(),
+            run_url: new.run_url.to_owned(),
             status: RunStatus::Initialized.label().to_owned(),
             reason: String::new(),
             started_at_ms,
             finished_at_ms: None,
             request_id: request_id.map(str::to_owned),
-            expires_at_ms: timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
+            expires_at_ms: new.timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
+            queued_at_ms: new.queued_at_ms,
         };
         match self.write(Write::Start(model)).await {
             Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
@@ -134,7 +149,10 @@ impl Store {
             run_id: finish.run_id.to_owned(),
             outcome: finish.outcome,
             reason: finish.reason.to_owned(),
-            now_ms: runplane_api::time::now_ms(),
+            now_ms: finish
+                .finished_at_ms
+                .unwrap_or_else(runplane_api::time::now_ms),
+            explicit_time: finish.finished_at_ms.is_some(),
         };
         match self.write(Write::Finish(claim)).await? {
             Written::Finished(Some(claimed)) => Ok(FinishedRun {
@@ -158,7 +176,18 @@ impl Store {
             .await?
             .filter(|r| finish.org_id.is_none_or(|org| r.org_id == org))
             .ok_or_else(|| Error::RunNotFound(finish.run_id.to_owned()))?;
-        match RunStatus::from_label(&run.status) {
+        let status = RunStatus::from_label(&run.status);
+        if let Some(at) = finish.finished_at_ms
+            && at < run.started_at_ms
+            && matches!(status, RunStatus::Initialized | RunStatus::Expired)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "finish_time {} is before the run's start_time {}",
+                crate::validation::rfc3339(at),
+                crate::validation::rfc3339(run.started_at_ms)
+            )));
+        }
+        match status {
             done if done == finish.outcome => Ok(run),
             // Still in progress yet not claimable: it was not ours to claim.
             RunStatus::Initialized => Err(Error::RunNotFound(finish.run_id.to_owned())),
@@ -257,6 +286,14 @@ impl Store {
     }
 }
 
+/// A run's id: a UUIDv7 of its start time, so that ordering runs by id is
+/// ordering them by start even when they are reported after the fact.
+fn run_id_started_at(started_at_ms: i64) -> String {
+    let ms = u64::try_from(started_at_ms).unwrap_or(0);
+    let at = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
+    uuid::Uuid::new_v7(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +326,7 @@ mod tests {
             run_id: id,
             outcome,
             reason: "",
+            finished_at_ms: None,
         };
 
         // Another organization cannot finish (or see) the run.
@@ -395,6 +433,7 @@ mod tests {
                 run_id: &run.id,
                 outcome: RunStatus::Expired,
                 reason: "timeout",
+                finished_at_ms: None,
             })
             .await
             .expect("expire");
@@ -449,6 +488,7 @@ mod tests {
             run_id: id,
             outcome,
             reason: "",
+            finished_at_ms: None,
         };
         // The later-started run finishes first; the earlier one finishes last.
         store
@@ -484,12 +524,26 @@ mod tests {
         let (store, wf) = store_with_workflow(&dir, "release").await;
         let now = runplane_api::time::now_ms();
         let long = store
-            .start(&wf, RunnerType::GithubAction, "", None, Some(3_600_000))
+            .start(
+                &wf,
+                NewRun {
+                    runner: RunnerType::GithubAction,
+                    timeout_ms: Some(3_600_000),
+                    ..NewRun::default()
+                },
+            )
             .await
             .expect("start")
             .run;
         let short = store
-            .start(&wf, RunnerType::GithubAction, "", None, Some(1))
+            .start(
+                &wf,
+                NewRun {
+                    runner: RunnerType::GithubAction,
+                    timeout_ms: Some(1),
+                    ..NewRun::default()
+                },
+            )
             .await
             .expect("start")
             .run;
@@ -509,6 +563,7 @@ mod tests {
             run_id: "",
             outcome,
             reason: "",
+            finished_at_ms: None,
         };
         let expired = store
             .finish(Finish {

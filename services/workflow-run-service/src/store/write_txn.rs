@@ -224,6 +224,7 @@ mod tests {
                 run_id: &run.id,
                 outcome: RunStatus::Error,
                 reason: "",
+                finished_at_ms: None,
             })
             .await
             .expect("finish after the abandoned transaction");

@@ -1,0 +1,306 @@
+//! `runplane run report` and `runplane run import`: whole runs, at their own
+//! times, in one call each (after the fact, or backfilling history).
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use clap::Args;
+use runplane_api::time::Timestamp;
+use runplane_api::workflowrun::v1::{ReportRunRequest, ReportRunResponse, RunStatus, RunnerType};
+
+use crate::cli::Global;
+use crate::output::{RunJson, print_json, status_name};
+use crate::run::{Outcome, Reporter};
+use crate::runner_env;
+
+/// A whole run to report.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReportArgs {
+    /// Workflow name (default: the CI's own name for it, as for `run start`).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Project the workflow belongs to.
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// How the run ended.
+    #[arg(long, value_enum)]
+    status: Outcome,
+    /// When it started: RFC 3339, e.g. `2026-11-25T10:00:00Z` or `…+01:00`.
+    #[arg(long, value_parser = parse_time)]
+    started_at: Timestamp,
+    /// When it finished (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    finished_at: Timestamp,
+    /// When it was queued, waiting for a runner (RFC 3339), if known.
+    #[arg(long, value_parser = parse_time)]
+    queued_at: Option<Timestamp>,
+    /// CI system (default: detected from its environment variables).
+    #[arg(long, value_parser = runner_env::parse_runner)]
+    runner: Option<RunnerType>,
+    /// Link to the run in the CI system.
+    #[arg(long)]
+    run_url: Option<String>,
+    /// Why, in a few words (e.g. the failing step).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Idempotency key: reporting again with the same key counts nothing twice
+    /// (default: derived from the workflow and the times, so a repeated report
+    /// of the same run is recognised).
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+/// Runs to import.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ImportArgs {
+    /// A file of JSON lines, `-` for standard input: one ReportRunRequest per
+    /// line in the proto3 JSON mapping, e.g. `{"workflow": "build", "status":
+    /// "RUN_STATUS_SUCCESS", "startTime": "2026-11-25T10:00:00Z", "finishTime":
+    /// "2026-11-25T10:04:00Z"}` (runnerType: RUNNER_TYPE_GITHUB_ACTION, …). A line without `requestId` is keyed by its
+    /// content, so importing a file again counts nothing twice.
+    file: PathBuf,
+    /// Reports in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
+/// `run report`.
+pub(crate) async fn report(
+    global: &Global,
+    reporter: Reporter<'_>,
+    args: ReportArgs,
+) -> anyhow::Result<()> {
+    let detected = runner_env::detect_from_process();
+    let workflow = args.workflow.or(detected.workflow).ok_or_else(|| {
+        anyhow::anyhow!(
+            "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
+        )
+    })?;
+    let mut request = ReportRunRequest {
+        workflow,
+        project: args.project,
+        runner_type: args.runner.unwrap_or(detected.runner).into(),
+        run_url: args.run_url.or(detected.run_url).unwrap_or_default(),
+        request_id: args.request_id.unwrap_or_default(),
+        queue_time: args.queued_at,
+        start_time: Some(args.started_at),
+        finish_time: Some(args.finished_at),
+        status: RunStatus::from(args.status).into(),
+        reason: args.reason,
+    };
+    if request.request_id.is_empty() {
+        request.request_id = content_key(&format!(
+            "{}\n{}\n{:?}\n{:?}",
+            request.project, request.workflow, request.start_time, request.finish_time
+        ));
+    }
+    let reported = send(&reporter, request).await?;
+    let run = reported.run.unwrap_or_default();
+    if global.json() {
+        print_json(&RunJson::from(&run))?;
+    } else if global.quiet {
+        outln!("{}", run.id);
+    } else {
+        let again = if reported.counted {
+            ""
+        } else {
+            " (already recorded: counted once)"
+        };
+        outln!(
+            "Reported run {} of {}/{}: {}{again}.",
+            run.id,
+            run.project,
+            run.workflow,
+            status_name(run.status())
+        );
+    }
+    Ok(())
+}
+
+/// `run import`: every line reported, failures named by line and summed up.
+pub(crate) async fn import(
+    global: &Global,
+    reporter: Reporter<'_>,
+    args: ImportArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let reporter = &reporter;
+    let mut counts = Counts::default();
+    let mut in_flight = Vec::new();
+    for (index, line) in input.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| anyhow::anyhow!("line {number}: cannot read: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request = match parse_line(&line) {
+            Ok(request) => request,
+            Err(e) => {
+                eprintln!("runplane: line {number}: {e}");
+                counts.failed += 1;
+                continue;
+            }
+        };
+        in_flight.push(async move { (number, send(reporter, request).await) });
+        if in_flight.len() >= usize::from(args.concurrency) {
+            counts.add(futures_util::future::join_all(std::mem::take(&mut in_flight)).await);
+        }
+    }
+    counts.add(futures_util::future::join_all(in_flight).await);
+    if global.json() {
+        print_json(&serde_json::json!({
+            "counted": counts.counted,
+            "already_recorded": counts.repeated,
+            "failed": counts.failed,
+        }))?;
+    } else if !global.quiet {
+        outln!(
+            "Imported {} run(s); {} already recorded; {} failed.",
+            counts.counted,
+            counts.repeated,
+            counts.failed
+        );
+    }
+    Ok(if counts.failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    counted: u64,
+    repeated: u64,
+    failed: u64,
+}
+
+impl Counts {
+    fn add(&mut self, results: Vec<(usize, anyhow::Result<ReportRunResponse>)>) {
+        for (number, result) in results {
+            match result {
+                Ok(r) if r.counted => self.counted += 1,
+                Ok(_) => self.repeated += 1,
+                Err(e) => {
+                    eprintln!("runplane: line {number}: {e:#}");
+                    self.failed += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One line of an import: a ReportRunRequest in the proto3 JSON mapping, keyed
+/// by its content when it names no key.
+fn parse_line(line: &str) -> anyhow::Result<ReportRunRequest> {
+    let mut request: ReportRunRequest = serde_json::from_str(line).map_err(|e| {
+        anyhow::anyhow!("not a ReportRunRequest in JSON ({e}); expected e.g. {{\"workflow\": \"build\", \"status\": \"RUN_STATUS_SUCCESS\", \"startTime\": \"2026-11-25T10:00:00Z\", \"finishTime\": \"2026-11-25T10:04:00Z\"}}")
+    })?;
+    if request.request_id.is_empty() {
+        request.request_id = content_key(line.trim());
+    }
+    Ok(request)
+}
+
+async fn send(
+    reporter: &Reporter<'_>,
+    request: ReportRunRequest,
+) -> anyhow::Result<ReportRunResponse> {
+    reporter
+        .call(
+            "reporting the run",
+            request,
+            |mut client, request| async move { client.report_run(request).await },
+        )
+        .await
+}
+
+/// An idempotency key from content: the same content, the same key.
+fn content_key(content: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(content.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("report-{hex}")
+}
+
+/// An RFC 3339 time: `2026-11-25T10:00:00Z`, with fractions of a second and
+/// a `+hh:mm`/`-hh:mm` offset allowed.
+pub(crate) fn parse_time(text: &str) -> Result<Timestamp, String> {
+    let invalid = || {
+        format!(
+            "`{text}` is not an RFC 3339 time such as 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00"
+        )
+    };
+    let (local, offset_secs) = match text.len().checked_sub(6).map(|at| text.split_at(at)) {
+        Some((local, offset))
+            if offset.len() == 6
+                && (offset.starts_with('+') || offset.starts_with('-'))
+                && offset.as_bytes()[3] == b':' =>
+        {
+            let hours: i64 = offset[1..3].parse().map_err(|_| invalid())?;
+            let minutes: i64 = offset[4..6].parse().map_err(|_| invalid())?;
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            (format!("{local}Z"), sign * (hours * 3600 + minutes * 60))
+        }
+        _ => (text.to_owned(), 0),
+    };
+    let at = humantime::parse_rfc3339(&local).map_err(|_| invalid())?;
+    let since_epoch = at.duration_since(UNIX_EPOCH).map_err(|_| invalid())?;
+    let utc = since_epoch.as_secs() as i64 - offset_secs;
+    Ok(Timestamp {
+        seconds: utc,
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_with_offsets_and_fractions() {
+        let utc = parse_time("2026-11-25T10:00:00Z").expect("utc");
+        assert_eq!(utc.seconds, 1_795_600_800);
+        let paris = parse_time("2026-11-25T11:00:00+01:00").expect("offset");
+        assert_eq!(paris.seconds, utc.seconds);
+        let west = parse_time("2026-11-25T05:30:00-04:30").expect("offset");
+        assert_eq!(west.seconds, utc.seconds);
+        let fraction = parse_time("2026-11-25T10:00:00.250Z").expect("fraction");
+        assert_eq!(
+            (fraction.seconds, fraction.nanos),
+            (utc.seconds, 250_000_000)
+        );
+        for bad in [
+            "yesterday",
+            "2026-11-25",
+            "2026-11-25T10:00:00",
+            "2026-11-25T10:00:00+1:00",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn import_lines_are_proto3_json_keyed_by_content() {
+        let line = r#"{"workflow": "build", "project": "web", "status": "RUN_STATUS_ERROR", "startTime": "2026-11-25T10:00:00Z", "finishTime": "2026-11-25T10:04:00.5Z", "runnerType": "RUNNER_TYPE_GITHUB_ACTION"}"#;
+        let request = parse_line(line).expect("parse");
+        assert_eq!(request.workflow, "build");
+        assert_eq!(request.status(), RunStatus::Error);
+        assert_eq!(request.runner_type(), RunnerType::GithubAction);
+        assert_eq!(request.finish_time.expect("finish").nanos, 500_000_000);
+        assert_eq!(
+            request.request_id,
+            parse_line(line).expect("again").request_id
+        );
+        assert!(request.request_id.starts_with("report-"));
+        let err = parse_line(r#"{"workflw": "build"}"#).expect_err("unknown field");
+        assert!(err.to_string().contains("workflw"), "{err}");
+    }
+}
