@@ -53,6 +53,7 @@ const SERVICES: &[&str] = &[
     "token-service",
     "workflow-run-service",
     "metrics-service",
+    "ingest-service",
 ];
 
 /// Crates that may reach into a service, through its `test-support` feature.

@@ -23,13 +23,14 @@ fn flags_of(service: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The README table's services column as binary names ("all" is all four).
+/// The README table's services column as binary names ("all" is every one).
 fn services_of(column: &str) -> BTreeSet<&'static str> {
     let short = [
         ("org", "org-service"),
         ("token", "token-service"),
         ("workflow-run", "workflow-run-service"),
         ("metrics", "metrics-service"),
+        ("ingest", "ingest-service"),
     ];
     column
         .split(',')

@@ -33,3 +33,4 @@ mod telemetry;
 mod tls;
 mod upstream_down;
 mod walkthrough;
+mod webhooks;

@@ -48,7 +48,7 @@ async fn replicas_over_one_database_agree_and_lose_no_update() {
     require_postgres(&suite);
     suite.start_service("org-service").await;
     suite.start_service("token-service").await;
-    let [org, token, wrs_a, metrics_a] = suite.addrs;
+    let [org, token, wrs_a, metrics_a, _] = suite.addrs;
     let (wrs_b, metrics_b) = (free_port(), free_port());
     suite
         .start_instances("workflow-run-service", &[wrs_a, wrs_b], [org, token, wrs_a])
@@ -206,8 +206,8 @@ async fn migrations_run_once_when_replicas_start_together() {
     let peers = [suite.addrs[0], suite.addrs[1], suite.addrs[2]];
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
-        ("token-service", "token_service", 3),
-        ("workflow-run-service", "workflow_run_service", 8),
+        ("token-service", "token_service", 4),
+        ("workflow-run-service", "workflow_run_service", 9),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
         suite.start_instances(service, &replicas, peers).await;

@@ -50,6 +50,50 @@ pub fn std_duration(duration: &ProtoDuration) -> Option<Duration> {
     (nanos < 1_000_000_000).then(|| Duration::new(seconds, nanos))
 }
 
+/// An RFC 3339 time, `2026-11-25T10:00:00Z`, with fractions of a second and a
+/// `+hh:mm`/`-hh:mm` offset allowed; also the `2026-11-25 10:00:00 UTC` and
+/// `… +0100` forms GitLab's webhooks use. `None` if it is neither.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let text = text.trim();
+    // GitLab: "2026-11-25 10:00:00 UTC" or "2026-11-25 11:00:00 +0100".
+    let normalized;
+    let text = match text.split_once(' ') {
+        Some((date, rest)) => {
+            let (clock, zone) = rest.split_once(' ').unwrap_or((rest, "Z"));
+            let zone = match zone {
+                "UTC" | "Z" => "Z".to_owned(),
+                z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+                    format!("{}:{}", &z[..3], &z[3..])
+                }
+                _ => return None,
+            };
+            normalized = format!("{date}T{clock}{zone}");
+            normalized.as_str()
+        }
+        None => text,
+    };
+    let (local, offset_secs) = match text.len().checked_sub(6).and_then(|at| {
+        let (local, offset) = (text.get(..at)?, text.get(at..)?);
+        let sign = match offset.as_bytes() {
+            [b'+', _, _, b':', _, _] => 1,
+            [b'-', _, _, b':', _, _] => -1,
+            _ => return None,
+        };
+        let hours: i64 = offset.get(1..3)?.parse().ok()?;
+        let minutes: i64 = offset.get(4..6)?.parse().ok()?;
+        Some((format!("{local}Z"), sign * (hours * 3600 + minutes * 60)))
+    }) {
+        Some(parsed) => parsed,
+        None => (text.to_owned(), 0),
+    };
+    let at = humantime::parse_rfc3339(&local).ok()?;
+    let since_epoch = at.duration_since(UNIX_EPOCH).ok()?;
+    Some(Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).ok()? - offset_secs,
+        nanos: i32::try_from(since_epoch.subsec_nanos()).ok()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,6 +122,17 @@ impl AdminCredential {
         }
     }
 
+    /// Whether `presented` is this credential (in constant time).
+    pub fn is(&self, presented: &str) -> bool {
+        SecretHash::of(presented).matches(&self.hash)
+    }
+
+    /// Key material for secrets derived from this credential (webhook
+    /// secrets, when no key of their own is configured).
+    pub fn key_material(&self) -> &[u8] {
+        self.secret.as_bytes()
+    }
+
     /// The secret, for calls to peers that require the admin credential.
     pub fn secret(&self) -> &str {
         &self.secret

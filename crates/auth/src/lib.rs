@@ -10,6 +10,7 @@ pub mod admin;
 pub mod failures;
 pub mod secret;
 pub mod token;
+pub mod webhook;
 
 use std::net::IpAddr;
 
@@ -18,7 +19,7 @@ use tonic::Status;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminArgs, AdminCredential, AdminCredentialError};
 pub use failures::{AuthFailureArgs, FailureLimiter, TooManyFailures};
-pub use token::{Freshness, TokenAuthenticator};
+pub use token::{ACT_FOR_ORG_ID, ACT_FOR_ORG_NAME, Freshness, TokenAuthenticator, act_for};
 
 /// Why a call is not allowed. Converted to a [`Status`] in one place.
 #[derive(Debug, thiserror::Error)]

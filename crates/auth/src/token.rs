@@ -72,11 +72,20 @@ impl TokenAuthenticator {
 
     /// Authenticates the request's bearer token and checks it has `scope`,
     /// from the cache when it holds a recent answer (the hot reporting path).
+    ///
+    /// A runplane service may report runs for an organization it has
+    /// verified itself (ingest-service, for a webhook whose signature it
+    /// checked): it presents the suite's credential and names the
+    /// organization in [`ACT_FOR_ORG_ID`] and [`ACT_FOR_ORG_NAME`].
     pub async fn authorize<T>(
         &self,
         request: &tonic::Request<T>,
         scope: Scope,
     ) -> Result<Principal, AuthError> {
+        let presented = bearer(request)?;
+        if self.service_credential.is(presented) {
+            return acting_for(request, scope);
+        }
         let principal = self
             .authenticate(bearer(request)?, client_ip(request), Freshness::Cached)
             .await?;
@@ -173,6 +182,55 @@ impl TokenAuthenticator {
         }
         Ok(principal)
     }
+}
+
+/// Metadata naming the organization (id) a runplane service reports for.
+pub const ACT_FOR_ORG_ID: &str = "runplane-act-for-org-id";
+/// Metadata naming the organization (name) a runplane service reports for.
+pub const ACT_FOR_ORG_NAME: &str = "runplane-act-for-org-name";
+
+/// A request from a runplane service, reporting for the organization it names.
+fn acting_for<T>(request: &tonic::Request<T>, scope: Scope) -> Result<Principal, AuthError> {
+    if scope != Scope::RunsWrite {
+        return Err(AuthError::Forbidden(
+            "the suite's credential only reports runs for an organization here".into(),
+        ));
+    }
+    let named = |key: &str| {
+        request
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                AuthError::Forbidden(format!(
+                    "the suite's credential reports for an organization: send {key}"
+                ))
+            })
+    };
+    let principal = Principal {
+        token_id: String::new(),
+        org_id: named(ACT_FOR_ORG_ID)?,
+        org_name: named(ACT_FOR_ORG_NAME)?,
+        scopes: vec![Scope::RunsWrite],
+        projects: Vec::new(),
+    };
+    runplane_telemetry::trace_context::record_org(&principal.org_name);
+    Ok(principal)
+}
+
+/// Sets the organization a runplane service reports for on `request` (see
+/// [`TokenAuthenticator::authorize`]); `None` if a value cannot be metadata.
+pub fn act_for<T>(
+    mut request: tonic::Request<T>,
+    org_id: &str,
+    org_name: &str,
+) -> Option<tonic::Request<T>> {
+    let metadata = request.metadata_mut();
+    metadata.insert(ACT_FOR_ORG_ID, org_id.parse().ok()?);
+    metadata.insert(ACT_FOR_ORG_NAME, org_name.parse().ok()?);
+    Some(request)
 }
 
 /// Whether an answer may come from the cache.

@@ -84,7 +84,7 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Start the whole suite locally (four service processes on SQLite) and supervise it.
+    /// Start the whole suite locally (five service processes on SQLite) and supervise it.
     Up(crate::up::UpArgs),
     /// Manage organizations and their API tokens (needs the admin credential).
     #[command(subcommand, alias = "org")]

@@ -21,6 +21,7 @@ mod report;
 mod run;
 mod runner_env;
 mod up;
+mod webhook;
 mod workflow;
 
 use std::process::ExitCode;

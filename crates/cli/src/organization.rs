@@ -46,6 +46,9 @@ pub(crate) enum OrganizationCommand {
     /// Manage an organization's API tokens.
     #[command(subcommand)]
     ApiToken(TokenCommand),
+    /// Manage the webhooks GitHub and GitLab report runs through.
+    #[command(subcommand)]
+    Webhook(crate::webhook::WebhookCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,10 +114,21 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
         upstream_timeout: global.call_timeout,
         tls: global.tls.clone(),
     };
-    if let OrganizationCommand::ApiToken(command) = command {
-        let client = TokenServiceClient::new(channel(&global.token_service_addr, &upstream)?);
-        return tokens(global, &admin, client, command).await;
-    }
+    let token_client = || -> anyhow::Result<_> {
+        Ok(TokenServiceClient::new(channel(
+            &global.token_service_addr,
+            &upstream,
+        )?))
+    };
+    let command = match command {
+        OrganizationCommand::ApiToken(command) => {
+            return tokens(global, &admin, token_client()?, command).await;
+        }
+        OrganizationCommand::Webhook(command) => {
+            return crate::webhook::run(global, &admin, token_client()?, command).await;
+        }
+        other => other,
+    };
     let mut client = OrganizationServiceClient::new(channel(&global.org_service_addr, &upstream)?);
     let fail = |s: tonic::Status| describe(&s, "org-service", &global.org_service_addr);
     match command {
@@ -200,7 +214,7 @@ pub(crate) async fn run(global: &Global, command: OrganizationCommand) -> anyhow
             }
         }
         // Handled above, before connecting to org-service.
-        OrganizationCommand::ApiToken(_) => {}
+        OrganizationCommand::ApiToken(_) | OrganizationCommand::Webhook(_) => {}
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ fn rfc3339(ms: Option<i64>) -> Option<String> {
     Some(humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string())
 }
 
-fn time_of(at: Option<&runplane_api::time::Timestamp>) -> Option<String> {
+pub(crate) fn time_of(at: Option<&runplane_api::time::Timestamp>) -> Option<String> {
     rfc3339(at.map(from_timestamp))
 }
 

@@ -3,7 +3,6 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
 
 use clap::Args;
 use runplane_api::time::Timestamp;
@@ -230,62 +229,16 @@ fn content_key(content: &str) -> String {
     format!("report-{hex}")
 }
 
-/// An RFC 3339 time: `2026-11-25T10:00:00Z`, with fractions of a second and
-/// a `+hh:mm`/`-hh:mm` offset allowed.
+/// An RFC 3339 time, as a flag takes it.
 pub(crate) fn parse_time(text: &str) -> Result<Timestamp, String> {
-    let invalid = || {
-        format!(
-            "`{text}` is not an RFC 3339 time such as 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00"
-        )
-    };
-    let (local, offset_secs) = match text.len().checked_sub(6).map(|at| text.split_at(at)) {
-        Some((local, offset))
-            if offset.len() == 6
-                && (offset.starts_with('+') || offset.starts_with('-'))
-                && offset.as_bytes()[3] == b':' =>
-        {
-            let hours: i64 = offset[1..3].parse().map_err(|_| invalid())?;
-            let minutes: i64 = offset[4..6].parse().map_err(|_| invalid())?;
-            let sign = if offset.starts_with('-') { -1 } else { 1 };
-            (format!("{local}Z"), sign * (hours * 3600 + minutes * 60))
-        }
-        _ => (text.to_owned(), 0),
-    };
-    let at = humantime::parse_rfc3339(&local).map_err(|_| invalid())?;
-    let since_epoch = at.duration_since(UNIX_EPOCH).map_err(|_| invalid())?;
-    let utc = since_epoch.as_secs() as i64 - offset_secs;
-    Ok(Timestamp {
-        seconds: utc,
-        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    runplane_api::time::parse_rfc3339(text).ok_or_else(|| {
+        format!("`{text}` is not an RFC 3339 time such as 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00")
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_with_offsets_and_fractions() {
-        let utc = parse_time("2026-11-25T10:00:00Z").expect("utc");
-        assert_eq!(utc.seconds, 1_795_600_800);
-        let paris = parse_time("2026-11-25T11:00:00+01:00").expect("offset");
-        assert_eq!(paris.seconds, utc.seconds);
-        let west = parse_time("2026-11-25T05:30:00-04:30").expect("offset");
-        assert_eq!(west.seconds, utc.seconds);
-        let fraction = parse_time("2026-11-25T10:00:00.250Z").expect("fraction");
-        assert_eq!(
-            (fraction.seconds, fraction.nanos),
-            (utc.seconds, 250_000_000)
-        );
-        for bad in [
-            "yesterday",
-            "2026-11-25",
-            "2026-11-25T10:00:00",
-            "2026-11-25T10:00:00+1:00",
-        ] {
-            assert!(parse_time(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn import_lines_are_proto3_json_keyed_by_content() {

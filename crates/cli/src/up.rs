@@ -1,9 +1,9 @@
-//! `runplane up`: the whole suite on one machine, as four supervised processes.
+//! `runplane up`: the whole suite on one machine, as five supervised processes.
 //!
 //! Each service is its own OS process, started from the binary next to
 //! `runplane`, with its SQLite file in the data directory. Their logs are
 //! prefixed with their names. If one exits, the others are stopped and `up`
-//! fails; Ctrl-C (or SIGTERM) stops all four cleanly.
+//! fails; Ctrl-C (or SIGTERM) stops them all cleanly.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -31,6 +31,11 @@ pub(crate) struct UpArgs {
     /// the config file, else 127.0.0.1:8080).
     #[arg(long, env = "RUNPLANE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// HTTP address of ingest-service, where CI systems send webhooks and
+    /// JSON (default: its section's listen_addr in the config file, else
+    /// 127.0.0.1:8081).
+    #[arg(long, env = "RUNPLANE_INGEST_ADDR")]
+    ingest_addr: Option<SocketAddr>,
     /// One PostgreSQL database for the three stateful services, each in its own
     /// schema (postgres://USER[:PASSWORD]@HOST:PORT/DB). Default: SQLite files in
     /// the data directory.
@@ -46,7 +51,7 @@ struct Service {
 }
 
 /// The suite, in start order (each depends only on those before it).
-const SERVICES: [Service; 4] = [
+const SERVICES: [Service; 5] = [
     Service {
         member: suite::ORG_SERVICE,
         peers: &[],
@@ -66,6 +71,10 @@ const SERVICES: [Service; 4] = [
             suite::TOKEN_SERVICE,
             suite::WORKFLOW_RUN_SERVICE,
         ],
+    },
+    Service {
+        member: suite::INGEST_SERVICE,
+        peers: &[suite::TOKEN_SERVICE, suite::WORKFLOW_RUN_SERVICE],
     },
 ];
 
@@ -102,6 +111,7 @@ impl Plan {
             Some(global.token_service_addr.clone()),
             Some(global.workflow_run_service_addr.clone()),
             args.metrics_addr.map(|a| a.to_string()),
+            args.ingest_addr.map(|a| a.to_string()),
         ];
         for (service, given) in SERVICES.iter().zip(addresses) {
             let addr = match given {
@@ -280,6 +290,12 @@ pub(crate) async fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode
     for ((service, addr), (_, child)) in SERVICES.iter().zip(&plan.addrs).zip(&children) {
         let pid = child.id().unwrap_or_default();
         match service.member.protocol {
+            Protocol::Http if service.member == suite::INGEST_SERVICE => {
+                outln!(
+                    "  {:<22} http://{addr}/hooks/{{github,gitlab}}/{{org}}, http://{addr}/v1/runs (pid {pid})",
+                    service.member.name
+                )
+            }
             Protocol::Http => {
                 outln!(
                     "  {:<22} http://{addr}/prom/{{org}}/metrics (pid {pid})",

@@ -25,8 +25,8 @@ use crate::grpc::{MAX_HEADER_BYTES, ServerArgs};
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest request body accepted (413 past it). runplane's HTTP API is
-/// GET only; a body is never read.
+/// The largest request body a service accepts unless it says otherwise (413
+/// past it): the scrape endpoint is GET only and never reads one.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Refuses a request whose target and headers together exceed
@@ -76,22 +76,44 @@ async fn with_retry_after(mut response: axum::response::Response) -> axum::respo
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The client's address: the last entry of the configured header
+/// (the one the proxy in front added), else the connection's peer.
+pub fn client_ip(
+    header: Option<&http::HeaderName>,
+    headers: &http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Option<std::net::IpAddr> {
+    let Some(header) = header else {
+        return peer;
+    };
+    // Only the very last entry: everything before it came from the client.
+    headers
+        .get_all(header)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .or(peer)
+}
+
 /// Serves `app` on `listener` until SIGTERM or SIGINT; then sets `draining`
 /// (so `/readyz` can fail), keeps serving for the shutdown delay, stops
 /// accepting, lets in-flight requests finish for at most the drain timeout,
-/// and returns.
+/// and returns. Bodies over `max_body_bytes` are refused with 413.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     args: &ServerArgs,
     draining: Arc<AtomicBool>,
+    max_body_bytes: usize,
 ) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
     let app = app
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
+            max_body_bytes,
         ))
         .layer(axum::middleware::from_fn(limit_header_block))
         .layer(AdmissionLayer::new(
@@ -173,4 +195,40 @@ pub async fn serve(
     runplane_telemetry::summary::requests().log();
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use std::net::IpAddr;
+
+    #[test]
+    fn the_client_is_the_last_entry_of_the_configured_header_else_the_peer() {
+        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let forwarded = HeaderName::from_static("x-forwarded-for");
+        let mut headers = HeaderMap::new();
+        headers.append(
+            &forwarded,
+            HeaderValue::from_static("203.0.113.7, 198.51.100.1"),
+        );
+        assert_eq!(client_ip(None, &headers, peer), peer, "not configured");
+        assert_eq!(
+            client_ip(Some(&forwarded), &headers, peer),
+            Some(IpAddr::from([198, 51, 100, 1]))
+        );
+        // A second header line (added by the proxy) wins over the client's own.
+        headers.append(&forwarded, HeaderValue::from_static("2001:db8::1"));
+        assert_eq!(
+            client_ip(Some(&forwarded), &headers, peer),
+            "2001:db8::1".parse().ok()
+        );
+        // Garbage or absence: the peer address.
+        headers.append(
+            &forwarded,
+            HeaderValue::from_static("198.51.100.1, not-an-ip"),
+        );
+        assert_eq!(client_ip(Some(&forwarded), &headers, peer), peer);
+        assert_eq!(client_ip(Some(&forwarded), &HeaderMap::new(), peer), peer);
+    }
 }

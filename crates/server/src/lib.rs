@@ -5,7 +5,7 @@
 //! [`suite`]), start logging, and serve. gRPC services serve through
 //! [`grpc::serve`] with health, reflection, their own metrics, every request
 //! observed ([`observe`]) and admitted ([`admission`]); HTTP services through
-//! [`http::serve`]. Both accept plain TCP or TLS ([`listener`]) and drain
+//! [`http::serve`], observed and probed alike ([`http_observe`]). Both accept plain TCP or TLS ([`listener`]) and drain
 //! gracefully on SIGTERM ([`shutdown`]). List APIs page with opaque cursors
 //! ([`pagination`]); an undecodable request is INVALID_ARGUMENT ([`malformed`]).
 
@@ -13,6 +13,7 @@ pub mod admission;
 pub mod bootstrap;
 pub mod grpc;
 pub mod http;
+pub mod http_observe;
 pub mod listener;
 pub mod malformed;
 pub mod observe;

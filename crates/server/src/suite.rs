@@ -70,6 +70,7 @@ pub const TOKEN_SERVICE: Member = Member {
     settings: &[
         "org_service_addr",
         "org_cache_ttl",
+        "webhook_key_file",
         "upstream_timeout",
         "upstream_tls_ca",
         "upstream_tls_cert",
@@ -131,12 +132,30 @@ pub const METRICS_SERVICE: Member = Member {
     ],
 };
 
+pub const INGEST_SERVICE: Member = Member {
+    name: "ingest-service",
+    section: "ingest_service",
+    default_addr: "127.0.0.1:8081",
+    protocol: Protocol::Http,
+    sqlite_file: None,
+    settings: &[
+        "token_service_addr",
+        "workflow_run_service_addr",
+        "client_address_header",
+        "upstream_timeout",
+        "upstream_tls_ca",
+        "upstream_tls_cert",
+        "upstream_tls_key",
+    ],
+};
+
 /// Every member, in the order `runplane up` starts them.
-pub const MEMBERS: [Member; 4] = [
+pub const MEMBERS: [Member; 5] = [
     ORG_SERVICE,
     TOKEN_SERVICE,
     WORKFLOW_RUN_SERVICE,
     METRICS_SERVICE,
+    INGEST_SERVICE,
 ];
 
 /// Settings every service has that differ per service: a section's only.
@@ -250,7 +269,8 @@ mod tests {
                 "org_service",
                 "token_service",
                 "workflow_run_service",
-                "metrics_service"
+                "metrics_service",
+                "ingest_service"
             ]
         );
     }

@@ -8,21 +8,20 @@
 mod config;
 mod error;
 mod exposition;
-mod own_metrics;
 mod scrape;
 mod upstream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
 use runplane_auth::FailureLimiter;
 use runplane_auth::{AdminCredential, TokenAuthenticator};
+use runplane_server::http_observe;
 
 pub use config::Config;
 
@@ -58,7 +57,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let listener = runplane_server::grpc::bind(config.common.listen_addr).await?;
-    runplane_server::http::serve(listener, app, &config.common.server, draining).await
+    runplane_server::http::serve(
+        listener,
+        app,
+        &config.common.server,
+        draining,
+        runplane_server::http::MAX_BODY_BYTES,
+    )
+    .await
 }
 
 /// The HTTP routes: the per-organization scrape, probes, and own metrics.
@@ -75,20 +81,10 @@ fn router(
                 // Prometheus asks for gzip; expositions are repetitive text.
                 .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz).with_state(draining))
-        .route("/metrics", get(own_metrics::render))
-        .layer(axum::middleware::from_fn(own_metrics::track))
+        .merge(http_observe::probes(draining))
+        .layer(axum::middleware::from_fn(http_observe::track))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
-}
-
-async fn readyz(State(draining): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
-    if draining.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else {
-        (StatusCode::OK, "ok\n")
-    }
 }

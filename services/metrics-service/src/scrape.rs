@@ -5,7 +5,6 @@
 //! organization's token, or no `metrics:read`), 404 (integration off), 503 (a
 //! service behind this one is unreachable: never a 200 with missing data).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,27 +32,6 @@ pub(crate) struct Scraper {
     pub(crate) exposition: exposition::Options,
 }
 
-/// The scraping client's address: the last entry of the configured header
-/// (the one the proxy in front added), else the connection's peer.
-fn client_ip(
-    header: Option<&HeaderName>,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-) -> Option<IpAddr> {
-    let Some(header) = header else {
-        return peer;
-    };
-    // Only the very last entry: everything before it came from the client.
-    headers
-        .get_all(header)
-        .iter()
-        .next_back()
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .or(peer)
-}
-
 /// Serves one scrape.
 pub(crate) async fn handle(
     State(scraper): State<Arc<Scraper>>,
@@ -74,7 +52,7 @@ pub(crate) async fn handle(
             Ok(None)
         }
     };
-    let client = client_ip(
+    let client = runplane_server::http::client_ip(
         scraper.client_address_header.as_ref(),
         &headers,
         peer.map(|Extension(PeerAddr(addr))| addr.ip()),
@@ -178,38 +156,4 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
     } else {
         ScrapeError::InvalidToken
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_client_is_the_last_entry_of_the_configured_header_else_the_peer() {
-        let peer = Some(IpAddr::from([10, 0, 0, 9]));
-        let forwarded = HeaderName::from_static("x-forwarded-for");
-        let mut headers = HeaderMap::new();
-        headers.append(
-            &forwarded,
-            HeaderValue::from_static("203.0.113.7, 198.51.100.1"),
-        );
-        assert_eq!(client_ip(None, &headers, peer), peer, "not configured");
-        assert_eq!(
-            client_ip(Some(&forwarded), &headers, peer),
-            Some(IpAddr::from([198, 51, 100, 1]))
-        );
-        // A second header line (added by the proxy) wins over the client's own.
-        headers.append(&forwarded, HeaderValue::from_static("2001:db8::1"));
-        assert_eq!(
-            client_ip(Some(&forwarded), &headers, peer),
-            "2001:db8::1".parse().ok()
-        );
-        // Garbage or absence: the peer address.
-        headers.append(
-            &forwarded,
-            HeaderValue::from_static("198.51.100.1, not-an-ip"),
-        );
-        assert_eq!(client_ip(Some(&forwarded), &headers, peer), peer);
-        assert_eq!(client_ip(Some(&forwarded), &HeaderMap::new(), peer), peer);
-    }
 }

@@ -20,6 +20,12 @@ pub struct Config {
     /// working within this time.
     #[arg(long, env = "RUNPLANE_ORG_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub org_cache_ttl: Duration,
+    /// File holding the key webhook secrets are derived from (at least 32
+    /// random bytes). Unset: derived from the admin credential, so that
+    /// rotating the admin credential also changes every webhook secret; set
+    /// it to rotate them apart. Changing it changes every webhook secret.
+    #[arg(long, env = "RUNPLANE_WEBHOOK_KEY_FILE")]
+    pub webhook_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]

@@ -21,6 +21,26 @@ pub(crate) enum Error {
         quoted(.name)
     )]
     AlreadyExists { org: String, name: String },
+    #[error(
+        "organization {} has no live {provider} webhook named {}",
+        quoted(.org),
+        quoted(.name)
+    )]
+    WebhookNotFound {
+        org: String,
+        provider: String,
+        name: String,
+    },
+    #[error(
+        "organization {} already has a live {provider} webhook named {}; revoke it or pick another name (--name)",
+        quoted(.org),
+        quoted(.name)
+    )]
+    WebhookExists {
+        org: String,
+        provider: String,
+        name: String,
+    },
     /// A caller of Authenticate presented a credential that is not the suite's:
     /// a misconfigured service, not a client's wrong token.
     #[error(
@@ -49,8 +69,12 @@ impl From<Error> for Status {
         match e {
             Error::Auth(e) => e.into(),
             Error::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
-            Error::OrgNotFound(_) | Error::TokenNotFound { .. } => Status::not_found(e.to_string()),
-            Error::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+            Error::OrgNotFound(_) | Error::TokenNotFound { .. } | Error::WebhookNotFound { .. } => {
+                Status::not_found(e.to_string())
+            }
+            Error::AlreadyExists { .. } | Error::WebhookExists { .. } => {
+                Status::already_exists(e.to_string())
+            }
             Error::WrongServiceCredential => Status::permission_denied(e.to_string()),
             Error::ServiceCredentialMissing => Status::unauthenticated(e.to_string()),
             Error::OrgServiceUnavailable(_) => Status::unavailable(e.to_string()),

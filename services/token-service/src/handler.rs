@@ -6,9 +6,13 @@ use runplane_api::time::{from_timestamp, now_ms};
 use runplane_api::token::v1::token_service_server::TokenService;
 use runplane_api::token::v1::{
     AuthenticateRequest, AuthenticateResponse, CreateTokenRequest, CreateTokenResponse,
-    ListTokensRequest, ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse,
+    CreateWebhookRequest, CreateWebhookResponse, GetWebhookSecretsRequest,
+    GetWebhookSecretsResponse, ListTokensRequest, ListTokensResponse, ListWebhooksRequest,
+    ListWebhooksResponse, RevokeTokenRequest, RevokeTokenResponse, RevokeWebhookRequest,
+    RevokeWebhookResponse, WebhookSecret,
 };
 use runplane_auth::secret::{self, SecretHash, SecretKind};
+use runplane_auth::webhook::WebhookKey;
 use runplane_auth::{AdminCredential, AuthError};
 use tonic::{Request, Response, Status};
 
@@ -16,17 +20,38 @@ use crate::error::Error;
 use crate::orgs::OrgDirectory;
 use crate::store::{LAST_USE_PRECISION_MS, NewToken, Store};
 use crate::token;
+use crate::webhook::{self, name_or_default, provider_label, requested_provider};
 
 /// Serves `runplane.token.v1.TokenService`.
 pub(crate) struct TokenHandler {
     store: Store,
     orgs: OrgDirectory,
     admin: Arc<AdminCredential>,
+    webhook_key: WebhookKey,
 }
 
 impl TokenHandler {
-    pub(crate) fn new(store: Store, orgs: OrgDirectory, admin: Arc<AdminCredential>) -> Self {
-        TokenHandler { store, orgs, admin }
+    pub(crate) fn new(
+        store: Store,
+        orgs: OrgDirectory,
+        admin: Arc<AdminCredential>,
+        webhook_key: WebhookKey,
+    ) -> Self {
+        TokenHandler {
+            store,
+            orgs,
+            admin,
+            webhook_key,
+        }
+    }
+
+    /// Allows a call only from runplane's own services.
+    fn check_service<T>(&self, request: &Request<T>) -> Result<(), Error> {
+        self.admin.check(request).map_err(|e| match e {
+            AuthError::Invalid => Error::WrongServiceCredential,
+            AuthError::Missing | AuthError::NotBearer => Error::ServiceCredentialMissing,
+            other => Error::Auth(other),
+        })
     }
 
     /// The live token whose secret was presented, if its organization still
@@ -144,13 +169,92 @@ impl TokenService for TokenHandler {
         // Only runplane's services may ask who a token belongs to: they present
         // the admin credential, and limit their own clients' failures. Anyone
         // else would learn a token's organization and scopes.
-        self.admin.check(&request).map_err(|e| match e {
-            AuthError::Invalid => Error::WrongServiceCredential,
-            AuthError::Missing | AuthError::NotBearer => Error::ServiceCredentialMissing,
-            other => Error::Auth(other),
-        })?;
+        self.check_service(&request)?;
         let answer = self.resolve_secret(&request.into_inner().secret).await?;
         runplane_telemetry::trace_context::record_org(&answer.org_name);
         Ok(Response::new(answer))
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<CreateWebhookRequest>,
+    ) -> Result<Response<CreateWebhookResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        let provider = requested_provider(request.provider)?;
+        let name = name_or_default(&request.name, provider)?;
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let model = self
+            .store
+            .create_webhook(&org.id, &org.name, provider_label(provider), &name)
+            .await?;
+        tracing::info!(org = %model.org_name, provider = %model.provider, webhook = %model.name, id = %model.id, "webhook created");
+        let secret = self.webhook_key.secret_for(&model.id);
+        Ok(Response::new(CreateWebhookResponse {
+            webhook: Some(webhook::to_proto(model)),
+            secret,
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<ListWebhooksRequest>,
+    ) -> Result<Response<ListWebhooksResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let webhooks = self
+            .store
+            .list_webhooks(&org.id, request.include_revoked)
+            .await?
+            .into_iter()
+            .map(webhook::to_proto)
+            .collect();
+        Ok(Response::new(ListWebhooksResponse { webhooks }))
+    }
+
+    async fn revoke_webhook(
+        &self,
+        request: Request<RevokeWebhookRequest>,
+    ) -> Result<Response<RevokeWebhookResponse>, Status> {
+        self.admin.check(&request).map_err(Error::from)?;
+        let request = request.into_inner();
+        let provider = requested_provider(request.provider)?;
+        let name = name_or_default(&request.name, provider)?;
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let model = self
+            .store
+            .revoke_webhook(&org.id, &org.name, provider_label(provider), &name)
+            .await?;
+        tracing::info!(org = %model.org_name, provider = %model.provider, webhook = %model.name, "webhook revoked");
+        Ok(Response::new(RevokeWebhookResponse {
+            webhook: Some(webhook::to_proto(model)),
+        }))
+    }
+
+    async fn get_webhook_secrets(
+        &self,
+        request: Request<GetWebhookSecretsRequest>,
+    ) -> Result<Response<GetWebhookSecretsResponse>, Status> {
+        self.check_service(&request)?;
+        let request = request.into_inner();
+        let provider = requested_provider(request.provider)?;
+        let org = self.orgs.by_name(&request.org_name).await?;
+        let secrets = self
+            .store
+            .live_webhooks(&org.id, provider_label(provider))
+            .await?
+            .into_iter()
+            .map(|w| WebhookSecret {
+                secret: self.webhook_key.secret_for(&w.id),
+                webhook_id: w.id,
+                name: w.name,
+            })
+            .collect();
+        Ok(Response::new(GetWebhookSecretsResponse {
+            org_id: org.id,
+            org_name: org.name,
+            secrets,
+        }))
     }
 }

@@ -1,5 +1,5 @@
-//! token-service: organization-scoped API tokens — create (the secret is shown
-//! once), list, revoke, and authenticate.
+//! token-service: organization-scoped credentials — API tokens (create, the
+//! secret shown once; list, revoke, authenticate) and webhook secrets.
 //!
 //! Transport ([`handler`]) → domain ([`token`], [`error`]) → storage ([`store`]),
 //! with organizations looked up in org-service ([`orgs`]).
@@ -12,6 +12,7 @@ mod migration;
 mod orgs;
 mod store;
 mod token;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -34,8 +35,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "token_service",
     )
     .await?;
+    let webhook_key = webhook::key(config.webhook_key_file.as_deref(), &admin)?;
     let orgs = orgs::OrgDirectory::new(org_channel, admin.clone(), config.org_cache_ttl);
-    let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin);
+    let service = handler::TokenHandler::new(store::Store::new(db), orgs, admin, webhook_key);
     runplane_server::grpc::serve(
         listener,
         TokenServiceServer::new(service),

@@ -66,3 +66,42 @@ pub(crate) mod run {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `jobs`: one row per job of a run, as its CI system last reported it.
+pub(crate) mod job {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "jobs")]
+    pub(crate) struct Model {
+        /// UUIDv7: ordering by id is ordering by first report.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) id: String,
+        pub(crate) org_id: String,
+        /// The reporter's key for the job, unique in the organization.
+        pub(crate) job_key: String,
+        pub(crate) project: String,
+        pub(crate) workflow: String,
+        pub(crate) run_request_id: String,
+        pub(crate) name: String,
+        /// `queued`, `in_progress` or `completed`.
+        pub(crate) status: String,
+        /// A run status label once completed; empty before.
+        pub(crate) outcome: String,
+        pub(crate) conclusion: String,
+        pub(crate) queued_at_ms: Option<i64>,
+        pub(crate) started_at_ms: Option<i64>,
+        pub(crate) finished_at_ms: Option<i64>,
+        pub(crate) runner: String,
+        pub(crate) runner_name: String,
+        /// One label per line.
+        pub(crate) runner_labels: String,
+        /// Bumped by every write: concurrent reports of one job never lose one.
+        pub(crate) version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

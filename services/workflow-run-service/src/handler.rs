@@ -8,18 +8,20 @@ use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
     DeleteWorkflowRequest, DeleteWorkflowResponse, FinishRunRequest, FinishRunResponse,
-    GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest,
-    ListWorkflowMetricsResponse, ListWorkflowsRequest, ListWorkflowsResponse, ReportRunRequest,
-    ReportRunResponse, Run, RunStatus, RunnerType, StartRunRequest, StartRunResponse, Workflow,
+    GetRunRequest, GetRunResponse, Job, JobStatus, ListJobsRequest, ListJobsResponse,
+    ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest, ListWorkflowMetricsResponse,
+    ListWorkflowsRequest, ListWorkflowsResponse, ReportJobRequest, ReportJobResponse,
+    ReportRunRequest, ReportRunResponse, Run, RunStatus, RunnerType, StartRunRequest,
+    StartRunResponse, Workflow,
 };
 use runplane_auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_server::pagination;
 use tonic::{Request, Response, Status};
 
-use crate::entity::{run, workflow};
+use crate::entity::{job, run, workflow};
 use crate::error::Error;
 use crate::lifecycle::{Lifecycle, Org, Outcome, Start};
-use crate::store::{RunFilter, Store, WorkflowRef};
+use crate::store::{JobReport, RunFilter, Store, WorkflowRef, job_status_from_label};
 use crate::validation::{
     project_or_default, reportable_outcome, reported_time, run_timeout, times_in_order,
     validate_name, validate_reason, validate_run_id, validate_run_url,
@@ -121,6 +123,112 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
         run_url: run.run_url,
         reason: run.reason,
     }
+}
+
+fn job_to_proto(j: job::Model) -> Job {
+    Job {
+        status: job_status_from_label(&j.status).into(),
+        outcome: if j.outcome.is_empty() {
+            RunStatus::Unspecified
+        } else {
+            RunStatus::from_label(&j.outcome)
+        }
+        .into(),
+        queue_time: j.queued_at_ms.map(timestamp),
+        start_time: j.started_at_ms.map(timestamp),
+        finish_time: j.finished_at_ms.map(timestamp),
+        runner_type: RunnerType::from_label(&j.runner).into(),
+        runner_labels: j
+            .runner_labels
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        id: j.id,
+        project: j.project,
+        workflow: j.workflow,
+        run_request_id: j.run_request_id,
+        job_key: j.job_key,
+        name: j.name,
+        conclusion: j.conclusion,
+        runner_name: j.runner_name,
+    }
+}
+
+/// A job report as a request asked it, checked.
+fn checked_job(principal: &Principal, request: ReportJobRequest) -> Result<JobReport, Error> {
+    let project = project_or_default(&request.project).to_owned();
+    validate_name("project", &project)?;
+    principal.require_project(&project)?;
+    validate_name("job", &request.name)?;
+    if !request.workflow.is_empty() {
+        validate_name("workflow", &request.workflow)?;
+    }
+    for (what, key) in [
+        ("job_key", &request.job_key),
+        ("run_request_id", &request.run_request_id),
+    ] {
+        if key.is_empty() && what == "run_request_id" {
+            continue;
+        }
+        validate_name(what, key)?;
+        if key.chars().count() > 100 {
+            return Err(Error::InvalidArgument(format!(
+                "{what} is longer than 100 characters"
+            )));
+        }
+    }
+    let status = match JobStatus::try_from(request.status) {
+        Ok(status @ (JobStatus::Queued | JobStatus::InProgress | JobStatus::Completed)) => status,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "status must be QUEUED, IN_PROGRESS or COMPLETED".into(),
+            ));
+        }
+    };
+    let outcome = match status {
+        JobStatus::Completed => Some(reportable_outcome(request.outcome)?),
+        _ => None,
+    };
+    if request.conclusion.chars().count() > 100 || request.runner_name.chars().count() > 200 {
+        return Err(Error::InvalidArgument(
+            "conclusion (100) or runner_name (200 characters) is too long".into(),
+        ));
+    }
+    if request.runner_labels.len() > 50
+        || request
+            .runner_labels
+            .iter()
+            .any(|l| l.chars().count() > 200 || l.contains('\n'))
+    {
+        return Err(Error::InvalidArgument(
+            "runner_labels: at most 50 labels of at most 200 characters, on one line each".into(),
+        ));
+    }
+    let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
+    let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
+    let finished_at_ms = reported_time("finish_time", request.finish_time.as_ref())?;
+    times_in_order(queued_at_ms, started_at_ms, finished_at_ms)?;
+    let runner = RunnerType::try_from(request.runner_type).map_err(|_| {
+        Error::InvalidArgument(format!("unknown runner_type {}", request.runner_type))
+    })?;
+    Ok(JobReport {
+        org_id: principal.org_id.clone(),
+        job_key: request.job_key,
+        project,
+        workflow: request.workflow,
+        run_request_id: request.run_request_id,
+        name: request.name,
+        status,
+        outcome,
+        conclusion: request.conclusion,
+        queued_at_ms,
+        started_at_ms,
+        finished_at_ms,
+        runner,
+        runner_name: request.runner_name,
+        runner_labels: request.runner_labels,
+    })
 }
 
 fn workflow_to_proto(w: workflow::Model) -> Workflow {
@@ -421,5 +529,49 @@ impl WorkflowRunService for WorkflowRunHandler {
             .map(pagination::encode)
             .unwrap_or_default();
         Ok(Response::new(reply))
+    }
+
+    async fn report_job(
+        &self,
+        request: Request<ReportJobRequest>,
+    ) -> Result<Response<ReportJobResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let report = checked_job(&principal, request.into_inner())?;
+        let job = self.store().report_job(report).await?;
+        tracing::debug!(job = %job.job_key, status = %job.status, "job reported");
+        Ok(Response::new(ReportJobResponse {
+            job: Some(job_to_proto(job)),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let principal = self.authorize_fresh(&request, Scope::MetricsRead).await?;
+        let request = request.into_inner();
+        let before = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 50, 1000);
+        let only_project;
+        let projects = if request.project.is_empty() {
+            principal.project_limit()
+        } else {
+            validate_name("project", &request.project)?;
+            principal
+                .require_project(&request.project)
+                .map_err(Error::from)?;
+            only_project = [request.project];
+            Some(&only_project[..])
+        };
+        let run = Some(request.run_request_id.as_str()).filter(|r| !r.is_empty());
+        let jobs = self
+            .store()
+            .list_jobs(&principal.org_id, projects, run, before.as_deref(), limit)
+            .await?;
+        let next_page_token = next_token(&jobs, limit, |j| &j.id);
+        Ok(Response::new(ListJobsResponse {
+            jobs: jobs.into_iter().map(job_to_proto).collect(),
+            next_page_token,
+        }))
     }
 }

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use super::clients::{curl, grpc_health_tls, grpc_serving};
 
 /// The services' binary names, in start order.
-pub(crate) const SERVICES: [&str; 4] = [
+pub(crate) const SERVICES: [&str; 5] = [
     "org-service",
     "token-service",
     "workflow-run-service",
     "metrics-service",
+    "ingest-service",
 ];
 
 /// CI variables that would change what `run start` detects.
@@ -97,7 +98,8 @@ pub(crate) struct Suite {
     pub(crate) dir: tempfile::TempDir,
     /// The suite's PostgreSQL server and database, in PostgreSQL mode.
     postgres: Option<(String, String)>,
-    pub(crate) addrs: [SocketAddr; 4],
+    /// Where each of [`SERVICES`] listens, in that order.
+    pub(crate) addrs: [SocketAddr; 5],
     pub(crate) config: PathBuf,
     bin: PathBuf,
     up: Option<Child>,
@@ -198,6 +200,11 @@ impl Suite {
         format!("http://{}/prom/{org}/metrics", self.addrs[3])
     }
 
+    /// ingest-service's URL for `path` (e.g. `/hooks/github/acme-corp`).
+    pub(crate) fn ingest_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addrs[4])
+    }
+
     /// Starts the whole suite with `runplane up` and waits until it says it is up.
     pub(crate) async fn up(&mut self) {
         let stdout = std::fs::File::create(self.dir.path().join("up.out")).expect("stdout file");
@@ -207,6 +214,7 @@ impl Suite {
             .args(["up", "--config"])
             .arg(&self.config)
             .args(["--metrics-addr", &self.addrs[3].to_string()])
+            .args(["--ingest-addr", &self.addrs[4].to_string()])
             .args(
                 self.database_url()
                     .map(|url| format!("--database-url={url}")),
@@ -237,8 +245,17 @@ impl Suite {
     pub(crate) async fn up_to_completion(&self) -> CliOutput {
         let config = self.config.display().to_string();
         let metrics_addr = self.addrs[3].to_string();
-        self.cli(&["up", "--config", &config, "--metrics-addr", &metrics_addr])
-            .await
+        let ingest_addr = self.addrs[4].to_string();
+        self.cli(&[
+            "up",
+            "--config",
+            &config,
+            "--metrics-addr",
+            &metrics_addr,
+            "--ingest-addr",
+            &ingest_addr,
+        ])
+        .await
     }
 
     /// What `runplane up` printed on stdout.
@@ -365,7 +382,7 @@ impl Suite {
             .stdout(Stdio::null())
             .stderr(log);
         command.arg("--admin-token-file").arg(&admin);
-        if name != "metrics-service" {
+        if !matches!(name, "metrics-service" | "ingest-service") {
             let url = self.database_url().unwrap_or_else(|| {
                 format!(
                     "sqlite://{}",
@@ -379,6 +396,10 @@ impl Suite {
             "workflow-run-service" => &[("--token-service-addr", token)],
             "metrics-service" => &[
                 ("--org-service-addr", org),
+                ("--token-service-addr", token),
+                ("--workflow-run-service-addr", workflow_run),
+            ],
+            "ingest-service" => &[
                 ("--token-service-addr", token),
                 ("--workflow-run-service-addr", workflow_run),
             ],
@@ -425,12 +446,12 @@ impl Suite {
 
     async fn ready(&self, name: &str, addr: SocketAddr) -> bool {
         match (&self.tls, name) {
-            (None, "metrics-service") => {
+            (None, "metrics-service" | "ingest-service") => {
                 let url = format!("http://{addr}/readyz");
                 matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
             }
             (None, _) => grpc_serving(addr, "").await,
-            (Some(tls), "metrics-service") => {
+            (Some(tls), "metrics-service" | "ingest-service") => {
                 let url = format!("https://{addr}/readyz");
                 matches!(curl(&url, Some(tls), &[]).await, Ok((200, _)))
             }
@@ -556,8 +577,14 @@ pub(crate) fn free_port() -> SocketAddr {
     }
 }
 
-fn free_ports() -> [SocketAddr; 4] {
-    [free_port(), free_port(), free_port(), free_port()]
+fn free_ports() -> [SocketAddr; 5] {
+    [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ]
 }
 
 fn signal(pid: u32, signal: nix::sys::signal::Signal) {

@@ -28,7 +28,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) -}}
 {{- end -}}
 
-{{/* The four services: name, values key, protocol, and what each needs. */}}
+{{/* The five services: name, values key, protocol, and what each needs. */}}
 {{- define "runplane.components" -}}
 - name: org-service
   key: orgService
@@ -44,6 +44,10 @@ app.kubernetes.io/component: {{ .component }}
   database: true
 - name: metrics-service
   key: metricsService
+  protocol: http
+  database: false
+- name: ingest-service
+  key: ingestService
   protocol: http
   database: false
 {{- end -}}

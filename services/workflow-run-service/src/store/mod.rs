@@ -9,6 +9,7 @@
 //!   transaction whose statements travel in batches.
 //! - [`record`]: how a workflow's aggregates are stored; [`metrics_page`]: a
 //!   scrape's page of them.
+//! - [`jobs`]: jobs of runs, as CI systems report them (moved forward only).
 //!
 //! Writes that must agree with each other (a run's outcome, its workflow's last
 //! run, its duration histogram) happen in one transaction; rows that concurrent
@@ -22,6 +23,7 @@
 //! its runs. A write that waited for a workflow deleted meanwhile finds it gone.
 
 mod group_commit;
+mod jobs;
 mod metrics_page;
 pub(crate) mod record;
 mod run_writes;
@@ -33,6 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
+pub(crate) use jobs::{JobReport, status_from_label as job_status_from_label};
 pub(crate) use runs::{Finish, NewRun, RunFilter};
 pub(crate) use workflows::WorkflowRef;
 

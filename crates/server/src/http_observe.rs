@@ -1,15 +1,19 @@
-//! metrics-service's own telemetry, for operators rather than tenants: every
-//! HTTP request measured (by route template and status), traced (joining the
-//! scraper's trace when it sends `traceparent`) and logged once; `GET /metrics`
-//! serves these with the process-wide ones (outgoing gRPC calls, process).
+//! An HTTP service's own telemetry, for operators rather than tenants: every
+//! request measured (by route template and status), traced (joining the
+//! caller's trace when it sends `traceparent`) and logged once; `GET /metrics`
+//! serves these with the process-wide ones (outgoing gRPC calls, process);
+//! `/healthz` and `/readyz` are the probes.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, header};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use prometheus::{HistogramVec, IntCounterVec};
 use runplane_telemetry::metrics;
 use tracing::Instrument as _;
@@ -38,8 +42,30 @@ fn http_metrics() -> &'static HttpMetrics {
     })
 }
 
+/// Routes every HTTP service has: `/healthz` (alive), `/readyz` (fails once
+/// `draining` is set, so balancers stop sending), `/metrics` (its own).
+pub fn probes(draining: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(draining))
+        .route("/metrics", get(render))
+}
+
+async fn readyz(State(draining): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
+    if draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+/// Whether a route is one of [`probes`]: frequent, and uninteresting to log.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
+}
+
 /// `GET /metrics`: the process's metrics in the text format.
-pub(crate) async fn render() -> Response {
+pub async fn render() -> Response {
     http_metrics();
     (
         [(
@@ -53,8 +79,8 @@ pub(crate) async fn render() -> Response {
 
 /// Middleware: one span, one measurement and one log line per request, by its
 /// route template (never the concrete path, whose organization names would
-/// explode cardinality). The scrape handler adds the organization to the span.
-pub(crate) async fn track(request: Request, next: Next) -> Response {
+/// explode cardinality). Handlers add the organization to the span.
+pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -88,14 +114,14 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     let latency_ms = (seconds * 1e5).round() / 100.0;
     // An absent trace id is left out, not written empty.
     let trace_id = trace_id.as_deref();
-    let scrape = route.starts_with("/prom/");
-    if scrape && !response.status().is_success() {
+    let served = !is_probe(&route);
+    if served && !response.status().is_success() {
         tracing::info!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
     } else {
-        // Successful scrapes are summed once a minute (telemetry::summary);
+        // Successful requests are summed once a minute (telemetry::summary);
         // probes and our own metrics are frequent and uninteresting.
-        if scrape {
-            runplane_telemetry::summary::requests().record(&route, "200");
+        if served {
+            runplane_telemetry::summary::requests().record(&route, response.status().as_str());
         }
         tracing::debug!(parent: &span, method = %method, route, status, latency_ms, trace_id, "request");
     }

@@ -1,0 +1,286 @@
+//! `POST /hooks/gitlab/{org}`: GitLab's webhook deliveries.
+//!
+//! `Pipeline Hook` events become runs, keyed `gitlab:<pipeline id>`; `Job
+//! Hook` events become jobs (`gitlab-job:<job id>`). Every other event is
+//! accepted and ignored (202). Statuses and names: docs/webhooks.md.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use runplane_api::time::{Timestamp, from_timestamp, now_ms, timestamp};
+use runplane_api::token::v1::WebhookProvider;
+use runplane_api::workflowrun::v1::{
+    JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
+};
+use runplane_server::http::PeerAddr;
+use serde::Deserialize;
+
+use crate::error::IngestError;
+use crate::webhook::{self, Action, time};
+
+/// The workflow a pipeline without a name is reported under: the file that
+/// defines it, as GitHub's unnamed runs are named after theirs.
+pub(crate) const UNNAMED_PIPELINE: &str = ".gitlab-ci.yml";
+
+#[derive(Debug, Deserialize)]
+struct Project {
+    path_with_namespace: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PipelineEvent {
+    object_attributes: Pipeline,
+    project: Project,
+}
+
+#[derive(Debug, Deserialize)]
+struct Pipeline {
+    id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    status: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    finished_at: Option<String>,
+    /// Seconds it ran.
+    #[serde(default)]
+    duration: Option<f64>,
+    /// Seconds it waited for a runner.
+    #[serde(default)]
+    queued_duration: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JobEvent {
+    build_id: u64,
+    build_name: String,
+    build_status: String,
+    #[serde(default)]
+    build_created_at: Option<String>,
+    #[serde(default)]
+    build_started_at: Option<String>,
+    #[serde(default)]
+    build_finished_at: Option<String>,
+    pipeline_id: u64,
+    #[serde(default)]
+    runner: Option<Runner>,
+    project: Project,
+}
+
+#[derive(Debug, Deserialize)]
+struct Runner {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Serves one delivery.
+pub(crate) async fn handle(
+    State(state): State<crate::SharedState>,
+    Path(org): Path<String>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, IngestError> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let token = header("x-gitlab-token");
+    let client = runplane_server::http::client_ip(
+        state.client_address_header.as_ref(),
+        &headers,
+        peer.map(|Extension(PeerAddr(addr))| addr.ip()),
+    );
+    let org = webhook::verify(
+        &state,
+        WebhookProvider::Gitlab,
+        &org,
+        token,
+        client,
+        |secret| runplane_auth::webhook::gitlab_token_matches(secret, token),
+    )
+    .await?;
+    let action = match header("x-gitlab-event") {
+        "Pipeline Hook" => pipeline_action(&webhook::parse("Pipeline Hook", &body)?)?,
+        "Job Hook" => job_action(&webhook::parse("Job Hook", &body)?)?,
+        "" => {
+            return Err(IngestError::BadRequest(
+                "no X-Gitlab-Event header: is this a GitLab webhook delivery?".into(),
+            ));
+        }
+        other => Action::Ignore(format!(
+            "{} events are not recorded: enable Pipeline events and Job events",
+            runplane_api::input::quoted(other)
+        )),
+    };
+    webhook::perform(&state, &org, action).await
+}
+
+fn plus_seconds(at: Timestamp, seconds: f64) -> Timestamp {
+    timestamp(from_timestamp(&at).saturating_add((seconds * 1000.0).round() as i64))
+}
+
+/// What a `Pipeline Hook` event records.
+fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
+    let pipeline = &event.object_attributes;
+    let workflow = pipeline
+        .name
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or(UNNAMED_PIPELINE)
+        .to_owned();
+    let created = time(
+        "object_attributes.created_at",
+        pipeline.created_at.as_deref(),
+    )?;
+    // GitLab sends no start time: it is the creation plus the time queued.
+    let started_after_queue = match (created, pipeline.queued_duration) {
+        (Some(at), Some(queued)) if queued >= 0.0 => Some(plus_seconds(at, queued)),
+        (at, _) => at,
+    };
+    let request_id = format!("gitlab:{}", pipeline.id);
+    let run_url = pipeline.url.clone().unwrap_or_default();
+    let project = event.project.path_with_namespace.clone();
+    let runner_type = RunnerType::GitlabPipeline.into();
+    let (status, reason) = match pipeline.status.as_str() {
+        "running" => {
+            return Ok(Action::Start(StartRunRequest {
+                workflow,
+                project,
+                runner_type,
+                run_url,
+                request_id,
+                start_time: started_after_queue,
+                queue_time: created,
+                ..StartRunRequest::default()
+            }));
+        }
+        "success" => (RunStatus::Success, String::new()),
+        "failed" => (RunStatus::Error, String::new()),
+        "canceled" | "cancelled" => (RunStatus::Canceled, String::new()),
+        "skipped" => (RunStatus::Canceled, "GitLab status: skipped".to_owned()),
+        other => {
+            return Ok(Action::Ignore(format!(
+                "pipeline status {} is not recorded: a run is counted from `running` on",
+                runplane_api::input::quoted(other)
+            )));
+        }
+    };
+    let finished = time(
+        "object_attributes.finished_at",
+        pipeline.finished_at.as_deref(),
+    )?
+    .unwrap_or_else(|| timestamp(now_ms()));
+    // Its duration, counted back from its end, when GitLab says it.
+    let started = match pipeline.duration {
+        Some(seconds) if seconds >= 0.0 => Some(plus_seconds(finished, -seconds)),
+        _ => started_after_queue,
+    }
+    .unwrap_or(finished);
+    let queue_time = created.filter(|at| from_timestamp(at) <= from_timestamp(&started));
+    Ok(Action::Report(ReportRunRequest {
+        workflow,
+        project,
+        runner_type,
+        run_url,
+        request_id,
+        queue_time,
+        start_time: Some(started),
+        finish_time: Some(finished),
+        status: status.into(),
+        reason,
+    }))
+}
+
+/// What a `Job Hook` event records.
+fn job_action(event: &JobEvent) -> Result<Action, IngestError> {
+    let (status, outcome) = match event.build_status.as_str() {
+        "created" | "pending" | "waiting_for_resource" | "preparing" | "scheduled" => {
+            (JobStatus::Queued, RunStatus::Unspecified)
+        }
+        "running" => (JobStatus::InProgress, RunStatus::Unspecified),
+        "success" => (JobStatus::Completed, RunStatus::Success),
+        "failed" => (JobStatus::Completed, RunStatus::Error),
+        "canceled" | "cancelled" | "skipped" => (JobStatus::Completed, RunStatus::Canceled),
+        other => {
+            return Ok(Action::Ignore(format!(
+                "job status {} is not recorded",
+                runplane_api::input::quoted(other)
+            )));
+        }
+    };
+    let runner = event.runner.as_ref();
+    Ok(Action::Job(ReportJobRequest {
+        project: event.project.path_with_namespace.clone(),
+        workflow: String::new(),
+        run_request_id: format!("gitlab:{}", event.pipeline_id),
+        job_key: format!("gitlab-job:{}", event.build_id),
+        name: event.build_name.clone(),
+        status: status.into(),
+        outcome: outcome.into(),
+        conclusion: event.build_status.clone(),
+        queue_time: time("build_created_at", event.build_created_at.as_deref())?,
+        start_time: time("build_started_at", event.build_started_at.as_deref())?,
+        finish_time: match status {
+            JobStatus::Completed => time("build_finished_at", event.build_finished_at.as_deref())?,
+            _ => None,
+        },
+        runner_type: RunnerType::GitlabPipeline.into(),
+        runner_name: runner
+            .and_then(|r| r.description.clone())
+            .unwrap_or_default(),
+        runner_labels: runner.map(|r| r.tags.clone()).unwrap_or_default(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(status: &str, name: Option<&str>) -> PipelineEvent {
+        serde_json::from_value(serde_json::json!({
+            "object_kind": "pipeline",
+            "object_attributes": {
+                "id": 31, "name": name, "status": status,
+                "created_at": "2016-08-12 15:23:28 UTC", "finished_at": "2016-08-12 15:26:29 UTC",
+                "duration": 63, "queued_duration": 12
+            },
+            "project": {"path_with_namespace": "gitlab-org/gitlab-test"}
+        }))
+        .expect("event")
+    }
+
+    #[test]
+    fn pipelines_take_their_times_from_the_payload() {
+        let Ok(Action::Report(report)) = pipeline_action(&pipeline("failed", None)) else {
+            panic!("a report");
+        };
+        assert_eq!(report.workflow, UNNAMED_PIPELINE);
+        assert_eq!(report.request_id, "gitlab:31");
+        assert_eq!(report.status(), RunStatus::Error);
+        let seconds = |t: Option<Timestamp>| t.map(|t| t.seconds).unwrap_or_default();
+        assert_eq!(seconds(report.finish_time) - seconds(report.start_time), 63);
+        assert_eq!(seconds(report.finish_time), 1_471_015_589);
+        let Ok(Action::Start(start)) = pipeline_action(&pipeline("running", Some("nightly")))
+        else {
+            panic!("a start");
+        };
+        assert_eq!(start.workflow, "nightly");
+        assert_eq!(seconds(start.start_time) - seconds(start.queue_time), 12);
+        for waiting in ["created", "pending", "manual", "scheduled"] {
+            assert!(matches!(
+                pipeline_action(&pipeline(waiting, None)),
+                Ok(Action::Ignore(_))
+            ));
+        }
+    }
+}
