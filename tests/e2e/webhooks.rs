@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use runplane_api::workflowrun::v1::{JobStatus, ListJobsRequest, RunStatus};
 
-use crate::support::{Suite, bearer, text_samples};
+use crate::support::{Suite, bearer, own_metric, text_samples};
 
 /// One signed delivery of GitHub's examples.
 #[derive(Debug, serde::Deserialize)]

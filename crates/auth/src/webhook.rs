@@ -51,6 +51,14 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// GitHub's `X-Hub-Signature-256` header value for `body` signed with
+/// `secret` (`sha256=<hex>`), as a sender computes it.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mac = hmac_sha256(secret.as_bytes(), body);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
 /// Whether GitHub's `X-Hub-Signature-256` header (`sha256=<hex>`) is the
 /// HMAC-SHA256 of `body` under `secret`, compared in constant time.
 pub fn github_signature_matches(secret: &str, body: &[u8], header: &str) -> bool {
@@ -120,6 +128,7 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(github_signature(secret, b"Hello, World!"), header);
         let upper = header.to_uppercase().replace("SHA256=", "sha256=");
         assert!(github_signature_matches(secret, b"Hello, World!", &upper));
     }

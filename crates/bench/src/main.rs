@@ -1,4 +1,4 @@
-//! `runplane-bench`: the real suite (four processes, from the release build)
+//! `runplane-bench`: the real suite (five processes, from the release build)
 //! on SQLite and PostgreSQL, measured side by side with its floors, printed as
 //! a Markdown report. See docs/benchmarks.md for the command and the figures.
 
@@ -6,6 +6,7 @@ mod ingest;
 mod scrape;
 mod stats;
 mod suite;
+mod webhooks;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ enum Which {
 struct Plan {
     ingest_for: Duration,
     clients: Vec<usize>,
+    /// Webhook senders at once.
+    delivery_concurrency: Vec<usize>,
     org_sizes: Vec<usize>,
     long_history_runs: usize,
     scrapes: usize,
@@ -83,6 +86,7 @@ impl Plan {
             Plan {
                 ingest_for: Duration::from_secs(1),
                 clients: vec![1, 8, 64],
+                delivery_concurrency: vec![8, 64],
                 org_sizes: vec![10, 100],
                 long_history_runs: 10_000,
                 scrapes: 10,
@@ -93,6 +97,7 @@ impl Plan {
             Plan {
                 ingest_for: Duration::from_secs(10),
                 clients: vec![1, 8, 64],
+                delivery_concurrency: vec![8, 64],
                 org_sizes: vec![10, 100, 1_000, 10_000],
                 long_history_runs: 1_000_000,
                 scrapes: 100,
@@ -184,6 +189,25 @@ async fn run(
     for clients in &plan.clients {
         ingestion.push(
             ingest::through_api(suite.addrs[2], &ingest_secret, *clients, plan.ingest_for).await?,
+        );
+    }
+    // One client, whole runs in one call each; then webhook deliveries.
+    let (report_rate, report_latencies) =
+        webhooks::report_run_alone(suite.addrs[2], &ingest_secret, plan.ingest_for).await?;
+    let hook_secret = suite.github_webhook("ingest").await?;
+    let mut deliveries = Vec::new();
+    for (i, concurrency) in plan.delivery_concurrency.iter().enumerate() {
+        let first_id = (i as u64 + 1) * 1_000_000_000_000;
+        deliveries.push(
+            webhooks::deliveries(
+                suite.addrs[4],
+                "ingest",
+                &hook_secret,
+                *concurrency,
+                plan.ingest_for,
+                first_id,
+            )
+            .await?,
         );
     }
     let floor_db = match backend {
@@ -285,6 +309,37 @@ async fn run(
             i.finish.p99(),
             floor,
             floor / i.pairs_per_second
+        );
+    }
+    if let Some(pairs) = ingestion.iter().find(|i| i.clients == 1) {
+        let _ = writeln!(
+            out,
+            "\nOne client, whole runs: ReportRun {report_rate:.0} runs/s (p50 {:.2} ms, p99 {:.2} ms) \
+             against StartRun + FinishRun {:.0} runs/s: {:.2}×.",
+            report_latencies.p50(),
+            report_latencies.p99(),
+            pairs.pairs_per_second,
+            report_rate / pairs.pairs_per_second
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### Webhook deliveries (GitHub `workflow_run` completed, signed, each a new run, through ingest-service)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| senders | deliveries/s | p50 (ms) | p99 (ms) | payload |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for d in &deliveries {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {} |",
+            d.concurrency,
+            d.per_second,
+            d.latencies.p50(),
+            d.latencies.p99(),
+            size(d.payload_bytes)
         );
     }
     let _ = writeln!(out, "\n### Scrape (`GET /prom/{{org}}/metrics`)\n");

@@ -34,7 +34,8 @@ impl Backend {
 /// A running suite.
 pub(crate) struct Suite {
     pub(crate) dir: PathBuf,
-    pub(crate) addrs: [SocketAddr; 4],
+    /// org, token, workflow-run, metrics and ingest services.
+    pub(crate) addrs: [SocketAddr; 5],
     /// The workflow-run-service database, for seeding through its data layer.
     pub(crate) workflow_run_db: String,
     pub(crate) pids: Vec<(String, u32)>,
@@ -80,6 +81,7 @@ impl Suite {
             .args(["up", "--config"])
             .arg(&config)
             .args(["--metrics-addr", &addrs[3].to_string()])
+            .args(["--ingest-addr", &addrs[4].to_string()])
             .args(["--org-service-addr", &addrs[0].to_string()])
             .args(["--token-service-addr", &addrs[1].to_string()])
             .args(["--workflow-run-service-addr", &addrs[2].to_string()])
@@ -175,6 +177,22 @@ impl Suite {
         Ok((org.id, secret))
     }
 
+    /// A GitHub webhook of organization `name`; returns its secret.
+    pub(crate) async fn github_webhook(&self, name: &str) -> anyhow::Result<String> {
+        use runplane_api::token::v1::{CreateWebhookRequest, WebhookProvider};
+        let mut tokens = TokenServiceClient::new(channel(self.addrs[1]).await?);
+        let request = CreateWebhookRequest {
+            org_name: name.to_owned(),
+            provider: WebhookProvider::Github.into(),
+            name: String::new(),
+        };
+        Ok(tokens
+            .create_webhook(with_bearer(request, &self.admin))
+            .await?
+            .into_inner()
+            .secret)
+    }
+
     /// Resident memory of each service, in MiB.
     pub(crate) fn memory_mib(&self) -> Vec<(String, f64)> {
         self.pids
@@ -238,13 +256,13 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub(crate) fn free_ports() -> anyhow::Result<[SocketAddr; 4]> {
-    let listeners = (0..4)
+pub(crate) fn free_ports() -> anyhow::Result<[SocketAddr; 5]> {
+    let listeners = (0..5)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
     let addrs = listeners
         .iter()
         .map(TcpListener::local_addr)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok([addrs[0], addrs[1], addrs[2], addrs[3]])
+    Ok([addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]])
 }

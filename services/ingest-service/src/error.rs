@@ -31,6 +31,11 @@ pub(crate) enum IngestError {
     UnsupportedMediaType,
     #[error(transparent)]
     TooManyFailures(TooManyFailures),
+    #[error("the body is larger than 25 MB, or ended early")]
+    BodyTooLarge,
+    /// Shed: come back shortly.
+    #[error("{0}; try again")]
+    Busy(String),
     /// A callee's answer: its code and message pass through.
     #[error("{}", .status.message())]
     Upstream {
@@ -49,6 +54,8 @@ impl IngestError {
             IngestError::Unauthorized { .. } => Code::Unauthenticated,
             IngestError::BadRequest(_) | IngestError::UnsupportedMediaType => Code::InvalidArgument,
             IngestError::TooManyFailures(_) => Code::ResourceExhausted,
+            IngestError::BodyTooLarge => Code::OutOfRange,
+            IngestError::Busy(_) => Code::Unavailable,
             IngestError::Upstream { status, .. } => match runplane_client::classify(status) {
                 Failure::Unavailable { .. } => Code::Unavailable,
                 _ => status.code(),
@@ -127,7 +134,10 @@ fn seconds(wait: Duration) -> HeaderValue {
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let code = self.code();
-        let status = http_status(code);
+        let status = match self {
+            IngestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => http_status(code),
+        };
         let message = match (&self, code) {
             (IngestError::Upstream { upstream, status }, Code::Unavailable) => {
                 tracing::warn!(upstream, detail = %status.message(), "upstream unavailable");
@@ -148,6 +158,7 @@ impl IntoResponse for IngestError {
         let mut response = json(status, &body);
         let retry_after = match &self {
             IngestError::TooManyFailures(e) => Some(e.retry_after),
+            IngestError::Busy(_) => Some(OUTAGE_RETRY_AFTER),
             IngestError::Upstream { status, .. } => match runplane_client::classify(status) {
                 Failure::Unavailable { retry_after } => {
                     Some(retry_after.unwrap_or(OUTAGE_RETRY_AFTER))

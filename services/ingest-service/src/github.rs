@@ -10,7 +10,6 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 use runplane_api::token::v1::WebhookProvider;
 use runplane_api::workflowrun::v1::{
     JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
@@ -19,7 +18,7 @@ use runplane_server::http::PeerAddr;
 use serde::Deserialize;
 
 use crate::error::{IngestError, json};
-use crate::webhook::{self, Action, time};
+use crate::webhook::{self, Action, content_length, time};
 
 #[derive(Debug, Deserialize)]
 struct Repository {
@@ -86,13 +85,30 @@ struct WorkflowJob {
     labels: Vec<String>,
 }
 
-/// Serves one delivery.
+/// Serves one delivery, counted.
 pub(crate) async fn handle(
+    state: State<crate::SharedState>,
+    org: Path<String>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, IngestError> {
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let result = deliver(state, org, peer, headers, body).await;
+    webhook::count("github", &event, &result);
+    result
+}
+
+async fn deliver(
     State(state): State<crate::SharedState>,
     Path(org): Path<String>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, IngestError> {
     let header = |name: &str| {
         headers
@@ -106,14 +122,17 @@ pub(crate) async fn handle(
         &headers,
         peer.map(|Extension(PeerAddr(addr))| addr.ip()),
     );
-    let org = webhook::verify(
-        &state,
-        WebhookProvider::Github,
-        &org,
-        signature,
+    let delivery = webhook::Delivery {
+        provider: WebhookProvider::Github,
+        org: &org,
+        presented: signature,
         client,
-        |secret| runplane_auth::webhook::github_signature_matches(secret, &body, signature),
-    )
+        body,
+        content_length: content_length(&headers),
+    };
+    let (org, body) = webhook::verify(&state, delivery, |secret, body| {
+        runplane_auth::webhook::github_signature_matches(secret, body, signature)
+    })
     .await?;
     let event = header("x-github-event");
     let action = match event {

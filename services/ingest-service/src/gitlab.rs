@@ -8,7 +8,6 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use bytes::Bytes;
 use runplane_api::time::{Timestamp, from_timestamp, now_ms, timestamp};
 use runplane_api::token::v1::WebhookProvider;
 use runplane_api::workflowrun::v1::{
@@ -18,7 +17,7 @@ use runplane_server::http::PeerAddr;
 use serde::Deserialize;
 
 use crate::error::IngestError;
-use crate::webhook::{self, Action, time};
+use crate::webhook::{self, Action, content_length, time};
 
 /// The workflow a pipeline without a name is reported under: the file that
 /// defines it, as GitHub's unnamed runs are named after theirs.
@@ -80,13 +79,30 @@ struct Runner {
     tags: Vec<String>,
 }
 
-/// Serves one delivery.
+/// Serves one delivery, counted.
 pub(crate) async fn handle(
+    state: State<crate::SharedState>,
+    org: Path<String>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, IngestError> {
+    let event = headers
+        .get("x-gitlab-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let result = deliver(state, org, peer, headers, body).await;
+    webhook::count("gitlab", &event, &result);
+    result
+}
+
+async fn deliver(
     State(state): State<crate::SharedState>,
     Path(org): Path<String>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, IngestError> {
     let header = |name: &str| {
         headers
@@ -100,14 +116,17 @@ pub(crate) async fn handle(
         &headers,
         peer.map(|Extension(PeerAddr(addr))| addr.ip()),
     );
-    let org = webhook::verify(
-        &state,
-        WebhookProvider::Gitlab,
-        &org,
-        token,
+    let delivery = webhook::Delivery {
+        provider: WebhookProvider::Gitlab,
+        org: &org,
+        presented: token,
         client,
-        |secret| runplane_auth::webhook::gitlab_token_matches(secret, token),
-    )
+        body,
+        content_length: content_length(&headers),
+    };
+    let (org, body) = webhook::verify(&state, delivery, |secret, _| {
+        runplane_auth::webhook::gitlab_token_matches(secret, token)
+    })
     .await?;
     let action = match header("x-gitlab-event") {
         "Pipeline Hook" => pipeline_action(&webhook::parse("Pipeline Hook", &body)?)?,

@@ -35,6 +35,8 @@ pub(crate) struct State {
     /// Failing webhook deliveries, limited per what they presented.
     pub(crate) failures: Arc<FailureLimiter>,
     pub(crate) client_address_header: Option<http::HeaderName>,
+    /// MiB of delivery bodies that may be in memory at once.
+    pub(crate) body_budget: tokio::sync::Semaphore,
 }
 
 pub(crate) type SharedState = Arc<State>;
@@ -51,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         failures: FailureLimiter::from_args(&config.common.auth_failures),
         client_address_header: config.client_address_header.clone(),
+        body_budget: tokio::sync::Semaphore::new(webhook::BODY_BUDGET_MIB as usize),
     });
     let draining = Arc::new(AtomicBool::new(false));
     let app = router(

@@ -16,20 +16,88 @@ use crate::State;
 use crate::error::{IngestError, json};
 use crate::upstream::{Org, WORKFLOW_RUN_SERVICE};
 
+/// Deliveries by provider, event and what became of them: ingest-service's
+/// own metric (no tenant names).
+fn deliveries() -> &'static prometheus::IntCounterVec {
+    static DELIVERIES: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    DELIVERIES.get_or_init(|| {
+        runplane_telemetry::metrics::int_counter_vec(
+            "runplane_webhook_deliveries_total",
+            "Webhook deliveries, by provider, event (workflow_run, workflow_job, pipeline, job, \
+             ping, other) and outcome (recorded, ignored, refused: not verified or not valid, \
+             failed: runplane could not record it).",
+            &["provider", "event", "outcome"],
+        )
+    })
+}
+
+/// Counts a delivery's outcome.
+pub(crate) fn count(provider: &str, event: &str, result: &Result<Response, IngestError>) {
+    let event = match event {
+        "workflow_run" | "workflow_job" | "ping" => event,
+        "Pipeline Hook" => "pipeline",
+        "Job Hook" => "job",
+        _ => "other",
+    };
+    let outcome = match result {
+        Ok(r) if r.status() == StatusCode::ACCEPTED => "ignored",
+        Ok(_) => "recorded",
+        Err(IngestError::Upstream { status, .. })
+            if matches!(
+                runplane_client::classify(status),
+                Failure::Unavailable { .. } | Failure::Internal
+            ) =>
+        {
+            "failed"
+        }
+        Err(_) => "refused",
+    };
+    deliveries()
+        .with_label_values(&[provider, event, outcome])
+        .inc();
+}
+
 /// The most a delivery's body may be: GitHub's own cap.
 pub(crate) const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
-/// Checks a delivery for organization `org`: `matches` says whether it is
-/// genuine for one secret. A delivery that fails is counted against what it
+/// A delivery as it arrived, before anything of it is trusted.
+pub(crate) struct Delivery<'a> {
+    pub(crate) provider: WebhookProvider,
+    /// The organization its URL names.
+    pub(crate) org: &'a str,
+    /// Its signature (GitHub) or token (GitLab).
+    pub(crate) presented: &'a str,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) body: axum::body::Body,
+    pub(crate) content_length: Option<u64>,
+}
+
+/// How much of delivery bodies may be held in memory at once, in MiB: 25 MB
+/// bodies times the concurrency limit would be gigabytes.
+pub(crate) const BODY_BUDGET_MIB: u32 = 100;
+/// How long a delivery waits for room in that budget before it is told to
+/// come back (503).
+const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks a delivery for organization `org`, and reads its body: `matches`
+/// says whether it is genuine for one secret. Nothing is read of a delivery
+/// that cannot be genuine (no secret presented, an organization without a
+/// live webhook of the provider), and bodies are read within
+/// [`BODY_BUDGET_MIB`]. A delivery that fails is counted against what it
 /// presented (`presented`: its signature or token), never against others.
 pub(crate) async fn verify(
     state: &State,
-    provider: WebhookProvider,
-    org: &str,
-    presented: &str,
-    client: Option<IpAddr>,
-    matches: impl Fn(&str) -> bool,
-) -> Result<Org, IngestError> {
+    delivery: Delivery<'_>,
+    matches: impl Fn(&str, &[u8]) -> bool,
+) -> Result<(Org, bytes::Bytes), IngestError> {
+    let Delivery {
+        provider,
+        org,
+        presented,
+        client,
+        body,
+        content_length,
+    } = delivery;
     let label = match provider {
         WebhookProvider::Gitlab => "gitlab",
         _ => "github",
@@ -43,23 +111,56 @@ pub(crate) async fn verify(
         .failures
         .check(&credential)
         .map_err(IngestError::TooManyFailures)?;
-    let verified = match runplane_api::org_name::validate(org) {
-        Err(_) => None,
-        Ok(()) => match state.upstreams.webhook_secrets(org, provider).await? {
-            Some((org, secrets)) => secrets.iter().any(|s| matches(&s.secret)).then_some(org),
-            None => None,
-        },
+    let found = match runplane_api::org_name::validate(org) {
+        Ok(()) if !presented.is_empty() => state.upstreams.webhook_secrets(org, provider).await?,
+        _ => None,
     };
-    match verified {
-        Some(org) => Ok(org),
-        None => {
-            state
-                .failures
-                .record_failure(&credential, client)
-                .map_err(IngestError::TooManyFailures)?;
-            Err(unauthorized())
-        }
+    let refuse = || {
+        state
+            .failures
+            .record_failure(&credential, client)
+            .map_err(IngestError::TooManyFailures)
+            .and_then(|()| Err(unauthorized()))
+    };
+    let Some((org, secrets)) = found.filter(|(_, secrets)| !secrets.is_empty()) else {
+        return refuse();
+    };
+    let body = read_body(state, body, content_length).await?;
+    if secrets.iter().any(|s| matches(&s.secret, &body)) {
+        Ok((org, body))
+    } else {
+        refuse()
     }
+}
+
+/// The `Content-Length` a request declares, if any.
+pub(crate) fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A delivery's body, read while holding its share of the memory budget.
+async fn read_body(
+    state: &State,
+    body: axum::body::Body,
+    content_length: Option<u64>,
+) -> Result<bytes::Bytes, IngestError> {
+    const MIB: u64 = 1024 * 1024;
+    let max = MAX_BODY_BYTES as u64;
+    let mib = content_length.unwrap_or(max).min(max).div_ceil(MIB).max(1);
+    let permits = u32::try_from(mib).unwrap_or(BODY_BUDGET_MIB);
+    let _held = tokio::time::timeout(BODY_BUDGET_WAIT, state.body_budget.acquire_many(permits))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| IngestError::Busy("too many large deliveries at once".into()))?;
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| IngestError::BodyTooLarge)
 }
 
 /// What a delivery asks of workflow-run-service.
