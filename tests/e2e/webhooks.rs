@@ -401,6 +401,15 @@ async fn forged_revoked_oversized_and_malformed_deliveries_are_refused_and_store
         "a payload was logged"
     );
     assert!(!suite.log().contains(&secret), "a secret was logged");
+    // ingest-service's own metrics count what became of each delivery.
+    let counted = |outcome: &str| {
+        format!(
+            "runplane_webhook_deliveries_total{{event=\"workflow_run\",outcome=\"{outcome}\",provider=\"github\"}}"
+        )
+    };
+    assert_eq!(own_metric(suite.addrs[4], &counted("recorded")).await, 1.0);
+    // Four forged, one not JSON, one revoked (the oversized one never reached it).
+    assert_eq!(own_metric(suite.addrs[4], &counted("refused")).await, 6.0);
 }
 
 /// `body` signed with `secret` by @octokit/webhooks-methods.

@@ -51,7 +51,7 @@ fn payload(id: u64) -> String {
             "id": id, "name": format!("build-{}", id % WORKFLOWS), "node_id": "WFR_kwLOA",
             "head_branch": "main", "head_sha": "acb5820ced9479c074f688cc328bf03f341a511d",
             "path": ".github/workflows/build.yml", "run_number": id, "event": "push",
-            "status": "completed", "conclusion": if id % 5 == 0 { "failure" } else { "success" },
+            "status": "completed", "conclusion": if id.is_multiple_of(5) { "failure" } else { "success" },
             "workflow_id": 159038, "check_suite_id": 414944374, "run_attempt": 1,
             "url": format!("https://api.github.com/repos/octo-org/hello-world/actions/runs/{id}"),
             "html_url": format!("https://github.com/octo-org/hello-world/actions/runs/{id}"),
