@@ -488,6 +488,38 @@ async fn gitlab_pipelines_and_jobs_are_runs_and_jobs_with_their_own_times() {
     assert_eq!(status, 200, "{answer}");
     let (status, _) = send("Pipeline Hook", "rpw_wrong".into(), "pipeline_success").await;
     assert_eq!(status, 401);
+    // One organization's secret opens nothing of another's.
+    let (cyberdyne_scraper, _) = suite.org_with_tokens("cyberdyne").await;
+    suite
+        .cli(&[
+            "organization",
+            "webhook",
+            "create",
+            "--org",
+            "cyberdyne",
+            "--provider",
+            "gitlab",
+        ])
+        .await
+        .ok();
+    let (status, answer) = post(
+        &suite,
+        "/hooks/gitlab/cyberdyne",
+        &[
+            ("x-gitlab-event", "Pipeline Hook"),
+            ("x-gitlab-token", &secret),
+        ],
+        gitlab_payload("pipeline_named_failed"),
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    let other = suite
+        .scrape("cyberdyne", Some(&format!("Bearer {cyberdyne_scraper}")))
+        .await
+        .body;
+    assert!(!other.contains("gitlab-org"), "{other}");
+    let (status, _) = send("Pipeline Hook", "rpw_wrong".into(), "pipeline_success").await;
+    assert_eq!(status, 401);
     let (status, answer) = send("Push Hook", secret.clone(), "pipeline_success").await;
     assert_eq!(status, 202, "{answer}");
 
