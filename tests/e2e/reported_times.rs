@@ -312,6 +312,21 @@ async fn the_cli_reports_and_imports_history_once() {
             .contains("Imported 2 run(s); 0 already recorded; 1 failed."),
         "{first:#?}"
     );
+    // The run reported above, written otherwise, is recognised too.
+    let again = suite.data_dir().join("again.jsonl");
+    std::fs::write(
+        &again,
+        r#"{"finish_time": "2026-01-02T03:00:30Z", "start_time": "2026-01-02T04:00:00+01:00", "workflow": "nightly", "project": "default", "status": "RUN_STATUS_ERROR"}"#,
+    )
+    .expect("write");
+    let repeat = suite
+        .cli_with_env(&["run", "import", again.to_str().expect("path")], &env)
+        .await
+        .ok();
+    assert!(
+        repeat.contains("Imported 0 run(s); 1 already recorded; 0 failed."),
+        "{repeat}"
+    );
     let second = suite.cli_with_env(&["run", "import", path], &env).await;
     assert!(
         second

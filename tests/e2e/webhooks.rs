@@ -143,6 +143,26 @@ async fn githubs_example_deliveries_count_once_in_any_order_and_meet_cli_runs() 
         (200, &serde_json::json!(false)),
         "{answer}"
     );
+    // GitHub's default content type, a form with the JSON in `payload`, signed
+    // as sent: the same run again, counted nothing.
+    let completed = run("completed", true);
+    let form = format!("payload={}", percent_encoded(&completed.body));
+    let (status, answer) = post(
+        &suite,
+        "/hooks/github/acme-corp",
+        &[
+            ("x-github-event", "workflow_run"),
+            ("x-hub-signature-256", &sign_with_node(&secret, &form)),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["counted"]),
+        (200, &serde_json::json!(false)),
+        "{answer}"
+    );
     // The example of a completed run without a conclusion ends nothing.
     let manual = runs
         .iter()
@@ -408,8 +428,21 @@ async fn forged_revoked_oversized_and_malformed_deliveries_are_refused_and_store
         )
     };
     assert_eq!(own_metric(suite.addrs[4], &counted("recorded")).await, 1.0);
-    // Four forged, one not JSON, one revoked (the oversized one never reached it).
-    assert_eq!(own_metric(suite.addrs[4], &counted("refused")).await, 6.0);
+    // Four forged, one not JSON, one oversized, one revoked.
+    assert_eq!(own_metric(suite.addrs[4], &counted("refused")).await, 7.0);
+}
+
+/// `text` as a form value (every byte but letters and digits escaped).
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// `body` signed with `secret` by @octokit/webhooks-methods.
@@ -630,7 +663,7 @@ async fn the_run_api_speaks_json_over_http() {
             "/v1/runs:start",
             vec![("authorization", auth.as_str())],
             r#"{"workflow": "w"}"#,
-            400,
+            415,
         ),
         ("/v1/runs:start", json.to_vec(), r#"{"workflw": "w"}"#, 400),
         ("/v1/runs:start", json.to_vec(), r#"{"workflow": ""}"#, 400),
@@ -641,13 +674,15 @@ async fn the_run_api_speaks_json_over_http() {
             404,
         ),
         ("/v1/runs/x:cancel", json.to_vec(), "{}", 404),
+        ("/v2/nothing", json.to_vec(), "{}", 404),
     ] {
         let (status, answer) = post(&suite, path, &headers, body).await;
         assert_eq!(status, expected, "{path} {body}: {answer}");
         assert!(answer["error"]["message"].is_string(), "{answer}");
     }
-    let (status, _) = post(&suite, "/v1/runs:report", &json, "x".repeat(100 * 1024)).await;
+    let (status, answer) = post(&suite, "/v1/runs:report", &json, "x".repeat(100 * 1024)).await;
     assert_eq!(status, 413);
+    assert_eq!(answer["error"]["status"], "OUT_OF_RANGE", "{answer}");
 
     let body = suite
         .scrape("acme-corp", Some(&format!("Bearer {scraper}")))

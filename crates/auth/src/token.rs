@@ -196,7 +196,7 @@ fn acting_for<T>(request: &tonic::Request<T>, scope: Scope) -> Result<Principal,
             "the suite's credential only reports runs for an organization here".into(),
         ));
     }
-    let named = |key: &str| {
+    let named = |key: &'static str| {
         request
             .metadata()
             .get(key)
@@ -204,9 +204,11 @@ fn acting_for<T>(request: &tonic::Request<T>, scope: Scope) -> Result<Principal,
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
             .ok_or_else(|| {
-                AuthError::Forbidden(format!(
-                    "the suite's credential reports for an organization: send {key}"
-                ))
+                AuthError::Forbidden(
+                    "the suite's admin credential is not an organization token: use an \
+                     organization API token"
+                        .into(),
+                )
             })
     };
     let principal = Principal {

@@ -44,8 +44,8 @@ pub(crate) struct ReportArgs {
     #[arg(long, default_value = "")]
     reason: String,
     /// Idempotency key: reporting again with the same key counts nothing twice
-    /// (default: derived from the workflow and the times, so a repeated report
-    /// of the same run is recognised).
+    /// (default: derived from the project, workflow and times, as `run import`
+    /// derives it, so a repeated report of the same run is recognised).
     #[arg(long)]
     request_id: Option<String>,
 }
@@ -56,8 +56,9 @@ pub(crate) struct ImportArgs {
     /// A file of JSON lines, `-` for standard input: one ReportRunRequest per
     /// line in the proto3 JSON mapping, e.g. `{"workflow": "build", "status":
     /// "RUN_STATUS_SUCCESS", "startTime": "2026-11-25T10:00:00Z", "finishTime":
-    /// "2026-11-25T10:04:00Z"}` (runnerType: RUNNER_TYPE_GITHUB_ACTION, …). A line without `requestId` is keyed by its
-    /// content, so importing a file again counts nothing twice.
+    /// "2026-11-25T10:04:00Z"}` (runnerType: RUNNER_TYPE_GITHUB_ACTION, …).
+    /// A line without `requestId` is keyed by the run it describes (project,
+    /// workflow, start, finish), so importing again counts nothing twice.
     file: PathBuf,
     /// Reports in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -89,10 +90,7 @@ pub(crate) async fn report(
         reason: args.reason,
     };
     if request.request_id.is_empty() {
-        request.request_id = content_key(&format!(
-            "{}\n{}\n{:?}\n{:?}",
-            request.project, request.workflow, request.start_time, request.finish_time
-        ));
+        request.request_id = run_key(&request);
     }
     let reported = send(&reporter, request).await?;
     let run = reported.run.unwrap_or_default();
@@ -123,7 +121,7 @@ pub(crate) async fn import(
     reporter: Reporter<'_>,
     args: ImportArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+    let mut input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         let file = std::fs::File::open(&args.file)
@@ -133,13 +131,25 @@ pub(crate) async fn import(
     let reporter = &reporter;
     let mut counts = Counts::default();
     let mut in_flight = Vec::new();
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| anyhow::anyhow!("line {number}: cannot read: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
+    let mut buffer = Vec::new();
+    for number in 1.. {
+        buffer.clear();
+        let read = input
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| anyhow::anyhow!("line {number}: cannot read: {e}"))?;
+        if read == 0 {
+            break;
         }
-        let request = match parse_line(&line) {
+        let parsed = match std::str::from_utf8(&buffer) {
+            Err(_) => Err(anyhow::anyhow!("not UTF-8 text")),
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) if line.len() > MAX_LINE_BYTES => Err(anyhow::anyhow!(
+                "longer than {} KiB: not a run",
+                MAX_LINE_BYTES / 1024
+            )),
+            Ok(line) => parse_line(line),
+        };
+        let request = match parsed {
             Ok(request) => request,
             Err(e) => {
                 eprintln!("runplane: line {number}: {e}");
@@ -196,14 +206,17 @@ impl Counts {
     }
 }
 
+/// The longest line an import takes: a run is small.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// One line of an import: a ReportRunRequest in the proto3 JSON mapping, keyed
-/// by its content when it names no key.
+/// by the run it describes when it names no key.
 fn parse_line(line: &str) -> anyhow::Result<ReportRunRequest> {
     let mut request: ReportRunRequest = serde_json::from_str(line).map_err(|e| {
         anyhow::anyhow!("not a ReportRunRequest in JSON ({e}); expected e.g. {{\"workflow\": \"build\", \"status\": \"RUN_STATUS_SUCCESS\", \"startTime\": \"2026-11-25T10:00:00Z\", \"finishTime\": \"2026-11-25T10:04:00Z\"}}")
     })?;
     if request.request_id.is_empty() {
-        request.request_id = content_key(line.trim());
+        request.request_id = run_key(&request);
     }
     Ok(request)
 }
@@ -221,10 +234,25 @@ async fn send(
         .await
 }
 
-/// An idempotency key from content: the same content, the same key.
-fn content_key(content: &str) -> String {
+/// The idempotency key of a report that names none: the run it describes
+/// (its project, workflow, start and finish), however it is written, so that
+/// `run report` and `run import` of one run, or an import reformatted, count
+/// it once.
+fn run_key(request: &ReportRunRequest) -> String {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(content.as_bytes());
+    let project = if request.project.is_empty() {
+        runplane_api::workflow_name::DEFAULT_PROJECT
+    } else {
+        &request.project
+    };
+    let ms = |t: &Option<Timestamp>| t.as_ref().map(runplane_api::time::from_timestamp);
+    let run = format!(
+        "{project}\n{}\n{:?}\n{:?}",
+        request.workflow,
+        ms(&request.start_time),
+        ms(&request.finish_time)
+    );
+    let digest = sha2::Sha256::digest(run.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("report-{hex}")
 }
@@ -248,11 +276,20 @@ mod tests {
         assert_eq!(request.status(), RunStatus::Error);
         assert_eq!(request.runner_type(), RunnerType::GithubAction);
         assert_eq!(request.finish_time.expect("finish").nanos, 500_000_000);
-        assert_eq!(
-            request.request_id,
-            parse_line(line).expect("again").request_id
-        );
         assert!(request.request_id.starts_with("report-"));
+        // The same run written otherwise: the same key.
+        let rewritten = r#"{"finish_time":"2026-11-25T11:04:00.500+01:00","start_time":"2026-11-25T10:00:00Z","workflow":"build","project":"web","status":"RUN_STATUS_SUCCESS"}"#;
+        assert_eq!(
+            parse_line(rewritten).expect("rewritten").request_id,
+            request.request_id
+        );
+        // In the default project, named or not.
+        let unnamed = r#"{"workflow": "w", "startTime": "2026-11-25T10:00:00Z", "finishTime": "2026-11-25T10:01:00Z"}"#;
+        let named = r#"{"workflow": "w", "project": "default", "startTime": "2026-11-25T10:00:00Z", "finishTime": "2026-11-25T10:01:00Z"}"#;
+        assert_eq!(
+            parse_line(unnamed).expect("unnamed").request_id,
+            parse_line(named).expect("named").request_id
+        );
         let err = parse_line(r#"{"workflw": "build"}"#).expect_err("unknown field");
         assert!(err.to_string().contains("workflw"), "{err}");
     }

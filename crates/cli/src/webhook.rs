@@ -29,13 +29,11 @@ pub(crate) enum WebhookCommand {
         /// (default: the provider's name).
         #[arg(long)]
         name: Option<String>,
-        /// ingest-service's public URL, as the CI system reaches it.
-        #[arg(
-            long,
-            env = "RUNPLANE_INGEST_URL",
-            default_value = "http://127.0.0.1:8081"
-        )]
-        ingest_url: String,
+        /// ingest-service's public URL, as the CI system reaches it, e.g.
+        /// `https://ci-hooks.example.com` (default: ingest-service's
+        /// listen_addr in the config file, else http://127.0.0.1:8081).
+        #[arg(long, env = "RUNPLANE_INGEST_URL", value_parser = parse_ingest_url)]
+        ingest_url: Option<String>,
     },
     /// List an organization's webhooks (never their secrets).
     List {
@@ -82,6 +80,41 @@ fn provider_name(provider: WebhookProvider) -> &'static str {
         WebhookProvider::Gitlab => "gitlab",
         WebhookProvider::Unspecified => "unknown",
     }
+}
+
+/// An ingest URL: http(s), with a host, and nothing a path can't follow.
+fn parse_ingest_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !r.contains(['?', '#'])
+            && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if ok {
+        Ok(text.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an ingest URL: give http(s)://HOST[:PORT][/PATH], as CI systems reach \
+             ingest-service (no query or fragment)"
+        ))
+    }
+}
+
+/// ingest-service's URL when none is given: its listen address in the config
+/// file, else its default.
+fn default_ingest_url(global: &Global) -> anyhow::Result<String> {
+    let member = runplane_server::suite::INGEST_SERVICE;
+    let addr = match &global.config {
+        Some(path) => crate::cli::section_setting(path, &member, "listen_addr")?,
+        None => None,
+    };
+    Ok(format!(
+        "http://{}",
+        addr.as_deref().unwrap_or(member.default_addr)
+    ))
 }
 
 /// Where a provider's deliveries for `org` go.
@@ -138,6 +171,10 @@ pub(crate) async fn run(
             ingest_url,
         } => {
             let provider = WebhookProvider::from(provider);
+            let ingest_url = match ingest_url {
+                Some(url) => url,
+                None => default_ingest_url(global)?,
+            };
             let response = client
                 .create_webhook(with_bearer(
                     CreateWebhookRequest {
@@ -264,4 +301,28 @@ pub(crate) async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_urls_are_bases_a_path_can_follow() {
+        assert_eq!(
+            parse_ingest_url("https://ci-hooks.example.com/").as_deref(),
+            Ok("https://ci-hooks.example.com")
+        );
+        assert!(parse_ingest_url("http://10.0.0.1:8081/runplane").is_ok());
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "https://",
+            "https://h/?x=1",
+            "https://h#f",
+            "https:///x",
+        ] {
+            assert!(parse_ingest_url(bad).is_err(), "{bad}");
+        }
+    }
 }

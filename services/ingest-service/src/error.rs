@@ -126,6 +126,50 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Respon
     }
 }
 
+/// Google's JSON error form.
+fn error_body(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": {"code": status.as_u16(), "status": code_name(code), "message": message}
+    });
+    json(status, &body)
+}
+
+/// Middleware: answers the HTTP layer made itself (no such path, wrong
+/// method, a body over a route's limit, a timeout) in the same JSON form as
+/// the handlers' own.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (
+            Code::NotFound,
+            "no such path: webhooks are POST /hooks/github/{org} and /hooks/gitlab/{org}; runs \
+             are POST /v1/runs:start, /v1/runs/{run_id}:finish and /v1/runs:report",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (Code::Unimplemented, "method not allowed: use POST"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            Code::OutOfRange,
+            "the body is too large: at most 25 MB for a webhook delivery, 64 KiB for /v1/runs",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (Code::Unavailable, "busy or shutting down; try again"),
+        _ => (Code::Unknown, "the request could not be served"),
+    };
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let mut answer = error_body(status, code, message);
+    if let Some(retry_after) = retry_after {
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after);
+    }
+    answer
+}
+
 /// A `Retry-After` value: whole seconds, rounded up, at least one.
 fn seconds(wait: Duration) -> HeaderValue {
     HeaderValue::from(wait.as_millis().div_ceil(1000).max(1) as u64)
@@ -136,6 +180,7 @@ impl IntoResponse for IngestError {
         let code = self.code();
         let status = match self {
             IngestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => http_status(code),
         };
         let message = match (&self, code) {
@@ -152,10 +197,12 @@ impl IntoResponse for IngestError {
             }
             _ => self.to_string(),
         };
-        let body = serde_json::json!({
-            "error": {"code": status.as_u16(), "status": code_name(code), "message": message}
-        });
-        let mut response = json(status, &body);
+        if !matches!(self, IngestError::Upstream { .. }) {
+            // Why, for the operator (never a payload: messages quote at most a
+            // short prefix of any input).
+            tracing::info!(status = status.as_u16(), reason = %message, "refused");
+        }
+        let mut response = error_body(status, code, &message);
         let retry_after = match &self {
             IngestError::TooManyFailures(e) => Some(e.retry_after),
             IngestError::Busy(_) => Some(OUTAGE_RETRY_AFTER),

@@ -134,6 +134,24 @@ async fn deliver(
         runplane_auth::webhook::github_signature_matches(secret, body, signature)
     })
     .await?;
+    // GitHub's other content type: the JSON in a `payload` form field.
+    let form = header("content-type")
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded");
+    let body = if form {
+        form_urlencoded::parse(&body)
+            .find(|(key, _)| key == "payload")
+            .map(|(_, json)| bytes::Bytes::from(json.into_owned()))
+            .ok_or_else(|| {
+                IngestError::BadRequest(
+                    "a form-encoded delivery without a payload field: set the webhook's \
+                     Content type to application/json"
+                        .into(),
+                )
+            })?
+    } else {
+        body
+    };
     let event = header("x-github-event");
     let action = match event {
         "ping" => {
@@ -166,8 +184,9 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
     let workflow = run
         .name
         .as_deref()
-        .filter(|n| !n.trim().is_empty())
-        .or(run.path.as_deref().filter(|p| !p.is_empty()))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .or(run.path.as_deref().map(str::trim).filter(|p| !p.is_empty()))
         .ok_or_else(|| {
             IngestError::BadRequest("the workflow run has neither a name nor a path".into())
         })?

@@ -8,7 +8,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use runplane_api::time::{Timestamp, from_timestamp, now_ms, timestamp};
+use runplane_api::time::{Timestamp, from_timestamp, timestamp};
 use runplane_api::token::v1::WebhookProvider;
 use runplane_api::workflowrun::v1::{
     JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
@@ -154,7 +154,8 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
     let workflow = pipeline
         .name
         .as_deref()
-        .filter(|n| !n.trim().is_empty())
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
         .unwrap_or(UNNAMED_PIPELINE)
         .to_owned();
     let created = time(
@@ -194,17 +195,36 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
             )));
         }
     };
-    let finished = time(
+    // The start is the same whichever deliveries arrive: the creation plus
+    // the time queued, as `running` says it. Only without a creation time is
+    // it counted back from the end by GitLab's `duration` (which leaves out
+    // pending and manual waits).
+    let end = time(
         "object_attributes.finished_at",
         pipeline.finished_at.as_deref(),
-    )?
-    .unwrap_or_else(|| timestamp(now_ms()));
-    // Its duration, counted back from its end, when GitLab says it.
-    let started = match pipeline.duration {
-        Some(seconds) if seconds >= 0.0 => Some(plus_seconds(finished, -seconds)),
-        _ => started_after_queue,
-    }
-    .unwrap_or(finished);
+    )?;
+    let by_duration = |at: Timestamp| match pipeline.duration {
+        Some(seconds) if seconds >= 0.0 => Some(plus_seconds(at, seconds)),
+        _ => None,
+    };
+    let (started, finished) = match (started_after_queue, end) {
+        (Some(start), Some(end)) => (start, end),
+        (Some(start), None) => match by_duration(start) {
+            Some(end) => (start, end),
+            None => return Err(missing_finish()),
+        },
+        (None, Some(end)) => match pipeline.duration {
+            Some(seconds) if seconds >= 0.0 => (plus_seconds(end, -seconds), end),
+            _ => (end, end),
+        },
+        (None, None) => return Err(missing_finish()),
+    };
+    // A start after the end (clocks, rounding) would be refused: the end bounds it.
+    let started = if from_timestamp(&started) > from_timestamp(&finished) {
+        finished
+    } else {
+        started
+    };
     let queue_time = created.filter(|at| from_timestamp(at) <= from_timestamp(&started));
     Ok(Action::Report(ReportRunRequest {
         workflow,
@@ -218,6 +238,14 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
         status: status.into(),
         reason,
     }))
+}
+
+fn missing_finish() -> IngestError {
+    IngestError::BadRequest(
+        "a finished pipeline without object_attributes.finished_at, created_at or duration: \
+         its times cannot be known"
+            .into(),
+    )
 }
 
 /// What a `Job Hook` event records.
@@ -287,7 +315,12 @@ mod tests {
         assert_eq!(report.request_id, "gitlab:31");
         assert_eq!(report.status(), RunStatus::Error);
         let seconds = |t: Option<Timestamp>| t.map(|t| t.seconds).unwrap_or_default();
-        assert_eq!(seconds(report.finish_time) - seconds(report.start_time), 63);
+        // From the end of its queue (created + 12 s) to finished_at, as the
+        // `running` delivery would have started it.
+        assert_eq!(
+            seconds(report.finish_time) - seconds(report.start_time),
+            169
+        );
         assert_eq!(seconds(report.finish_time), 1_471_015_589);
         let Ok(Action::Start(start)) = pipeline_action(&pipeline("running", Some("nightly")))
         else {
@@ -295,6 +328,22 @@ mod tests {
         };
         assert_eq!(start.workflow, "nightly");
         assert_eq!(seconds(start.start_time) - seconds(start.queue_time), 12);
+        // Without a creation time, the duration counts back from the end;
+        // without an end, forward from the start.
+        let mut no_created = pipeline("success", None);
+        no_created.object_attributes.created_at = None;
+        let Ok(Action::Report(report)) = pipeline_action(&no_created) else {
+            panic!("a report");
+        };
+        assert_eq!(seconds(report.finish_time) - seconds(report.start_time), 63);
+        let mut no_end = pipeline("success", None);
+        no_end.object_attributes.finished_at = None;
+        let Ok(Action::Report(report)) = pipeline_action(&no_end) else {
+            panic!("a report");
+        };
+        assert_eq!(seconds(report.finish_time) - seconds(report.start_time), 63);
+        no_end.object_attributes.duration = None;
+        assert!(pipeline_action(&no_end).is_err());
         for waiting in ["created", "pending", "manual", "scheduled"] {
             assert!(matches!(
                 pipeline_action(&pipeline(waiting, None)),

@@ -63,7 +63,11 @@ fn message<T: DeserializeOwned>(
         // beyond what the message quotes of a field name.
         let detail = e.to_string();
         let detail: String = detail.chars().take(300).collect();
-        IngestError::BadRequest(format!("the body is not a {what} in JSON: {detail}"))
+        IngestError::BadRequest(format!(
+            "the body is not a {what} in JSON: {detail} (fields in lowerCamelCase, enums by \
+             name such as RUN_STATUS_SUCCESS, times in RFC 3339 with a zone such as \
+             2026-11-25T10:00:00Z)"
+        ))
     })
 }
 

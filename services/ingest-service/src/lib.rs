@@ -67,7 +67,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         app,
         &config.common.server,
         draining,
-        webhook::MAX_BODY_BYTES,
+        // A backstop: each route reads its bodies within its own limit, and
+        // answers past it in JSON.
+        2 * webhook::MAX_BODY_BYTES,
     )
     .await
 }
@@ -96,6 +98,8 @@ fn router(
     hooks
         .merge(api)
         .with_state(state)
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::middleware::map_response(error::json_errors))
         .merge(http_observe::probes(draining))
         .layer(axum::middleware::from_fn(http_observe::track))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

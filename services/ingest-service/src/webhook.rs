@@ -151,6 +151,9 @@ async fn read_body(
 ) -> Result<bytes::Bytes, IngestError> {
     const MIB: u64 = 1024 * 1024;
     let max = MAX_BODY_BYTES as u64;
+    if content_length.is_some_and(|n| n > max) {
+        return Err(IngestError::BodyTooLarge);
+    }
     let mib = content_length.unwrap_or(max).min(max).div_ceil(MIB).max(1);
     let permits = u32::try_from(mib).unwrap_or(BODY_BUDGET_MIB);
     let _held = tokio::time::timeout(BODY_BUDGET_WAIT, state.body_budget.acquire_many(permits))
