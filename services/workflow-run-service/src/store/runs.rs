@@ -87,7 +87,11 @@ impl Store {
         }
         let started_at_ms = new.started_at_ms.unwrap_or_else(runplane_api::time::now_ms);
         let model = run::Model {
-            id: run_id_started_at(started_at_ms),
+            id: match new.started_at_ms {
+                Some(at) => run_id_started_at(at),
+                // Now: ids of runs started in one millisecond still in order.
+                None => uuid::Uuid::now_v7().to_string(),
+            },
             org_id: workflow.org_id.clone(),
             workflow_id: workflow.id.clone(),
             runner: new.runner.label().to_owned(),
@@ -286,8 +290,9 @@ impl Store {
     }
 }
 
-/// A run's id: a UUIDv7 of its start time, so that ordering runs by id is
-/// ordering them by start even when they are reported after the fact.
+/// The id of a run reported with its own start time: a UUIDv7 of that time,
+/// so that ordering runs by id is ordering them by start even when they are
+/// reported after the fact.
 fn run_id_started_at(started_at_ms: i64) -> String {
     let ms = u64::try_from(started_at_ms).unwrap_or(0);
     let at = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
