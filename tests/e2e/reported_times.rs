@@ -266,6 +266,76 @@ async fn the_cli_reports_and_imports_history_once() {
         .await
         .ok();
     assert!(reported.contains("Reported run"), "{reported}");
+    // Where a run came from: from flags, else from the CI's own variables.
+    let id = suite
+        .cli_with_env(
+            &[
+                "run",
+                "report",
+                "--workflow",
+                "nightly",
+                "--status",
+                "success",
+                "--started-at",
+                "2026-01-05T03:00:00Z",
+                "--finished-at",
+                "2026-01-05T03:00:09Z",
+                "--branch",
+                "release/1.2",
+                "-q",
+            ],
+            &[
+                ("RUNPLANE_TOKEN", runner.as_str()),
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_RUN_ATTEMPT", "3"),
+                ("GITHUB_REF_NAME", "main"),
+                ("GITHUB_SHA", "acb5820ced9479c074f688cc328bf03f341a511d"),
+                ("GITHUB_EVENT_NAME", "schedule"),
+            ],
+        )
+        .await
+        .ok();
+    let shown = suite
+        .cli_with_env(&["run", "get", &id, "-o", "json"], &env)
+        .await
+        .ok();
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(
+        (
+            &shown["attempt"],
+            &shown["branch"],
+            &shown["commit_sha"],
+            &shown["trigger"]
+        ),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!("release/1.2"),
+            &serde_json::json!("acb5820ced9479c074f688cc328bf03f341a511d"),
+            &serde_json::json!("schedule")
+        ),
+        "{shown}"
+    );
+    let bad = suite
+        .cli_with_env(
+            &[
+                "run",
+                "report",
+                "--workflow",
+                "nightly",
+                "--status",
+                "success",
+                "--started-at",
+                "2026-01-06T03:00:00Z",
+                "--finished-at",
+                "2026-01-06T03:00:09Z",
+                "--commit",
+                "not-hex",
+            ],
+            &env,
+        )
+        .await
+        .err();
+    assert!(bad.contains("commit_sha") && bad.contains("hex"), "{bad}");
     // A finish before the start is the server's clear refusal, exit 1.
     let refused = suite
         .cli_with_env(

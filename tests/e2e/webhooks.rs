@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use runplane_api::workflowrun::v1::{JobStatus, ListJobsRequest, RunStatus};
+use runplane_api::workflowrun::v1::{JobStatus, ListJobsRequest, ListRunsRequest, RunStatus};
 
 use crate::support::{Suite, bearer, own_metric, text_samples};
 
@@ -143,6 +143,38 @@ async fn githubs_example_deliveries_count_once_in_any_order_and_meet_cli_runs() 
         (200, &serde_json::json!(false)),
         "{answer}"
     );
+    // The run says where it came from, as the payload does.
+    let mut client = suite.workflow_runs().await;
+    let listed = client
+        .list_runs(bearer(
+            ListRunsRequest {
+                project: "octo-org/octo-repo".into(),
+                ..Default::default()
+            },
+            &scraper,
+        ))
+        .await
+        .expect("list runs")
+        .into_inner()
+        .runs;
+    let [only] = listed.as_slice() else {
+        panic!("one run: {listed:#?}");
+    };
+    assert_eq!(
+        (
+            only.attempt,
+            only.branch.as_str(),
+            only.commit_sha.as_str(),
+            only.trigger.as_str()
+        ),
+        (
+            1,
+            "master",
+            "3484a3fb816e0859fd6e1cea078d76385ff50625",
+            "repository_dispatch"
+        )
+    );
+    assert!(only.queue_time.is_some(), "{only:#?}");
     // GitHub's default content type, a form with the JSON in `payload`, signed
     // as sent: the same run again, counted nothing.
     let completed = run("completed", true);
@@ -178,7 +210,6 @@ async fn githubs_example_deliveries_count_once_in_any_order_and_meet_cli_runs() 
         let (status, answer) = deliver(&suite, "acme-corp", job).await;
         assert_eq!(status, 200, "job example {}: {answer}", job.index);
     }
-    let mut client = suite.workflow_runs().await;
     let jobs = client
         .list_jobs(bearer(
             ListJobsRequest {

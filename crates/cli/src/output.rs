@@ -149,6 +149,15 @@ pub(crate) struct RunJson {
     finish_time: Option<String>,
     expire_time: Option<String>,
     duration_seconds: Option<f64>,
+    queue_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    branch: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    commit_sha: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    trigger: String,
 }
 
 impl From<&Run> for RunJson {
@@ -166,6 +175,11 @@ impl From<&Run> for RunJson {
             finish_time: time_of(run.finish_time.as_ref()),
             expire_time: time_of(run.expire_time.as_ref()),
             duration_seconds: run_duration_ms(run).map(|ms| ms as f64 / 1000.0),
+            queue_time: time_of(run.queue_time.as_ref()),
+            attempt: (run.attempt > 0).then_some(run.attempt),
+            branch: run.branch.clone(),
+            commit_sha: run.commit_sha.clone(),
+            trigger: run.trigger.clone(),
         }
     }
 }

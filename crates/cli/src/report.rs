@@ -48,6 +48,8 @@ pub(crate) struct ReportArgs {
     /// derives it, so a repeated report of the same run is recognised).
     #[arg(long)]
     request_id: Option<String>,
+    #[command(flatten)]
+    origin: runner_env::OriginArgs,
 }
 
 /// Runs to import.
@@ -77,6 +79,7 @@ pub(crate) async fn report(
             "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
         )
     })?;
+    let (attempt, branch, commit_sha, trigger) = args.origin.resolve(detected.origin);
     let mut request = ReportRunRequest {
         workflow,
         project: args.project,
@@ -88,6 +91,10 @@ pub(crate) async fn report(
         finish_time: Some(args.finished_at),
         status: RunStatus::from(args.status).into(),
         reason: args.reason,
+        attempt,
+        branch,
+        commit_sha,
+        trigger,
     };
     if request.request_id.is_empty() {
         request.request_id = run_key(&request);

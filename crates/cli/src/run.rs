@@ -143,6 +143,8 @@ pub(crate) struct StartArgs {
     /// When the run was queued, waiting for a runner (RFC 3339), if known.
     #[arg(long, value_parser = crate::report::parse_time)]
     queued_at: Option<runplane_api::time::Timestamp>,
+    #[command(flatten)]
+    origin: runner_env::OriginArgs,
 }
 
 /// How a runner talks to runplane: its token, and how hard it tries.
@@ -283,6 +285,7 @@ impl Reporter<'_> {
                 "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
             )
         })?;
+        let (attempt, branch, commit_sha, trigger) = args.origin.resolve(detected.origin);
         let request = StartRunRequest {
             workflow,
             project: args.project,
@@ -292,6 +295,10 @@ impl Reporter<'_> {
             timeout: args.timeout.map(runplane_api::time::proto_duration),
             start_time: args.started_at,
             queue_time: args.queued_at,
+            attempt,
+            branch,
+            commit_sha,
+            trigger,
         };
         let started = self
             .call(
@@ -528,6 +535,21 @@ fn print_run(global: &Global, run: &Run) -> anyhow::Result<()> {
     outln!("Duration:  {}", duration_text(run));
     if run.expire_time.is_some() && run.finish_time.is_none() {
         outln!("Expires:   {}", time(&run.expire_time));
+    }
+    if run.queue_time.is_some() {
+        outln!("Queued:    {}", time(&run.queue_time));
+    }
+    if run.attempt > 0 {
+        outln!("Attempt:   {}", run.attempt);
+    }
+    for (label, value) in [
+        ("Branch:   ", &run.branch),
+        ("Commit:   ", &run.commit_sha),
+        ("Trigger:  ", &run.trigger),
+    ] {
+        if !value.is_empty() {
+            outln!("{label} {value}");
+        }
     }
     outln!("URL:       {}", or_dash(&run.run_url));
     outln!("Reason:    {}", or_dash(&run.reason));

@@ -10,6 +10,91 @@ pub(crate) struct Detected {
     pub(crate) run_url: Option<String>,
     /// The workflow's name as the CI system calls it (`--workflow`'s default).
     pub(crate) workflow: Option<String>,
+    /// Where the run came from, where the CI system says.
+    pub(crate) origin: Origin,
+}
+
+/// Which attempt of its CI run, the branch and commit, and what triggered it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) attempt: Option<u32>,
+    pub(crate) branch: Option<String>,
+    pub(crate) commit_sha: Option<String>,
+    pub(crate) trigger: Option<String>,
+}
+
+/// Where a run came from, as flags (default: the CI system's own variables).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct OriginArgs {
+    /// Which attempt of its CI run this is (default: GITHUB_RUN_ATTEMPT).
+    #[arg(long)]
+    attempt: Option<u32>,
+    /// The branch or ref built (default: GITHUB_HEAD_REF or GITHUB_REF_NAME,
+    /// CI_COMMIT_REF_NAME, BUILD_SOURCEBRANCHNAME, BRANCH_NAME or GIT_BRANCH,
+    /// CIRCLE_BRANCH).
+    #[arg(long)]
+    branch: Option<String>,
+    /// The commit built, in hex (default: GITHUB_SHA, CI_COMMIT_SHA,
+    /// BUILD_SOURCEVERSION, GIT_COMMIT, CIRCLE_SHA1).
+    #[arg(long)]
+    commit: Option<String>,
+    /// What triggered the run, e.g. `push` (default: GITHUB_EVENT_NAME,
+    /// CI_PIPELINE_SOURCE, BUILD_REASON).
+    #[arg(long)]
+    trigger: Option<String>,
+}
+
+impl OriginArgs {
+    /// The flags, else what the CI system said: attempt, branch, commit, trigger.
+    pub(crate) fn resolve(self, detected: Origin) -> (u32, String, String, String) {
+        (
+            self.attempt.or(detected.attempt).unwrap_or(0),
+            self.branch.or(detected.branch).unwrap_or_default(),
+            self.commit.or(detected.commit_sha).unwrap_or_default(),
+            self.trigger.or(detected.trigger).unwrap_or_default(),
+        )
+    }
+}
+
+/// Where the run came from, by the CI system's own variables.
+fn origin(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Origin {
+    let first = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        })
+    };
+    let (attempt, branch, commit, trigger): (&[&str], &[&str], &[&str], &[&str]) = match runner {
+        // A pull request's own branch when there is one, else the ref built.
+        RunnerType::GithubAction => (
+            &["GITHUB_RUN_ATTEMPT"],
+            &["GITHUB_HEAD_REF", "GITHUB_REF_NAME"],
+            &["GITHUB_SHA"],
+            &["GITHUB_EVENT_NAME"],
+        ),
+        RunnerType::GitlabPipeline => (
+            &[],
+            &["CI_COMMIT_REF_NAME"],
+            &["CI_COMMIT_SHA"],
+            &["CI_PIPELINE_SOURCE"],
+        ),
+        RunnerType::AzurePipeline => (
+            &[],
+            &["BUILD_SOURCEBRANCHNAME"],
+            &["BUILD_SOURCEVERSION"],
+            &["BUILD_REASON"],
+        ),
+        RunnerType::JenkinsJob => (&[], &["BRANCH_NAME", "GIT_BRANCH"], &["GIT_COMMIT"], &[]),
+        RunnerType::CircleciBuild => (&[], &["CIRCLE_BRANCH"], &["CIRCLE_SHA1"], &[]),
+        _ => (&[], &[], &[], &[]),
+    };
+    Origin {
+        attempt: first(attempt).and_then(|a| a.parse().ok()),
+        branch: first(branch),
+        commit_sha: first(commit),
+        trigger: first(trigger),
+    }
 }
 
 /// Detects the CI system from `var` (the process environment in production,
@@ -73,6 +158,7 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
         (RunnerType::Unspecified, None, None)
     };
     Detected {
+        origin: origin(runner, &var),
         runner,
         run_url: run_url.filter(|u| !u.is_empty()),
         workflow: workflow
@@ -240,5 +326,53 @@ mod tests {
         );
         assert!(parse_runner("travis").is_err());
         assert!(parse_runner("unspecified").is_err());
+    }
+
+    #[test]
+    fn each_ci_system_says_where_its_run_came_from() {
+        let github = detect(
+            env(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_RUN_ATTEMPT", "2"),
+                ("GITHUB_REF_NAME", "main"),
+                ("GITHUB_SHA", "acb5820ced9479c074f688cc328bf03f341a511d"),
+                ("GITHUB_EVENT_NAME", "push"),
+            ]),
+            false,
+        );
+        assert_eq!(
+            github.origin,
+            Origin {
+                attempt: Some(2),
+                branch: Some("main".into()),
+                commit_sha: Some("acb5820ced9479c074f688cc328bf03f341a511d".into()),
+                trigger: Some("push".into()),
+            }
+        );
+        // A pull request's own branch wins over the merge ref.
+        let pull = detect(
+            env(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_HEAD_REF", "feature/x"),
+                ("GITHUB_REF_NAME", "42/merge"),
+            ]),
+            false,
+        );
+        assert_eq!(pull.origin.branch.as_deref(), Some("feature/x"));
+        let gitlab = detect(
+            env(&[
+                ("GITLAB_CI", "true"),
+                ("CI_COMMIT_REF_NAME", "main"),
+                ("CI_COMMIT_SHA", "bcbb5ec396a2c0f828686f14fac9b80b780504f2"),
+                ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ]),
+            false,
+        );
+        assert_eq!(
+            gitlab.origin.trigger.as_deref(),
+            Some("merge_request_event")
+        );
+        assert_eq!(gitlab.origin.attempt, None);
+        assert_eq!(detect(env(&[]), false).origin, Origin::default());
     }
 }

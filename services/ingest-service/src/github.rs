@@ -51,6 +51,12 @@ struct WorkflowRun {
     run_started_at: Option<String>,
     #[serde(default)]
     updated_at: Option<String>,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    head_sha: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +203,10 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
     let run_url = run.html_url.clone().unwrap_or_default();
     let project = event.repository.full_name.clone();
     let runner_type = RunnerType::GithubAction.into();
+    let attempt = run.run_attempt.unwrap_or(1);
+    let branch = run.head_branch.clone().unwrap_or_default();
+    let commit_sha = run.head_sha.clone().unwrap_or_default();
+    let trigger = run.event.clone().unwrap_or_default();
     match event.action.as_str() {
         "requested" | "in_progress" => Ok(Action::Start(StartRunRequest {
             workflow,
@@ -206,6 +216,10 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
             request_id,
             start_time: started,
             queue_time: queued,
+            attempt,
+            branch,
+            commit_sha,
+            trigger,
             ..StartRunRequest::default()
         })),
         "completed" => {
@@ -228,6 +242,10 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
                 finish_time: finished,
                 status: status.into(),
                 reason,
+                attempt,
+                branch,
+                commit_sha,
+                trigger,
             }))
         }
         other => Ok(Action::Ignore(format!(

@@ -52,6 +52,12 @@ struct Pipeline {
     /// Seconds it waited for a runner.
     #[serde(default)]
     queued_duration: Option<f64>,
+    #[serde(default, rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    sha: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +177,9 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
     let run_url = pipeline.url.clone().unwrap_or_default();
     let project = event.project.path_with_namespace.clone();
     let runner_type = RunnerType::GitlabPipeline.into();
+    let branch = pipeline.git_ref.clone().unwrap_or_default();
+    let commit_sha = pipeline.sha.clone().unwrap_or_default();
+    let trigger = pipeline.source.clone().unwrap_or_default();
     let (status, reason) = match pipeline.status.as_str() {
         "running" => {
             return Ok(Action::Start(StartRunRequest {
@@ -181,6 +190,9 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
                 request_id,
                 start_time: started_after_queue,
                 queue_time: created,
+                branch,
+                commit_sha,
+                trigger,
                 ..StartRunRequest::default()
             }));
         }
@@ -237,6 +249,10 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
         finish_time: Some(finished),
         status: status.into(),
         reason,
+        branch,
+        commit_sha,
+        trigger,
+        ..ReportRunRequest::default()
     }))
 }
 

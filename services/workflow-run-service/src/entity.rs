@@ -59,6 +59,12 @@ pub(crate) mod run {
         pub(crate) expires_at_ms: Option<i64>,
         /// When the run was queued, when its reporter knew.
         pub(crate) queued_at_ms: Option<i64>,
+        /// Which attempt of its CI run (0: not said).
+        pub(crate) attempt: i32,
+        /// The branch or ref, the commit and what triggered it ("": not said).
+        pub(crate) branch: String,
+        pub(crate) commit_sha: String,
+        pub(crate) trigger: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

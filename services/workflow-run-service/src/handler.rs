@@ -21,10 +21,10 @@ use tonic::{Request, Response, Status};
 use crate::entity::{job, run, workflow};
 use crate::error::Error;
 use crate::lifecycle::{Lifecycle, Org, Outcome, Start};
-use crate::store::{JobReport, RunFilter, Store, WorkflowRef, job_status_from_label};
+use crate::store::{JobReport, Origin, RunFilter, Store, WorkflowRef, job_status_from_label};
 use crate::validation::{
     project_or_default, reportable_outcome, reported_time, run_timeout, times_in_order,
-    validate_name, validate_reason, validate_run_id, validate_run_url,
+    validate_name, validate_origin, validate_reason, validate_run_id, validate_run_url,
 };
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
@@ -118,6 +118,10 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
         finish_time: run.finished_at_ms.map(timestamp),
         expire_time: run.expires_at_ms.map(timestamp),
         queue_time: run.queued_at_ms.map(timestamp),
+        attempt: u32::try_from(run.attempt).unwrap_or_default(),
+        branch: run.branch,
+        commit_sha: run.commit_sha,
+        trigger: run.trigger,
         id: run.id,
         workflow_id: run.workflow_id,
         run_url: run.run_url,
@@ -259,6 +263,7 @@ fn checked_start<'a>(
     validate_name("project", start.project)?;
     principal.require_project(start.project)?;
     validate_run_url(start.run_url)?;
+    validate_origin(&start.origin)?;
     if !request_id.is_empty() {
         validate_name("request_id", request_id)?;
         if request_id.chars().count() > 100 {
@@ -309,6 +314,12 @@ impl WorkflowRunService for WorkflowRunHandler {
             timeout: request.timeout.as_ref().map(run_timeout).transpose()?,
             started_at_ms,
             queued_at_ms,
+            origin: Origin {
+                attempt: request.attempt,
+                branch: &request.branch,
+                commit_sha: &request.commit_sha,
+                trigger: &request.trigger,
+            },
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
         let (workflow, run) = self.lifecycle.start(org(&principal), start).await?;
@@ -344,6 +355,12 @@ impl WorkflowRunService for WorkflowRunHandler {
             timeout: None,
             started_at_ms: Some(started_at_ms),
             queued_at_ms,
+            origin: Origin {
+                attempt: request.attempt,
+                branch: &request.branch,
+                commit_sha: &request.commit_sha,
+                trigger: &request.trigger,
+            },
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
         let outcome = Outcome {

@@ -10,7 +10,7 @@ use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::run;
 use crate::error::Error;
-use crate::store::{Finish, NewRun, Store, WorkflowRef};
+use crate::store::{Finish, NewRun, Origin, Store, WorkflowRef};
 
 /// The organization a call acts for.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,8 @@ pub(crate) struct Start<'a> {
     /// When it started and was queued, when the reporter said (validated).
     pub(crate) started_at_ms: Option<i64>,
     pub(crate) queued_at_ms: Option<i64>,
+    /// Where it came from (validated).
+    pub(crate) origin: Origin<'a>,
 }
 
 /// How a run ends, as its reporter said.
@@ -91,6 +93,7 @@ impl Lifecycle {
                 timeout_ms: start.timeout.map(runplane_api::time::duration_ms),
                 started_at_ms: start.started_at_ms,
                 queued_at_ms: start.queued_at_ms,
+                origin: start.origin,
             };
             match self.store.start(&workflow, new).await {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {

@@ -136,6 +136,10 @@ impl Store {
                     request_id: Set(None),
                     expires_at_ms: Set(None),
                     queued_at_ms: Set(None),
+                    attempt: Set(0),
+                    branch: Set(String::new()),
+                    commit_sha: Set(String::new()),
+                    trigger: Set(String::new()),
                 });
                 if runs.len() == ROWS_PER_STATEMENT {
                     written += runs.len() as u64;

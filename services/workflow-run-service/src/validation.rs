@@ -147,6 +147,41 @@ pub(crate) fn times_in_order(
     Ok(())
 }
 
+/// Checks where a run came from: an attempt up to 10000, a branch of at most
+/// 255 characters without control characters, a commit in hex (at most 64
+/// digits), a trigger of at most 64 of `[A-Za-z0-9_.:-]`.
+pub(crate) fn validate_origin(origin: &crate::store::Origin<'_>) -> Result<(), Error> {
+    if origin.attempt > 10_000 {
+        return Err(Error::InvalidArgument(format!(
+            "attempt {} is over 10000",
+            origin.attempt
+        )));
+    }
+    if origin.branch.chars().count() > 255 || origin.branch.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "branch must be at most 255 characters without control characters".into(),
+        ));
+    }
+    if origin.commit_sha.len() > 64 || !origin.commit_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::InvalidArgument(format!(
+            "commit_sha {} is not a commit in hex (at most 64 digits)",
+            runplane_api::input::quoted(origin.commit_sha)
+        )));
+    }
+    let trigger_ok = origin.trigger.len() <= 64
+        && origin
+            .trigger
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if !trigger_ok {
+        return Err(Error::InvalidArgument(format!(
+            "trigger {} must be at most 64 of letters, digits, '_', '.', ':' and '-' (e.g. push, pull_request)",
+            runplane_api::input::quoted(origin.trigger)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a finish reason's length.
 pub(crate) fn validate_reason(reason: &str) -> Result<(), Error> {
     if reason.chars().count() > MAX_REASON {

@@ -11,6 +11,7 @@ mod m20261125_000006_run_deadlines;
 mod m20261125_000007_request_ids_per_workflow;
 mod m20261125_000008_run_queue_times;
 mod m20261125_000009_jobs;
+mod m20261125_000010_run_origins;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_request_ids_per_workflow::Migration),
             Box::new(m20261125_000008_run_queue_times::Migration),
             Box::new(m20261125_000009_jobs::Migration),
+            Box::new(m20261125_000010_run_origins::Migration),
         ]
     }
 

@@ -144,7 +144,7 @@ mod tests {
         store
             .commit_batch(vec![
                 Job {
-                    write: Write::Start(new_run(&wf.id, Some("key-1"))),
+                    write: Write::Start(Box::new(new_run(&wf.id, Some("key-1")))),
                     done: duplicate_done,
                 },
                 Job {

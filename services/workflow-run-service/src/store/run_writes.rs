@@ -23,7 +23,7 @@ use crate::error::Error;
 #[derive(Clone)]
 pub(super) enum Write {
     /// A new run, inserted only if its workflow still exists.
-    Start(run::Model),
+    Start(Box<run::Model>),
     Finish(Claim),
 }
 
@@ -71,7 +71,9 @@ impl Store {
             // add a BEGIN and a COMMIT, two round trips.
             let statement = insert_run_of_existing_workflow(backend, run)?;
             let inserted = !self.db.query_all_raw(statement).await?.is_empty();
-            return Ok(vec![Written::Started(inserted.then(|| run.clone()))]);
+            return Ok(vec![Written::Started(
+                inserted.then(|| run.as_ref().clone()),
+            )]);
         }
         let mut txn = WriteTxn::begin(&self.db).await?;
         let mut first = Vec::with_capacity(writes.len() * 2);
@@ -102,7 +104,7 @@ impl Store {
             match write {
                 Write::Start(run) => {
                     let inserted = !next()?.is_empty();
-                    written.push(Written::Started(inserted.then(|| run.clone())));
+                    written.push(Written::Started(inserted.then(|| run.as_ref().clone())));
                 }
                 Write::Finish(claim) => {
                     let (record_rows, in_progress, expired) = (next()?, next()?, next()?);
@@ -218,6 +220,10 @@ fn insert_run_of_existing_workflow(
             Expr::val(run.request_id.clone()),
             Expr::val(run.expires_at_ms),
             Expr::val(run.queued_at_ms),
+            Expr::val(run.attempt),
+            Expr::val(&run.branch),
+            Expr::val(&run.commit_sha),
+            Expr::val(&run.trigger),
         ])
         .from(workflow::Entity)
         .and_where(workflow::Column::Id.eq(&run.workflow_id))
@@ -237,6 +243,10 @@ fn insert_run_of_existing_workflow(
             run::Column::RequestId,
             run::Column::ExpiresAtMs,
             run::Column::QueuedAtMs,
+            run::Column::Attempt,
+            run::Column::Branch,
+            run::Column::CommitSha,
+            run::Column::Trigger,
         ])
         .select_from(values)
         .map_err(|e| DbErr::Custom(e.to_string()))?
@@ -325,6 +335,10 @@ pub(super) mod tests {
             request_id: request_id.map(str::to_owned),
             expires_at_ms: None,
             queued_at_ms: None,
+            attempt: 0,
+            branch: String::new(),
+            commit_sha: String::new(),
+            trigger: String::new(),
         }
     }
 
@@ -359,8 +373,8 @@ pub(super) mod tests {
                 finish(&runs[0]),
                 finish(&runs[1]),
                 finish(&runs[0]),
-                Write::Start(new_run(&wf.id, None)),
-                Write::Start(new_run("no-such-workflow", None)),
+                Write::Start(Box::new(new_run(&wf.id, None))),
+                Write::Start(Box::new(new_run("no-such-workflow", None))),
                 finish(&runs[2]),
             ])
             .await

@@ -46,6 +46,18 @@ pub(crate) struct NewRun<'a> {
     pub(crate) started_at_ms: Option<i64>,
     /// When it was queued, if its reporter knew.
     pub(crate) queued_at_ms: Option<i64>,
+    /// Where it came from, as its reporter said (validated).
+    pub(crate) origin: Origin<'a>,
+}
+
+/// Where a run came from: which attempt of its CI run, its branch and commit,
+/// and what triggered it; empty (0) where the reporter did not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Origin<'a> {
+    pub(crate) attempt: u32,
+    pub(crate) branch: &'a str,
+    pub(crate) commit_sha: &'a str,
+    pub(crate) trigger: &'a str,
 }
 
 /// A run as a start left it.
@@ -103,8 +115,12 @@ impl Store {
             request_id: request_id.map(str::to_owned),
             expires_at_ms: new.timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
             queued_at_ms: new.queued_at_ms,
+            attempt: i32::try_from(new.origin.attempt).unwrap_or(i32::MAX),
+            branch: new.origin.branch.to_owned(),
+            commit_sha: new.origin.commit_sha.to_owned(),
+            trigger: new.origin.trigger.to_owned(),
         };
-        match self.write(Write::Start(model)).await {
+        match self.write(Write::Start(Box::new(model))).await {
             Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
             // Deleted since we remembered it (by this replica or another).
             Ok(_) => Err(Error::WorkflowGone(workflow.id.clone())),
