@@ -174,6 +174,16 @@ async fn reported_times_are_the_metrics_times_and_a_run_counts_once_in_any_order
         value("chainloop_workflow_run_duration_seconds_sum", "error"),
         2.0
     );
+    // The one run whose reporter said when it was queued waited 30 s.
+    let queue = |suffix: &str| {
+        let key = format!(
+            "chainloop_workflow_run_queue_seconds_{suffix}{{org=acme-corp,project=default,workflow=deploy}}"
+        );
+        *samples
+            .get(&key)
+            .unwrap_or_else(|| panic!("no {key} in\n{body}"))
+    };
+    assert_eq!((queue("count"), queue("sum")), (1.0, 30.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,7 @@ pub const WORKFLOW_RUN_SERVICE: Member = Member {
         "run_retention",
         "retention_interval",
         "run_duration_buckets",
+        "queue_duration_buckets",
         "upstream_timeout",
         "upstream_tls_ca",
         "upstream_tls_cert",

@@ -13,7 +13,9 @@
 //! over it).
 
 use runplane_api::time::{from_timestamp, timestamp};
-use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus, RunnerType, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{
+    DurationHistogram, QueueHistogram, RunStatus, RunnerType, WorkflowMetrics,
+};
 
 /// Chainloop's default buckets, in seconds (`run_duration_buckets`' default).
 #[cfg(any(test, feature = "test-support"))]
@@ -21,18 +23,50 @@ pub(crate) const DEFAULT_BUCKETS: &[f64] = &[
     10.0, 30.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 600.0, 900.0, 1200.0,
 ];
 
-/// Checks configured bucket bounds: at least one, finite, positive, strictly ascending.
-pub(crate) fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
+/// Queue-time buckets, in seconds (`queue_duration_buckets`' default): from
+/// a second to an hour, around the waits queue SLOs are written for.
+pub(crate) const DEFAULT_QUEUE_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Checks configured bucket bounds (`setting`: their name): at least one,
+/// finite, positive, strictly ascending.
+pub(crate) fn validate_buckets(setting: &str, bounds: &[f64]) -> Result<(), String> {
     if bounds.is_empty() {
-        return Err("run_duration_buckets must list at least one bound".into());
+        return Err(format!("{setting} must list at least one bound"));
     }
     if bounds.iter().any(|b| !b.is_finite() || *b <= 0.0) {
-        return Err("run_duration_buckets must be positive, finite numbers of seconds".into());
+        return Err(format!(
+            "{setting} must be positive, finite numbers of seconds"
+        ));
     }
     if bounds.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("run_duration_buckets must be strictly ascending".into());
+        return Err(format!("{setting} must be strictly ascending"));
     }
     Ok(())
+}
+
+/// Counts how long a run waited for a runner in its workflow's queue
+/// histogram, created over `buckets` on the first such run (its bounds then
+/// stay, as the duration histograms' do). A negative wait counts as none.
+pub(crate) fn count_queue(aggregates: &mut WorkflowMetrics, queue_ms: i64, buckets: &[f64]) {
+    let queue = aggregates.queue.get_or_insert_with(|| QueueHistogram {
+        bucket_bounds: buckets.to_vec(),
+        bucket_counts: vec![0; buckets.len()],
+        ..QueueHistogram::default()
+    });
+    let waited = seconds(queue_ms.max(0));
+    for (bound, count) in queue
+        .bucket_bounds
+        .iter()
+        .zip(queue.bucket_counts.iter_mut())
+    {
+        if waited <= *bound {
+            *count += 1;
+        }
+    }
+    queue.count += 1;
+    queue.sum_seconds += waited;
 }
 
 /// The aggregates of a workflow nothing has finished in yet.
@@ -200,13 +234,20 @@ mod tests {
 
     #[test]
     fn bucket_configuration_is_checked() {
-        assert!(validate_buckets(DEFAULT_BUCKETS).is_ok());
-        assert!(validate_buckets(&[0.5, 1.0]).is_ok());
-        assert!(validate_buckets(&[]).is_err());
-        assert!(validate_buckets(&[10.0, 10.0]).is_err());
-        assert!(validate_buckets(&[30.0, 10.0]).is_err());
-        assert!(validate_buckets(&[-1.0]).is_err());
-        assert!(validate_buckets(&[f64::INFINITY]).is_err());
+        assert!(validate_buckets("b", DEFAULT_BUCKETS).is_ok());
+        assert!(validate_buckets("b", &[0.5, 1.0]).is_ok());
+        assert!(validate_buckets("b", &[]).is_err());
+        assert!(validate_buckets("b", &[10.0, 10.0]).is_err());
+        assert!(validate_buckets("b", &[30.0, 10.0]).is_err());
+        assert!(validate_buckets("b", &[-1.0]).is_err());
+        assert!(validate_buckets("b", DEFAULT_QUEUE_BUCKETS).is_ok());
+        let mut record = new("id", "default", "w", 0);
+        count_queue(&mut record, 7_500, &[5.0, 10.0]);
+        count_queue(&mut record, -3, &[1.0]);
+        let queue = record.queue.expect("a queue histogram");
+        assert_eq!((queue.count, queue.sum_seconds), (2, 7.5));
+        assert_eq!(queue.bucket_counts, [1, 2], "the first run's bounds stay");
+        assert!(validate_buckets("b", &[f64::INFINITY]).is_err());
     }
 
     #[test]

@@ -55,6 +55,15 @@ pub struct Config {
         default_value = "10,30,60,90,120,180,240,300,600,900,1200"
     )]
     pub run_duration_buckets: Vec<f64>,
+    /// Upper bounds, in seconds, of the queue-time histogram's buckets (how
+    /// long runs waited for a runner), for histograms created from now on.
+    #[arg(
+        long,
+        env = "RUNPLANE_QUEUE_DURATION_BUCKETS",
+        value_delimiter = ',',
+        default_value = "1,5,10,30,60,120,300,600,1800,3600"
+    )]
+    pub queue_duration_buckets: Vec<f64>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]

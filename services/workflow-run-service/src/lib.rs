@@ -37,7 +37,10 @@ pub use config::Config;
 
 /// Runs workflow-run-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    aggregate::validate_buckets(&config.run_duration_buckets)
+    aggregate::validate_buckets("run_duration_buckets", &config.run_duration_buckets)
+        .and_then(|()| {
+            aggregate::validate_buckets("queue_duration_buckets", &config.queue_duration_buckets)
+        })
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
     if config.run_timeout.is_zero()
@@ -57,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let store = store::Store::new(db, config.run_duration_buckets.clone())
+        .with_queue_buckets(config.queue_duration_buckets.clone())
         .with_workflow_limit(config.max_workflows_per_org);
     let cicd = config
         .otel_cicd_metrics

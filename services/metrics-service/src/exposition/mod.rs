@@ -110,6 +110,8 @@ const LAST_DURATION_HELP: &str = "Duration of the newest finished run of the wor
 reported an outcome (expired runs have none); runs in progress do not count.";
 const RUNS_HELP: &str = "Runs of the workflow finished, by outcome and runner; kept when old \
 runs are deleted.";
+const QUEUE_HELP: &str = "Time runs of the workflow waited for a runner (queued to started), in \
+seconds, for runs whose reporter said when they were queued; counted as each run ends.";
 const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
 const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
 
@@ -196,6 +198,7 @@ fn write(
     families.last_run_timestamps()?;
     families.last_run_durations()?;
     families.runs_total()?;
+    families.queue_times()?;
     families.organization(started);
     if options.format == Format::OpenMetrics {
         families.chunks.buf.push_str("# EOF\n");
@@ -354,6 +357,41 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 if self.writer.created {
                     family.created(&mut self.chunks.buf, &self.labels, w);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `workflow_run_queue_seconds`: how long runs waited for a runner, for
+    /// the workflows whose reporters said.
+    fn queue_times(&mut self) -> Result<(), Gone> {
+        let mut family =
+            self.writer
+                .family("workflow_run_queue_seconds", QUEUE_HELP, Kind::Histogram);
+        let mut prefix = String::new();
+        let mut bound_labels = BoundLabels::new(self.writer.format);
+        for (w, (project, workflow)) in self.workflows.iter().zip(&self.names) {
+            self.chunks.cut_if_full()?;
+            let Some(queue) = w.queue.as_ref().filter(|q| q.count > 0) else {
+                continue;
+            };
+            workflow_labels(&mut self.labels, &self.org, project, workflow);
+            let out = &mut self.chunks.buf;
+            family.header(out);
+            prefix.clear();
+            prefix.push_str(&family.name);
+            prefix.push_str("_bucket{");
+            prefix.push_str(&self.labels);
+            prefix.push_str(",le=\"");
+            let bounds = bound_labels.get(&queue.bucket_bounds);
+            for (bound, count) in bounds.iter().zip(&queue.bucket_counts) {
+                bucket_line(out, &prefix, bound, *count);
+            }
+            bucket_line(out, &prefix, "+Inf", queue.count);
+            family.sample(out, "_sum", &self.labels, queue.sum_seconds);
+            family.sample(out, "_count", &self.labels, queue.count);
+            if self.writer.created {
+                family.created(out, &self.labels, w);
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
     };
     let (mut up, mut durations, mut in_progress, mut last_at, mut last_duration, mut runs) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut queues = vec![];
     for w in workflows {
         let base = [("org", org), ("project", w.project.as_str())];
         if let Some(last) = &w.last_run {
@@ -83,6 +84,28 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             m.set_label(labels(&pairs));
             durations.push(m);
         }
+        if let Some(queue) = w.queue.as_ref().filter(|q| q.count > 0) {
+            let mut histogram = Histogram::default();
+            histogram.set_sample_count(queue.count);
+            histogram.set_sample_sum(queue.sum_seconds);
+            histogram.set_bucket(
+                queue
+                    .bucket_bounds
+                    .iter()
+                    .zip(&queue.bucket_counts)
+                    .map(|(bound, count)| {
+                        let mut bucket = Bucket::default();
+                        bucket.set_upper_bound(*bound);
+                        bucket.set_cumulative_count(*count);
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut m = Metric::default();
+            m.set_histogram(histogram);
+            m.set_label(labels(&[base[0], base[1], ("workflow", &w.workflow)]));
+            queues.push(m);
+        }
         for (status, at) in newest {
             last_at.push(gauge(
                 at as f64 / 1000.0,
@@ -125,6 +148,12 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
         ),
         ("workflow_runs_total", RUNS_HELP, MetricType::COUNTER, runs),
         (
+            "workflow_run_queue_seconds",
+            QUEUE_HELP,
+            MetricType::HISTOGRAM,
+            queues,
+        ),
+        (
             "org_workflows",
             ORG_WORKFLOWS_HELP,
             MetricType::GAUGE,
@@ -163,7 +192,7 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<prometheus::proto::LabelPair> {
 mod rendering {
     use super::*;
     use runplane_api::time::timestamp;
-    use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, RunnerType};
+    use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, QueueHistogram, RunnerType};
 
     fn options(format: Format) -> Options {
         Options {
@@ -200,6 +229,7 @@ mod rendering {
             }],
             runs_in_progress: 2,
             create_time: Some(timestamp(1_700_000_000_000)),
+            queue: None,
         }
     }
 
@@ -291,6 +321,13 @@ mod rendering {
             runs_total: 4,
             last_finish_time: Some(timestamp(1_732_450_002_000)),
             ..DurationHistogram::default()
+        });
+        // Queue times, for a workflow whose reporter said when runs queued.
+        two.queue = Some(QueueHistogram {
+            count: 3,
+            sum_seconds: 95.5,
+            bucket_bounds: vec![1.0, 30.0, 3600.0],
+            bucket_counts: vec![0, 2, 3],
         });
         several.push(two);
         several

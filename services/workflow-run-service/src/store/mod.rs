@@ -45,6 +45,8 @@ pub(crate) struct Store {
     pub(crate) db: DatabaseConnection,
     /// Bounds for histograms created from now on.
     buckets: Vec<f64>,
+    /// Bounds for queue-time histograms created from now on.
+    queue_buckets: Vec<f64>,
     /// Workflow identities seen so far, shared by clones.
     identities: Arc<Mutex<workflows::Identities>>,
     /// Most workflows per organization; `None`: no limit.
@@ -59,6 +61,7 @@ impl Store {
             writes: group_commit::WritePath::for_backend(db.get_database_backend()),
             db,
             buckets,
+            queue_buckets: crate::aggregate::DEFAULT_QUEUE_BUCKETS.to_vec(),
             identities: Arc::default(),
             max_workflows_per_org: None,
         }
@@ -68,6 +71,12 @@ impl Store {
     #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn buckets(&self) -> &[f64] {
         &self.buckets
+    }
+
+    /// Bounds for queue-time histograms created from now on.
+    pub(crate) fn with_queue_buckets(mut self, buckets: Vec<f64>) -> Self {
+        self.queue_buckets = buckets;
+        self
     }
 
     /// Refuses to create an organization's workflow past `limit` (0: no limit).

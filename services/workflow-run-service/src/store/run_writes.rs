@@ -127,11 +127,16 @@ impl Store {
                                 entry.insert(record::decode(&stored)?)
                             }
                         };
-                        let run = finished(&run, claim);
+                        let counted = finished(&run, claim);
                         if was_expired {
-                            aggregate::replace_expiry(record, run, &self.buckets);
+                            // Its wait was counted when it expired.
+                            aggregate::replace_expiry(record, counted, &self.buckets);
                         } else {
-                            aggregate::count(record, run, &self.buckets);
+                            aggregate::count(record, counted, &self.buckets);
+                            if let Some(queued_at_ms) = run.queued_at_ms {
+                                let waited = run.started_at_ms - queued_at_ms;
+                                aggregate::count_queue(record, waited, &self.queue_buckets);
+                            }
                         }
                     }
                     written.push(Written::Finished(Some(Claimed { run, was_expired })));
