@@ -138,6 +138,30 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
         }
     }
 
+    // A run that says when it was queued: the queue-time family is exposed.
+    let queued_at =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(90))
+            .to_string();
+    let id = suite
+        .cli_with_env(
+            &[
+                "run",
+                "start",
+                "--workflow",
+                "deploy-ok",
+                "--queued-at",
+                &queued_at,
+                "-q",
+            ],
+            &env,
+        )
+        .await
+        .ok();
+    suite
+        .cli_with_env(&["run", "finish", &id, "--status", "success"], &env)
+        .await
+        .ok();
+
     // The seed's scrape job as shipped, pointed at this suite, plus one with a wrong token.
     let metrics = suite.addrs[3].to_string();
     let scrape_job = read(&Path::new(DEPLOY).join("prometheus/scrape-config.yaml"))
