@@ -162,6 +162,31 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
         .await
         .ok();
 
+    // A commit that failed, then passed: the flaky family is exposed.
+    for (attempt, outcome) in [("1", "error"), ("2", "success")] {
+        let id = suite
+            .cli_with_env(
+                &[
+                    "run",
+                    "start",
+                    "--workflow",
+                    "e2e",
+                    "--commit",
+                    "abc123",
+                    "--attempt",
+                    attempt,
+                    "-q",
+                ],
+                &env,
+            )
+            .await
+            .ok();
+        suite
+            .cli_with_env(&["run", "finish", &id, "--status", outcome], &env)
+            .await
+            .ok();
+    }
+
     // The seed's scrape job as shipped, pointed at this suite, plus one with a wrong token.
     let metrics = suite.addrs[3].to_string();
     let scrape_job = read(&Path::new(DEPLOY).join("prometheus/scrape-config.yaml"))
@@ -180,15 +205,19 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
 
     // Prometheus ingests the right chainloop_workflow_up values.
     prometheus
-        .wait_for("chainloop_workflow_up", |r| r.len() == 3)
+        .wait_for("chainloop_workflow_up", |r| r.len() == 4)
         .await;
     let up = prometheus
         .values_by("chainloop_workflow_up", "workflow")
         .await;
-    let expected: BTreeMap<String, String> =
-        [("deploy-broken", "0"), ("deploy-ok", "1"), ("nightly", "0")]
-            .map(|(w, v)| (w.to_owned(), v.to_owned()))
-            .into();
+    let expected: BTreeMap<String, String> = [
+        ("deploy-broken", "0"),
+        ("deploy-ok", "1"),
+        ("e2e", "1"),
+        ("nightly", "0"),
+    ]
+    .map(|(w, v)| (w.to_owned(), v.to_owned()))
+    .into();
     assert_eq!(up, expected);
     let series = prometheus
         .query("chainloop_workflow_up{workflow=\"deploy-ok\"}")

@@ -325,6 +325,49 @@ async fn the_cli_reports_and_imports_history_once() {
         ),
         "{shown}"
     );
+    // Flaky: a commit that failed, then passed on a later attempt, counts
+    // once; another success of it, or of another commit, does not.
+    for (attempt, status, commit, day) in [
+        ("1", "error", "aaaa1111", "10"),
+        ("2", "success", "aaaa1111", "11"),
+        ("3", "success", "aaaa1111", "12"),
+        ("1", "success", "bbbb2222", "13"),
+        ("1", "error", "cccc3333", "14"),
+    ] {
+        let started = format!("2026-01-{day}T03:00:00Z");
+        let finished = format!("2026-01-{day}T03:00:05Z");
+        suite
+            .cli_with_env(
+                &[
+                    "run",
+                    "report",
+                    "--workflow",
+                    "flaky",
+                    "--status",
+                    status,
+                    "--attempt",
+                    attempt,
+                    "--commit",
+                    commit,
+                    "--started-at",
+                    &started,
+                    "--finished-at",
+                    &finished,
+                ],
+                &env,
+            )
+            .await
+            .ok();
+    }
+    let body = suite
+        .scrape("acme-corp", Some(&format!("Bearer {scraper}")))
+        .await
+        .body;
+    assert!(
+        body.contains("\nchainloop_workflow_flaky_runs_total{org=\"acme-corp\",project=\"default\",workflow=\"flaky\"} 1\n"),
+        "{body}"
+    );
+    assert!(!body.contains("chainloop_workflow_flaky_runs_total{org=\"acme-corp\",project=\"default\",workflow=\"nightly\"}"), "{body}");
     let bad = suite
         .cli_with_env(
             &[

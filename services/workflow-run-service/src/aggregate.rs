@@ -46,6 +46,18 @@ pub(crate) fn validate_buckets(setting: &str, bounds: &[f64]) -> Result<(), Stri
     Ok(())
 }
 
+/// Whether a success is flaky, given how the earlier runs of its workflow and
+/// commit ended: one failed, and none succeeded (only the first success after
+/// a failure counts).
+pub(crate) fn is_flaky<'a>(earlier: impl IntoIterator<Item = &'a str>) -> bool {
+    let (mut failed, mut succeeded) = (false, false);
+    for status in earlier {
+        failed |= status == RunStatus::Error.label();
+        succeeded |= status == RunStatus::Success.label();
+    }
+    failed && !succeeded
+}
+
 /// Counts how long a run waited for a runner in its workflow's queue
 /// histogram, created over `buckets` on the first such run (its bounds then
 /// stay, as the duration histograms' do). A negative wait counts as none.
@@ -241,6 +253,14 @@ mod tests {
         assert!(validate_buckets("b", &[30.0, 10.0]).is_err());
         assert!(validate_buckets("b", &[-1.0]).is_err());
         assert!(validate_buckets("b", DEFAULT_QUEUE_BUCKETS).is_ok());
+        assert!(is_flaky(["error"]));
+        assert!(is_flaky(["error", "error"]));
+        assert!(
+            !is_flaky(["error", "success"]),
+            "only the first success counts"
+        );
+        assert!(!is_flaky([]));
+        assert!(!is_flaky(["success"]));
         let mut record = new("id", "default", "w", 0);
         count_queue(&mut record, 7_500, &[5.0, 10.0]);
         count_queue(&mut record, -3, &[1.0]);

@@ -112,6 +112,8 @@ const RUNS_HELP: &str = "Runs of the workflow finished, by outcome and runner; k
 runs are deleted.";
 const QUEUE_HELP: &str = "Time runs of the workflow waited for a runner (queued to started), in \
 seconds, for runs whose reporter said when they were queued; counted as each run ends.";
+const FLAKY_HELP: &str = "Flaky runs of the workflow: successes of a commit after a run of the \
+same workflow and commit failed (a later attempt, or a re-run), the first success of each.";
 const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
 const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
 
@@ -199,6 +201,7 @@ fn write(
     families.last_run_durations()?;
     families.runs_total()?;
     families.queue_times()?;
+    families.flaky_runs()?;
     families.organization(started);
     if options.format == Format::OpenMetrics {
         families.chunks.buf.push_str("# EOF\n");
@@ -357,6 +360,25 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 if self.writer.created {
                     family.created(&mut self.chunks.buf, &self.labels, w);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `workflow_flaky_runs_total`, for the workflows that have had one.
+    fn flaky_runs(&mut self) -> Result<(), Gone> {
+        let mut family = self
+            .writer
+            .family("workflow_flaky_runs", FLAKY_HELP, Kind::Counter);
+        for (w, (project, workflow)) in self.workflows.iter().zip(&self.names) {
+            self.chunks.cut_if_full()?;
+            if w.flaky_runs == 0 {
+                continue;
+            }
+            workflow_labels(&mut self.labels, &self.org, project, workflow);
+            family.sample(&mut self.chunks.buf, "_total", &self.labels, w.flaky_runs);
+            if self.writer.created {
+                family.created(&mut self.chunks.buf, &self.labels, w);
             }
         }
         Ok(())

@@ -18,6 +18,7 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
     let (mut up, mut durations, mut in_progress, mut last_at, mut last_duration, mut runs) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut queues = vec![];
+    let mut flaky = vec![];
     for w in workflows {
         let base = [("org", org), ("project", w.project.as_str())];
         if let Some(last) = &w.last_run {
@@ -83,6 +84,14 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             m.set_histogram(histogram);
             m.set_label(labels(&pairs));
             durations.push(m);
+        }
+        if w.flaky_runs > 0 {
+            let mut counter = Counter::default();
+            counter.set_value(w.flaky_runs as f64);
+            let mut m = Metric::default();
+            m.set_counter(counter);
+            m.set_label(labels(&[base[0], base[1], ("workflow", &w.workflow)]));
+            flaky.push(m);
         }
         if let Some(queue) = w.queue.as_ref().filter(|q| q.count > 0) {
             let mut histogram = Histogram::default();
@@ -152,6 +161,12 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             QUEUE_HELP,
             MetricType::HISTOGRAM,
             queues,
+        ),
+        (
+            "workflow_flaky_runs_total",
+            FLAKY_HELP,
+            MetricType::COUNTER,
+            flaky,
         ),
         (
             "org_workflows",
@@ -230,6 +245,7 @@ mod rendering {
             runs_in_progress: 2,
             create_time: Some(timestamp(1_700_000_000_000)),
             queue: None,
+            flaky_runs: 0,
         }
     }
 
@@ -329,6 +345,7 @@ mod rendering {
             bucket_bounds: vec![1.0, 30.0, 3600.0],
             bucket_counts: vec![0, 2, 3],
         });
+        two.flaky_runs = 2;
         several.push(two);
         several
     }

@@ -133,6 +133,18 @@ impl Store {
                             aggregate::replace_expiry(record, counted, &self.buckets);
                         } else {
                             aggregate::count(record, counted, &self.buckets);
+                            if claim.outcome == RunStatus::Success && !run.commit_sha.is_empty() {
+                                let earlier =
+                                    txn.query(vec![earlier_outcomes(backend, &run)]).await?;
+                                let statuses: Vec<String> = earlier
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|row| row.try_get::<String>("", "status"))
+                                    .collect::<Result<_, _>>()?;
+                                if aggregate::is_flaky(statuses.iter().map(String::as_str)) {
+                                    record.flaky_runs += 1;
+                                }
+                            }
                             if let Some(queued_at_ms) = run.queued_at_ms {
                                 let waited = run.started_at_ms - queued_at_ms;
                                 aggregate::count_queue(record, waited, &self.queue_buckets);
@@ -258,6 +270,20 @@ fn insert_run_of_existing_workflow(
         .returning_col(run::Column::Id)
         .to_owned();
     Ok(backend.build(&insert))
+}
+
+/// How earlier runs of `run`'s workflow and commit ended (errors and
+/// successes that finished no later than it), for telling a flaky success.
+fn earlier_outcomes(backend: DbBackend, run: &run::Model) -> Statement {
+    run::Entity::find()
+        .select_only()
+        .column(run::Column::Status)
+        .filter(run::Column::WorkflowId.eq(&run.workflow_id))
+        .filter(run::Column::CommitSha.eq(&run.commit_sha))
+        .filter(run::Column::Id.ne(&run.id))
+        .filter(run::Column::Status.is_in([RunStatus::Error.label(), RunStatus::Success.label()]))
+        .filter(run::Column::FinishedAtMs.lte(run.finished_at_ms.unwrap_or(i64::MAX)))
+        .build(backend)
 }
 
 /// The metrics record of run `run_id`'s workflow, locked; no row if the
