@@ -12,6 +12,7 @@ mod m20261125_000007_request_ids_per_workflow;
 mod m20261125_000008_run_queue_times;
 mod m20261125_000009_jobs;
 mod m20261125_000010_run_origins;
+mod m20261125_000011_index_runs_by_commit;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_run_queue_times::Migration),
             Box::new(m20261125_000009_jobs::Migration),
             Box::new(m20261125_000010_run_origins::Migration),
+            Box::new(m20261125_000011_index_runs_by_commit::Migration),
         ]
     }
 
