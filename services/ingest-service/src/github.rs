@@ -18,7 +18,7 @@ use runplane_server::http::PeerAddr;
 use serde::Deserialize;
 
 use crate::error::{IngestError, json};
-use crate::webhook::{self, Action, content_length, time};
+use crate::webhook::{self, Action, time};
 
 #[derive(Debug, Deserialize)]
 struct Repository {
@@ -99,11 +99,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, IngestError> {
-    let event = headers
-        .get("x-github-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let event = webhook::header(&headers, "x-github-event").to_owned();
     let result = deliver(state, org, peer, headers, body).await;
     webhook::count("github", &event, &result);
     result
@@ -116,26 +112,18 @@ async fn deliver(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, IngestError> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
+    let header = |name: &str| webhook::header(&headers, name);
     let signature = header("x-hub-signature-256");
-    let client = runplane_server::http::client_ip(
-        state.client_address_header.as_ref(),
+    let peer = peer.map(|Extension(addr)| addr);
+    let delivery = webhook::Delivery::of_request(
+        &state,
+        WebhookProvider::Github,
+        &org,
         &headers,
-        peer.map(|Extension(PeerAddr(addr))| addr.ip()),
-    );
-    let delivery = webhook::Delivery {
-        provider: WebhookProvider::Github,
-        org: &org,
-        presented: signature,
-        client,
+        "x-hub-signature-256",
+        peer,
         body,
-        content_length: content_length(&headers),
-    };
+    );
     let (org, body) = webhook::verify(&state, delivery, |secret, body| {
         runplane_auth::webhook::github_signature_matches(secret, body, signature)
     })

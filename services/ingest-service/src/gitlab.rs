@@ -17,7 +17,7 @@ use runplane_server::http::PeerAddr;
 use serde::Deserialize;
 
 use crate::error::IngestError;
-use crate::webhook::{self, Action, content_length, time};
+use crate::webhook::{self, Action, time};
 
 /// The workflow a pipeline without a name is reported under: the file that
 /// defines it, as GitHub's unnamed runs are named after theirs.
@@ -93,11 +93,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, IngestError> {
-    let event = headers
-        .get("x-gitlab-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let event = webhook::header(&headers, "x-gitlab-event").to_owned();
     let result = deliver(state, org, peer, headers, body).await;
     webhook::count("gitlab", &event, &result);
     result
@@ -110,26 +106,18 @@ async fn deliver(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, IngestError> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
+    let header = |name: &str| webhook::header(&headers, name);
     let token = header("x-gitlab-token");
-    let client = runplane_server::http::client_ip(
-        state.client_address_header.as_ref(),
+    let peer = peer.map(|Extension(addr)| addr);
+    let delivery = webhook::Delivery::of_request(
+        &state,
+        WebhookProvider::Gitlab,
+        &org,
         &headers,
-        peer.map(|Extension(PeerAddr(addr))| addr.ip()),
-    );
-    let delivery = webhook::Delivery {
-        provider: WebhookProvider::Gitlab,
-        org: &org,
-        presented: token,
-        client,
+        "x-gitlab-token",
+        peer,
         body,
-        content_length: content_length(&headers),
-    };
+    );
     let (org, body) = webhook::verify(&state, delivery, |secret, _| {
         runplane_auth::webhook::gitlab_token_matches(secret, token)
     })

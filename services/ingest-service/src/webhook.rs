@@ -133,8 +133,43 @@ pub(crate) async fn verify(
     }
 }
 
+/// A header's value as text; empty when it is absent or not text.
+pub(crate) fn header<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> &'h str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+impl<'a> Delivery<'a> {
+    /// A delivery as its request brought it: for organization `org`,
+    /// presenting what its `presented_header` holds (signature or token).
+    pub(crate) fn of_request(
+        state: &State,
+        provider: WebhookProvider,
+        org: &'a str,
+        headers: &'a axum::http::HeaderMap,
+        presented_header: &str,
+        peer: Option<runplane_server::http::PeerAddr>,
+        body: axum::body::Body,
+    ) -> Self {
+        Delivery {
+            provider,
+            org,
+            presented: header(headers, presented_header),
+            client: runplane_server::http::client_ip(
+                state.client_address_header.as_ref(),
+                headers,
+                peer.map(|runplane_server::http::PeerAddr(addr)| addr.ip()),
+            ),
+            body,
+            content_length: content_length(headers),
+        }
+    }
+}
+
 /// The `Content-Length` a request declares, if any.
-pub(crate) fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
     headers
         .get(axum::http::header::CONTENT_LENGTH)?
         .to_str()
