@@ -461,6 +461,38 @@ async fn forged_revoked_oversized_and_malformed_deliveries_are_refused_and_store
     assert_eq!(own_metric(suite.addrs[4], &counted("recorded")).await, 1.0);
     // Four forged, one not JSON, one oversized, one revoked.
     assert_eq!(own_metric(suite.addrs[4], &counted("refused")).await, 7.0);
+
+    // A forged signature retried in a loop is told to back off (429 with
+    // Retry-After), and a genuine delivery from the same address still passes.
+    let second = suite
+        .cli(&[
+            "organization",
+            "webhook",
+            "create",
+            "--org",
+            "acme-corp",
+            "--provider",
+            "github",
+            "--name",
+            "second",
+            "-q",
+        ])
+        .await
+        .ok();
+    let mut last = 0;
+    for _ in 0..35 {
+        last = send(
+            with("workflow_run", &forged.signature),
+            completed.body.clone(),
+            hook,
+        )
+        .await
+        .0;
+    }
+    assert_eq!(last, 429, "a forged signature retried in a loop");
+    let genuine = sign_with_node(&second, &completed.body);
+    let (status, answer) = send(with("workflow_run", &genuine), completed.body.clone(), hook).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// `text` as a form value (every byte but letters and digits escaped).
