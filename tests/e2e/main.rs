@@ -8,6 +8,7 @@ mod support;
 
 mod auth_cache;
 mod chaos;
+mod ci_depth;
 mod cli_errors;
 mod cli_output;
 mod config_file;

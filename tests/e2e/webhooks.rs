@@ -233,6 +233,40 @@ async fn githubs_example_deliveries_count_once_in_any_order_and_meet_cli_runs() 
         "{linters:#?}"
     );
     assert!(!linters.runner_labels.is_empty(), "{linters:#?}");
+    // The job counts in its workflow's metrics once, from the payload's times
+    // (queued 10:33:58, started 10:34:58, completed 10:38:16), the first
+    // completion's outcome kept though another example says it passed.
+    let body = suite
+        .scrape("acme-corp", Some(&format!("Bearer {scraper}")))
+        .await
+        .body;
+    let samples = text_samples(&body);
+    let linters = |metric: &str, status: &str| {
+        format!(
+            "{metric}{{job=linters,org=acme-corp,project=Codertocat/Hello-World,{status}workflow=CodeQL}}"
+        )
+    };
+    for (key, value) in [
+        (
+            linters("chainloop_workflow_jobs_total", "status=error,"),
+            1.0,
+        ),
+        (
+            linters(
+                "chainloop_workflow_job_duration_seconds_sum",
+                "status=error,",
+            ),
+            198.0,
+        ),
+        (
+            linters("chainloop_workflow_job_queue_seconds_sum", ""),
+            60.0,
+        ),
+        (linters("chainloop_workflow_job_up", ""), 0.0),
+    ] {
+        assert_eq!(series(&samples, &key), Some(value), "{key} in\n{body}");
+    }
+    assert!(!body.contains("job=\"linters\",org=\"acme-corp\",project=\"Codertocat/Hello-World\",status=\"success\""), "{body}");
 
     // A run of the same workflow reported by the CLI lands in the same series.
     suite

@@ -92,6 +92,9 @@ pub(crate) enum Command {
     /// Report workflow runs from CI, and read them (needs an organization API token).
     #[command(subcommand)]
     Run(crate::run::RunCommand),
+    /// Report the jobs of a run from CI (needs an organization API token).
+    #[command(subcommand)]
+    Job(crate::job::JobCommand),
     /// List an organization's workflows (needs an organization API token).
     #[command(subcommand)]
     Workflow(crate::workflow::WorkflowCommand),
@@ -177,6 +180,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(command) => crate::run::run(&cli.global, command).await,
+        Command::Job(command) => crate::job::run(&cli.global, command).await,
         Command::Workflow(command) => crate::workflow::run(&cli.global, command).await,
         Command::AdminToken(command) => {
             crate::admin_token::run(&cli.global, command)?;

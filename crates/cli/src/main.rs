@@ -13,8 +13,10 @@ macro_rules! outln {
 }
 
 mod admin_token;
+mod child;
 mod cli;
 mod exit;
+mod job;
 mod organization;
 mod output;
 mod report;

@@ -79,7 +79,7 @@ pub(crate) async fn report(
             "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
         )
     })?;
-    let (attempt, branch, commit_sha, trigger) = args.origin.resolve(detected.origin);
+    let origin = args.origin.resolve(detected.origin);
     let mut request = ReportRunRequest {
         workflow,
         project: args.project,
@@ -91,10 +91,11 @@ pub(crate) async fn report(
         finish_time: Some(args.finished_at),
         status: RunStatus::from(args.status).into(),
         reason: args.reason,
-        attempt,
-        branch,
-        commit_sha,
-        trigger,
+        attempt: origin.attempt,
+        branch: origin.branch,
+        commit_sha: origin.commit_sha,
+        trigger: origin.trigger,
+        default_branch: origin.default_branch,
     };
     if request.request_id.is_empty() {
         request.request_id = run_key(&request);

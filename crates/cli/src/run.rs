@@ -161,7 +161,7 @@ pub(crate) struct TokenArg {
     /// exit 0. (`run exec` always does: it runs the command and exits with its
     /// code, whatever happens to the reporting.)
     #[arg(long, env = "RUNPLANE_BEST_EFFORT")]
-    best_effort: bool,
+    pub(crate) best_effort: bool,
 }
 
 /// A run's reportable outcome.
@@ -285,7 +285,7 @@ impl Reporter<'_> {
                 "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
             )
         })?;
-        let (attempt, branch, commit_sha, trigger) = args.origin.resolve(detected.origin);
+        let origin = args.origin.resolve(detected.origin);
         let request = StartRunRequest {
             workflow,
             project: args.project,
@@ -295,10 +295,11 @@ impl Reporter<'_> {
             timeout: args.timeout.map(runplane_api::time::proto_duration),
             start_time: args.started_at,
             queue_time: args.queued_at,
-            attempt,
-            branch,
-            commit_sha,
-            trigger,
+            attempt: origin.attempt,
+            branch: origin.branch,
+            commit_sha: origin.commit_sha,
+            trigger: origin.trigger,
+            default_branch: origin.default_branch,
         };
         let started = self
             .call(
@@ -610,8 +611,6 @@ async fn exec(
     args: StartArgs,
     command: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
-
     // The command runs whatever happens to its reporting: a CI job must not
     // fail because runplane could not be told about it.
     let run = match reporter.start(args).await {
@@ -627,44 +626,7 @@ async fn exec(
             run.id, run.project, run.workflow
         );
     }
-    // Ctrl-C reaches the command through the terminal; we stay alive to report
-    // its outcome. SIGTERM (a CI cancelling the job) is passed on to it.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let (program, rest) = command
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("no command given"))?;
-    let (status, reason, code) = match tokio::process::Command::new(program).args(rest).spawn() {
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            (
-                RunStatus::Error,
-                format!("cannot start {program:?}: {e}"),
-                code,
-            )
-        }
-        Ok(mut child) => {
-            let exit = loop {
-                tokio::select! {
-                    exit = child.wait() => break exit?,
-                    _ = sigint.recv() => {}
-                    _ = sigterm.recv() => {
-                        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid),
-                                nix::sys::signal::Signal::SIGTERM,
-                            );
-                        }
-                    }
-                }
-            };
-            outcome(exit)
-        }
-    };
+    let (status, reason, code) = crate::child::run(&command).await?;
     let Some(run) = run else {
         return Ok(ExitCode::from(code));
     };
@@ -710,32 +672,6 @@ fn jittered(delay: Duration) -> Duration {
     half + Duration::from_nanos(u64::from(nanos) % spread)
 }
 
-/// The run outcome, reason and exit code for a command's exit status.
-fn outcome(exit: std::process::ExitStatus) -> (RunStatus, String, u8) {
-    use std::os::unix::process::ExitStatusExt as _;
-    if let Some(code) = exit.code() {
-        let byte = u8::try_from(code & 0xff).unwrap_or(1);
-        if code == 0 {
-            (RunStatus::Success, String::new(), 0)
-        } else {
-            (RunStatus::Error, format!("exit code {code}"), byte)
-        }
-    } else {
-        let signal = exit.signal().unwrap_or(0);
-        let code = u8::try_from(128 + signal).unwrap_or(255);
-        // Interrupted or terminated: the job was cancelled rather than failing.
-        if signal == 2 || signal == 15 {
-            (
-                RunStatus::Canceled,
-                format!("terminated by signal {signal}"),
-                code,
-            )
-        } else {
-            (RunStatus::Error, format!("killed by signal {signal}"), code)
-        }
-    }
-}
-
 /// A request with the runner's token, joined to the CI job's trace when the
 /// runner exports one as `TRACEPARENT` (the W3C convention CI tools use).
 fn runner_request<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -747,22 +683,4 @@ fn runner_request<T>(message: T, token: &str) -> tonic::Request<T> {
         request.metadata_mut().insert("traceparent", value);
     }
     request
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::process::ExitStatusExt as _;
-
-    #[test]
-    fn exit_statuses_map_to_outcomes_and_codes() {
-        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(0));
-        assert_eq!((s, c), (RunStatus::Success, 0));
-        let (s, r, c) = outcome(std::process::ExitStatus::from_raw(3 << 8));
-        assert_eq!((s, r.as_str(), c), (RunStatus::Error, "exit code 3", 3));
-        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(15));
-        assert_eq!((s, c), (RunStatus::Canceled, 143));
-        let (s, _, c) = outcome(std::process::ExitStatus::from_raw(9));
-        assert_eq!((s, c), (RunStatus::Error, 137));
-    }
 }

@@ -12,6 +12,10 @@ pub(crate) struct Detected {
     pub(crate) workflow: Option<String>,
     /// Where the run came from, where the CI system says.
     pub(crate) origin: Origin,
+    /// This CI run's key, as runplane's webhooks key its run
+    /// (`github:RUN_ID:ATTEMPT`, `gitlab:PIPELINE_ID`) or as each other CI
+    /// system numbers its runs: what `job` commands name their run by.
+    pub(crate) run_key: Option<String>,
 }
 
 /// Which attempt of its CI run, the branch and commit, and what triggered it.
@@ -21,6 +25,19 @@ pub(crate) struct Origin {
     pub(crate) branch: Option<String>,
     pub(crate) commit_sha: Option<String>,
     pub(crate) trigger: Option<String>,
+    /// The repository's default branch.
+    pub(crate) default_branch: Option<String>,
+}
+
+/// Where a run came from, resolved from the flags and the CI system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunOrigin {
+    /// 0: not said.
+    pub(crate) attempt: u32,
+    pub(crate) branch: String,
+    pub(crate) commit_sha: String,
+    pub(crate) trigger: String,
+    pub(crate) default_branch: String,
 }
 
 /// Where a run came from, as flags (default: the CI system's own variables).
@@ -42,17 +59,26 @@ pub(crate) struct OriginArgs {
     /// CI_PIPELINE_SOURCE, BUILD_REASON).
     #[arg(long)]
     trigger: Option<String>,
+    /// The repository's default branch, e.g. `main`, for the `branch_label:
+    /// default` setting (default: CI_DEFAULT_BRANCH, or on GitHub the event's
+    /// repository.default_branch).
+    #[arg(long)]
+    default_branch: Option<String>,
 }
 
 impl OriginArgs {
-    /// The flags, else what the CI system said: attempt, branch, commit, trigger.
-    pub(crate) fn resolve(self, detected: Origin) -> (u32, String, String, String) {
-        (
-            self.attempt.or(detected.attempt).unwrap_or(0),
-            self.branch.or(detected.branch).unwrap_or_default(),
-            self.commit.or(detected.commit_sha).unwrap_or_default(),
-            self.trigger.or(detected.trigger).unwrap_or_default(),
-        )
+    /// The flags, else what the CI system said.
+    pub(crate) fn resolve(self, detected: Origin) -> RunOrigin {
+        RunOrigin {
+            attempt: self.attempt.or(detected.attempt).unwrap_or(0),
+            branch: self.branch.or(detected.branch).unwrap_or_default(),
+            commit_sha: self.commit.or(detected.commit_sha).unwrap_or_default(),
+            trigger: self.trigger.or(detected.trigger).unwrap_or_default(),
+            default_branch: self
+                .default_branch
+                .or(detected.default_branch)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -65,35 +91,78 @@ fn origin(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Origin {
                 .filter(|v| !v.is_empty())
         })
     };
-    let (attempt, branch, commit, trigger): (&[&str], &[&str], &[&str], &[&str]) = match runner {
-        // A pull request's own branch when there is one, else the ref built.
-        RunnerType::GithubAction => (
-            &["GITHUB_RUN_ATTEMPT"],
-            &["GITHUB_HEAD_REF", "GITHUB_REF_NAME"],
-            &["GITHUB_SHA"],
-            &["GITHUB_EVENT_NAME"],
-        ),
-        RunnerType::GitlabPipeline => (
-            &[],
-            &["CI_COMMIT_REF_NAME"],
-            &["CI_COMMIT_SHA"],
-            &["CI_PIPELINE_SOURCE"],
-        ),
-        RunnerType::AzurePipeline => (
-            &[],
-            &["BUILD_SOURCEBRANCHNAME"],
-            &["BUILD_SOURCEVERSION"],
-            &["BUILD_REASON"],
-        ),
-        RunnerType::JenkinsJob => (&[], &["BRANCH_NAME", "GIT_BRANCH"], &["GIT_COMMIT"], &[]),
-        RunnerType::CircleciBuild => (&[], &["CIRCLE_BRANCH"], &["CIRCLE_SHA1"], &[]),
-        _ => (&[], &[], &[], &[]),
+    type Names = &'static [&'static str];
+    let (attempt, branch, commit, trigger, default_branch): (Names, Names, Names, Names, Names) =
+        match runner {
+            // A pull request's own branch when there is one, else the ref built.
+            RunnerType::GithubAction => (
+                &["GITHUB_RUN_ATTEMPT"],
+                &["GITHUB_HEAD_REF", "GITHUB_REF_NAME"],
+                &["GITHUB_SHA"],
+                &["GITHUB_EVENT_NAME"],
+                &[],
+            ),
+            RunnerType::GitlabPipeline => (
+                &[],
+                &["CI_COMMIT_REF_NAME"],
+                &["CI_COMMIT_SHA"],
+                &["CI_PIPELINE_SOURCE"],
+                &["CI_DEFAULT_BRANCH"],
+            ),
+            RunnerType::AzurePipeline => (
+                &[],
+                &["BUILD_SOURCEBRANCHNAME"],
+                &["BUILD_SOURCEVERSION"],
+                &["BUILD_REASON"],
+                &[],
+            ),
+            RunnerType::JenkinsJob => (
+                &[],
+                &["BRANCH_NAME", "GIT_BRANCH"],
+                &["GIT_COMMIT"],
+                &[],
+                &[],
+            ),
+            RunnerType::CircleciBuild => (&[], &["CIRCLE_BRANCH"], &["CIRCLE_SHA1"], &[], &[]),
+            _ => (&[], &[], &[], &[], &[]),
+        };
+    let default_branch = match runner {
+        // GitHub says it only in the event's payload, a file it names.
+        RunnerType::GithubAction => var("GITHUB_EVENT_PATH").and_then(|path| {
+            let event: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            let branch = event.pointer("/repository/default_branch")?.as_str()?;
+            Some(branch.trim().to_owned()).filter(|b| !b.is_empty())
+        }),
+        _ => first(default_branch),
     };
     Origin {
         attempt: first(attempt).and_then(|a| a.parse().ok()),
         branch: first(branch),
         commit_sha: first(commit),
         trigger: first(trigger),
+        default_branch,
+    }
+}
+
+/// This CI run's key (see [`Detected::run_key`]).
+fn run_key(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let value = |name: &str| {
+        var(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    match runner {
+        RunnerType::GithubAction => {
+            let attempt = value("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
+            Some(format!("github:{}:{attempt}", value("GITHUB_RUN_ID")?))
+        }
+        RunnerType::GitlabPipeline => Some(format!("gitlab:{}", value("CI_PIPELINE_ID")?)),
+        RunnerType::AzurePipeline => Some(format!("azure:{}", value("BUILD_BUILDID")?)),
+        RunnerType::JenkinsJob => Some(format!("jenkins:{}", value("BUILD_TAG")?)),
+        RunnerType::CircleciBuild => Some(format!("circleci:{}", value("CIRCLE_WORKFLOW_ID")?)),
+        RunnerType::TeamcityPipeline => Some(format!("teamcity:{}", value("BUILD_NUMBER")?)),
+        _ => None,
     }
 }
 
@@ -159,6 +228,7 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
     };
     Detected {
         origin: origin(runner, &var),
+        run_key: run_key(runner, &var),
         runner,
         run_url: run_url.filter(|u| !u.is_empty()),
         workflow: workflow
@@ -347,6 +417,7 @@ mod tests {
                 branch: Some("main".into()),
                 commit_sha: Some("acb5820ced9479c074f688cc328bf03f341a511d".into()),
                 trigger: Some("push".into()),
+                default_branch: None,
             }
         );
         // A pull request's own branch wins over the merge ref.
@@ -374,5 +445,44 @@ mod tests {
         );
         assert_eq!(gitlab.origin.attempt, None);
         assert_eq!(detect(env(&[]), false).origin, Origin::default());
+    }
+
+    #[test]
+    fn the_default_branch_and_the_run_key_come_from_the_ci_system() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, r#"{"repository": {"default_branch": "trunk"}}"#).expect("write");
+        let event = event.to_string_lossy().into_owned();
+        let github = detect(
+            env(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_RUN_ID", "30433642"),
+                ("GITHUB_RUN_ATTEMPT", "2"),
+                ("GITHUB_EVENT_PATH", &event),
+            ]),
+            false,
+        );
+        assert_eq!(github.origin.default_branch.as_deref(), Some("trunk"));
+        assert_eq!(github.run_key.as_deref(), Some("github:30433642:2"));
+        let gitlab = detect(
+            env(&[
+                ("GITLAB_CI", "true"),
+                ("CI_PIPELINE_ID", "1234"),
+                ("CI_DEFAULT_BRANCH", "main"),
+            ]),
+            false,
+        );
+        assert_eq!(gitlab.origin.default_branch.as_deref(), Some("main"));
+        assert_eq!(gitlab.run_key.as_deref(), Some("gitlab:1234"));
+        // An event file that is missing or not JSON says nothing.
+        let broken = detect(
+            env(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_EVENT_PATH", "/nonexistent"),
+            ]),
+            false,
+        );
+        assert_eq!((broken.origin.default_branch, broken.run_key), (None, None));
+        assert_eq!(detect(env(&[]), false).run_key, None);
     }
 }

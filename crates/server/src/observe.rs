@@ -93,7 +93,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let is_grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -118,6 +118,12 @@ where
             org = tracing::field::Empty,
         );
         let trace_id = trace_context::extract(request.headers(), &span);
+        if let Some(id) = &trace_id {
+            // For handlers that keep it (a run's exemplar links to its trace).
+            request
+                .extensions_mut()
+                .insert(trace_context::TraceId(id.clone()));
+        }
         let started = Instant::now();
         let deadline = deadline::of_request(request.headers(), started);
         let answer = deadline::serve_within(deadline, inner.call(request));

@@ -31,6 +31,12 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
+/// The W3C trace id (32 hex digits) a request belongs to, as a request
+/// extension: set by the server's observation layer when the request carried
+/// a trace context or started a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceId(pub String);
+
 /// Makes `span` a child of the W3C trace context in `headers`, if any, and
 /// returns the trace id the request belongs to (for the request's log line).
 pub fn extract(headers: &http::HeaderMap, span: &tracing::Span) -> Option<String> {

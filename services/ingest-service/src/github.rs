@@ -23,6 +23,8 @@ use crate::webhook::{self, Action, time};
 #[derive(Debug, Deserialize)]
 struct Repository {
     full_name: String,
+    #[serde(default)]
+    default_branch: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,8 +187,10 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
             IngestError::BadRequest("the workflow run has neither a name nor a path".into())
         })?
         .to_owned();
-    let queued = time("workflow_run.created_at", run.created_at.as_deref())?;
-    let started = time("workflow_run.run_started_at", run.run_started_at.as_deref())?.or(queued);
+    let created = time("workflow_run.created_at", run.created_at.as_deref())?;
+    let started = time("workflow_run.run_started_at", run.run_started_at.as_deref())?.or(created);
+    // A re-run keeps its run's created_at: only a first attempt was queued then.
+    let queued = created.filter(|_| run.run_attempt.unwrap_or(1) <= 1);
     let request_id = run_key(run.id, run.run_attempt);
     let run_url = run.html_url.clone().unwrap_or_default();
     let project = event.repository.full_name.clone();
@@ -195,6 +199,7 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
     let branch = run.head_branch.clone().unwrap_or_default();
     let commit_sha = run.head_sha.clone().unwrap_or_default();
     let trigger = run.event.clone().unwrap_or_default();
+    let default_branch = event.repository.default_branch.clone().unwrap_or_default();
     match event.action.as_str() {
         "requested" | "in_progress" => Ok(Action::Start(StartRunRequest {
             workflow,
@@ -208,6 +213,7 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
             branch,
             commit_sha,
             trigger,
+            default_branch,
             ..StartRunRequest::default()
         })),
         "completed" => {
@@ -234,6 +240,7 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
                 branch,
                 commit_sha,
                 trigger,
+                default_branch,
             }))
         }
         other => Ok(Action::Ignore(format!(
@@ -307,6 +314,7 @@ fn job_action(event: &WorkflowJobEvent) -> Result<Action, IngestError> {
         runner_type: RunnerType::GithubAction.into(),
         runner_name: job.runner_name.clone().unwrap_or_default(),
         runner_labels: job.labels.clone(),
+        ..ReportJobRequest::default()
     }))
 }
 
@@ -324,7 +332,7 @@ mod tests {
                 "created_at": "2020-01-22T19:33:08Z", "run_started_at": "2020-01-22T19:33:10Z",
                 "updated_at": "2020-01-22T19:35:08Z"
             },
-            "repository": {"full_name": "o/r"}
+            "repository": {"full_name": "o/r", "default_branch": "main"}
         }))
         .expect("event")
     }
@@ -337,6 +345,14 @@ mod tests {
         assert_eq!(start.workflow, ".github/workflows/ci.yml");
         assert_eq!(start.request_id, "github:30433642:2");
         assert_eq!(start.start_time.map(|t| t.seconds), Some(1_579_721_590));
+        assert_eq!(start.default_branch, "main");
+        // A re-run keeps the run's created_at: its attempt 2 was not queued then.
+        assert_eq!(start.queue_time, None);
+        let mut first = event("requested", None);
+        first.workflow_run.run_attempt = Some(1);
+        let Ok(Action::Start(start)) = run_action(&first) else {
+            panic!("a start");
+        };
         assert_eq!(start.queue_time.map(|t| t.seconds), Some(1_579_721_588));
         let Ok(Action::Report(report)) = run_action(&event("completed", Some("timed_out"))) else {
             panic!("a report");

@@ -26,6 +26,8 @@ pub(crate) const UNNAMED_PIPELINE: &str = ".gitlab-ci.yml";
 #[derive(Debug, Deserialize)]
 struct Project {
     path_with_namespace: String,
+    #[serde(default)]
+    default_branch: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +170,7 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
     let branch = pipeline.git_ref.clone().unwrap_or_default();
     let commit_sha = pipeline.sha.clone().unwrap_or_default();
     let trigger = pipeline.source.clone().unwrap_or_default();
+    let default_branch = event.project.default_branch.clone().unwrap_or_default();
     let (status, reason) = match pipeline.status.as_str() {
         "running" => {
             return Ok(Action::Start(StartRunRequest {
@@ -181,6 +184,7 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
                 branch,
                 commit_sha,
                 trigger,
+                default_branch,
                 ..StartRunRequest::default()
             }));
         }
@@ -240,6 +244,7 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
         branch,
         commit_sha,
         trigger,
+        default_branch,
         ..ReportRunRequest::default()
     }))
 }
@@ -290,6 +295,7 @@ fn job_action(event: &JobEvent) -> Result<Action, IngestError> {
             .and_then(|r| r.description.clone())
             .unwrap_or_default(),
         runner_labels: runner.map(|r| r.tags.clone()).unwrap_or_default(),
+        ..ReportJobRequest::default()
     }))
 }
 

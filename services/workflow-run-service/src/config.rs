@@ -33,13 +33,15 @@ pub struct Config {
     /// over OTLP, to the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[arg(long, env = "RUNPLANE_OTEL_CICD_METRICS", default_value_t = false)]
     pub otel_cicd_metrics: bool,
-    /// A run still in progress this long after it started is marked expired.
+    /// A run still in progress this long after it started is marked expired;
+    /// a job reported queued this long ago no longer counts as queued now.
     #[arg(long, env = "RUNPLANE_RUN_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub run_timeout: Duration,
     /// How often the sweeper looks for runs past the run timeout.
     #[arg(long, env = "RUNPLANE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
-    /// Finished runs older than this are deleted (0s: keep forever). The metrics
+    /// Finished runs older than this are deleted, and jobs first reported that
+    /// long ago (0s: keep forever). The metrics
     /// are unaffected: they come from aggregates that retention never touches.
     #[arg(long, env = "RUNPLANE_RUN_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub run_retention: Duration,

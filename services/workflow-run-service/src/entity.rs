@@ -65,6 +65,10 @@ pub(crate) mod run {
         pub(crate) branch: String,
         pub(crate) commit_sha: String,
         pub(crate) trigger: String,
+        /// The default branch of the run's repository, when its reporter said.
+        pub(crate) default_branch: String,
+        /// The W3C trace id of the call that started (or else finished) it.
+        pub(crate) trace_id: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -89,6 +93,8 @@ pub(crate) mod job {
         pub(crate) project: String,
         pub(crate) workflow: String,
         pub(crate) run_request_id: String,
+        /// Its workflow's id once known ("" before): see `store::jobs`.
+        pub(crate) workflow_id: String,
         pub(crate) name: String,
         /// `queued`, `in_progress` or `completed`.
         pub(crate) status: String,

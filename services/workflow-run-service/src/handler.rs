@@ -92,6 +92,40 @@ impl WorkflowRunHandler {
         }
     }
 
+    /// A job report that names its run by id gets the run's project,
+    /// workflow and key (a workflow it names must be the run's).
+    async fn name_jobs_run(
+        &self,
+        principal: &Principal,
+        request: &mut ReportJobRequest,
+    ) -> Result<(), Error> {
+        validate_run_id(&request.run_id)?;
+        let run = self
+            .store()
+            .get_run(&principal.org_id, &request.run_id)
+            .await?;
+        let workflow = self
+            .store()
+            .workflow_refs(vec![run.workflow_id.clone()])
+            .await?
+            .remove(&run.workflow_id)
+            .ok_or_else(|| Error::RunNotFound(request.run_id.clone()))?;
+        principal.require_project(&workflow.project)?;
+        let named = |given: &str, actual: &str| given.is_empty() || given == actual;
+        if !named(&request.workflow, &workflow.name)
+            || !named(project_or_default(&request.project), &workflow.project)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "run {} is of workflow {}/{}, not the one the job names",
+                request.run_id, workflow.project, workflow.name
+            )));
+        }
+        request.project = workflow.project;
+        request.workflow = workflow.name;
+        request.run_request_id = run.request_id.unwrap_or(run.id);
+        Ok(())
+    }
+
     /// Runs in their wire form, named after their workflows.
     async fn runs_to_proto(&self, runs: Vec<run::Model>) -> Result<Vec<Run>, Error> {
         let mut ids: Vec<String> = runs.iter().map(|r| r.workflow_id.clone()).collect();
@@ -122,6 +156,7 @@ fn run_to_proto(run: run::Model, workflow: Option<&WorkflowRef>) -> Run {
         branch: run.branch,
         commit_sha: run.commit_sha,
         trigger: run.trigger,
+        default_branch: run.default_branch,
         id: run.id,
         workflow_id: run.workflow_id,
         run_url: run.run_url,
@@ -287,6 +322,14 @@ fn org(principal: &Principal) -> Org<'_> {
 }
 
 /// The next page token: the last item's id, when the page was full.
+/// The trace a request belongs to, if it carried or started one.
+fn trace_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<runplane_telemetry::trace_context::TraceId>()
+        .map(|id| id.0.clone())
+}
+
 fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> &str) -> String {
     match items.last() {
         Some(last) if items.len() as u64 == limit => pagination::encode(id(last)),
@@ -301,6 +344,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         request: Request<StartRunRequest>,
     ) -> Result<Response<StartRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let trace_id = trace_of(&request);
         let request = request.into_inner();
         let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
         let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
@@ -319,7 +363,9 @@ impl WorkflowRunService for WorkflowRunHandler {
                 branch: &request.branch,
                 commit_sha: &request.commit_sha,
                 trigger: &request.trigger,
+                default_branch: &request.default_branch,
             },
+            trace_id: trace_id.as_deref(),
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
         let (workflow, run) = self.lifecycle.start(org(&principal), start).await?;
@@ -334,6 +380,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         request: Request<ReportRunRequest>,
     ) -> Result<Response<ReportRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let trace_id = trace_of(&request);
         let request = request.into_inner();
         let required = |what: &str| {
             Error::InvalidArgument(format!("{what} is required: a report is of a finished run"))
@@ -360,7 +407,9 @@ impl WorkflowRunService for WorkflowRunHandler {
                 branch: &request.branch,
                 commit_sha: &request.commit_sha,
                 trigger: &request.trigger,
+                default_branch: &request.default_branch,
             },
+            trace_id: trace_id.as_deref(),
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
         let outcome = Outcome {
@@ -553,7 +602,11 @@ impl WorkflowRunService for WorkflowRunHandler {
         request: Request<ReportJobRequest>,
     ) -> Result<Response<ReportJobResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
-        let report = checked_job(&principal, request.into_inner())?;
+        let mut request = request.into_inner();
+        if !request.run_id.is_empty() {
+            self.name_jobs_run(&principal, &mut request).await?;
+        }
+        let report = checked_job(&principal, request)?;
         let job = self.store().report_job(report).await?;
         tracing::debug!(job = %job.job_key, status = %job.status, "job reported");
         Ok(Response::new(ReportJobResponse {

@@ -61,7 +61,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     let store = store::Store::new(db, config.run_duration_buckets.clone())
         .with_queue_buckets(config.queue_duration_buckets.clone())
-        .with_workflow_limit(config.max_workflows_per_org);
+        .with_workflow_limit(config.max_workflows_per_org)
+        .with_job_queue_window(config.run_timeout);
     let cicd = config
         .otel_cicd_metrics
         .then(cicd::CicdMetrics::start)

@@ -36,6 +36,8 @@ pub(crate) struct Start<'a> {
     pub(crate) queued_at_ms: Option<i64>,
     /// Where it came from (validated).
     pub(crate) origin: Origin<'a>,
+    /// The trace of the call that reported it, if any.
+    pub(crate) trace_id: Option<&'a str>,
 }
 
 /// How a run ends, as its reporter said.
@@ -94,6 +96,7 @@ impl Lifecycle {
                 started_at_ms: start.started_at_ms,
                 queued_at_ms: start.queued_at_ms,
                 origin: start.origin,
+                trace_id: start.trace_id,
             };
             match self.store.start(&workflow, new).await {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {

@@ -1,4 +1,5 @@
-//! Deletes finished runs past the retention age, in batches.
+//! Deletes finished runs past the retention age, in batches, and the jobs
+//! reported that long ago.
 //!
 //! Only the run history goes: the per-workflow aggregates behind the metrics
 //! are never touched, so counters and histograms stay monotonic. Every replica
@@ -22,17 +23,21 @@ pub(crate) async fn run(store: Store, retention: Duration, interval: Duration) {
     .await;
 }
 
-/// Deletes every run that finished more than `retention` ago.
+/// Deletes every run that finished more than `retention` ago, and every job
+/// first reported that long ago; says how many runs went.
 pub(crate) async fn apply(store: &Store, retention: Duration) -> Result<u64, Error> {
-    let cutoff = runplane_api::time::now_ms() - runplane_api::time::duration_ms(retention);
+    let cutoff =
+        runplane_api::time::now_ms().saturating_sub(runplane_api::time::duration_ms(retention));
     let mut deleted = 0;
     loop {
         let batch = store.delete_finished_runs(cutoff, BATCH).await?;
         deleted += batch;
         if batch < BATCH {
-            return Ok(deleted);
+            break;
         }
     }
+    while store.delete_old_jobs(cutoff, BATCH).await? == BATCH {}
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -140,6 +140,8 @@ impl Store {
                     branch: Set(String::new()),
                     commit_sha: Set(String::new()),
                     trigger: Set(String::new()),
+                    default_branch: Set(String::new()),
+                    trace_id: Set(String::new()),
                 });
                 if runs.len() == ROWS_PER_STATEMENT {
                     written += runs.len() as u64;

@@ -147,8 +147,8 @@ pub(crate) fn times_in_order(
     Ok(())
 }
 
-/// Checks where a run came from: an attempt up to 10000, a branch of at most
-/// 255 characters without control characters, a commit in hex (at most 64
+/// Checks where a run came from: an attempt up to 10000, a branch (and a
+/// default branch) of at most 255 characters without control characters, a commit in hex (at most 64
 /// digits), a trigger of at most 64 of `[A-Za-z0-9_.:-]`.
 pub(crate) fn validate_origin(origin: &crate::store::Origin<'_>) -> Result<(), Error> {
     if origin.attempt > 10_000 {
@@ -157,10 +157,15 @@ pub(crate) fn validate_origin(origin: &crate::store::Origin<'_>) -> Result<(), E
             origin.attempt
         )));
     }
-    if origin.branch.chars().count() > 255 || origin.branch.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(
-            "branch must be at most 255 characters without control characters".into(),
-        ));
+    for (what, branch) in [
+        ("branch", origin.branch),
+        ("default_branch", origin.default_branch),
+    ] {
+        if branch.chars().count() > 255 || branch.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "{what} must be at most 255 characters without control characters"
+            )));
+        }
     }
     if origin.commit_sha.len() > 64 || !origin.commit_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::InvalidArgument(format!(

@@ -2,6 +2,13 @@
 //! crate's encoder, both formats, chunking, and property tests over arbitrary
 //! names.
 
+use std::collections::BTreeMap;
+
+use runplane_api::time::from_timestamp;
+use runplane_api::workflowrun::v1::RunStatus;
+
+use super::jobs::*;
+use super::runs::*;
 use super::*;
 
 /// The text exposition through the `prometheus` crate's families and encoder,
@@ -15,116 +22,134 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
         m.set_label(labels(pairs));
         m
     };
+    let counter = |value: u64, pairs: &[(&str, &str)]| {
+        let mut c = Counter::default();
+        c.set_value(value as f64);
+        let mut m = Metric::default();
+        m.set_counter(c);
+        m.set_label(labels(pairs));
+        m
+    };
+    let histogram =
+        |bounds: &[f64], counts: &[u64], count: u64, sum: f64, pairs: &[(&str, &str)]| {
+            let mut histogram = Histogram::default();
+            histogram.set_sample_count(count);
+            histogram.set_sample_sum(sum);
+            histogram.set_bucket(
+                bounds
+                    .iter()
+                    .zip(counts)
+                    .map(|(bound, count)| {
+                        let mut bucket = Bucket::default();
+                        bucket.set_upper_bound(*bound);
+                        bucket.set_cumulative_count(*count);
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut m = Metric::default();
+            m.set_histogram(histogram);
+            m.set_label(labels(pairs));
+            m
+        };
     let (mut up, mut durations, mut in_progress, mut last_at, mut last_duration, mut runs) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut queues = vec![];
-    let mut flaky = vec![];
+    let (mut queues, mut flaky, mut attempts, mut runs_queued) = (vec![], vec![], vec![], vec![]);
+    let (mut job_up, mut job_durations, mut jobs, mut job_queues, mut jobs_queued) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for w in workflows {
-        let base = [("org", org), ("project", w.project.as_str())];
+        let (o, p, wf) = (
+            ("org", org),
+            ("project", w.project.as_str()),
+            ("workflow", w.workflow.as_str()),
+        );
         if let Some(last) = &w.last_run {
             let value = f64::from(u8::from(last.status() == RunStatus::Success));
             up.push(gauge(
                 value,
-                &[
-                    base[0],
-                    base[1],
-                    ("runner", last.runner_type().label()),
-                    ("workflow", &w.workflow),
-                ],
+                &[o, p, ("runner", last.runner_type().label()), wf],
             ));
             if let Some(seconds) = last.duration_seconds {
-                last_duration.push(gauge(
-                    seconds,
-                    &[base[0], base[1], ("workflow", &w.workflow)],
-                ));
+                last_duration.push(gauge(seconds, &[o, p, wf]));
             }
         }
-        in_progress.push(gauge(
-            f64::from(w.runs_in_progress),
-            &[base[0], base[1], ("workflow", &w.workflow)],
-        ));
+        in_progress.push(gauge(f64::from(w.runs_in_progress), &[o, p, wf]));
         let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
         for d in &w.durations {
             let pairs = [
-                base[0],
-                base[1],
+                o,
+                p,
                 ("runner", d.runner_type().label()),
                 ("status", d.status().label()),
-                ("workflow", w.workflow.as_str()),
+                wf,
             ];
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
                 let entry = newest.entry(d.status().label()).or_insert(at);
                 *entry = (*entry).max(at);
             }
-            let mut counter = Counter::default();
-            counter.set_value(d.runs_total as f64);
-            let mut m = Metric::default();
-            m.set_counter(counter);
-            m.set_label(labels(&pairs));
-            runs.push(m);
-            if d.count == 0 {
-                continue;
+            runs.push(counter(d.runs_total, &pairs));
+            if d.count > 0 {
+                durations.push(histogram(
+                    &d.bucket_bounds,
+                    &d.bucket_counts,
+                    d.count,
+                    d.sum_seconds,
+                    &pairs,
+                ));
             }
-            let mut histogram = Histogram::default();
-            histogram.set_sample_count(d.count);
-            histogram.set_sample_sum(d.sum_seconds);
-            histogram.set_bucket(
-                d.bucket_bounds
-                    .iter()
-                    .zip(&d.bucket_counts)
-                    .map(|(bound, count)| {
-                        let mut bucket = Bucket::default();
-                        bucket.set_upper_bound(*bound);
-                        bucket.set_cumulative_count(*count);
-                        bucket
-                    })
-                    .collect(),
-            );
-            let mut m = Metric::default();
-            m.set_histogram(histogram);
-            m.set_label(labels(&pairs));
-            durations.push(m);
         }
         if w.flaky_runs > 0 {
-            let mut counter = Counter::default();
-            counter.set_value(w.flaky_runs as f64);
-            let mut m = Metric::default();
-            m.set_counter(counter);
-            m.set_label(labels(&[base[0], base[1], ("workflow", &w.workflow)]));
-            flaky.push(m);
+            flaky.push(counter(w.flaky_runs, &[o, p, wf]));
+        }
+        for (attempt, n) in ["1", "2", "3", "4+"].into_iter().zip(&w.runs_by_attempt) {
+            if *n > 0 {
+                attempts.push(counter(*n, &[("attempt", attempt), o, p, wf]));
+            }
         }
         if let Some(queue) = w.queue.as_ref().filter(|q| q.count > 0) {
-            let mut histogram = Histogram::default();
-            histogram.set_sample_count(queue.count);
-            histogram.set_sample_sum(queue.sum_seconds);
-            histogram.set_bucket(
-                queue
-                    .bucket_bounds
-                    .iter()
-                    .zip(&queue.bucket_counts)
-                    .map(|(bound, count)| {
-                        let mut bucket = Bucket::default();
-                        bucket.set_upper_bound(*bound);
-                        bucket.set_cumulative_count(*count);
-                        bucket
-                    })
-                    .collect(),
-            );
-            let mut m = Metric::default();
-            m.set_histogram(histogram);
-            m.set_label(labels(&[base[0], base[1], ("workflow", &w.workflow)]));
-            queues.push(m);
+            queues.push(histogram(
+                &queue.bucket_bounds,
+                &queue.bucket_counts,
+                queue.count,
+                queue.sum_seconds,
+                &[o, p, wf],
+            ));
         }
         for (status, at) in newest {
-            last_at.push(gauge(
-                at as f64 / 1000.0,
-                &[
-                    base[0],
-                    base[1],
-                    ("status", status),
-                    ("workflow", &w.workflow),
-                ],
-            ));
+            last_at.push(gauge(at as f64 / 1000.0, &[o, p, ("status", status), wf]));
+        }
+        if !w.jobs.is_empty() || w.jobs_queued > 0 {
+            runs_queued.push(gauge(f64::from(w.runs_queued), &[o, p, wf]));
+            jobs_queued.push(gauge(f64::from(w.jobs_queued), &[o, p, wf]));
+        }
+        for job in &w.jobs {
+            let name = ("job", job.name.as_str());
+            if job.last_finish_time.is_some() {
+                let value = f64::from(u8::from(job.last_status() == RunStatus::Success));
+                job_up.push(gauge(value, &[name, o, p, wf]));
+            }
+            for d in &job.durations {
+                let pairs = [name, o, p, ("status", d.status().label()), wf];
+                jobs.push(counter(d.runs_total, &pairs));
+                if d.count > 0 {
+                    job_durations.push(histogram(
+                        &d.bucket_bounds,
+                        &d.bucket_counts,
+                        d.count,
+                        d.sum_seconds,
+                        &pairs,
+                    ));
+                }
+            }
+            if let Some(queue) = job.queue.as_ref().filter(|q| q.count > 0) {
+                job_queues.push(histogram(
+                    &queue.bucket_bounds,
+                    &queue.bucket_counts,
+                    queue.count,
+                    queue.sum_seconds,
+                    &[name, o, p, wf],
+                ));
+            }
         }
     }
     let org_workflows = vec![gauge(workflows.len() as f64, &[("org", org)])];
@@ -169,6 +194,38 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             flaky,
         ),
         (
+            "workflow_runs_by_attempt_total",
+            ATTEMPTS_HELP,
+            MetricType::COUNTER,
+            attempts,
+        ),
+        (
+            "workflow_runs_queued",
+            RUNS_QUEUED_HELP,
+            MetricType::GAUGE,
+            runs_queued,
+        ),
+        ("workflow_job_up", JOB_UP_HELP, MetricType::GAUGE, job_up),
+        (
+            "workflow_job_duration_seconds",
+            JOB_DURATION_HELP,
+            MetricType::HISTOGRAM,
+            job_durations,
+        ),
+        ("workflow_jobs_total", JOBS_HELP, MetricType::COUNTER, jobs),
+        (
+            "workflow_job_queue_seconds",
+            JOB_QUEUE_HELP,
+            MetricType::HISTOGRAM,
+            job_queues,
+        ),
+        (
+            "workflow_jobs_queued",
+            JOBS_QUEUED_HELP,
+            MetricType::GAUGE,
+            jobs_queued,
+        ),
+        (
             "org_workflows",
             ORG_WORKFLOWS_HELP,
             MetricType::GAUGE,
@@ -207,7 +264,9 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<prometheus::proto::LabelPair> {
 mod rendering {
     use super::*;
     use runplane_api::time::timestamp;
-    use runplane_api::workflowrun::v1::{DurationHistogram, LastRun, QueueHistogram, RunnerType};
+    use runplane_api::workflowrun::v1::{
+        DurationHistogram, JobMetrics, LastRun, QueueHistogram, RunnerType,
+    };
 
     fn options(format: Format) -> Options {
         Options {
@@ -246,6 +305,7 @@ mod rendering {
             create_time: Some(timestamp(1_700_000_000_000)),
             queue: None,
             flaky_runs: 0,
+            ..WorkflowMetrics::default()
         }
     }
 
@@ -346,7 +406,54 @@ mod rendering {
             bucket_counts: vec![0, 2, 3],
         });
         two.flaky_runs = 2;
+        two.runs_by_attempt = vec![3, 0, 1, 2];
+        two.jobs_queued = 3;
+        two.runs_queued = 2;
+        // Jobs: one with two outcomes and queue times, one whose jobs were all
+        // skipped (counted, no duration), one with a name to escape.
+        let job_outcome = |status: RunStatus, count: u64| DurationHistogram {
+            status: status.into(),
+            count,
+            sum_seconds: 12.5 * count as f64,
+            bucket_bounds: vec![10.0, 30.0],
+            bucket_counts: vec![0, count],
+            runs_total: count + 1,
+            last_finish_time: Some(timestamp(1_732_450_003_000)),
+            ..DurationHistogram::default()
+        };
+        two.jobs = vec![
+            JobMetrics {
+                name: "build \"x86\"".into(),
+                last_status: RunStatus::Error.into(),
+                last_finish_time: Some(timestamp(1_732_450_003_000)),
+                durations: vec![
+                    job_outcome(RunStatus::Error, 1),
+                    job_outcome(RunStatus::Success, 4),
+                ],
+                queue: Some(QueueHistogram {
+                    count: 5,
+                    sum_seconds: 40.0,
+                    bucket_bounds: vec![1.0, 60.0],
+                    bucket_counts: vec![1, 5],
+                }),
+            },
+            JobMetrics {
+                name: "lint".into(),
+                last_status: RunStatus::Canceled.into(),
+                last_finish_time: Some(timestamp(1_732_450_003_000)),
+                durations: vec![job_outcome(RunStatus::Canceled, 0)],
+                queue: None,
+            },
+        ];
         several.push(two);
+        // Jobs waiting before any completed.
+        several.push(WorkflowMetrics {
+            workflow: "queued-only".into(),
+            project: "p".into(),
+            jobs_queued: 1,
+            runs_queued: 1,
+            ..WorkflowMetrics::default()
+        });
         several
     }
 

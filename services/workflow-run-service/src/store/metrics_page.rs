@@ -3,16 +3,19 @@
 //! as they are stored, plus the runs still in progress (found through the
 //! (org, status) index, so finished history is never read).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use prost::Message as _;
-use runplane_api::workflowrun::v1::{ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{
+    JobStatus, ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics,
+};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    Statement,
 };
 
 use super::{Store, record};
-use crate::entity::run;
+use crate::entity::{job, run};
 use crate::error::Error;
 
 /// The page query. On SQLite it returns one row, one value holding the page's
@@ -133,18 +136,28 @@ impl Store {
             .into_iter()
             .collect();
 
-        // Each record goes out as it is stored, its runs in progress appended
-        // as one more encoded field.
+        let queued = self
+            .queued_now(org_id, first.workflow_id, last.workflow_id)
+            .await?;
+
+        // Each record goes out as it is stored, what is true now (runs in
+        // progress, jobs queued) appended as more encoded fields.
         let mut workflows = ListWorkflowMetricsResponse::default();
         let mut more = Vec::new();
         for stored in &records {
             more.clear();
-            if let Some(runs) = in_progress.get(stored.workflow_id) {
-                WorkflowMetrics {
-                    runs_in_progress: u32::try_from(*runs).unwrap_or(u32::MAX),
-                    ..WorkflowMetrics::default()
-                }
-                .encode_raw(&mut more);
+            let runs_in_progress = in_progress.get(stored.workflow_id).copied().unwrap_or(0);
+            let (jobs_queued, runs_queued) = queued
+                .get(stored.workflow_id)
+                .map_or((0, 0), |q| (q.jobs, q.runs.len()));
+            let now = WorkflowMetrics {
+                runs_in_progress: u32::try_from(runs_in_progress).unwrap_or(u32::MAX),
+                jobs_queued: u32::try_from(jobs_queued).unwrap_or(u32::MAX),
+                runs_queued: u32::try_from(runs_queued).unwrap_or(u32::MAX),
+                ..WorkflowMetrics::default()
+            };
+            if now != WorkflowMetrics::default() {
+                now.encode_raw(&mut more);
             }
             workflows.push_encoded(stored.message, &more);
         }
@@ -155,8 +168,123 @@ impl Store {
     }
 }
 
+/// A workflow's jobs waiting for a runner now, and the runs they belong to.
+#[derive(Debug, Default)]
+struct Queued {
+    jobs: usize,
+    runs: HashSet<String>,
+}
+
+impl Store {
+    /// The jobs queued now of an organization's workflows with ids from
+    /// `first` to `last`, by workflow: those reported queued within the job
+    /// queue window (a job whose start was never reported waits no longer).
+    async fn queued_now(
+        &self,
+        org_id: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<HashMap<String, Queued>, Error> {
+        let since_ms = runplane_api::time::now_ms().saturating_sub(self.job_queue_window_ms);
+        let rows: Vec<(String, String)> = job::Entity::find()
+            .select_only()
+            .column(job::Column::WorkflowId)
+            .column(job::Column::RunRequestId)
+            .filter(job::Column::OrgId.eq(org_id))
+            .filter(job::Column::Status.eq(super::jobs::status_label(JobStatus::Queued)))
+            .filter(job::Column::WorkflowId.between(first, last))
+            .filter(
+                Condition::any()
+                    .add(job::Column::QueuedAtMs.gte(since_ms))
+                    .add(
+                        Condition::all()
+                            .add(job::Column::QueuedAtMs.is_null())
+                            .add(job::Column::Id.gte(super::runs::uuid_v7_floor(since_ms))),
+                    ),
+            )
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut queued: HashMap<String, Queued> = HashMap::new();
+        for (workflow_id, run) in rows {
+            let q = queued.entry(workflow_id).or_default();
+            q.jobs += 1;
+            if !run.is_empty() {
+                q.runs.insert(run);
+            }
+        }
+        Ok(queued)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use runplane_api::workflowrun::v1::{JobStatus, RunnerType};
+
+    use crate::store::JobReport;
+
+    fn queued(key: &str, run: &str, queued_at_ms: i64) -> JobReport {
+        JobReport {
+            org_id: "org".into(),
+            job_key: key.into(),
+            project: "default".into(),
+            workflow: "ci".into(),
+            run_request_id: run.into(),
+            name: key.into(),
+            status: JobStatus::Queued,
+            outcome: None,
+            conclusion: String::new(),
+            queued_at_ms: Some(queued_at_ms),
+            started_at_ms: None,
+            finished_at_ms: None,
+            runner: RunnerType::GithubAction,
+            runner_name: String::new(),
+            runner_labels: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_queued_now_are_counted_with_the_runs_they_hold_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::test_support::store(&dir)
+            .await
+            .with_job_queue_window(std::time::Duration::from_secs(3600));
+        let now = runplane_api::time::now_ms();
+        for report in [
+            queued("a", "run-1", now - 1_000),
+            queued("b", "run-1", now - 2_000),
+            queued("c", "run-2", now),
+            // Reported queued two hours ago and never since: not waiting now.
+            queued("lost", "run-0", now - 7_200_000),
+            // Started: no longer waiting.
+            JobReport {
+                status: JobStatus::InProgress,
+                started_at_ms: Some(now),
+                ..queued("d", "run-2", now - 5_000)
+            },
+        ] {
+            store.report_job(report).await.expect("report");
+        }
+        let page = crate::store::test_support::org_metrics(&store).await;
+        let counts: Vec<(u32, u32)> = page
+            .iter()
+            .map(|w| (w.jobs_queued, w.runs_queued))
+            .collect();
+        assert_eq!(counts, [(3, 2)]);
+
+        // Once they start, nothing waits.
+        for key in ["a", "b", "c"] {
+            let started = JobReport {
+                status: JobStatus::InProgress,
+                started_at_ms: Some(now),
+                ..queued(key, "", now)
+            };
+            store.report_job(started).await.expect("report");
+        }
+        let page = crate::store::test_support::org_metrics(&store).await;
+        assert_eq!((page[0].jobs_queued, page[0].runs_queued), (0, 0));
+    }
+
     #[tokio::test]
     async fn runs_in_progress_are_counted_on_every_page_and_only_for_the_org() {
         let dir = tempfile::tempdir().expect("tempdir");

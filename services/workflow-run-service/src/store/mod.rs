@@ -53,6 +53,8 @@ pub(crate) struct Store {
     max_workflows_per_org: Option<u64>,
     /// How runs started and finished are written.
     writes: group_commit::WritePath,
+    /// How long a job reported queued counts as waiting, at most.
+    job_queue_window_ms: i64,
 }
 
 impl Store {
@@ -64,7 +66,15 @@ impl Store {
             queue_buckets: crate::aggregate::DEFAULT_QUEUE_BUCKETS.to_vec(),
             identities: Arc::default(),
             max_workflows_per_org: None,
+            job_queue_window_ms: 3_600_000,
         }
+    }
+
+    /// Jobs reported queued longer ago than `window` no longer count as
+    /// queued now: their start was lost, or they will never run.
+    pub(crate) fn with_job_queue_window(mut self, window: std::time::Duration) -> Self {
+        self.job_queue_window_ms = runplane_api::time::duration_ms(window);
+        self
     }
 
     /// Bounds for histograms created from now on.

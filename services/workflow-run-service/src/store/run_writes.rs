@@ -1,7 +1,8 @@
-//! The writes of ingestion, runs started and runs finished, as statements:
-//! each finish claims its run, reads its workflow's record under a lock, and
-//! rewrites the record with the run counted ([`crate::aggregate`]), in one
-//! transaction with whatever else is written with it ([`super::group_commit`]).
+//! The writes of ingestion, runs started, runs finished and jobs reported, as
+//! statements: each finish claims its run, reads its workflow's record under a
+//! lock, and rewrites the record with the run counted ([`crate::aggregate`]),
+//! in one transaction with whatever else is written with it
+//! ([`super::group_commit`]); a job report does the same with its job.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -13,10 +14,11 @@ use sea_orm::{
     QuerySelect, QueryTrait, Statement,
 };
 
+use super::jobs::{JobBatch, JobWrite, completed};
 use super::write_txn::WriteTxn;
 use super::{Store, record};
 use crate::aggregate;
-use crate::entity::{run, workflow};
+use crate::entity::{job, run, workflow};
 use crate::error::Error;
 
 /// One write of ingestion.
@@ -25,6 +27,8 @@ pub(super) enum Write {
     /// A new run, inserted only if its workflow still exists.
     Start(Box<run::Model>),
     Finish(Claim),
+    /// A job report ([`super::jobs`]).
+    Job(Box<JobWrite>),
 }
 
 /// What a write did.
@@ -34,6 +38,8 @@ pub(super) enum Written {
     /// The run as finished, or `None` if it was not in progress nor expired
     /// (or not the caller's): the caller finds out which.
     Finished(Option<Claimed>),
+    /// The job as the report left it.
+    Job(Box<job::Model>),
 }
 
 /// A run a finish claimed.
@@ -89,6 +95,7 @@ impl Store {
                     // expiry; it is tried only if the first claim found nothing.
                     first.push(claim.statement(backend, RunStatus::Expired));
                 }
+                Write::Job(job) => first.extend(job.lookups(backend)),
             }
         }
         let mut rows = txn.query(first).await?.into_iter();
@@ -98,8 +105,17 @@ impl Store {
         };
 
         let mut written = Vec::with_capacity(writes.len());
+        // The runs this batch claims that are not counted yet (see the flaky rule).
+        let mut uncounted: std::collections::HashSet<String> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Finish(claim) => Some(claim.run_id.clone()),
+                _ => None,
+            })
+            .collect();
         // The records the batch's finishes count in, by workflow id.
         let mut records: BTreeMap<String, WorkflowMetrics> = BTreeMap::new();
+        let mut jobs = JobBatch::default();
         for write in &writes {
             match write {
                 Write::Start(run) => {
@@ -117,31 +133,35 @@ impl Store {
                         }
                     };
                     let run = run::Model::from_query_result(row, "")?;
+                    uncounted.remove(&run.id);
                     // No record: the workflow was deleted, and its aggregates with it.
                     if let Some(row) = record_rows.first() {
-                        let record = match records.entry(run.workflow_id.clone()) {
-                            // A batch's earlier finish may have counted in it already.
-                            Entry::Occupied(entry) => entry.into_mut(),
-                            Entry::Vacant(entry) => {
-                                let stored: Vec<u8> = row.try_get("", "metrics")?;
-                                entry.insert(record::decode(&stored)?)
-                            }
-                        };
+                        let record = record_in_batch(&mut records, &run.workflow_id, row)?;
                         let counted = finished(&run, claim);
                         if was_expired {
                             // Its wait was counted when it expired.
                             aggregate::replace_expiry(record, counted, &self.buckets);
                         } else {
                             aggregate::count(record, counted, &self.buckets);
-                            if claim.outcome == RunStatus::Success && !run.commit_sha.is_empty() {
-                                let earlier =
-                                    txn.query(vec![earlier_outcomes(backend, &run)]).await?;
-                                let statuses: Vec<String> = earlier
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|row| row.try_get::<String>("", "status"))
-                                    .collect::<Result<_, _>>()?;
-                                if aggregate::is_flaky(statuses.iter().map(String::as_str)) {
+                            aggregate::count_attempt(record, run.attempt);
+                            let decisive =
+                                matches!(claim.outcome, RunStatus::Success | RunStatus::Error);
+                            if decisive && !run.commit_sha.is_empty() {
+                                let rows = txn.query(vec![commit_outcomes(backend, &run)]).await?;
+                                let mut others = Vec::new();
+                                for row in rows.into_iter().flatten() {
+                                    let id: String = row.try_get("", "id")?;
+                                    // Finishes of this batch not counted yet
+                                    // count after this one, as if they came later.
+                                    if uncounted.contains(&id) {
+                                        continue;
+                                    }
+                                    let status: String = row.try_get("", "status")?;
+                                    let at: Option<i64> = row.try_get("", "finished_at_ms")?;
+                                    others.push((RunStatus::from_label(&status), at.unwrap_or(0)));
+                                }
+                                let this = (claim.outcome, counted.finished_at_ms);
+                                if aggregate::makes_flaky(this, &others) {
                                     record.flaky_runs += 1;
                                 }
                             }
@@ -153,12 +173,28 @@ impl Store {
                     }
                     written.push(Written::Finished(Some(Claimed { run, was_expired })));
                 }
+                Write::Job(write) => {
+                    let (record_rows, job_rows) = (next()?, next()?);
+                    let (job, completed_now) = jobs.merge(write, job_rows.first())?;
+                    // No record: the workflow was deleted meanwhile.
+                    if let (true, Some(row)) = (completed_now, record_rows.first()) {
+                        let record = record_in_batch(&mut records, &job.workflow_id, row)?;
+                        aggregate::count_job(
+                            record,
+                            completed(&job),
+                            &self.buckets,
+                            &self.queue_buckets,
+                        );
+                    }
+                    written.push(Written::Job(Box::new(job)));
+                }
             }
         }
-        let updates = records
+        let mut updates: Vec<Statement> = records
             .iter()
             .map(|(workflow_id, record)| record_update(backend, workflow_id, record))
             .collect();
+        updates.extend(jobs.statements(backend));
         txn.commit_after(updates).await?;
         Ok(written)
     }
@@ -241,6 +277,8 @@ fn insert_run_of_existing_workflow(
             Expr::val(&run.branch),
             Expr::val(&run.commit_sha),
             Expr::val(&run.trigger),
+            Expr::val(&run.default_branch),
+            Expr::val(&run.trace_id),
         ])
         .from(workflow::Entity)
         .and_where(workflow::Column::Id.eq(&run.workflow_id))
@@ -264,6 +302,8 @@ fn insert_run_of_existing_workflow(
             run::Column::Branch,
             run::Column::CommitSha,
             run::Column::Trigger,
+            run::Column::DefaultBranch,
+            run::Column::TraceId,
         ])
         .select_from(values)
         .map_err(|e| DbErr::Custom(e.to_string()))?
@@ -272,17 +312,46 @@ fn insert_run_of_existing_workflow(
     Ok(backend.build(&insert))
 }
 
-/// How earlier runs of `run`'s workflow and commit ended (errors and
-/// successes that finished no later than it), for telling a flaky success.
-fn earlier_outcomes(backend: DbBackend, run: &run::Model) -> Statement {
+/// How the other runs of `run`'s workflow and commit ended (errors and
+/// successes, when), for telling whether it makes the commit flaky.
+fn commit_outcomes(backend: DbBackend, run: &run::Model) -> Statement {
     run::Entity::find()
         .select_only()
+        .column(run::Column::Id)
         .column(run::Column::Status)
+        .column(run::Column::FinishedAtMs)
         .filter(run::Column::WorkflowId.eq(&run.workflow_id))
         .filter(run::Column::CommitSha.eq(&run.commit_sha))
         .filter(run::Column::Id.ne(&run.id))
         .filter(run::Column::Status.is_in([RunStatus::Error.label(), RunStatus::Success.label()]))
-        .filter(run::Column::FinishedAtMs.lte(run.finished_at_ms.unwrap_or(i64::MAX)))
+        .build(backend)
+}
+
+/// The record of workflow `workflow_id` as this batch left it, else as stored
+/// in `row` (read under the transaction's lock).
+fn record_in_batch<'a>(
+    records: &'a mut BTreeMap<String, WorkflowMetrics>,
+    workflow_id: &str,
+    row: &sea_orm::QueryResult,
+) -> Result<&'a mut WorkflowMetrics, Error> {
+    Ok(match records.entry(workflow_id.to_owned()) {
+        // A batch's earlier write may have counted in it already.
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let stored: Vec<u8> = row.try_get("", "metrics")?;
+            entry.insert(record::decode(&stored)?)
+        }
+    })
+}
+
+/// The metrics record of workflow `workflow_id`, locked; no row if there is
+/// no such workflow.
+pub(super) fn record_of_workflow(backend: DbBackend, workflow_id: &str) -> Statement {
+    workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::Metrics)
+        .filter(workflow::Column::Id.eq(workflow_id))
+        .lock_exclusive()
         .build(backend)
 }
 
@@ -370,6 +439,8 @@ pub(super) mod tests {
             branch: String::new(),
             commit_sha: String::new(),
             trigger: String::new(),
+            default_branch: String::new(),
+            trace_id: String::new(),
         }
     }
 
@@ -417,6 +488,7 @@ pub(super) mod tests {
                 Written::Finished(None) => "not claimed",
                 Written::Started(Some(_)) => "started",
                 Written::Started(None) => "workflow gone",
+                Written::Job(_) => "job",
             })
             .collect();
         assert_eq!(

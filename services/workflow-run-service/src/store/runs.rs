@@ -48,6 +48,8 @@ pub(crate) struct NewRun<'a> {
     pub(crate) queued_at_ms: Option<i64>,
     /// Where it came from, as its reporter said (validated).
     pub(crate) origin: Origin<'a>,
+    /// The trace of the call that started it, if it belonged to one.
+    pub(crate) trace_id: Option<&'a str>,
 }
 
 /// Where a run came from: which attempt of its CI run, its branch and commit,
@@ -58,6 +60,8 @@ pub(crate) struct Origin<'a> {
     pub(crate) branch: &'a str,
     pub(crate) commit_sha: &'a str,
     pub(crate) trigger: &'a str,
+    /// The default branch of the run's repository.
+    pub(crate) default_branch: &'a str,
 }
 
 /// A run as a start left it.
@@ -119,6 +123,8 @@ impl Store {
             branch: new.origin.branch.to_owned(),
             commit_sha: new.origin.commit_sha.to_owned(),
             trigger: new.origin.trigger.to_owned(),
+            default_branch: new.origin.default_branch.to_owned(),
+            trace_id: new.trace_id.unwrap_or_default().to_owned(),
         };
         match self.write(Write::Start(Box::new(model))).await {
             Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
@@ -309,6 +315,13 @@ impl Store {
 /// The id of a run reported with its own start time: a UUIDv7 of that time,
 /// so that ordering runs by id is ordering them by start even when they are
 /// reported after the fact.
+/// The least UUIDv7 of millisecond `at_ms`: ids from it on were made then or later.
+pub(super) fn uuid_v7_floor(at_ms: i64) -> String {
+    let ms = u64::try_from(at_ms).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let bits = (u128::from(ms) << 80) | (0x7 << 76) | (0b10 << 62);
+    uuid::Uuid::from_u128(bits).to_string()
+}
+
 fn run_id_started_at(started_at_ms: i64) -> String {
     let ms = u64::try_from(started_at_ms).unwrap_or(0);
     let at = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
@@ -319,6 +332,23 @@ fn run_id_started_at(started_at_ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::store::test_support::store_with_workflow;
+
+    #[test]
+    fn the_uuid_v7_floor_of_a_millisecond_orders_before_every_id_made_then() {
+        let at = 1_764_000_000_123;
+        let floor = uuid_v7_floor(at);
+        assert_eq!(
+            uuid::Uuid::parse_str(&floor)
+                .expect("uuid")
+                .get_version_num(),
+            7
+        );
+        for _ in 0..100 {
+            let id = run_id_started_at(at);
+            assert!(floor <= id, "{floor} > {id}");
+            assert!(run_id_started_at(at - 1) < floor);
+        }
+    }
 
     async fn run_finished(store: &Store, id: &str) -> Option<i64> {
         store.get_run("org", id).await.expect("run").finished_at_ms

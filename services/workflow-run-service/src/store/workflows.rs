@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::{Store, record};
-use crate::entity::{run, workflow};
+use crate::entity::{job, run, workflow};
 use crate::error::Error;
 
 /// Who a workflow is: what never changes about it.
@@ -214,7 +214,7 @@ impl Store {
     }
 
     /// Deletes an organization's workflow `project/name` (its row holds its
-    /// aggregates) with its runs, in one transaction; its series leave the next scrape.
+    /// aggregates) with its runs and jobs, in one transaction; its series leave the next scrape.
     /// Returns how many runs went with it.
     pub(crate) async fn delete_workflow(
         &self,
@@ -239,6 +239,10 @@ impl Store {
             .exec(&txn)
             .await?
             .rows_affected;
+        job::Entity::delete_many()
+            .filter(job::Column::WorkflowId.eq(&found.id))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
         self.identities().forget(&WorkflowRef::from(&found));
         Ok(runs)

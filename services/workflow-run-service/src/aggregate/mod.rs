@@ -12,6 +12,10 @@
 //! changes its `le` set (which would break `rate()` and `histogram_quantile()`
 //! over it).
 
+mod jobs;
+
+pub(crate) use jobs::{CompletedJob, count_job};
+
 use runplane_api::time::{from_timestamp, timestamp};
 use runplane_api::workflowrun::v1::{
     DurationHistogram, QueueHistogram, RunStatus, RunnerType, WorkflowMetrics,
@@ -46,39 +50,63 @@ pub(crate) fn validate_buckets(setting: &str, bounds: &[f64]) -> Result<(), Stri
     Ok(())
 }
 
-/// Whether a success is flaky, given how the earlier runs of its workflow and
-/// commit ended: one failed, and none succeeded (only the first success after
-/// a failure counts).
-pub(crate) fn is_flaky<'a>(earlier: impl IntoIterator<Item = &'a str>) -> bool {
-    let (mut failed, mut succeeded) = (false, false);
-    for status in earlier {
-        failed |= status == RunStatus::Error.label();
-        succeeded |= status == RunStatus::Success.label();
-    }
-    failed && !succeeded
+/// Whether a commit is flaky on a workflow, given how its runs ended (status,
+/// finish time): a run failed no later than the first success.
+fn flaky(runs: impl IntoIterator<Item = (RunStatus, i64)> + Clone) -> bool {
+    let first_success = runs
+        .clone()
+        .into_iter()
+        .filter(|(status, _)| *status == RunStatus::Success)
+        .map(|(_, at)| at)
+        .min();
+    first_success.is_some_and(|success| {
+        runs.into_iter()
+            .any(|(status, at)| status == RunStatus::Error && at <= success)
+    })
+}
+
+/// Whether counting `this` run (status, finish time) makes its commit flaky,
+/// given how the commit's runs counted before it ended: each flaky commit
+/// counts once, whatever order its runs' outcomes arrive in (a success after a
+/// failure, or a failure reported after the success that followed it).
+pub(crate) fn makes_flaky(this: (RunStatus, i64), others: &[(RunStatus, i64)]) -> bool {
+    let before = others.iter().copied();
+    !flaky(before.clone()) && flaky(before.chain([this]))
 }
 
 /// Counts how long a run waited for a runner in its workflow's queue
 /// histogram, created over `buckets` on the first such run (its bounds then
 /// stay, as the duration histograms' do). A negative wait counts as none.
 pub(crate) fn count_queue(aggregates: &mut WorkflowMetrics, queue_ms: i64, buckets: &[f64]) {
-    let queue = aggregates.queue.get_or_insert_with(|| QueueHistogram {
+    observe_queue(&mut aggregates.queue, queue_ms, buckets);
+}
+
+/// Counts a wait of `queue_ms` in `queue`, created over `buckets` if absent.
+fn observe_queue(queue: &mut Option<QueueHistogram>, queue_ms: i64, buckets: &[f64]) {
+    let queue = queue.get_or_insert_with(|| QueueHistogram {
         bucket_bounds: buckets.to_vec(),
         bucket_counts: vec![0; buckets.len()],
         ..QueueHistogram::default()
     });
     let waited = seconds(queue_ms.max(0));
-    for (bound, count) in queue
-        .bucket_bounds
-        .iter()
-        .zip(queue.bucket_counts.iter_mut())
-    {
-        if waited <= *bound {
-            *count += 1;
-        }
-    }
+    observe_cumulative(&queue.bucket_bounds, &mut queue.bucket_counts, waited);
     queue.count += 1;
     queue.sum_seconds += waited;
+}
+
+/// Attempts past this one count together (`runs_by_attempt`' last element).
+pub(crate) const ATTEMPTS_COUNTED_APART: usize = 4;
+
+/// Counts a finished run by its attempt (0, not said: a first attempt).
+pub(crate) fn count_attempt(aggregates: &mut WorkflowMetrics, attempt: i32) {
+    let index = usize::try_from(attempt.max(1) - 1)
+        .unwrap_or(0)
+        .min(ATTEMPTS_COUNTED_APART - 1);
+    let by_attempt = &mut aggregates.runs_by_attempt;
+    if by_attempt.len() <= index {
+        by_attempt.resize(index + 1, 0);
+    }
+    by_attempt[index] = by_attempt[index].saturating_add(1);
 }
 
 /// The aggregates of a workflow nothing has finished in yet.
@@ -161,7 +189,7 @@ pub(crate) fn replace_expiry(aggregates: &mut WorkflowMetrics, run: Finished, bu
 /// The histogram of one outcome, created over `buckets` if it is the first
 /// run to finish so. Outcomes are kept in (status, runner) label order, the
 /// order the scrape lists their series in.
-fn outcome_of<'a>(
+pub(super) fn outcome_of<'a>(
     outcomes: &'a mut Vec<DurationHistogram>,
     status: RunStatus,
     runner: RunnerType,
@@ -192,18 +220,23 @@ fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
 }
 
 /// Records one run that took `seconds` in a cumulative histogram.
-fn observe(histogram: &mut DurationHistogram, seconds: f64) {
-    for (bound, count) in histogram
-        .bucket_bounds
-        .iter()
-        .zip(histogram.bucket_counts.iter_mut())
-    {
-        if seconds <= *bound {
+pub(super) fn observe(histogram: &mut DurationHistogram, seconds: f64) {
+    observe_cumulative(
+        &histogram.bucket_bounds,
+        &mut histogram.bucket_counts,
+        seconds,
+    );
+    histogram.count += 1;
+    histogram.sum_seconds += seconds;
+}
+
+/// Adds `value` to every cumulative bucket whose bound it is within.
+fn observe_cumulative(bounds: &[f64], counts: &mut [u64], value: f64) {
+    for (bound, count) in bounds.iter().zip(counts.iter_mut()) {
+        if value <= *bound {
             *count += 1;
         }
     }
-    histogram.count += 1;
-    histogram.sum_seconds += seconds;
 }
 
 pub(crate) fn seconds(ms: i64) -> f64 {
@@ -253,14 +286,28 @@ mod tests {
         assert!(validate_buckets("b", &[30.0, 10.0]).is_err());
         assert!(validate_buckets("b", &[-1.0]).is_err());
         assert!(validate_buckets("b", DEFAULT_QUEUE_BUCKETS).is_ok());
-        assert!(is_flaky(["error"]));
-        assert!(is_flaky(["error", "error"]));
+        let (ok, failed) = (RunStatus::Success, RunStatus::Error);
+        assert!(makes_flaky((ok, 10), &[(failed, 5)]));
+        assert!(makes_flaky((ok, 10), &[(failed, 5), (failed, 7)]));
         assert!(
-            !is_flaky(["error", "success"]),
+            !makes_flaky((ok, 10), &[(failed, 5), (ok, 8)]),
             "only the first success counts"
         );
-        assert!(!is_flaky([]));
-        assert!(!is_flaky(["success"]));
+        assert!(!makes_flaky((ok, 10), &[]));
+        assert!(!makes_flaky((ok, 10), &[(ok, 5)]));
+        // Out of order: the failure arrives after the success it preceded.
+        assert!(makes_flaky((failed, 5), &[(ok, 10)]));
+        assert!(
+            !makes_flaky((failed, 5), &[(ok, 10), (failed, 3)]),
+            "counted once"
+        );
+        assert!(
+            !makes_flaky((failed, 12), &[(ok, 10)]),
+            "a failure after the success"
+        );
+        // A success arriving late, before the one already counted flaky.
+        assert!(!makes_flaky((ok, 5), &[(failed, 1), (ok, 10)]));
+        assert!(!makes_flaky((failed, 5), &[]));
         let mut record = new("id", "default", "w", 0);
         count_queue(&mut record, 7_500, &[5.0, 10.0]);
         count_queue(&mut record, -3, &[1.0]);
@@ -268,6 +315,17 @@ mod tests {
         assert_eq!((queue.count, queue.sum_seconds), (2, 7.5));
         assert_eq!(queue.bucket_counts, [1, 2], "the first run's bounds stay");
         assert!(validate_buckets("b", &[f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn runs_count_by_attempt_with_later_attempts_together() {
+        let mut record = new("id", "default", "w", 0);
+        count_attempt(&mut record, 2);
+        assert_eq!(record.runs_by_attempt, [0, 1], "no trailing zeros");
+        for attempt in [0, 1, 2, 3, 4, 9, i32::MAX] {
+            count_attempt(&mut record, attempt);
+        }
+        assert_eq!(record.runs_by_attempt, [2, 2, 1, 3]);
     }
 
     #[test]

@@ -1,0 +1,376 @@
+//! CI depth as the scrape shows it after known sequences: jobs queued, started
+//! and completed (queue and duration from their own times), jobs reported out
+//! of order or twice, retried attempts and flaky commits, the jobs and runs
+//! waiting for a runner now, and the CLI's `job` commands.
+
+use std::collections::BTreeMap;
+
+use runplane_api::time::{Timestamp, now_ms, timestamp};
+use runplane_api::workflowrun::v1::{
+    JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType,
+};
+
+use crate::support::{Suite, bearer, text_samples};
+
+fn at(ms: i64) -> Option<Timestamp> {
+    Some(timestamp(ms))
+}
+
+/// A report of job `key` (named `name`) of workflow `ci` in run `run`.
+fn job(key: &str, name: &str, run: &str, status: JobStatus) -> ReportJobRequest {
+    ReportJobRequest {
+        workflow: "ci".into(),
+        run_request_id: run.into(),
+        job_key: key.into(),
+        name: name.into(),
+        status: status.into(),
+        runner_type: RunnerType::GithubAction.into(),
+        ..Default::default()
+    }
+}
+
+/// The scrape's samples of organization acme-corp.
+async fn scrape(suite: &Suite, scraper: &str) -> (BTreeMap<String, f64>, String) {
+    let scrape = suite
+        .scrape("acme-corp", Some(&format!("Bearer {scraper}")))
+        .await;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    crate::support::promtool_check(&scrape.body).expect("promtool accepts the exposition");
+    (text_samples(&scrape.body), scrape.body)
+}
+
+/// `metric{job=…,org=acme-corp,project=default,[status=…,]workflow=ci}`.
+fn job_series(metric: &str, name: &str, status: Option<&str>) -> String {
+    match status {
+        Some(status) => format!(
+            "{metric}{{job={name},org=acme-corp,project=default,status={status},workflow=ci}}"
+        ),
+        None => format!("{metric}{{job={name},org=acme-corp,project=default,workflow=ci}}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_count_their_queue_and_duration_once_whatever_order_their_reports_arrive_in() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let mut client = suite.workflow_runs().await;
+    let queued_at = now_ms() - 600_000;
+
+    // `build`: queued, then in progress 30 s later, then completed 2 min after.
+    let mut queued = job("gh-job:1", "build", "gh:7:1", JobStatus::Queued);
+    queued.queue_time = at(queued_at);
+    client
+        .report_job(bearer(queued.clone(), &runner))
+        .await
+        .expect("queued");
+    // A second job of the same run waits too, and one of another run.
+    for (key, run) in [("gh-job:2", "gh:7:1"), ("gh-job:3", "gh:8:1")] {
+        let mut waiting = job(key, "lint", run, JobStatus::Queued);
+        waiting.queue_time = at(queued_at);
+        client
+            .report_job(bearer(waiting, &runner))
+            .await
+            .expect("queued");
+    }
+    let (samples, body) = scrape(&suite, &scraper).await;
+    let per_workflow =
+        |metric: &str| format!("{metric}{{org=acme-corp,project=default,workflow=ci}}");
+    assert_eq!(
+        samples.get(&per_workflow("chainloop_workflow_jobs_queued")),
+        Some(&3.0),
+        "{body}"
+    );
+    assert_eq!(
+        samples.get(&per_workflow("chainloop_workflow_runs_queued")),
+        Some(&2.0),
+        "{body}"
+    );
+
+    let mut started = job("gh-job:1", "build", "gh:7:1", JobStatus::InProgress);
+    started.queue_time = at(queued_at);
+    started.start_time = at(queued_at + 30_000);
+    client
+        .report_job(bearer(started.clone(), &runner))
+        .await
+        .expect("in progress");
+    let mut completed = job("gh-job:1", "build", "gh:7:1", JobStatus::Completed);
+    completed.outcome = RunStatus::Success.into();
+    completed.queue_time = at(queued_at);
+    completed.start_time = at(queued_at + 30_000);
+    completed.finish_time = at(queued_at + 150_000);
+    for _ in 0..2 {
+        client
+            .report_job(bearer(completed.clone(), &runner))
+            .await
+            .expect("completed, and redelivered");
+    }
+    // A stale delivery after the completion changes nothing.
+    client
+        .report_job(bearer(queued, &runner))
+        .await
+        .expect("stale");
+
+    // `test`: completed (failed) first, its queued and started reports after.
+    let mut failed = job("gh-job:4", "test", "gh:7:1", JobStatus::Completed);
+    failed.outcome = RunStatus::Error.into();
+    failed.queue_time = at(queued_at);
+    failed.start_time = at(queued_at + 5_000);
+    failed.finish_time = at(queued_at + 65_000);
+    client
+        .report_job(bearer(failed, &runner))
+        .await
+        .expect("completed first");
+    for status in [JobStatus::Queued, JobStatus::InProgress] {
+        let mut late = job("gh-job:4", "test", "gh:7:1", status);
+        late.queue_time = at(queued_at);
+        late.start_time = at(queued_at + 1_000).filter(|_| status == JobStatus::InProgress);
+        client
+            .report_job(bearer(late, &runner))
+            .await
+            .expect("late");
+    }
+
+    let (samples, body) = scrape(&suite, &scraper).await;
+    let get = |key: String| samples.get(&key).copied();
+    let expected = [
+        (
+            job_series("chainloop_workflow_jobs_total", "build", Some("success")),
+            1.0,
+        ),
+        (
+            job_series(
+                "chainloop_workflow_job_duration_seconds_sum",
+                "build",
+                Some("success"),
+            ),
+            120.0,
+        ),
+        (
+            job_series(
+                "chainloop_workflow_job_duration_seconds_count",
+                "build",
+                Some("success"),
+            ),
+            1.0,
+        ),
+        (
+            job_series("chainloop_workflow_job_queue_seconds_sum", "build", None),
+            30.0,
+        ),
+        (
+            job_series("chainloop_workflow_job_queue_seconds_count", "build", None),
+            1.0,
+        ),
+        (job_series("chainloop_workflow_job_up", "build", None), 1.0),
+        (
+            job_series("chainloop_workflow_jobs_total", "test", Some("error")),
+            1.0,
+        ),
+        (
+            job_series(
+                "chainloop_workflow_job_duration_seconds_sum",
+                "test",
+                Some("error"),
+            ),
+            60.0,
+        ),
+        (
+            job_series("chainloop_workflow_job_queue_seconds_sum", "test", None),
+            5.0,
+        ),
+        (job_series("chainloop_workflow_job_up", "test", None), 0.0),
+        // build and test no longer wait; two lint jobs do, of two runs.
+        (per_workflow("chainloop_workflow_jobs_queued"), 2.0),
+        (per_workflow("chainloop_workflow_runs_queued"), 2.0),
+    ];
+    for (key, value) in expected {
+        assert_eq!(get(key.clone()), Some(value), "{key} in\n{body}");
+    }
+    // Buckets from the default sets: 120 s is within le=120 and not le=90.
+    let bucket = |le: &str| {
+        format!(
+            "chainloop_workflow_job_duration_seconds_bucket{{job=build,le={le},org=acme-corp,project=default,status=success,workflow=ci}}"
+        )
+    };
+    assert_eq!(get(bucket("90")), Some(0.0), "{body}");
+    assert_eq!(get(bucket("120")), Some(1.0), "{body}");
+    // Only outcomes that happened have series.
+    assert!(
+        !body.contains("job=\"build\",org=\"acme-corp\",project=\"default\",status=\"error\""),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_attempt_that_passes_makes_its_commit_flaky_once_in_any_order() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let mut client = suite.workflow_runs().await;
+    let hour_ago = now_ms() - 3_600_000;
+    let run = |workflow: &str, attempt: u32, status: RunStatus, commit: &str, started: i64| {
+        ReportRunRequest {
+            workflow: workflow.into(),
+            runner_type: RunnerType::GithubAction.into(),
+            request_id: format!("github:{commit}:{attempt}"),
+            start_time: at(started),
+            finish_time: at(started + 60_000),
+            status: status.into(),
+            attempt,
+            commit_sha: commit.into(),
+            ..Default::default()
+        }
+    };
+    // In order: attempt 1 fails, attempt 2 passes.
+    for report in [
+        run("deploy", 1, RunStatus::Error, "aaaa", hour_ago),
+        run("deploy", 2, RunStatus::Success, "aaaa", hour_ago + 120_000),
+    ] {
+        client
+            .report_run(bearer(report, &runner))
+            .await
+            .expect("report");
+    }
+    // Out of order: the passing second attempt arrives before the failed first.
+    for report in [
+        run("release", 2, RunStatus::Success, "bbbb", hour_ago + 120_000),
+        run("release", 1, RunStatus::Error, "bbbb", hour_ago),
+        // A third attempt of the commit, and a failure after its first success:
+        // the commit was flaky already.
+        run("release", 3, RunStatus::Success, "bbbb", hour_ago + 240_000),
+        run("release", 4, RunStatus::Error, "bbbb", hour_ago + 360_000),
+    ] {
+        client
+            .report_run(bearer(report, &runner))
+            .await
+            .expect("report");
+    }
+    // Another commit that only ever passed is not flaky.
+    client
+        .report_run(bearer(
+            run("release", 1, RunStatus::Success, "cccc", hour_ago + 1_000),
+            &runner,
+        ))
+        .await
+        .expect("report");
+
+    let (samples, body) = scrape(&suite, &scraper).await;
+    let get = |key: &str| samples.get(key).copied();
+    let per = |metric: &str, workflow: &str| {
+        format!("{metric}{{org=acme-corp,project=default,workflow={workflow}}}")
+    };
+    let attempt = |workflow: &str, n: &str| {
+        format!(
+            "chainloop_workflow_runs_by_attempt_total{{attempt={n},org=acme-corp,project=default,workflow={workflow}}}"
+        )
+    };
+    assert_eq!(
+        get(&per("chainloop_workflow_flaky_runs_total", "deploy")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        get(&per("chainloop_workflow_flaky_runs_total", "release")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(get(&attempt("deploy", "1")), Some(1.0), "{body}");
+    assert_eq!(get(&attempt("deploy", "2")), Some(1.0), "{body}");
+    assert_eq!(get(&attempt("release", "1")), Some(2.0), "{body}");
+    assert_eq!(get(&attempt("release", "4+")), Some(1.0), "{body}");
+    // `up` follows the newest finished attempt: deploy's passing retry, and
+    // release's fourth attempt, which failed.
+    let up = |workflow: &str| {
+        format!(
+            "chainloop_workflow_up{{org=acme-corp,project=default,runner=GITHUB_ACTION,workflow={workflow}}}"
+        )
+    };
+    assert_eq!(get(&up("deploy")), Some(1.0), "{body}");
+    assert_eq!(get(&up("release")), Some(0.0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reports_jobs_of_its_run_or_of_the_ci_run_and_keeps_the_commands_exit_code() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let token = [("RUNPLANE_TOKEN", runner.as_str())];
+
+    // Outside CI: the run `run start` printed, through RUNPLANE_RUN_ID.
+    let run_id = suite
+        .cli_with_env(&["run", "start", "--workflow", "ci", "-q"], &token)
+        .await
+        .ok();
+    let with_run = [
+        ("RUNPLANE_TOKEN", runner.as_str()),
+        ("RUNPLANE_RUN_ID", run_id.as_str()),
+    ];
+    let started = suite
+        .cli_with_env(&["job", "start", "--job", "build"], &with_run)
+        .await
+        .ok();
+    assert!(
+        started.contains("Job build of default/ci started"),
+        "{started}"
+    );
+    let finished = suite
+        .cli_with_env(
+            &[
+                "job", "finish", "--job", "build", "--status", "success", "-o", "json",
+            ],
+            &with_run,
+        )
+        .await
+        .ok();
+    let job: serde_json::Value = serde_json::from_str(&finished).expect("json");
+    assert_eq!(job["status"], "JOB_STATUS_COMPLETED", "{job}");
+    assert_eq!(job["outcome"], "RUN_STATUS_SUCCESS", "{job}");
+
+    // Inside a GitHub Actions job: the CI run's key and workflow, no --run.
+    let github = [
+        ("RUNPLANE_TOKEN", runner.as_str()),
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_WORKFLOW", "ci"),
+        ("GITHUB_RUN_ID", "5001"),
+        ("GITHUB_RUN_ATTEMPT", "1"),
+    ];
+    let exec = suite
+        .cli_with_env(
+            &["job", "exec", "--job", "test", "--", "sh", "-c", "exit 3"],
+            &github,
+        )
+        .await;
+    assert_eq!(exec.status.code(), Some(3), "{exec:?}");
+    // A job with no run to belong to is refused, naming what to give.
+    let outside = suite
+        .cli_with_env(&["job", "start", "--job", "x"], &token)
+        .await
+        .err();
+    assert!(outside.contains("--run"), "{outside}");
+
+    let (samples, body) = scrape(&suite, &scraper).await;
+    assert_eq!(
+        samples.get(&job_series(
+            "chainloop_workflow_jobs_total",
+            "build",
+            Some("success")
+        )),
+        Some(&1.0),
+        "{body}"
+    );
+    assert_eq!(
+        samples.get(&job_series(
+            "chainloop_workflow_jobs_total",
+            "test",
+            Some("error")
+        )),
+        Some(&1.0),
+        "{body}"
+    );
+    assert_eq!(
+        samples.get(&job_series("chainloop_workflow_job_up", "test", None)),
+        Some(&0.0),
+        "{body}"
+    );
+}
