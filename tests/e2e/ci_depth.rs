@@ -374,3 +374,70 @@ async fn the_cli_reports_jobs_of_its_run_or_of_the_ci_run_and_keeps_the_commands
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_branch_label_default_the_default_branch_is_told_from_the_others() {
+    let mut suite = Suite::new("branch_label: default\n");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let mut client = suite.workflow_runs().await;
+    let hour_ago = now_ms() - 3_600_000;
+    let run = |key: &str, branch: &str, default_branch: &str, status: RunStatus, at_ms: i64| {
+        ReportRunRequest {
+            workflow: "ci".into(),
+            runner_type: RunnerType::GithubAction.into(),
+            request_id: key.into(),
+            start_time: at(at_ms),
+            finish_time: at(at_ms + 30_000),
+            status: status.into(),
+            branch: branch.into(),
+            default_branch: default_branch.into(),
+            ..Default::default()
+        }
+    };
+    for report in [
+        run("1", "trunk", "trunk", RunStatus::Success, hour_ago),
+        run(
+            "2",
+            "feature/login",
+            "trunk",
+            RunStatus::Error,
+            hour_ago + 60_000,
+        ),
+        // The default branch is remembered from earlier runs.
+        run("3", "trunk", "", RunStatus::Success, hour_ago + 120_000),
+        run("4", "fix/typo", "", RunStatus::Success, hour_ago + 30_000),
+    ] {
+        client
+            .report_run(bearer(report, &runner))
+            .await
+            .expect("report");
+    }
+    let (samples, body) = scrape(&suite, &scraper).await;
+    let get = |key: &str| samples.get(key).copied();
+    let up = |branch: &str| {
+        format!(
+            "chainloop_workflow_up{{branch={branch},org=acme-corp,project=default,runner=GITHUB_ACTION,workflow=ci}}"
+        )
+    };
+    let runs = |branch: &str, status: &str| {
+        format!(
+            "chainloop_workflow_runs_total{{branch={branch},org=acme-corp,project=default,runner=GITHUB_ACTION,status={status},workflow=ci}}"
+        )
+    };
+    assert_eq!(get(&up("trunk")), Some(1.0), "{body}");
+    // The newest run of the other branches (feature/login's failure) is what `other` shows.
+    assert_eq!(get(&up("other")), Some(0.0), "{body}");
+    assert_eq!(get(&runs("trunk", "success")), Some(2.0), "{body}");
+    assert_eq!(get(&runs("other", "success")), Some(1.0), "{body}");
+    assert_eq!(get(&runs("other", "error")), Some(1.0), "{body}");
+    assert_eq!(
+        get(
+            "chainloop_workflow_run_duration_seconds_count{branch=trunk,org=acme-corp,project=default,runner=GITHUB_ACTION,status=success,workflow=ci}"
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    // Every run series is labelled: no workflow_up without a branch.
+    assert!(!body.contains("chainloop_workflow_up{org="), "{body}");
+}

@@ -101,6 +101,7 @@ pub const WORKFLOW_RUN_SERVICE: Member = Member {
         "retention_interval",
         "run_duration_buckets",
         "queue_duration_buckets",
+        "branch_label",
         "upstream_timeout",
         "upstream_tls_ca",
         "upstream_tls_cert",

@@ -33,6 +33,7 @@ use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunServi
 use runplane_auth::FailureLimiter;
 use runplane_auth::{AdminCredential, TokenAuthenticator};
 
+pub use aggregate::BranchLabel;
 pub use config::Config;
 
 /// Runs workflow-run-service until SIGTERM/SIGINT.
@@ -62,7 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = store::Store::new(db, config.run_duration_buckets.clone())
         .with_queue_buckets(config.queue_duration_buckets.clone())
         .with_workflow_limit(config.max_workflows_per_org)
-        .with_job_queue_window(config.run_timeout);
+        .with_job_queue_window(config.run_timeout)
+        .with_branch_label(config.branch_label.clone());
     let cicd = config
         .otel_cicd_metrics
         .then(cicd::CicdMetrics::start)

@@ -120,6 +120,7 @@ impl Store {
                         runner,
                         finished_at_ms: finished,
                         duration_ms: Some(duration_ms),
+                        branch: "",
                     },
                     self.buckets(),
                 );

@@ -7,7 +7,7 @@ use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus};
 
 use super::writer::{Buckets, Kind, Seconds, set_labels};
-use super::{Families, Gone};
+use super::{Families, Gone, escape};
 
 pub(super) const UP_HELP: &str = "Indicate if the last run was successful. A run still in progress does \
 not count: the value is that of the newest finished run.";
@@ -32,12 +32,30 @@ pub(super) const RUNS_QUEUED_HELP: &str =
 pub(super) const ATTEMPT_LABELS: [&str; 4] = ["1", "2", "3", "4+"];
 
 impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
-    /// `workflow_up`: whether each workflow's last run succeeded.
+    /// `workflow_up`: whether each workflow's last run succeeded; per branch
+    /// label, the newest run of each, when runs were counted with one.
     pub(super) fn workflow_up(&mut self) -> Result<(), Gone> {
         let mut family = self.writer.family("workflow_up", UP_HELP, Kind::Gauge);
         for (w, (project, workflow)) in self.workflows.iter().zip(&self.names) {
             self.chunks.cut_if_full()?;
-            let Some(last) = &w.last_run else { continue };
+            for run in &w.branch_runs {
+                let branch = escape(&run.branch);
+                set_labels(
+                    &mut self.labels,
+                    &[
+                        ("branch", &branch),
+                        ("org", &self.org),
+                        ("project", project),
+                        ("runner", run.runner_type().label()),
+                        ("workflow", workflow),
+                    ],
+                );
+                let up = u8::from(run.status() == RunStatus::Success);
+                family.sample(&mut self.chunks.buf, "", &self.labels, up);
+            }
+            let Some(last) = w.last_run.as_ref().filter(|_| w.branch_runs.is_empty()) else {
+                continue;
+            };
             set_labels(
                 &mut self.labels,
                 &[
@@ -253,8 +271,8 @@ pub(super) fn workflow_labels(labels: &mut String, org: &str, project: &str, wor
     );
 }
 
-/// `org`, `project`, `runner`, `status`, `workflow`: the labels of an
-/// outcome's series.
+/// (`branch`,) `org`, `project`, `runner`, `status`, `workflow`: the labels
+/// of an outcome's series; `branch` for runs counted with a branch label.
 fn outcome_labels(
     labels: &mut String,
     org: &str,
@@ -262,14 +280,18 @@ fn outcome_labels(
     workflow: &str,
     outcome: &DurationHistogram,
 ) {
-    set_labels(
-        labels,
-        &[
-            ("org", org),
-            ("project", project),
-            ("runner", outcome.runner_type().label()),
-            ("status", outcome.status().label()),
-            ("workflow", workflow),
-        ],
-    );
+    let rest = [
+        ("org", org),
+        ("project", project),
+        ("runner", outcome.runner_type().label()),
+        ("status", outcome.status().label()),
+        ("workflow", workflow),
+    ];
+    if outcome.branch.is_empty() {
+        set_labels(labels, &rest);
+    } else {
+        let branch = escape(&outcome.branch);
+        let [o, p, r, s, w] = rest;
+        set_labels(labels, &[("branch", &branch), o, p, r, s, w]);
+    }
 }

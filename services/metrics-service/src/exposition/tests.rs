@@ -63,12 +63,25 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             ("project", w.project.as_str()),
             ("workflow", w.workflow.as_str()),
         );
+        for run in &w.branch_runs {
+            let value = f64::from(u8::from(run.status() == RunStatus::Success));
+            let pairs = [
+                ("branch", run.branch.as_str()),
+                o,
+                p,
+                ("runner", run.runner_type().label()),
+                wf,
+            ];
+            up.push(gauge(value, &pairs));
+        }
         if let Some(last) = &w.last_run {
-            let value = f64::from(u8::from(last.status() == RunStatus::Success));
-            up.push(gauge(
-                value,
-                &[o, p, ("runner", last.runner_type().label()), wf],
-            ));
+            if w.branch_runs.is_empty() {
+                let value = f64::from(u8::from(last.status() == RunStatus::Success));
+                up.push(gauge(
+                    value,
+                    &[o, p, ("runner", last.runner_type().label()), wf],
+                ));
+            }
             if let Some(seconds) = last.duration_seconds {
                 last_duration.push(gauge(seconds, &[o, p, wf]));
             }
@@ -76,13 +89,16 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
         in_progress.push(gauge(f64::from(w.runs_in_progress), &[o, p, wf]));
         let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
         for d in &w.durations {
-            let pairs = [
+            let mut pairs = vec![
                 o,
                 p,
                 ("runner", d.runner_type().label()),
                 ("status", d.status().label()),
                 wf,
             ];
+            if !d.branch.is_empty() {
+                pairs.insert(0, ("branch", d.branch.as_str()));
+            }
             if let Some(at) = d.last_finish_time.as_ref().map(from_timestamp) {
                 let entry = newest.entry(d.status().label()).or_insert(at);
                 *entry = (*entry).max(at);
@@ -265,7 +281,7 @@ mod rendering {
     use super::*;
     use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{
-        DurationHistogram, JobMetrics, LastRun, QueueHistogram, RunnerType,
+        BranchRun, DurationHistogram, JobMetrics, LastRun, QueueHistogram, RunnerType,
     };
 
     fn options(format: Format) -> Options {
@@ -300,6 +316,7 @@ mod rendering {
                 bucket_counts: vec![1, 2],
                 runs_total: 3,
                 last_finish_time: Some(timestamp(1_732_450_000_500)),
+                branch: String::new(),
             }],
             runs_in_progress: 2,
             create_time: Some(timestamp(1_700_000_000_000)),
@@ -389,6 +406,7 @@ mod rendering {
             bucket_counts: vec![1, 1, 1],
             runs_total: 1,
             last_finish_time: Some(timestamp(1_732_450_001_000)),
+            branch: String::new(),
         });
         // Expired runs: counted, no histogram.
         two.durations.push(DurationHistogram {
@@ -446,6 +464,26 @@ mod rendering {
             },
         ];
         several.push(two);
+        // Runs counted with branch labels (and some from before, without).
+        let mut branched = workflow("branched", RunStatus::Success);
+        branched.branch_runs = vec![
+            BranchRun {
+                branch: "main".into(),
+                status: RunStatus::Error.into(),
+                runner_type: RunnerType::GithubAction.into(),
+                finish_time: Some(timestamp(1_732_450_004_000)),
+            },
+            BranchRun {
+                branch: "other \"x\"".into(),
+                status: RunStatus::Success.into(),
+                runner_type: RunnerType::GithubAction.into(),
+                finish_time: Some(timestamp(1_732_450_005_000)),
+            },
+        ];
+        let mut on_main = branched.durations[0].clone();
+        on_main.branch = "main".into();
+        branched.durations.push(on_main);
+        several.push(branched);
         // Jobs waiting before any completed.
         several.push(WorkflowMetrics {
             workflow: "queued-only".into(),

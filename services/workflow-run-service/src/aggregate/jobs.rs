@@ -66,8 +66,7 @@ pub(crate) fn count_job(
     }
     let outcome = outcome_of(
         &mut metrics.durations,
-        job.status,
-        RunnerType::Unspecified,
+        (job.status, RunnerType::Unspecified, ""),
         buckets,
     );
     outcome.runs_total = outcome.runs_total.saturating_add(1);

@@ -12,8 +12,10 @@
 //! changes its `le` set (which would break `rate()` and `histogram_quantile()`
 //! over it).
 
+mod branches;
 mod jobs;
 
+pub use branches::BranchLabel;
 pub(crate) use jobs::{CompletedJob, count_job};
 
 use runplane_api::time::{from_timestamp, timestamp};
@@ -122,19 +124,21 @@ pub(crate) fn new(id: &str, project: &str, name: &str, created_at_ms: i64) -> Wo
 
 /// One finished run, as its workflow counts it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Finished {
+pub(crate) struct Finished<'a> {
     pub(crate) status: RunStatus,
     pub(crate) runner: RunnerType,
     pub(crate) finished_at_ms: i64,
     /// `None` for an expired run: counted, but not in the duration histogram.
     pub(crate) duration_ms: Option<i64>,
+    /// Its branch label ([`BranchLabel::label`]); "" for none.
+    pub(crate) branch: &'a str,
 }
 
 /// Counts a finished run in its workflow's aggregates. The workflow's last run
 /// is the one that finished last, whatever order the finishes arrive in; an
 /// expired run has no duration, so the last known one stays. New histograms
 /// are created over `buckets`.
-pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
+pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished<'_>, buckets: &[f64]) {
     let newer = aggregates.last_run.as_ref().is_none_or(|last| {
         last.finish_time
             .as_ref()
@@ -150,7 +154,12 @@ pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[
         }
     }
 
-    let outcome = outcome_of(&mut aggregates.durations, run.status, run.runner, buckets);
+    branches::count_branch_run(aggregates, &run);
+    let outcome = outcome_of(
+        &mut aggregates.durations,
+        (run.status, run.runner, run.branch),
+        buckets,
+    );
     outcome.runs_total = outcome.runs_total.saturating_add(1);
     let latest = outcome
         .last_finish_time
@@ -170,8 +179,8 @@ pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[
 /// duration. The expired outcome's newest finish time stays as it was: which
 /// expiry came before this one is not kept. Prometheus reads the expired
 /// counter's decrease as a reset.
-pub(crate) fn replace_expiry(aggregates: &mut WorkflowMetrics, run: Finished, buckets: &[f64]) {
-    let key = (RunStatus::Expired.label(), run.runner.label());
+pub(crate) fn replace_expiry(aggregates: &mut WorkflowMetrics, run: Finished<'_>, buckets: &[f64]) {
+    let key = (RunStatus::Expired.label(), run.runner.label(), run.branch);
     if let Some(at) = aggregates
         .durations
         .iter()
@@ -186,16 +195,15 @@ pub(crate) fn replace_expiry(aggregates: &mut WorkflowMetrics, run: Finished, bu
     count(aggregates, run, buckets);
 }
 
-/// The histogram of one outcome, created over `buckets` if it is the first
-/// run to finish so. Outcomes are kept in (status, runner) label order, the
-/// order the scrape lists their series in.
+/// The histogram of one outcome (status, runner, branch label), created over
+/// `buckets` if it is the first run to finish so. Outcomes are kept in
+/// (status, runner, branch) order, the order the scrape lists their series in.
 pub(super) fn outcome_of<'a>(
     outcomes: &'a mut Vec<DurationHistogram>,
-    status: RunStatus,
-    runner: RunnerType,
+    (status, runner, branch): (RunStatus, RunnerType, &str),
     buckets: &[f64],
 ) -> &'a mut DurationHistogram {
-    let key = (status.label(), runner.label());
+    let key = (status.label(), runner.label(), branch);
     let at = outcomes
         .iter()
         .position(|o| outcome_key(o) >= key)
@@ -208,6 +216,7 @@ pub(super) fn outcome_of<'a>(
                 runner_type: runner.into(),
                 bucket_bounds: buckets.to_vec(),
                 bucket_counts: vec![0; buckets.len()],
+                branch: branch.to_owned(),
                 ..DurationHistogram::default()
             },
         );
@@ -215,8 +224,12 @@ pub(super) fn outcome_of<'a>(
     &mut outcomes[at]
 }
 
-fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str) {
-    (outcome.status().label(), outcome.runner_type().label())
+fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str, &str) {
+    (
+        outcome.status().label(),
+        outcome.runner_type().label(),
+        &outcome.branch,
+    )
 }
 
 /// Records one run that took `seconds` in a cumulative histogram.
@@ -247,12 +260,13 @@ pub(crate) fn seconds(ms: i64) -> f64 {
 mod tests {
     use super::*;
 
-    fn finished(status: RunStatus, at: i64, duration_ms: Option<i64>) -> Finished {
+    fn finished(status: RunStatus, at: i64, duration_ms: Option<i64>) -> Finished<'static> {
         Finished {
             status,
             runner: RunnerType::GithubAction,
             finished_at_ms: at,
             duration_ms,
+            branch: "",
         }
     }
 
@@ -261,8 +275,7 @@ mod tests {
         let mut outcomes = Vec::new();
         let h = outcome_of(
             &mut outcomes,
-            RunStatus::Success,
-            RunnerType::GithubAction,
+            (RunStatus::Success, RunnerType::GithubAction, ""),
             &[10.0, 30.0, 60.0],
         );
         for v in [5.0, 10.0, 25.0, 61.0] {

@@ -55,6 +55,8 @@ pub(crate) struct Store {
     writes: group_commit::WritePath,
     /// How long a job reported queued counts as waiting, at most.
     job_queue_window_ms: i64,
+    /// Which branch label finished runs count under.
+    branch_label: crate::aggregate::BranchLabel,
 }
 
 impl Store {
@@ -67,7 +69,14 @@ impl Store {
             identities: Arc::default(),
             max_workflows_per_org: None,
             job_queue_window_ms: 3_600_000,
+            branch_label: crate::aggregate::BranchLabel::None,
         }
+    }
+
+    /// Counts runs finished from now on under the branch labels `label` gives.
+    pub(crate) fn with_branch_label(mut self, label: crate::aggregate::BranchLabel) -> Self {
+        self.branch_label = label;
+        self
     }
 
     /// Jobs reported queued longer ago than `window` no longer count as

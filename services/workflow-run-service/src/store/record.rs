@@ -150,6 +150,7 @@ mod tests {
                 runner: RunnerType::GithubAction,
                 finished_at_ms: 1_700_000_001_000,
                 duration_ms: Some(300),
+                branch: "",
             },
             &[0.1, 1.0],
         );

@@ -137,7 +137,13 @@ impl Store {
                     // No record: the workflow was deleted, and its aggregates with it.
                     if let Some(row) = record_rows.first() {
                         let record = record_in_batch(&mut records, &run.workflow_id, row)?;
-                        let counted = finished(&run, claim);
+                        if !run.default_branch.is_empty() {
+                            record.default_branch.clone_from(&run.default_branch);
+                        }
+                        let branch =
+                            self.branch_label
+                                .label(record, &run.branch, &run.default_branch);
+                        let counted = finished(&run, claim, &branch);
                         if was_expired {
                             // Its wait was counted when it expired.
                             aggregate::replace_expiry(record, counted, &self.buckets);
@@ -239,8 +245,8 @@ impl Claim {
     }
 }
 
-/// A claimed run, as its workflow's record counts it.
-fn finished(run: &run::Model, claim: &Claim) -> aggregate::Finished {
+/// A claimed run, as its workflow's record counts it under branch label `branch`.
+fn finished<'a>(run: &run::Model, claim: &Claim, branch: &'a str) -> aggregate::Finished<'a> {
     let finished_at_ms = run.finished_at_ms.unwrap_or(claim.now_ms);
     aggregate::Finished {
         status: claim.outcome,
@@ -248,6 +254,7 @@ fn finished(run: &run::Model, claim: &Claim) -> aggregate::Finished {
         finished_at_ms,
         duration_ms: (claim.outcome != RunStatus::Expired)
             .then(|| finished_at_ms - run.started_at_ms),
+        branch,
     }
 }
 
