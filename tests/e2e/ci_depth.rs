@@ -441,3 +441,121 @@ async fn with_branch_label_default_the_default_branch_is_told_from_the_others() 
     // Every run series is labelled: no workflow_up without a branch.
     assert!(!body.contains("chainloop_workflow_up{org="), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_buckets_carry_the_newest_run_that_fell_in_them_with_its_trace() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let mut client = suite.workflow_runs().await;
+    let hour_ago = now_ms() - 3_600_000;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // A run reported in a trace (as a CI job exporting TRACEPARENT would), 45 s long.
+    let mut request = bearer(
+        ReportRunRequest {
+            workflow: "deploy".into(),
+            runner_type: RunnerType::GithubAction.into(),
+            request_id: "traced".into(),
+            queue_time: at(hour_ago - 20_000),
+            start_time: at(hour_ago),
+            finish_time: at(hour_ago + 45_000),
+            status: RunStatus::Success.into(),
+            ..Default::default()
+        },
+        &runner,
+    );
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("header"),
+    );
+    let traced = client
+        .report_run(request)
+        .await
+        .expect("report")
+        .into_inner()
+        .run
+        .expect("run");
+    // The CLI passes the CI job's TRACEPARENT on: a run 5 s long, later.
+    let cli_trace = "0af7651916cd43dd8448eb211c80319c";
+    suite
+        .cli_with_env(
+            &[
+                "run",
+                "report",
+                "--workflow",
+                "deploy",
+                "--runner",
+                "GITHUB_ACTION",
+                "--status",
+                "success",
+                "--started-at",
+                &rfc3339(hour_ago + 60_000),
+                "--finished-at",
+                &rfc3339(hour_ago + 65_000),
+            ],
+            &[
+                ("RUNPLANE_TOKEN", runner.as_str()),
+                (
+                    "TRACEPARENT",
+                    &format!("00-{cli_trace}-b7ad6b7169203331-01"),
+                ),
+            ],
+        )
+        .await
+        .ok();
+
+    let om = suite
+        .get_with(
+            &suite.metrics_url("acme-corp"),
+            &[
+                ("authorization", &format!("Bearer {scraper}")),
+                ("accept", "application/openmetrics-text; version=1.0.0"),
+            ],
+        )
+        .await;
+    assert_eq!(om.status, 200, "{}", om.body);
+    let samples = crate::support::parse_openmetrics(&om.body)
+        .unwrap_or_else(|e| panic!("prometheus_client refuses it: {e}\n{}", om.body));
+    let exemplar_of = |name: &str, le: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.labels.get("le").map(String::as_str) == Some(le)
+                    && s.labels.get("workflow").map(String::as_str) == Some("deploy")
+            })
+            .unwrap_or_else(|| panic!("no {name} le={le} in\n{}", om.body))
+            .exemplar
+            .as_ref()
+    };
+    // 45 s fell in le=60 (not le=30), 5 s in le=10.
+    let slow = exemplar_of("chainloop_workflow_run_duration_seconds_bucket", "60.0")
+        .expect("an exemplar on le=60");
+    assert_eq!(slow.labels.get("run_id"), Some(&traced.id), "{}", om.body);
+    assert_eq!(slow.labels.get("trace_id").map(String::as_str), Some(trace));
+    assert_eq!(slow.value, 45.0);
+    assert!(slow.timestamp.is_some());
+    assert!(exemplar_of("chainloop_workflow_run_duration_seconds_bucket", "30.0").is_none());
+    let fast = exemplar_of("chainloop_workflow_run_duration_seconds_bucket", "10.0")
+        .expect("an exemplar on le=10");
+    assert_eq!(
+        fast.labels.get("trace_id").map(String::as_str),
+        Some(cli_trace)
+    );
+    // The queue histogram's: 20 s waited, in le=30.
+    let queued = exemplar_of("chainloop_workflow_run_queue_seconds_bucket", "30.0")
+        .expect("an exemplar on the queue's le=30");
+    assert_eq!(queued.labels.get("run_id"), Some(&traced.id));
+    // The text format carries none.
+    let (_, text) = scrape(&suite, &scraper).await;
+    assert!(!text.contains(" # {"), "{text}");
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).expect("ms")),
+    )
+    .to_string()
+}

@@ -80,12 +80,15 @@ pub(crate) async fn handle(
         Some(o) if o.prometheus_metrics_enabled => {}
         _ => return Err(ScrapeError::NotEnabled(org)),
     }
-    let workflows = upstreams.workflow_metrics(secret).await?;
     let format = Format::negotiate(
         headers
             .get(header::ACCEPT)
             .and_then(|accept| accept.to_str().ok()),
     );
+    // Only OpenMetrics carries exemplars: other scrapes do not fetch them.
+    let workflows = upstreams
+        .workflow_metrics(secret, format == Format::OpenMetrics)
+        .await?;
     let options = exposition::Options {
         format,
         ..scraper.exposition.clone()

@@ -78,10 +78,12 @@ impl Upstreams {
     }
 
     /// Every workflow's aggregates, a page at a time, read with the scraper's token
-    /// so that workflow-run-service confines the answer to its organization.
+    /// so that workflow-run-service confines the answer to its organization;
+    /// with their histograms' exemplars when `exemplars` (OpenMetrics).
     pub(crate) async fn workflow_metrics(
         &self,
         secret: &str,
+        exemplars: bool,
     ) -> Result<Vec<WorkflowMetrics>, ScrapeError> {
         let mut client = self.workflow_runs.clone();
         let mut all = Vec::new();
@@ -91,6 +93,7 @@ impl Upstreams {
                 ListWorkflowMetricsRequest {
                     page_size: PAGE_SIZE,
                     page_token,
+                    exemplars,
                 },
                 secret,
             );

@@ -26,6 +26,8 @@ pub(crate) mod workflow {
         /// The workflow's aggregates, as a scrape sends them: see
         /// `store::record`.
         pub(crate) metrics: Vec<u8>,
+        /// Its histograms' exemplars, stored apart: see `store::record`.
+        pub(crate) exemplars: Vec<u8>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -416,6 +416,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             status,
             reason: &request.reason,
             finished_at_ms: Some(finished_at_ms),
+            trace_id: trace_id.as_deref(),
         };
         let reported = self
             .lifecycle
@@ -433,6 +434,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         request: Request<FinishRunRequest>,
     ) -> Result<Response<FinishRunResponse>, Status> {
         let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let trace_id = trace_of(&request);
         let request = request.into_inner();
         validate_run_id(&request.run_id)?;
         let status = reportable_outcome(request.status)?;
@@ -444,6 +446,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             status,
             reason: &request.reason,
             finished_at_ms,
+            trace_id: trace_id.as_deref(),
         };
         let run = self
             .lifecycle
@@ -586,6 +589,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 principal.project_limit(),
                 after.as_deref(),
                 limit,
+                request.exemplars,
             )
             .await?;
         let mut reply = page.workflows;

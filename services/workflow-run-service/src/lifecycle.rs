@@ -47,6 +47,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) reason: &'a str,
     /// When it finished (validated); `None`: now.
     pub(crate) finished_at_ms: Option<i64>,
+    /// The trace of the call that reported it, if any.
+    pub(crate) trace_id: Option<&'a str>,
 }
 
 /// What a report did.
@@ -158,6 +160,7 @@ impl Lifecycle {
             status: outcome,
             reason,
             finished_at_ms,
+            trace_id,
         } = outcome;
         let finished = self
             .store
@@ -167,6 +170,7 @@ impl Lifecycle {
                 outcome,
                 reason,
                 finished_at_ms,
+                trace_id,
             })
             .await?;
         let run = finished.run;
@@ -200,6 +204,7 @@ impl Lifecycle {
             status: RunStatus::Expired,
             reason,
             finished_at_ms: None,
+            trace_id: None,
         };
         self.finish(None, run_id, outcome).await
     }

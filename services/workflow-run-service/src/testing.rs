@@ -74,6 +74,7 @@ impl Storage {
                 outcome,
                 reason: "",
                 finished_at_ms: None,
+                trace_id: None,
             })
             .await?;
         Ok(())
@@ -121,6 +122,8 @@ impl Store {
                         finished_at_ms: finished,
                         duration_ms: Some(duration_ms),
                         branch: "",
+                        run_id: "",
+                        trace_id: "",
                     },
                     self.buckets(),
                 );
@@ -164,6 +167,7 @@ impl Store {
                 last_run_finished_at_ms: Set(last_finished),
                 last_run_duration_ms: Set(last_duration),
                 metrics: Set(record::encode(&metrics)),
+                exemplars: Set(Vec::new()),
             });
         }
         if !runs.is_empty() {

@@ -53,6 +53,16 @@ pub(crate) struct ParsedSample {
     pub(crate) labels: std::collections::BTreeMap<String, String>,
     pub(crate) value: f64,
     pub(crate) timestamp: Option<String>,
+    /// A histogram bucket's exemplar, if it carries one.
+    pub(crate) exemplar: Option<ParsedExemplar>,
+}
+
+/// An exemplar as the parser read it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ParsedExemplar {
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub(crate) value: f64,
+    pub(crate) timestamp: Option<String>,
 }
 
 /// Parses an OpenMetrics exposition with Python's `prometheus_client` (the

@@ -96,6 +96,7 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                     counts: &queue.bucket_counts,
                     count: queue.count,
                     sum: queue.sum_seconds,
+                    exemplars: &[],
                 };
                 family.histogram(&mut self.chunks.buf, &self.labels, &buckets, w);
             }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use runplane_api::time::from_timestamp;
-use runplane_api::workflowrun::v1::{DurationHistogram, RunStatus};
+use runplane_api::workflowrun::v1::{
+    DurationHistogram, Exemplar, HistogramExemplars, RunStatus, WorkflowMetrics,
+};
 
 use super::writer::{Buckets, Kind, Seconds, set_labels};
 use super::{Families, Gone, escape};
@@ -83,7 +85,16 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
             self.chunks.cut_if_full()?;
             for d in w.durations.iter().filter(|d| d.count > 0) {
                 outcome_labels(&mut self.labels, &self.org, project, workflow, d);
-                family.histogram(&mut self.chunks.buf, &self.labels, &buckets_of(d), w);
+                let buckets = Buckets {
+                    exemplars: exemplars_of(w, |h| {
+                        !h.queue
+                            && h.status == d.status
+                            && h.runner_type == d.runner_type
+                            && h.branch == d.branch
+                    }),
+                    ..buckets_of(d)
+                };
+                family.histogram(&mut self.chunks.buf, &self.labels, &buckets, w);
             }
         }
         Ok(())
@@ -187,6 +198,7 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 counts: &queue.bucket_counts,
                 count: queue.count,
                 sum: queue.sum_seconds,
+                exemplars: exemplars_of(w, |h| h.queue),
             };
             family.histogram(&mut self.chunks.buf, &self.labels, &buckets, w);
         }
@@ -253,14 +265,24 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
     }
 }
 
-/// A duration histogram's buckets.
+/// A duration histogram's buckets (without exemplars).
 pub(super) fn buckets_of(d: &DurationHistogram) -> Buckets<'_> {
     Buckets {
         bounds: &d.bucket_bounds,
         counts: &d.bucket_counts,
         count: d.count,
         sum: d.sum_seconds,
+        exemplars: &[],
     }
+}
+
+/// The exemplars of the workflow's histogram that `which` picks (none when
+/// the scrape did not fetch them).
+fn exemplars_of(w: &WorkflowMetrics, which: impl Fn(&HistogramExemplars) -> bool) -> &[Exemplar] {
+    w.exemplars
+        .iter()
+        .find(|h| which(h))
+        .map_or(&[], |h| h.exemplars.as_slice())
 }
 
 /// `org`, `project`, `workflow`: the labels of a per-workflow series.

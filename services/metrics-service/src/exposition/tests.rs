@@ -281,7 +281,8 @@ mod rendering {
     use super::*;
     use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{
-        BranchRun, DurationHistogram, JobMetrics, LastRun, QueueHistogram, RunnerType,
+        BranchRun, DurationHistogram, Exemplar, HistogramExemplars, JobMetrics, LastRun,
+        QueueHistogram, RunnerType,
     };
 
     fn options(format: Format) -> Options {
@@ -424,6 +425,31 @@ mod rendering {
             bucket_counts: vec![0, 2, 3],
         });
         two.flaky_runs = 2;
+        // The newest run of the +Inf bucket of the error histogram, and of the
+        // queue's first; exemplars are OpenMetrics' only.
+        two.exemplars = vec![
+            HistogramExemplars {
+                status: RunStatus::Error.into(),
+                exemplars: vec![Exemplar {
+                    bucket: 3,
+                    run_id: "0193-error".into(),
+                    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                    value: 2e9,
+                    time: Some(timestamp(1_732_450_001_000)),
+                }],
+                ..HistogramExemplars::default()
+            },
+            HistogramExemplars {
+                queue: true,
+                exemplars: vec![Exemplar {
+                    bucket: 0,
+                    run_id: "0193-queued".into(),
+                    value: 0.5,
+                    ..Exemplar::default()
+                }],
+                ..HistogramExemplars::default()
+            },
+        ];
         two.runs_by_attempt = vec![3, 0, 1, 2];
         two.jobs_queued = 3;
         two.runs_queued = 2;
@@ -563,6 +589,9 @@ mod rendering {
             "{om}"
         );
         assert!(om.contains("le=\"10.0\"}"), "{om}");
+        assert!(om.contains("status=\"error\",workflow=\"two-outcomes\",le=\"+Inf\"} 1 # {run_id=\"0193-error\",trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 2000000000 1732450001\n"), "{om}");
+        assert!(om.contains("chainloop_workflow_run_queue_seconds_bucket{org=\"o\",project=\"default\",workflow=\"two-outcomes\",le=\"1.0\"} 0 # {run_id=\"0193-queued\"} 0.5\n"), "{om}");
+        assert_eq!(om.matches(" # {").count(), 2, "{om}");
         assert!(om.contains("le=\"1000000000.0\"}"), "{om}");
         assert!(!om.contains("_created"), "{om}");
         let with_created = Options {

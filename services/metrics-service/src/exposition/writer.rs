@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use runplane_api::time::from_timestamp;
-use runplane_api::workflowrun::v1::WorkflowMetrics;
+use runplane_api::workflowrun::v1::{Exemplar, WorkflowMetrics};
 
 use super::Format;
 
@@ -72,6 +72,8 @@ pub(super) struct Buckets<'a> {
     pub(super) counts: &'a [u64],
     pub(super) count: u64,
     pub(super) sum: f64,
+    /// The newest run of some buckets, in bucket order (written in OpenMetrics only).
+    pub(super) exemplars: &'a [Exemplar],
 }
 
 impl Family {
@@ -134,11 +136,22 @@ impl Family {
         self.prefix.push_str("_bucket{");
         self.prefix.push_str(labels);
         self.prefix.push_str(",le=\"");
+        let exemplars = match self.bounds.format {
+            Format::OpenMetrics => buckets.exemplars,
+            Format::Text => &[],
+        };
+        let mut exemplars = exemplars.iter().peekable();
+        let mut exemplar_of = |bucket: usize| {
+            let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+            while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
+            exemplars.next_if(|e| e.bucket == bucket)
+        };
         let bounds = self.bounds.get(buckets.bounds);
-        for (bound, count) in bounds.iter().zip(buckets.counts) {
-            bucket_line(out, &self.prefix, bound, *count);
+        for (i, (bound, count)) in bounds.iter().zip(buckets.counts).enumerate() {
+            bucket_line(out, &self.prefix, bound, *count, exemplar_of(i));
         }
-        bucket_line(out, &self.prefix, "+Inf", buckets.count);
+        let infinite = exemplar_of(buckets.bounds.len());
+        bucket_line(out, &self.prefix, "+Inf", buckets.count, infinite);
         self.sample(out, "_sum", labels, buckets.sum);
         self.sample(out, "_count", labels, buckets.count);
         self.created(out, labels, w);
@@ -157,12 +170,31 @@ impl Family {
     }
 }
 
-/// One bucket line: `prefix` ends in `le="`.
-fn bucket_line(out: &mut String, prefix: &str, bound: &str, count: u64) {
+/// One bucket line: `prefix` ends in `le="`; with its exemplar, OpenMetrics'
+/// ` # {run_id="…",trace_id="…"} VALUE TIMESTAMP`.
+fn bucket_line(
+    out: &mut String,
+    prefix: &str,
+    bound: &str,
+    count: u64,
+    exemplar: Option<&Exemplar>,
+) {
     out.push_str(prefix);
     out.push_str(bound);
     out.push_str("\"} ");
     out.push_str(itoa::Buffer::new().format(count));
+    if let Some(e) = exemplar {
+        out.push_str(" # {run_id=\"");
+        out.push_str(&escape(&e.run_id));
+        if !e.trace_id.is_empty() {
+            out.push_str("\",trace_id=\"");
+            out.push_str(&escape(&e.trace_id));
+        }
+        let _ = write!(out, "\"}} {}", e.value);
+        if let Some(at) = e.time.as_ref().map(from_timestamp) {
+            let _ = write!(out, " {}", Seconds(at));
+        }
+    }
     out.push('\n');
 }
 

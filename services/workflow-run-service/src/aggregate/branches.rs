@@ -173,6 +173,8 @@ mod tests {
                 finished_at_ms: 10,
                 duration_ms: Some(1),
                 branch: &format!("b{i:02}"),
+                run_id: "",
+                trace_id: "",
             };
             count_branch_run(&mut record, &finished);
         }
@@ -188,6 +190,8 @@ mod tests {
             finished_at_ms: 5,
             duration_ms: Some(1),
             branch: "b07",
+            run_id: "",
+            trace_id: "",
         };
         count_branch_run(&mut record, &older);
         let b07 = record

@@ -13,6 +13,7 @@
 //! over it).
 
 mod branches;
+mod exemplars;
 mod jobs;
 
 pub use branches::BranchLabel;
@@ -79,8 +80,24 @@ pub(crate) fn makes_flaky(this: (RunStatus, i64), others: &[(RunStatus, i64)]) -
 /// Counts how long a run waited for a runner in its workflow's queue
 /// histogram, created over `buckets` on the first such run (its bounds then
 /// stay, as the duration histograms' do). A negative wait counts as none.
-pub(crate) fn count_queue(aggregates: &mut WorkflowMetrics, queue_ms: i64, buckets: &[f64]) {
+pub(crate) fn count_queue(
+    aggregates: &mut WorkflowMetrics,
+    run: &Finished<'_>,
+    queue_ms: i64,
+    buckets: &[f64],
+) {
     observe_queue(&mut aggregates.queue, queue_ms, buckets);
+    if let Some(queue) = &aggregates.queue {
+        let bounds = queue.bucket_bounds.clone();
+        let waited = seconds(queue_ms.max(0));
+        exemplars::observe(
+            aggregates,
+            exemplars::Histogram::Queue,
+            run,
+            &bounds,
+            waited,
+        );
+    }
 }
 
 /// Counts a wait of `queue_ms` in `queue`, created over `buckets` if absent.
@@ -132,6 +149,9 @@ pub(crate) struct Finished<'a> {
     pub(crate) duration_ms: Option<i64>,
     /// Its branch label ([`BranchLabel::label`]); "" for none.
     pub(crate) branch: &'a str,
+    /// Its id and its trace's, for exemplars ("": none).
+    pub(crate) run_id: &'a str,
+    pub(crate) trace_id: &'a str,
 }
 
 /// Counts a finished run in its workflow's aggregates. The workflow's last run
@@ -170,6 +190,14 @@ pub(crate) fn count(aggregates: &mut WorkflowMetrics, run: Finished<'_>, buckets
     outcome.last_finish_time = Some(timestamp(latest));
     if let Some(ms) = run.duration_ms {
         observe(outcome, seconds(ms));
+        let bounds = outcome.bucket_bounds.clone();
+        exemplars::observe(
+            aggregates,
+            exemplars::Histogram::Durations,
+            &run,
+            &bounds,
+            seconds(ms),
+        );
     }
 }
 
@@ -267,6 +295,8 @@ mod tests {
             finished_at_ms: at,
             duration_ms,
             branch: "",
+            run_id: "",
+            trace_id: "",
         }
     }
 
@@ -322,8 +352,17 @@ mod tests {
         assert!(!makes_flaky((ok, 5), &[(failed, 1), (ok, 10)]));
         assert!(!makes_flaky((failed, 5), &[]));
         let mut record = new("id", "default", "w", 0);
-        count_queue(&mut record, 7_500, &[5.0, 10.0]);
-        count_queue(&mut record, -3, &[1.0]);
+        let run = Finished {
+            status: RunStatus::Success,
+            runner: RunnerType::Unspecified,
+            finished_at_ms: 0,
+            duration_ms: None,
+            branch: "",
+            run_id: "",
+            trace_id: "",
+        };
+        count_queue(&mut record, &run, 7_500, &[5.0, 10.0]);
+        count_queue(&mut record, &run, -3, &[1.0]);
         let queue = record.queue.expect("a queue histogram");
         assert_eq!((queue.count, queue.sum_seconds), (2, 7.5));
         assert_eq!(queue.bucket_counts, [1, 2], "the first run's bounds stay");

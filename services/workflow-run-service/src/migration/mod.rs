@@ -14,6 +14,7 @@ mod m20261125_000009_jobs;
 mod m20261125_000010_run_origins;
 mod m20261125_000011_index_runs_by_commit;
 mod m20261206_000012_job_workflows;
+mod m20261206_000013_exemplars;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_run_origins::Migration),
             Box::new(m20261125_000011_index_runs_by_commit::Migration),
             Box::new(m20261206_000012_job_workflows::Migration),
+            Box::new(m20261206_000013_exemplars::Migration),
         ]
     }
 

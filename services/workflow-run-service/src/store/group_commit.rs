@@ -180,6 +180,7 @@ mod tests {
                         outcome: RunStatus::Success,
                         reason: "",
                         finished_at_ms: None,
+                        trace_id: None,
                     })
                     .await
             });

@@ -25,7 +25,10 @@ use crate::error::Error;
 /// come off the socket cheaply and `string_agg` costs more than it saves
 /// (a page of 1,000 read in 1.5 ms as rows, 2.5 ms joined), so it returns
 /// the records as rows.
-fn page_sql(backend: DbBackend, after: bool, projects: usize) -> String {
+///
+/// With `exemplars`, each record's exemplars (stored apart, see
+/// [`super::record::encode_split`]) come as a second value (column).
+fn page_sql(backend: DbBackend, after: bool, projects: usize, exemplars: bool) -> String {
     let mut bound = 0;
     let mut next = || match backend {
         DbBackend::Postgres => {
@@ -34,7 +37,12 @@ fn page_sql(backend: DbBackend, after: bool, projects: usize) -> String {
         }
         _ => "?".to_owned(),
     };
-    let mut page = format!("SELECT metrics FROM workflows WHERE org_id = {}", next());
+    let columns = if exemplars {
+        "metrics, exemplars"
+    } else {
+        "metrics"
+    };
+    let mut page = format!("SELECT {columns} FROM workflows WHERE org_id = {}", next());
     if projects > 0 {
         let list: Vec<String> = (0..projects).map(|_| next()).collect();
         page.push_str(&format!(" AND project IN ({})", list.join(", ")));
@@ -47,6 +55,10 @@ fn page_sql(backend: DbBackend, after: bool, projects: usize) -> String {
         DbBackend::Postgres => page,
         // group_concat joins the bytes as they are but calls the result text;
         // the cast calls it a blob again.
+        _ if exemplars => format!(
+            "SELECT CAST(group_concat(metrics, '') AS BLOB), \
+             CAST(group_concat(exemplars, '') AS BLOB) FROM ({page}) AS page"
+        ),
         _ => format!("SELECT CAST(group_concat(metrics, '') AS BLOB) FROM ({page}) AS page"),
     }
 }
@@ -63,13 +75,14 @@ pub(crate) struct MetricsPage {
 impl Store {
     /// A page of at most `limit` of an organization's workflows with their
     /// aggregates, after the workflow `after`; only those in `projects` when
-    /// it is given.
+    /// it is given; with their histograms' exemplars when `exemplars`.
     pub(crate) async fn workflow_metrics(
         &self,
         org_id: &str,
         projects: Option<&[String]>,
         after: Option<&str>,
         limit: u64,
+        exemplars: bool,
     ) -> Result<MetricsPage, Error> {
         let backend = self.db.get_database_backend();
         let projects = projects.unwrap_or_default();
@@ -90,18 +103,29 @@ impl Store {
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
-                page_sql(backend, after.is_some(), projects.len()),
+                page_sql(backend, after.is_some(), projects.len(), exemplars),
                 values,
             ))
             .await?;
-        let values = rows
-            .iter()
-            .filter_map(|row| row.try_get_by_index::<Option<Vec<u8>>>(0).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
+        let column = |index: usize| {
+            rows.iter()
+                .filter_map(|row| row.try_get_by_index::<Option<Vec<u8>>>(index).transpose())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let values = column(0)?;
         let mut records = Vec::new();
         for value in &values {
             record::split_page(value, &mut records)?;
         }
+        let exemplar_values = if exemplars { column(1)? } else { Vec::new() };
+        let mut stored_exemplars = Vec::new();
+        for value in &exemplar_values {
+            record::split_page(value, &mut stored_exemplars)?;
+        }
+        let exemplars_of: HashMap<&str, &[u8]> = stored_exemplars
+            .iter()
+            .map(|e| (e.workflow_id, e.message))
+            .collect();
         // The aggregate's order is the database's choice; the page's is ours.
         records.sort_unstable_by_key(|r| r.workflow_id);
         let more_after = if records.len() > limit {
@@ -158,6 +182,9 @@ impl Store {
             };
             if now != WorkflowMetrics::default() {
                 now.encode_raw(&mut more);
+            }
+            if let Some(exemplars) = exemplars_of.get(stored.workflow_id) {
+                more.extend_from_slice(exemplars);
             }
             workflows.push_encoded(stored.message, &more);
         }
@@ -320,7 +347,7 @@ mod tests {
             let mut calls = 0;
             loop {
                 let page = store
-                    .workflow_metrics("org", None, after.as_deref(), limit)
+                    .workflow_metrics("org", None, after.as_deref(), limit, false)
                     .await
                     .expect("page");
                 calls += 1;

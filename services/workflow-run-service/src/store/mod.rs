@@ -117,12 +117,13 @@ pub(crate) mod test_support {
         super::Store::new(db, vec![10.0, 60.0])
     }
 
-    /// Organization `org`'s first ten workflows with their aggregates, decoded.
+    /// Organization `org`'s first ten workflows with their aggregates (and
+    /// exemplars), decoded.
     pub(crate) async fn org_metrics(
         store: &super::Store,
     ) -> Vec<runplane_api::workflowrun::v1::WorkflowMetrics> {
         let page = store
-            .workflow_metrics("org", None, None, 10)
+            .workflow_metrics("org", None, None, 10, true)
             .await
             .expect("metrics");
         page.workflows.workflows().expect("decode")
@@ -194,6 +195,7 @@ pub(crate) mod test_support {
                 outcome,
                 reason: "",
                 finished_at_ms: None,
+                trace_id: None,
             })
             .await
             .expect("finish")

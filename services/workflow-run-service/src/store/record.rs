@@ -29,9 +29,51 @@ const WORKFLOW_ID_FIELD: u32 = 1;
 #[error("corrupt metrics record: {0}")]
 pub(crate) struct CorruptRecord(pub(crate) String);
 
-/// The stored form of a record.
+/// The stored form of a record, without its exemplars (see [`encode_split`]).
 pub(crate) fn encode(record: &WorkflowMetrics) -> Vec<u8> {
-    ListWorkflowMetricsResponse::new([record], String::new()).encode_to_vec()
+    if record.exemplars.is_empty() {
+        return ListWorkflowMetricsResponse::new([record], String::new()).encode_to_vec();
+    }
+    let without = WorkflowMetrics {
+        exemplars: Vec::new(),
+        ..record.clone()
+    };
+    ListWorkflowMetricsResponse::new([&without], String::new()).encode_to_vec()
+}
+
+/// The stored forms of a record and of its exemplars, which are kept apart
+/// (`workflows.exemplars`): only OpenMetrics scrapes read them, so the others
+/// neither fetch nor decode them. The exemplars' form is a record holding
+/// only its workflow id and them, so that a page joins it to the record as
+/// more of its fields; empty when there are none.
+pub(crate) fn encode_split(record: &mut WorkflowMetrics) -> (Vec<u8>, Vec<u8>) {
+    let exemplars = std::mem::take(&mut record.exemplars);
+    let metrics = encode(record);
+    let stored_exemplars = if exemplars.is_empty() {
+        Vec::new()
+    } else {
+        let only = WorkflowMetrics {
+            workflow_id: record.workflow_id.clone(),
+            exemplars,
+            ..WorkflowMetrics::default()
+        };
+        let bytes = ListWorkflowMetricsResponse::new([&only], String::new()).encode_to_vec();
+        record.exemplars = only.exemplars;
+        bytes
+    };
+    (metrics, stored_exemplars)
+}
+
+/// A record read back from the stored forms [`encode_split`] wrote.
+pub(crate) fn decode_with_exemplars(
+    metrics: &[u8],
+    exemplars: &[u8],
+) -> Result<WorkflowMetrics, CorruptRecord> {
+    let mut record = decode(metrics)?;
+    if !exemplars.is_empty() {
+        record.exemplars = decode(exemplars)?.exemplars;
+    }
+    Ok(record)
 }
 
 /// A record, read back from [`encode`].
@@ -151,6 +193,8 @@ mod tests {
                 finished_at_ms: 1_700_000_001_000,
                 duration_ms: Some(300),
                 branch: "",
+                run_id: "",
+                trace_id: "",
             },
             &[0.1, 1.0],
         );
@@ -211,6 +255,41 @@ mod tests {
                 "{corrupt:?} is refused"
             );
         }
+    }
+
+    #[test]
+    fn exemplars_are_stored_apart_and_join_their_record_in_a_page() {
+        let (mut a, _) = two_records();
+        let exemplar = runplane_api::workflowrun::v1::HistogramExemplars {
+            status: RunStatus::Success.into(),
+            exemplars: vec![runplane_api::workflowrun::v1::Exemplar {
+                bucket: 1,
+                run_id: "run-1".into(),
+                value: 0.3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        a.exemplars = vec![exemplar];
+        let (metrics, exemplars) = encode_split(&mut a);
+        assert_eq!(a.exemplars.len(), 1, "the record keeps them in memory");
+        assert_eq!(decode(&metrics).expect("decode").exemplars, []);
+        assert_eq!(
+            decode_with_exemplars(&metrics, &exemplars).expect("decode"),
+            a
+        );
+        // Stored apart, then joined as more of the record's fields.
+        let mut stored = Vec::new();
+        split_page(&exemplars, &mut stored).expect("split");
+        assert_eq!(stored[0].workflow_id, "id-a");
+        let mut page = ListWorkflowMetricsResponse::default();
+        let mut split = Vec::new();
+        split_page(&metrics, &mut split).expect("split");
+        page.push_encoded(split[0].message, stored[0].message);
+        assert_eq!(page.workflows().expect("page"), [a.clone()]);
+        // Without exemplars, nothing is stored for them.
+        let (_, none) = encode_split(&mut two_records().1);
+        assert!(none.is_empty());
     }
 
     #[test]

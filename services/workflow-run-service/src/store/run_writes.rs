@@ -61,6 +61,8 @@ pub(super) struct Claim {
     /// `now_ms` is the reporter's: a run that started after it is not claimed
     /// (and the caller is told why) rather than given a finish before its start.
     pub(super) explicit_time: bool,
+    /// The trace of the call that finishes it, if any.
+    pub(super) trace_id: Option<String>,
 }
 
 impl Store {
@@ -173,7 +175,12 @@ impl Store {
                             }
                             if let Some(queued_at_ms) = run.queued_at_ms {
                                 let waited = run.started_at_ms - queued_at_ms;
-                                aggregate::count_queue(record, waited, &self.queue_buckets);
+                                aggregate::count_queue(
+                                    record,
+                                    &counted,
+                                    waited,
+                                    &self.queue_buckets,
+                                );
                             }
                         }
                     }
@@ -197,7 +204,7 @@ impl Store {
             }
         }
         let mut updates: Vec<Statement> = records
-            .iter()
+            .iter_mut()
             .map(|(workflow_id, record)| record_update(backend, workflow_id, record))
             .collect();
         updates.extend(jobs.statements(backend));
@@ -245,9 +252,14 @@ impl Claim {
     }
 }
 
-/// A claimed run, as its workflow's record counts it under branch label `branch`.
-fn finished<'a>(run: &run::Model, claim: &Claim, branch: &'a str) -> aggregate::Finished<'a> {
+/// A claimed run, as its workflow's record counts it under branch label
+/// `branch`: its exemplars name the trace it started in, else the finish's.
+fn finished<'a>(run: &'a run::Model, claim: &'a Claim, branch: &'a str) -> aggregate::Finished<'a> {
     let finished_at_ms = run.finished_at_ms.unwrap_or(claim.now_ms);
+    let trace_id = match (run.trace_id.as_str(), &claim.trace_id) {
+        ("", Some(finish)) => finish.as_str(),
+        (start, _) => start,
+    };
     aggregate::Finished {
         status: claim.outcome,
         runner: RunnerType::from_label(&run.runner),
@@ -255,6 +267,8 @@ fn finished<'a>(run: &run::Model, claim: &Claim, branch: &'a str) -> aggregate::
         duration_ms: (claim.outcome != RunStatus::Expired)
             .then(|| finished_at_ms - run.started_at_ms),
         branch,
+        run_id: &run.id,
+        trace_id,
     }
 }
 
@@ -345,8 +359,9 @@ fn record_in_batch<'a>(
         // A batch's earlier write may have counted in it already.
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => {
-            let stored: Vec<u8> = row.try_get("", "metrics")?;
-            entry.insert(record::decode(&stored)?)
+            let metrics: Vec<u8> = row.try_get("", "metrics")?;
+            let exemplars: Vec<u8> = row.try_get("", "exemplars")?;
+            entry.insert(record::decode_with_exemplars(&metrics, &exemplars)?)
         }
     })
 }
@@ -357,6 +372,7 @@ pub(super) fn record_of_workflow(backend: DbBackend, workflow_id: &str) -> State
     workflow::Entity::find()
         .select_only()
         .column(workflow::Column::Metrics)
+        .column(workflow::Column::Exemplars)
         .filter(workflow::Column::Id.eq(workflow_id))
         .lock_exclusive()
         .build(backend)
@@ -373,15 +389,17 @@ fn record_of_run(backend: DbBackend, run_id: &str) -> Statement {
     workflow::Entity::find()
         .select_only()
         .column(workflow::Column::Metrics)
+        .column(workflow::Column::Exemplars)
         .filter(workflow::Column::Id.in_subquery(workflow_of_run))
         .lock_exclusive()
         .build(backend)
 }
 
-/// Writes a workflow's record, read and counted under the transaction's lock,
-/// and its last run's columns.
-fn record_update(backend: DbBackend, workflow_id: &str, record: &WorkflowMetrics) -> Statement {
+/// Writes a workflow's record (and its exemplars), read and counted under
+/// the transaction's lock, and its last run's columns.
+fn record_update(backend: DbBackend, workflow_id: &str, record: &mut WorkflowMetrics) -> Statement {
     let (status, runner, finished_at_ms, duration_ms) = record::last_run_columns(record);
+    let (metrics, exemplars) = record::encode_split(record);
     workflow::Entity::update_many()
         .col_expr(workflow::Column::LastRunStatus, Expr::value(status))
         .col_expr(workflow::Column::LastRunRunner, Expr::value(runner))
@@ -393,10 +411,8 @@ fn record_update(backend: DbBackend, workflow_id: &str, record: &WorkflowMetrics
             workflow::Column::LastRunDurationMs,
             Expr::value(duration_ms),
         )
-        .col_expr(
-            workflow::Column::Metrics,
-            Expr::value(record::encode(record)),
-        )
+        .col_expr(workflow::Column::Metrics, Expr::value(metrics))
+        .col_expr(workflow::Column::Exemplars, Expr::value(exemplars))
         .filter(workflow::Column::Id.eq(workflow_id))
         .build(backend)
 }
@@ -425,6 +441,7 @@ pub(super) mod tests {
             reason: String::new(),
             now_ms: runplane_api::time::now_ms(),
             explicit_time: false,
+            trace_id: None,
         })
     }
 

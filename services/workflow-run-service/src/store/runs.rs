@@ -30,6 +30,8 @@ pub(crate) struct Finish<'a> {
     pub(crate) reason: &'a str,
     /// When it finished, as its reporter said (validated); `None`: now.
     pub(crate) finished_at_ms: Option<i64>,
+    /// The trace of the call that finishes it, if any.
+    pub(crate) trace_id: Option<&'a str>,
 }
 
 /// A run to start, beyond its workflow.
@@ -179,6 +181,7 @@ impl Store {
                 .finished_at_ms
                 .unwrap_or_else(runplane_api::time::now_ms),
             explicit_time: finish.finished_at_ms.is_some(),
+            trace_id: finish.trace_id.map(str::to_owned),
         };
         match self.write(Write::Finish(claim)).await? {
             Written::Finished(Some(claimed)) => Ok(FinishedRun {
@@ -378,6 +381,7 @@ mod tests {
             outcome,
             reason: "",
             finished_at_ms: None,
+            trace_id: None,
         };
 
         // Another organization cannot finish (or see) the run.
@@ -485,6 +489,7 @@ mod tests {
                 outcome: RunStatus::Expired,
                 reason: "timeout",
                 finished_at_ms: None,
+                trace_id: None,
             })
             .await
             .expect("expire");
@@ -540,6 +545,7 @@ mod tests {
             outcome,
             reason: "",
             finished_at_ms: None,
+            trace_id: None,
         };
         // The later-started run finishes first; the earlier one finishes last.
         store
@@ -615,6 +621,7 @@ mod tests {
             outcome,
             reason: "",
             finished_at_ms: None,
+            trace_id: None,
         };
         let expired = store
             .finish(Finish {

@@ -106,6 +106,7 @@ impl Store {
                 name,
                 created_at_ms,
             ))),
+            exemplars: Set(Vec::new()),
             id: Set(id),
             org_id: Set(org_id.to_owned()),
             project: Set(project.to_owned()),

@@ -225,6 +225,7 @@ mod tests {
                 outcome: RunStatus::Error,
                 reason: "",
                 finished_at_ms: None,
+                trace_id: None,
             })
             .await
             .expect("finish after the abandoned transaction");
