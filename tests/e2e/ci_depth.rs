@@ -559,3 +559,75 @@ fn rfc3339(ms: i64) -> String {
     )
     .to_string()
 }
+
+/// The series of a scrape, by family, and the organization's dropped count.
+fn series_count(body: &str) -> usize {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with("chainloop_workflow_"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cardinality_settings_drop_families_labels_and_workflows_past_the_budget() {
+    // Two workflows: `a` (first created) has 20 series at the default
+    // settings with one outcome, `b` likewise; a budget of 30 keeps `a` only.
+    let mut suite = Suite::new(
+        "metrics_service:\n  max_series_per_org: 30\n  drop_labels: [runner]\n  \
+         disabled_metrics: [workflow_last_run_duration_seconds]\n",
+    );
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let mut client = suite.workflow_runs().await;
+    let hour_ago = now_ms() - 3_600_000;
+    for (key, workflow, runner_type) in [
+        ("1", "a", RunnerType::GithubAction),
+        ("2", "a", RunnerType::JenkinsJob),
+        ("3", "b", RunnerType::GithubAction),
+    ] {
+        let report = ReportRunRequest {
+            workflow: workflow.into(),
+            runner_type: runner_type.into(),
+            request_id: key.into(),
+            start_time: at(hour_ago),
+            finish_time: at(hour_ago + 5_000),
+            status: RunStatus::Success.into(),
+            ..Default::default()
+        };
+        client
+            .report_run(bearer(report, &runner))
+            .await
+            .expect("report");
+    }
+    let (samples, body) = scrape(&suite, &scraper).await;
+    // `a`'s two runners are one series set: 20 series, less the disabled family's one.
+    assert_eq!(series_count(&body), 19, "{body}");
+    assert_eq!(
+        samples.get(
+            "chainloop_workflow_runs_total{org=acme-corp,project=default,status=success,workflow=a}"
+        ),
+        Some(&2.0),
+        "{body}"
+    );
+    assert!(!body.contains("runner="), "{body}");
+    assert!(
+        !body.contains("workflow_last_run_duration_seconds"),
+        "{body}"
+    );
+    assert!(!body.contains("workflow=\"b\""), "{body}");
+    assert_eq!(
+        samples.get("chainloop_org_series_dropped{org=acme-corp}"),
+        Some(&19.0),
+        "{body}"
+    );
+    assert_eq!(
+        samples.get("chainloop_org_workflows{org=acme-corp}"),
+        Some(&2.0),
+        "{body}"
+    );
+
+    // A setting that names no family is refused at start, naming it.
+    let bad = Suite::new("disabled_metrics: [workflow_nonsense]\n");
+    let refused = bad.up_to_completion().await;
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("workflow_nonsense"), "{refused:?}");
+}

@@ -28,6 +28,20 @@ pub struct Config {
         default_value_t = false
     )]
     pub openmetrics_created_series: bool,
+    /// Families left out of every scrape, by name without the namespace
+    /// (e.g. `workflow_job_queue_seconds,workflow_runs_by_attempt_total`).
+    #[arg(long, env = "RUNPLANE_DISABLED_METRICS", value_delimiter = ',', value_parser = parse_family)]
+    pub disabled_metrics: Vec<String>,
+    /// Labels left out of every series, `runner` and/or `project`: series that
+    /// differ only by them are merged (counts added, histograms over their
+    /// shared buckets, the newest run's gauges kept).
+    #[arg(long, env = "RUNPLANE_DROP_LABELS", value_delimiter = ',', value_parser = parse_droppable)]
+    pub drop_labels: Vec<String>,
+    /// Most series one organization's scrape holds (0: no limit). Past it,
+    /// whole workflows are left out, the most recently created first, and
+    /// `org_series_dropped` says how many series went.
+    #[arg(long, env = "RUNPLANE_MAX_SERIES_PER_ORG", default_value_t = 1_000_000)]
+    pub max_series_per_org: usize,
     /// Request header naming the client's address, when a proxy or mesh sits in
     /// front (e.g. `x-forwarded-for`: its last entry, the one the proxy added,
     /// is used): the source whose sprays of wrong tokens are told to back off.
@@ -44,6 +58,34 @@ impl ServiceConfig for Config {
     const MEMBER: Member = suite::METRICS_SERVICE;
     fn common(&self) -> &CommonArgs {
         &self.common
+    }
+}
+
+/// A family `disabled_metrics` may name.
+fn parse_family(text: &str) -> Result<String, String> {
+    use crate::exposition::cardinality::FAMILIES;
+    let name = text.trim();
+    if FAMILIES.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a family of the scrape; one of: {} (names without the namespace)",
+            FAMILIES.join(", ")
+        ))
+    }
+}
+
+/// A label `drop_labels` may name.
+fn parse_droppable(text: &str) -> Result<String, String> {
+    use crate::exposition::cardinality::DROPPABLE_LABELS;
+    let name = text.trim();
+    if DROPPABLE_LABELS.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} cannot be dropped; only {} can",
+            DROPPABLE_LABELS.join(" and ")
+        ))
     }
 }
 
@@ -70,6 +112,14 @@ fn parse_namespace(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_known_families_and_labels_are_taken() {
+        assert!(super::parse_family("workflow_job_up").is_ok());
+        assert!(super::parse_family("chainloop_workflow_job_up").is_err());
+        assert!(super::parse_droppable(" runner").is_ok());
+        assert!(super::parse_droppable("workflow").is_err());
+    }
+
     #[test]
     fn namespaces_are_metric_name_prefixes() {
         assert!(super::parse_namespace("chainloop").is_ok());

@@ -27,6 +27,12 @@ pub use config::Config;
 
 /// Runs metrics-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let cardinality = exposition::cardinality::Cardinality::new(
+        &config.disabled_metrics,
+        &config.drop_labels,
+        config.max_series_per_org,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let admin = Arc::new(AdminCredential::load(&config.common.admin)?);
     let channel = |addr: &str| runplane_client::channel(addr, &config.upstream);
     let scraper = Arc::new(scrape::Scraper {
@@ -47,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             namespace: config.metrics_namespace.clone(),
             format: exposition::Format::Text,
             created_series: config.openmetrics_created_series,
+            cardinality: Arc::new(cardinality),
         },
     });
     let draining = Arc::new(AtomicBool::new(false));

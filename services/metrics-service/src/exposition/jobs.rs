@@ -5,7 +5,7 @@
 use runplane_api::workflowrun::v1::{JobMetrics, RunStatus};
 
 use super::runs::{buckets_of, workflow_labels};
-use super::writer::{Buckets, Kind, set_labels};
+use super::writer::{Buckets, Kind, Labels};
 use super::{Families, Gone, escape};
 
 pub(super) const JOB_UP_HELP: &str = "Indicate if the newest completed job of this name in the workflow \
@@ -124,7 +124,7 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
 
 /// `job`, `org`, `project`, (`status`,) `workflow`: a job's series.
 fn job_labels(
-    labels: &mut String,
+    labels: &mut Labels,
     job: &JobMetrics,
     org: &str,
     project: &str,
@@ -133,24 +133,18 @@ fn job_labels(
 ) {
     let name = escape(&job.name);
     match status {
-        Some(status) => set_labels(
-            labels,
-            &[
-                ("job", &name),
-                ("org", org),
-                ("project", project),
-                ("status", status),
-                ("workflow", workflow),
-            ],
-        ),
-        None => set_labels(
-            labels,
-            &[
-                ("job", &name),
-                ("org", org),
-                ("project", project),
-                ("workflow", workflow),
-            ],
-        ),
+        Some(status) => labels.set(&[
+            ("job", &name),
+            ("org", org),
+            ("project", project),
+            ("status", status),
+            ("workflow", workflow),
+        ]),
+        None => labels.set(&[
+            ("job", &name),
+            ("org", org),
+            ("project", project),
+            ("workflow", workflow),
+        ]),
     }
 }

@@ -14,8 +14,10 @@
 //! scrape time. Names of workflows, projects and organizations only ever
 //! appear as label values, escaped.
 
+pub(crate) mod cardinality;
 mod jobs;
 mod runs;
+mod shape;
 mod writer;
 
 use std::borrow::Cow;
@@ -23,7 +25,7 @@ use std::time::Instant;
 
 use runplane_api::workflowrun::v1::WorkflowMetrics;
 
-use writer::{Kind, Writer, escape, set_labels};
+use writer::{Kind, Labels, Writer, escape};
 
 /// The namespace of Chainloop's metric names, the default.
 pub(crate) const DEFAULT_NAMESPACE: &str = "chainloop";
@@ -101,10 +103,14 @@ pub(crate) struct Options {
     /// In OpenMetrics, add `_created` series to counters and histograms (the
     /// workflow's creation time: every counter of it was zero then).
     pub(crate) created_series: bool,
+    /// Families left out, labels dropped, the series budget.
+    pub(crate) cardinality: std::sync::Arc<cardinality::Cardinality>,
 }
 
 const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
 const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
+const SERIES_DROPPED_HELP: &str = "Series of the organization left out of this response by the \
+max_series_per_org budget: whole workflows, the most recently created first.";
 
 /// The exposition of one organization's workflows, whole. `started` is when
 /// the request began: the last family reports how long the whole answer took.
@@ -173,11 +179,17 @@ fn write(
     started: Instant,
     chunks: &mut Chunks<impl FnMut(String) -> Result<(), Gone>>,
 ) -> Result<(), Gone> {
+    let cardinality = &options.cardinality;
+    let created = options.created_series && options.format == Format::OpenMetrics;
+    let all = workflows.len();
+    let shaped = shape::shape(cardinality, workflows);
+    let (admitted, dropped) = cardinality::admitted(cardinality, created, &shaped);
+    let workflows = &shaped[..admitted];
     let mut families = Families {
         writer: Writer {
             ns: &options.namespace,
             format: options.format,
-            created: options.created_series && options.format == Format::OpenMetrics,
+            created,
         },
         org: escape(org),
         workflows,
@@ -186,26 +198,34 @@ fn write(
             .iter()
             .map(|w| (escape(&w.project), escape(&w.workflow)))
             .collect(),
-        labels: String::new(),
+        labels: Labels::dropping(options.cardinality.dropped_labels()),
         chunks,
     };
+    // Each family the configuration keeps, by its name without the namespace.
+    macro_rules! family {
+        ($name:literal, $write:ident) => {
+            if cardinality.enabled($name) {
+                families.$write()?;
+            }
+        };
+    }
     // Chainloop's two families first, as Chainloop writes them.
-    families.workflow_up()?;
-    families.run_durations()?;
-    families.runs_in_progress()?;
-    families.last_run_timestamps()?;
-    families.last_run_durations()?;
-    families.runs_total()?;
-    families.queue_times()?;
-    families.flaky_runs()?;
-    families.runs_by_attempt()?;
-    families.runs_queued()?;
-    families.job_up()?;
-    families.job_durations()?;
-    families.jobs_total()?;
-    families.job_queue_times()?;
-    families.jobs_queued()?;
-    families.organization(started);
+    family!("workflow_up", workflow_up);
+    family!("workflow_run_duration_seconds", run_durations);
+    family!("workflow_runs_in_progress", runs_in_progress);
+    family!("workflow_last_run_timestamp_seconds", last_run_timestamps);
+    family!("workflow_last_run_duration_seconds", last_run_durations);
+    family!("workflow_runs_total", runs_total);
+    family!("workflow_run_queue_seconds", queue_times);
+    family!("workflow_flaky_runs_total", flaky_runs);
+    family!("workflow_runs_by_attempt_total", runs_by_attempt);
+    family!("workflow_runs_queued", runs_queued);
+    family!("workflow_job_up", job_up);
+    family!("workflow_job_duration_seconds", job_durations);
+    family!("workflow_jobs_total", jobs_total);
+    family!("workflow_job_queue_seconds", job_queue_times);
+    family!("workflow_jobs_queued", jobs_queued);
+    families.organization(all, dropped, started);
     if options.format == Format::OpenMetrics {
         families.chunks.buf.push_str("# EOF\n");
     }
@@ -220,20 +240,25 @@ struct Families<'a, E> {
     /// Each workflow's (project, workflow), escaped.
     names: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// A sample's labels, rewritten for each.
-    labels: String,
+    labels: Labels,
     chunks: &'a mut Chunks<E>,
 }
 
 impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
-    /// The organization's own families: its workflows, and how long this
-    /// answer took (`started` is when the request began).
-    fn organization(&mut self, started: Instant) {
-        set_labels(&mut self.labels, &[("org", &self.org)]);
+    /// The organization's own families: its workflows (`all` of them), the
+    /// series left out by the budget, and how long this answer took
+    /// (`started` is when the request began).
+    fn organization(&mut self, all: usize, dropped: usize, started: Instant) {
+        self.labels.set(&[("org", &self.org)]);
         let out = &mut self.chunks.buf;
         let mut family = self
             .writer
             .family("org_workflows", ORG_WORKFLOWS_HELP, Kind::Gauge);
-        family.sample(out, "", &self.labels, self.workflows.len());
+        family.sample(out, "", &self.labels, all);
+        let mut family = self
+            .writer
+            .family("org_series_dropped", SERIES_DROPPED_HELP, Kind::Gauge);
+        family.sample(out, "", &self.labels, dropped);
         let mut family =
             self.writer
                 .family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);

@@ -8,7 +8,7 @@ use runplane_api::workflowrun::v1::{
     DurationHistogram, Exemplar, HistogramExemplars, RunStatus, WorkflowMetrics,
 };
 
-use super::writer::{Buckets, Kind, Seconds, set_labels};
+use super::writer::{Buckets, Kind, Labels, Seconds};
 use super::{Families, Gone, escape};
 
 pub(super) const UP_HELP: &str = "Indicate if the last run was successful. A run still in progress does \
@@ -42,31 +42,25 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
             self.chunks.cut_if_full()?;
             for run in &w.branch_runs {
                 let branch = escape(&run.branch);
-                set_labels(
-                    &mut self.labels,
-                    &[
-                        ("branch", &branch),
-                        ("org", &self.org),
-                        ("project", project),
-                        ("runner", run.runner_type().label()),
-                        ("workflow", workflow),
-                    ],
-                );
+                self.labels.set(&[
+                    ("branch", &branch),
+                    ("org", &self.org),
+                    ("project", project),
+                    ("runner", run.runner_type().label()),
+                    ("workflow", workflow),
+                ]);
                 let up = u8::from(run.status() == RunStatus::Success);
                 family.sample(&mut self.chunks.buf, "", &self.labels, up);
             }
             let Some(last) = w.last_run.as_ref().filter(|_| w.branch_runs.is_empty()) else {
                 continue;
             };
-            set_labels(
-                &mut self.labels,
-                &[
-                    ("org", &self.org),
-                    ("project", project),
-                    ("runner", last.runner_type().label()),
-                    ("workflow", workflow),
-                ],
-            );
+            self.labels.set(&[
+                ("org", &self.org),
+                ("project", project),
+                ("runner", last.runner_type().label()),
+                ("workflow", workflow),
+            ]);
             let up = u8::from(last.status() == RunStatus::Success);
             family.sample(&mut self.chunks.buf, "", &self.labels, up);
         }
@@ -132,15 +126,12 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 }
             }
             for (status, at) in &newest {
-                set_labels(
-                    &mut self.labels,
-                    &[
-                        ("org", &self.org),
-                        ("project", project),
-                        ("status", status),
-                        ("workflow", workflow),
-                    ],
-                );
+                self.labels.set(&[
+                    ("org", &self.org),
+                    ("project", project),
+                    ("status", status),
+                    ("workflow", workflow),
+                ]);
                 family.sample(&mut self.chunks.buf, "", &self.labels, Seconds(*at));
             }
         }
@@ -232,15 +223,12 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 if *runs == 0 {
                     continue;
                 }
-                set_labels(
-                    &mut self.labels,
-                    &[
-                        ("attempt", attempt),
-                        ("org", &self.org),
-                        ("project", project),
-                        ("workflow", workflow),
-                    ],
-                );
+                self.labels.set(&[
+                    ("attempt", attempt),
+                    ("org", &self.org),
+                    ("project", project),
+                    ("workflow", workflow),
+                ]);
                 family.counter(&mut self.chunks.buf, &self.labels, *runs, w);
             }
         }
@@ -286,17 +274,14 @@ fn exemplars_of(w: &WorkflowMetrics, which: impl Fn(&HistogramExemplars) -> bool
 }
 
 /// `org`, `project`, `workflow`: the labels of a per-workflow series.
-pub(super) fn workflow_labels(labels: &mut String, org: &str, project: &str, workflow: &str) {
-    set_labels(
-        labels,
-        &[("org", org), ("project", project), ("workflow", workflow)],
-    );
+pub(super) fn workflow_labels(labels: &mut Labels, org: &str, project: &str, workflow: &str) {
+    labels.set(&[("org", org), ("project", project), ("workflow", workflow)]);
 }
 
 /// (`branch`,) `org`, `project`, `runner`, `status`, `workflow`: the labels
 /// of an outcome's series; `branch` for runs counted with a branch label.
 fn outcome_labels(
-    labels: &mut String,
+    labels: &mut Labels,
     org: &str,
     project: &str,
     workflow: &str,
@@ -310,10 +295,10 @@ fn outcome_labels(
         ("workflow", workflow),
     ];
     if outcome.branch.is_empty() {
-        set_labels(labels, &rest);
+        labels.set(&rest);
     } else {
         let branch = escape(&outcome.branch);
         let [o, p, r, s, w] = rest;
-        set_labels(labels, &[("branch", &branch), o, p, r, s, w]);
+        labels.set(&[("branch", &branch), o, p, r, s, w]);
     }
 }

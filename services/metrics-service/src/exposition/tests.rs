@@ -169,6 +169,7 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
         }
     }
     let org_workflows = vec![gauge(workflows.len() as f64, &[("org", org)])];
+    let series_dropped = vec![gauge(0.0, &[("org", org)])];
     let mut families = Vec::new();
     for (name, help, kind, metrics) in [
         ("workflow_up", UP_HELP, MetricType::GAUGE, up),
@@ -247,6 +248,12 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
             MetricType::GAUGE,
             org_workflows,
         ),
+        (
+            "org_series_dropped",
+            SERIES_DROPPED_HELP,
+            MetricType::GAUGE,
+            series_dropped,
+        ),
     ] {
         // The encoder refuses empty families; an absent family is what we write.
         if metrics.is_empty() {
@@ -262,6 +269,20 @@ fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String 
     prometheus::TextEncoder::new()
         .encode_to_string(&families)
         .expect("encode")
+}
+
+/// The assorted workflows of the rendering tests.
+fn rendering_assorted() -> Vec<WorkflowMetrics> {
+    rendering::assorted()
+}
+
+/// Every series of an exposition appears once.
+pub(super) fn assert_unique_series(text: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        assert!(seen.insert(series.to_owned()), "{series} twice in\n{text}");
+    }
 }
 
 /// Label pairs, given in name order (the exposition keeps the order given).
@@ -290,6 +311,7 @@ mod rendering {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             format,
             created_series: false,
+            cardinality: Default::default(),
         }
     }
 
@@ -387,7 +409,7 @@ mod rendering {
         assert!(text.contains("chainloop_org_workflows{org=\"o\"} 1\n"));
     }
 
-    fn assorted() -> Vec<WorkflowMetrics> {
+    pub(super) fn assorted() -> Vec<WorkflowMetrics> {
         let mut several = vec![
             workflow("a", RunStatus::Success),
             workflow("b \"quoted\" \\ back\nslash", RunStatus::Error),
@@ -691,6 +713,7 @@ mod properties {
                 namespace: DEFAULT_NAMESPACE.into(),
                 format: Format::Text,
                 created_series: false,
+                cardinality: Default::default(),
             };
             let text = render(&options, "cyberdyne", &workflows, Instant::now());
             prop_assert_eq!(
@@ -698,5 +721,219 @@ mod properties {
                 reference_text(DEFAULT_NAMESPACE, "cyberdyne", &workflows)
             );
         }
+    }
+}
+
+/// Cardinality control: the budget's count of series is what is written,
+/// dropped labels merge series, disabled families are left out.
+mod cardinality_control {
+    use super::rendering::workflow;
+    use super::*;
+    use crate::exposition::cardinality::{Cardinality, FAMILIES, series_of};
+    use runplane_api::time::timestamp;
+    use runplane_api::workflowrun::v1::{
+        DurationHistogram, JobMetrics, QueueHistogram, RunStatus, RunnerType,
+    };
+
+    fn options(format: Format, created: bool, cardinality: Cardinality) -> Options {
+        Options {
+            namespace: DEFAULT_NAMESPACE.into(),
+            format,
+            created_series: created,
+            cardinality: std::sync::Arc::new(cardinality),
+        }
+    }
+
+    /// The sample lines of one workflow's exposition, but the organization's.
+    fn sample_lines(options: &Options, w: &WorkflowMetrics) -> usize {
+        let text = render(options, "o", std::slice::from_ref(w), Instant::now());
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("chainloop_org_"))
+            .filter(|l| !l.starts_with("chainloop_scrape_duration"))
+            .count()
+    }
+
+    /// A workflow as the default settings count one: `outcomes` (success,
+    /// then error), a queue histogram if `queued`, and `jobs` jobs with one
+    /// outcome and queue times each; default bucket sets.
+    pub(super) fn typical(outcomes: usize, queued: bool, jobs: usize) -> WorkflowMetrics {
+        let buckets = |n: usize| (1..=n).map(|i| i as f64 * 10.0).collect::<Vec<_>>();
+        let outcome = |status: RunStatus| DurationHistogram {
+            status: status.into(),
+            runner_type: RunnerType::GithubAction.into(),
+            count: 1,
+            sum_seconds: 5.0,
+            bucket_bounds: buckets(11),
+            bucket_counts: vec![1; 11],
+            runs_total: 1,
+            last_finish_time: Some(timestamp(1_000)),
+            branch: String::new(),
+        };
+        let queue = QueueHistogram {
+            count: 1,
+            sum_seconds: 1.0,
+            bucket_bounds: buckets(10),
+            bucket_counts: vec![1; 10],
+        };
+        let mut w = workflow("ci", RunStatus::Success);
+        w.durations = [RunStatus::Success, RunStatus::Error][..outcomes]
+            .iter()
+            .map(|s| outcome(*s))
+            .collect();
+        w.runs_by_attempt = vec![2];
+        w.queue = queued.then(|| queue.clone());
+        w.jobs = (0..jobs)
+            .map(|i| JobMetrics {
+                name: format!("job-{i}"),
+                last_status: RunStatus::Success.into(),
+                last_finish_time: Some(timestamp(1_000)),
+                durations: vec![DurationHistogram {
+                    runner_type: 0,
+                    ..outcome(RunStatus::Success)
+                }],
+                queue: Some(queue.clone()),
+            })
+            .collect();
+        w
+    }
+
+    #[test]
+    fn the_budget_counts_exactly_the_series_written() {
+        let mut workflows = super::rendering_assorted();
+        workflows.push(typical(2, true, 3));
+        for format in [Format::Text, Format::OpenMetrics] {
+            for created in [false, true] {
+                let mut settings = vec![Cardinality::default()];
+                for family in FAMILIES {
+                    settings.push(Cardinality {
+                        disabled: [family.to_string()].into(),
+                        ..Cardinality::default()
+                    });
+                }
+                for c in settings {
+                    let options = options(format, created, c.clone());
+                    for w in &workflows {
+                        let expected = series_of(&c, created && format == Format::OpenMetrics, w);
+                        assert_eq!(
+                            sample_lines(&options, w),
+                            expected,
+                            "{format:?}, created {created}, {:?}, {}",
+                            c.disabled,
+                            w.workflow
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn past_the_budget_whole_workflows_are_left_out_and_counted() {
+        let workflows = [
+            typical(1, false, 0),
+            typical(2, true, 1),
+            typical(1, false, 0),
+        ];
+        let each: Vec<usize> = workflows
+            .iter()
+            .map(|w| series_of(&Cardinality::default(), false, w))
+            .collect();
+        let c = Cardinality {
+            max_series: each[0] + each[1] - 1,
+            ..Cardinality::default()
+        };
+        let text = render(
+            &options(Format::Text, false, c),
+            "o",
+            &workflows,
+            Instant::now(),
+        );
+        // The second does not fit: it and every later one are left out.
+        let dropped = each[1] + each[2];
+        assert!(
+            text.contains(&format!(
+                "chainloop_org_series_dropped{{org=\"o\"}} {dropped}\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("chainloop_org_workflows{org=\"o\"} 3\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("chainloop_workflow_runs_in_progress{").count(),
+            1,
+            "{text}"
+        );
+        crate::exposition::tests::assert_unique_series(&text);
+    }
+
+    #[test]
+    fn dropped_labels_merge_series_into_valid_expositions() {
+        let mut a = typical(2, true, 1);
+        a.durations[1].runner_type = RunnerType::JenkinsJob.into();
+        a.durations[1].status = RunStatus::Success.into();
+        let mut b = typical(1, true, 1);
+        b.project = "other".into();
+        let workflows = [a, b];
+        for dropped in [&["runner"][..], &["project"], &["runner", "project"]] {
+            let dropped: Vec<String> = dropped.iter().map(|d| d.to_string()).collect();
+            let c = Cardinality::new(&[], &dropped, 0).expect("settings");
+            let text = render(
+                &options(Format::Text, false, c),
+                "o",
+                &workflows,
+                Instant::now(),
+            );
+            for label in &dropped {
+                assert!(
+                    !text.contains(&format!("{label}=\"")),
+                    "{dropped:?}:\n{text}"
+                );
+            }
+            crate::exposition::tests::assert_unique_series(&text);
+        }
+        // Both of one name's runs are counted in the merged series.
+        let c = Cardinality::new(&[], &["runner".into(), "project".into()], 0).expect("settings");
+        let text = render(
+            &options(Format::Text, false, c),
+            "o",
+            &workflows,
+            Instant::now(),
+        );
+        assert!(
+            text.contains(
+                "chainloop_workflow_runs_total{org=\"o\",status=\"success\",workflow=\"ci\"} 3\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_series_per_workflow_are_those_the_readme_states() {
+        let default = Cardinality::default();
+        let count = |c: &Cardinality, w: &WorkflowMetrics| series_of(c, false, w);
+        // README, "Cardinality": one outcome, two, a queue, each job.
+        assert_eq!(count(&default, &typical(1, false, 0)), 20);
+        assert_eq!(count(&default, &typical(2, false, 0)), 36);
+        assert_eq!(count(&default, &typical(1, true, 0)), 33);
+        let with_jobs =
+            count(&default, &typical(1, true, 2)) - count(&default, &typical(1, true, 0));
+        assert_eq!(with_jobs, 2 + 2 * 29);
+        let no_jobs = Cardinality::new(
+            &FAMILIES
+                .iter()
+                .filter(|f| f.contains("job"))
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>(),
+            &[],
+            0,
+        )
+        .expect("settings");
+        assert_eq!(
+            count(&no_jobs, &typical(1, true, 2)),
+            33 + 1,
+            "runs_queued stays"
+        );
     }
 }

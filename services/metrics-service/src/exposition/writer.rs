@@ -227,18 +227,47 @@ impl BoundLabels {
     }
 }
 
-/// `labels` becomes `name="value",…`; the values are escaped already, and
-/// the pairs given in name order (as the prometheus crate writes them).
-pub(super) fn set_labels(labels: &mut String, pairs: &[(&str, &str)]) {
-    labels.clear();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            labels.push(',');
+/// A sample's label set, rewritten for each series, without the labels the
+/// configuration drops (`drop_labels`).
+#[derive(Debug, Default)]
+pub(super) struct Labels {
+    text: String,
+    /// Label names left out of every set.
+    dropped: Vec<&'static str>,
+}
+
+impl Labels {
+    pub(super) fn dropping(dropped: Vec<&'static str>) -> Self {
+        Labels {
+            text: String::new(),
+            dropped,
         }
-        labels.push_str(name);
-        labels.push_str("=\"");
-        labels.push_str(value);
-        labels.push('"');
+    }
+
+    /// The set becomes `name="value",…`: the values are escaped already, and
+    /// the pairs given in name order (as the prometheus crate writes them).
+    pub(super) fn set(&mut self, pairs: &[(&str, &str)]) {
+        self.text.clear();
+        for (name, value) in pairs {
+            if self.dropped.contains(name) {
+                continue;
+            }
+            if !self.text.is_empty() {
+                self.text.push(',');
+            }
+            self.text.push_str(name);
+            self.text.push_str("=\"");
+            self.text.push_str(value);
+            self.text.push('"');
+        }
+    }
+}
+
+impl std::ops::Deref for Labels {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
     }
 }
 
