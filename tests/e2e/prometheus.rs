@@ -114,7 +114,8 @@ fn read(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_failing_workflows() {
-    let mut suite = Suite::new("");
+    // Branches labelled, so that the default-branch panel has its series.
+    let mut suite = Suite::new("branch_label: default\n");
     suite.up().await;
     let (scraper, runner) = suite.org_with_tokens("cyberdyne").await;
     let env = [
@@ -162,7 +163,38 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
         .await
         .ok();
 
-    // A commit that failed, then passed: the flaky family is exposed.
+    // A run with jobs, one of which waited for a runner: the job families.
+    let id = suite
+        .cli_with_env(&["run", "start", "--workflow", "deploy-ok", "-q"], &env)
+        .await
+        .ok();
+    let with_run = [
+        ("RUNPLANE_TOKEN", runner.as_str()),
+        ("RUNPLANE_RUN_ID", id.as_str()),
+    ];
+    suite
+        .cli_with_env(
+            &["job", "start", "--job", "build", "--queued-at", &queued_at],
+            &with_run,
+        )
+        .await
+        .ok();
+    for (job, status) in [("build", "success"), ("test", "error")] {
+        suite
+            .cli_with_env(
+                &["job", "finish", "--job", job, "--status", status],
+                &with_run,
+            )
+            .await
+            .ok();
+    }
+    suite
+        .cli_with_env(&["run", "finish", &id, "--status", "success"], &env)
+        .await
+        .ok();
+
+    // A commit of the default branch that failed, then passed: the flaky
+    // family is exposed, and the branch label.
     for (attempt, outcome) in [("1", "error"), ("2", "success")] {
         let id = suite
             .cli_with_env(
@@ -175,6 +207,10 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
                     "abc123",
                     "--attempt",
                     attempt,
+                    "--branch",
+                    "main",
+                    "--default-branch",
+                    "main",
                     "-q",
                 ],
                 &env,
@@ -283,6 +319,10 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
         "WorkflowFailingRepeatedly",
         "WorkflowNotRun",
         "WorkflowSlowerThanUsual",
+        "WorkflowQueueTimeHigh",
+        "WorkflowFlakyRateHigh",
+        "DefaultBranchRed",
+        "RunplaneSeriesDropped",
         "RunplaneScrapeFailing",
     ] {
         assert!(names.contains(&alert), "{alert} not loaded: {names:?}");
