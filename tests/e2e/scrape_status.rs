@@ -29,7 +29,11 @@ async fn scrape_answers_each_failure_with_the_right_status() {
         ok.stable_body(),
         "# HELP chainloop_org_workflows Workflows of the organization.\n\
          # TYPE chainloop_org_workflows gauge\n\
-         chainloop_org_workflows{org=\"cyberdyne\"} 0\n"
+         chainloop_org_workflows{org=\"cyberdyne\"} 0\n\
+         # HELP chainloop_org_series_dropped Series of the organization left out of this response \
+         by the max_series_per_org budget: whole workflows, the most recently created first.\n\
+         # TYPE chainloop_org_series_dropped gauge\n\
+         chainloop_org_series_dropped{org=\"cyberdyne\"} 0\n"
     );
 
     // 401: no credential, a malformed one, an unknown token; with WWW-Authenticate.
