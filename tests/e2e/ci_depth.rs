@@ -348,6 +348,48 @@ async fn the_cli_reports_jobs_of_its_run_or_of_the_ci_run_and_keeps_the_commands
         .await
         .err();
     assert!(outside.contains("--run"), "{outside}");
+    // `exec` runs the command whatever happens to the reporting, and keeps
+    // its exit code, best-effort or not: no run, no token at all.
+    for (args, env) in [
+        (&["job", "exec", "--job", "x"][..], &token[..]),
+        (&["job", "exec", "--best-effort", "--job", "x"], &token),
+        (&["job", "exec", "--job", "x"], &[]),
+        (&["run", "exec", "--best-effort", "--workflow", "w"], &[]),
+    ] {
+        let marker = suite.dir.path().join("ran");
+        let _ = std::fs::remove_file(&marker);
+        let script = format!("touch {}; exit 4", marker.display());
+        let mut argv = args.to_vec();
+        argv.extend(["--", "sh", "-c", &script]);
+        let ran = suite.cli_with_env(&argv, env).await;
+        assert_eq!(ran.status.code(), Some(4), "{args:?}: {ran:?}");
+        assert!(marker.exists(), "{args:?} did not run the command");
+        assert!(
+            ran.stderr.contains("running the command unreported"),
+            "{ran:?}"
+        );
+    }
+    // A GitLab job retried in its pipeline is another job (CI_JOB_ID): both count.
+    for (job_id, command) in [("100", "false"), ("101", "true")] {
+        let gitlab = [
+            ("RUNPLANE_TOKEN", runner.as_str()),
+            ("GITLAB_CI", "true"),
+            ("CI_PIPELINE_ID", "5555"),
+            ("CI_JOB_ID", job_id),
+        ];
+        suite
+            .cli_with_env(&["job", "exec", "--job", "deploy", "--", command], &gitlab)
+            .await;
+    }
+    // Finishing a finished job otherwise is refused: its outcome stays.
+    let again = suite
+        .cli_with_env(
+            &["job", "finish", "--job", "build", "--status", "error"],
+            &with_run,
+        )
+        .await
+        .err();
+    assert!(again.contains("already finished as success"), "{again}");
 
     let (samples, body) = scrape(&suite, &scraper).await;
     assert_eq!(
@@ -373,6 +415,13 @@ async fn the_cli_reports_jobs_of_its_run_or_of_the_ci_run_and_keeps_the_commands
         Some(&0.0),
         "{body}"
     );
+    // The unnamed GitLab pipeline is its file, as its webhooks name it.
+    for status in ["error", "success"] {
+        let key = format!(
+            "chainloop_workflow_jobs_total{{job=deploy,org=acme-corp,project=default,status={status},workflow=.gitlab-ci.yml}}"
+        );
+        assert_eq!(samples.get(&key), Some(&1.0), "{key} in\n{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,4 +679,69 @@ async fn cardinality_settings_drop_families_labels_and_workflows_past_the_budget
     let refused = bad.up_to_completion().await;
     assert!(!refused.status.success());
     assert!(refused.stderr.contains("workflow_nonsense"), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_limited_to_one_project_can_neither_take_over_nor_block_another_projects_job() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("acme-corp").await;
+    let web = suite
+        .token(
+            "acme-corp",
+            "web-ci",
+            &["--scope", "runs:write", "--project", "web"],
+        )
+        .await;
+    let mut client = suite.workflow_runs().await;
+    let in_default = |status: JobStatus, outcome: RunStatus| ReportJobRequest {
+        workflow: "deploy".into(),
+        job_key: "github-job:777".into(),
+        name: "release".into(),
+        status: status.into(),
+        outcome: outcome.into(),
+        ..Default::default()
+    };
+    // The web team squats the key first, with a failure, in its own project.
+    let squat = ReportJobRequest {
+        project: "web".into(),
+        ..in_default(JobStatus::Completed, RunStatus::Error)
+    };
+    client
+        .report_job(bearer(squat.clone(), &web))
+        .await
+        .expect("web's own job");
+    // Naming the other project is refused outright.
+    let refused = client
+        .report_job(bearer(
+            in_default(JobStatus::Completed, RunStatus::Error),
+            &web,
+        ))
+        .await
+        .expect_err("another project");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // The genuine job of project default is its own, and counts as it ended.
+    let genuine = client
+        .report_job(bearer(
+            in_default(JobStatus::Completed, RunStatus::Success),
+            &runner,
+        ))
+        .await
+        .expect("default's job")
+        .into_inner()
+        .job
+        .expect("job");
+    assert_eq!(
+        (genuine.project.as_str(), genuine.outcome()),
+        ("default", RunStatus::Success)
+    );
+    let (samples, body) = scrape(&suite, &scraper).await;
+    let total = |project: &str, status: &str| {
+        samples
+            .get(&format!("chainloop_workflow_jobs_total{{job=release,org=acme-corp,project={project},status={status},workflow=deploy}}"))
+            .copied()
+    };
+    assert_eq!(total("default", "success"), Some(1.0), "{body}");
+    assert_eq!(total("default", "error"), None, "{body}");
+    assert_eq!(total("web", "error"), Some(1.0), "{body}");
 }

@@ -616,6 +616,24 @@ async fn gitlab_pipelines_and_jobs_are_runs_and_jobs_with_their_own_times() {
     assert_eq!(status, 200, "{answer}");
     let (status, answer) = send("Job Hook", secret.clone(), "job_success").await;
     assert_eq!(status, 200, "{answer}");
+    // A runner with more tags than the API keeps: the job is recorded all the
+    // same (GitLab would not send it again), its labels cut.
+    let mut tagged: serde_json::Value =
+        serde_json::from_str(&gitlab_payload("job_success")).expect("payload");
+    tagged["build_id"] = serde_json::json!(99_001);
+    tagged["runner"]["tags"] = (0..60).map(|i| format!("tag-{i}")).collect();
+    let (status, answer) = post(
+        &suite,
+        hook,
+        &[
+            ("x-gitlab-event", "Job Hook"),
+            ("x-gitlab-token", &secret),
+            ("content-type", "application/json"),
+        ],
+        tagged.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     let (status, _) = send("Pipeline Hook", "rpw_wrong".into(), "pipeline_success").await;
     assert_eq!(status, 401);
     // One organization's secret opens nothing of another's.
@@ -699,13 +717,23 @@ async fn gitlab_pipelines_and_jobs_are_runs_and_jobs_with_their_own_times() {
         .expect("jobs")
         .into_inner()
         .jobs;
-    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs.len(), 2, "{jobs:#?}");
+    let job = |key: &str| {
+        jobs.iter()
+            .find(|j| j.job_key == key)
+            .unwrap_or_else(|| panic!("no {key} in {jobs:#?}"))
+    };
+    let documented = job("gitlab-job:1977");
     assert_eq!(
-        (jobs[0].name.as_str(), jobs[0].outcome()),
+        (documented.name.as_str(), documented.outcome()),
         ("test", RunStatus::Success)
     );
-    assert_eq!(jobs[0].runner_labels, ["linux", "docker"]);
-    assert_eq!(jobs[0].runner_name, "shared-runners-manager-6.gitlab.com");
+    assert_eq!(documented.runner_labels, ["linux", "docker"]);
+    assert_eq!(
+        documented.runner_name,
+        "shared-runners-manager-6.gitlab.com"
+    );
+    assert_eq!(job("gitlab-job:99001").runner_labels.len(), 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ use crate::cli::Global;
 use crate::output::{print_json, status_name};
 use crate::run::{Outcome, Reporter, TokenArg};
 use crate::runner_env;
+use runplane_api::workflow_name::DEFAULT_PROJECT;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobCommand {
@@ -64,13 +65,18 @@ pub(crate) struct JobArgs {
     /// CI run, with --workflow).
     #[arg(long = "run", env = "RUNPLANE_RUN_ID", value_name = "RUN_ID")]
     run_id: Option<String>,
-    /// Without --run: the workflow of this CI run (default: the CI's own name
-    /// for it, as `run start` finds it).
+    /// The workflow of this CI run (default: the run's, with --run; else the
+    /// CI's own name for it, as `run start` finds it).
     #[arg(long)]
     workflow: Option<String>,
-    /// Without --run: the workflow's project.
-    #[arg(long, default_value = "default")]
-    project: String,
+    /// The workflow's project (default: the run's, with --run; else `default`).
+    #[arg(long)]
+    project: Option<String>,
+    /// The job's key, when the default does not tell two jobs apart (default:
+    /// made from the run, the job's name and the CI's own job id where it
+    /// has one: CI_JOB_ID, SYSTEM_JOBID, CIRCLE_BUILD_NUM).
+    #[arg(long)]
+    key: Option<String>,
 }
 
 impl JobArgs {
@@ -83,14 +89,17 @@ impl JobArgs {
             runner_type: detected.runner.into(),
             ..ReportJobRequest::default()
         };
-        let run = match self
+        let given_run = self
             .run_id
             .as_deref()
             .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
+            .filter(|r| !r.is_empty());
+        let run = match given_run {
             Some(run_id) => {
                 request.run_id = run_id.to_owned();
+                // The service checks them against the run's, when given.
+                request.workflow = self.workflow.clone().unwrap_or_default();
+                request.project = self.project.clone().unwrap_or_default();
                 run_id.to_owned()
             }
             None => {
@@ -105,20 +114,29 @@ impl JobArgs {
                         "which workflow? Give --workflow NAME (no CI workflow name found in the environment)"
                     )
                 })?;
-                request.project = self.project.clone();
+                request.project = self
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PROJECT.to_owned());
                 request.run_request_id = key.clone();
                 format!("{}\n{}\n{key}", request.project, request.workflow)
             }
         };
-        request.job_key = job_key(&run, &self.name);
+        request.job_key = match &self.key {
+            Some(key) => key.clone(),
+            None => job_key(&run, &self.name, detected.job_id.as_deref()),
+        };
         Ok(request)
     }
 }
 
-/// The key of job `name` of `run`: the same in every step of the run.
-fn job_key(run: &str, name: &str) -> String {
+/// The key of job `name` of `run` (in CI job `ci_job`, where the CI numbers
+/// its jobs): the same in every step of the job, another for a retried job
+/// or another job of the same name.
+fn job_key(run: &str, name: &str, ci_job: Option<&str>) -> String {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("{run}\n{name}").as_bytes());
+    let ci_job = ci_job.unwrap_or_default();
+    let digest = sha2::Sha256::digest(format!("{run}\n{name}\n{ci_job}").as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("cli-job:{hex}")
 }
@@ -160,16 +178,36 @@ async fn report(global: &Global, command: JobCommand) -> anyhow::Result<ExitCode
         }
         JobCommand::Finish { job, status, token } => {
             let reporter = Reporter::new(global, token)?;
-            let request = finished(job.request(JobStatus::Completed)?, status.into());
-            print(global, &send(&reporter, request).await?)?;
+            let outcome = RunStatus::from(status);
+            let request = finished(job.request(JobStatus::Completed)?, outcome);
+            let stored = send(&reporter, request).await?;
+            same_outcome(&stored, outcome)?;
+            print(global, &stored)?;
         }
         JobCommand::Exec {
             job,
             token,
             command,
-        } => return exec(global, Reporter::new(global, token)?, job, command).await,
+        } => {
+            let reporter = Reporter::new(global, token);
+            let request = job.request(JobStatus::InProgress);
+            return exec(global, reporter, request, command).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails when the job had finished before with another outcome, which stays.
+fn same_outcome(job: &Job, outcome: RunStatus) -> anyhow::Result<()> {
+    if job.outcome() != outcome {
+        anyhow::bail!(
+            "job {} had already finished as {}; a finished job's outcome does not change \
+             (to report another job of this name, give it its own --key)",
+            job.name,
+            status_name(job.outcome())
+        );
+    }
+    Ok(())
 }
 
 /// `request` as the report of the job completed now with `outcome`.
@@ -215,59 +253,70 @@ fn print(global: &Global, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `job exec`: as `run exec`, the command's own exit code is ours.
+/// `job exec`: as `run exec`, the command's own exit code is ours, and it
+/// runs whatever happens to the reporting (no token, no run to belong to,
+/// runplane unreachable).
 async fn exec(
     global: &Global,
-    reporter: Reporter<'_>,
-    job: JobArgs,
+    reporter: anyhow::Result<Reporter<'_>>,
+    request: anyhow::Result<ReportJobRequest>,
     command: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    // A job that cannot be named (no run) fails before anything runs: that
-    // is a mistake in the CI configuration, not an outage.
-    let request = job.request(JobStatus::InProgress)?;
-    let started = ReportJobRequest {
-        start_time: Some(now()),
-        ..request.clone()
+    let started = match (reporter, request) {
+        (Ok(reporter), Ok(request)) => {
+            let start = ReportJobRequest {
+                start_time: Some(now()),
+                ..request.clone()
+            };
+            send(&reporter, start)
+                .await
+                .map(|job| (reporter, request, job))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let reported = match send(&reporter, started).await {
-        Ok(job) => {
+    let reporting = match started {
+        Ok((reporter, request, job)) => {
             if !global.quiet {
                 eprintln!("runplane: started job {}", job.name);
             }
-            true
+            Some((reporter, request))
         }
         Err(e) => {
             eprintln!("runplane: warning: {e:#}; running the command unreported");
-            false
+            None
         }
     };
     let (status, reason, code) = crate::child::run(&command).await?;
-    if reported {
-        let completed = finished(
-            ReportJobRequest {
-                status: JobStatus::Completed.into(),
-                // The service keeps 100 characters of it.
-                conclusion: reason.chars().take(100).collect(),
-                ..request
-            },
-            status,
-        );
-        match send(&reporter, completed).await {
-            Ok(job) if !global.quiet => {
-                let why = if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({reason})")
-                };
-                eprintln!(
-                    "runplane: job {} finished: {}{why}",
-                    job.name,
-                    status_name(status)
-                );
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!("runplane: warning: {e:#}; the command's outcome stands"),
+    let Some((reporter, request)) = reporting else {
+        return Ok(ExitCode::from(code));
+    };
+    let completed = finished(
+        ReportJobRequest {
+            status: JobStatus::Completed.into(),
+            // The service keeps 100 characters of it.
+            conclusion: reason.chars().take(100).collect(),
+            ..request
+        },
+        status,
+    );
+    let reported = send(&reporter, completed)
+        .await
+        .and_then(|job| same_outcome(&job, status).map(|()| job));
+    match reported {
+        Ok(job) if !global.quiet => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            eprintln!(
+                "runplane: job {} finished: {}{why}",
+                job.name,
+                status_name(status)
+            );
         }
+        Ok(_) => {}
+        Err(e) => eprintln!("runplane: warning: {e:#}; the command's outcome stands"),
     }
     Ok(ExitCode::from(code))
 }
@@ -278,11 +327,20 @@ mod tests {
 
     #[test]
     fn a_jobs_key_is_its_runs_and_names_and_fits_the_services_limit() {
-        let key = job_key("0193-run", "test");
-        assert_eq!(key, job_key("0193-run", "test"), "the same in every step");
-        assert_ne!(key, job_key("0193-run", "build"));
-        assert_ne!(key, job_key("0194-run", "test"));
+        let key = job_key("0193-run", "test", None);
+        assert_eq!(
+            key,
+            job_key("0193-run", "test", None),
+            "the same in every step"
+        );
+        assert_ne!(key, job_key("0193-run", "build", None));
+        assert_ne!(key, job_key("0194-run", "test", None));
+        // A retried GitLab job has a job id of its own.
+        assert_ne!(
+            job_key("gitlab:5", "test", Some("100")),
+            job_key("gitlab:5", "test", Some("101"))
+        );
         assert!(key.len() <= 100, "{key}");
-        assert!(job_key("r", &"x".repeat(200)).len() <= 100);
+        assert!(job_key("r", &"x".repeat(200), Some("1")).len() <= 100);
     }
 }

@@ -115,7 +115,7 @@ pub(crate) enum RunCommand {
 pub(crate) struct StartArgs {
     /// Workflow name, e.g. `backend-release-production` (default, in a CI that
     /// is detected: its own name for it, GITHUB_WORKFLOW, CI_PIPELINE_NAME or
-    /// CI_JOB_NAME, JOB_NAME, BUILD_DEFINITIONNAME, CIRCLE_JOB,
+    /// `.gitlab-ci.yml`, JOB_NAME, BUILD_DEFINITIONNAME, CIRCLE_JOB,
     /// TEAMCITY_BUILDCONF_NAME).
     #[arg(long)]
     workflow: Option<String>,
@@ -441,7 +441,7 @@ async fn report(global: &Global, command: RunCommand) -> anyhow::Result<ExitCode
             run,
             token,
             command,
-        } => return exec(global, Reporter::new(global, token)?, run, command).await,
+        } => return exec(global, Reporter::new(global, token), run, command).await,
         RunCommand::Get { run_id, token } => {
             let run = Reporter::new(global, token)?
                 .call(
@@ -607,17 +607,25 @@ fn duration_text(run: &Run) -> String {
 /// have seen without runplane.
 async fn exec(
     global: &Global,
-    mut reporter: Reporter<'_>,
+    reporter: anyhow::Result<Reporter<'_>>,
     args: StartArgs,
     command: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    // The command runs whatever happens to its reporting: a CI job must not
-    // fail because runplane could not be told about it.
-    let run = match reporter.start(args).await {
-        Ok(run) => Some(run),
+    // The command runs whatever happens to its reporting, a missing token
+    // included: a CI job must not fail, nor pass without running, because
+    // runplane could not be told about it.
+    let started = match reporter {
+        Ok(mut reporter) => match reporter.start(args).await {
+            Ok(run) => Ok((reporter, run)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let (reporter, run) = match started {
+        Ok((reporter, run)) => (Some(reporter), Some(run)),
         Err(e) => {
             eprintln!("runplane: warning: {e:#}; running the command unreported");
-            None
+            (None, None)
         }
     };
     if let (Some(run), false) = (&run, global.quiet) {
@@ -627,7 +635,7 @@ async fn exec(
         );
     }
     let (status, reason, code) = crate::child::run(&command).await?;
-    let Some(run) = run else {
+    let (Some(mut reporter), Some(run)) = (reporter, run) else {
         return Ok(ExitCode::from(code));
     };
     match reporter.finish(run.id, status, reason.clone(), None).await {

@@ -16,6 +16,10 @@ pub(crate) struct Detected {
     /// (`github:RUN_ID:ATTEMPT`, `gitlab:PIPELINE_ID`) or as each other CI
     /// system numbers its runs: what `job` commands name their run by.
     pub(crate) run_key: Option<String>,
+    /// This CI job's own id, where the CI numbers its jobs (a retried job
+    /// gets another): GitLab's CI_JOB_ID, Azure's SYSTEM_JOBID, CircleCI's
+    /// CIRCLE_BUILD_NUM.
+    pub(crate) job_id: Option<String>,
 }
 
 /// Which attempt of its CI run, the branch and commit, and what triggered it.
@@ -145,6 +149,23 @@ fn origin(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Origin {
     }
 }
 
+/// The workflow an unnamed GitLab pipeline reports to: the file that defines
+/// it (ingest-service names it so too).
+const GITLAB_UNNAMED_PIPELINE: &str = ".gitlab-ci.yml";
+
+/// This CI job's own id (see [`Detected::job_id`]).
+fn job_id(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let name = match runner {
+        RunnerType::GitlabPipeline => "CI_JOB_ID",
+        RunnerType::AzurePipeline => "SYSTEM_JOBID",
+        RunnerType::CircleciBuild => "CIRCLE_BUILD_NUM",
+        _ => return None,
+    };
+    var(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// This CI run's key (see [`Detected::run_key`]).
 fn run_key(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
     let value = |name: &str| {
@@ -188,10 +209,14 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
         (
             RunnerType::GitlabPipeline,
             var("CI_JOB_URL").or_else(|| var("CI_PIPELINE_URL")),
-            // The pipeline's name when it has one (workflow:name), else the job's.
-            var("CI_PIPELINE_NAME")
-                .filter(|v| !v.trim().is_empty())
-                .or_else(|| var("CI_JOB_NAME")),
+            // The pipeline's name when it has one (workflow:name), else the
+            // file that defines it, as the webhooks name it: every job of one
+            // pipeline reports to one workflow.
+            Some(
+                var("CI_PIPELINE_NAME")
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| GITLAB_UNNAMED_PIPELINE.to_owned()),
+            ),
         )
     } else if is("TF_BUILD", "true") {
         let url = match (
@@ -229,6 +254,7 @@ pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, tekton_dir: bool) -> 
     Detected {
         origin: origin(runner, &var),
         run_key: run_key(runner, &var),
+        job_id: job_id(runner, &var),
         runner,
         run_url: run_url.filter(|u| !u.is_empty()),
         workflow: workflow
@@ -300,7 +326,8 @@ mod tests {
                 ],
                 RunnerType::GitlabPipeline,
                 Some("https://gitlab.com/a/b/-/jobs/7"),
-                Some("unit-tests"),
+                // An unnamed pipeline: its file, as the webhooks name it.
+                Some(".gitlab-ci.yml"),
             ),
             (
                 vec![
@@ -320,7 +347,7 @@ mod tests {
                 ],
                 RunnerType::GitlabPipeline,
                 None,
-                Some("unit-tests"),
+                Some(".gitlab-ci.yml"),
             ),
             (
                 vec![

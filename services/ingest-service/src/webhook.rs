@@ -244,7 +244,7 @@ pub(crate) async fn perform(
             }),
         Action::Job(request) => upstreams
             .runs()
-            .report_job(upstreams.for_org(request, org)?)
+            .report_job(upstreams.for_org(fit_job(request), org)?)
             .await
             .map(|r| {
                 let job = r.into_inner().job.unwrap_or_default();
@@ -305,4 +305,50 @@ pub(crate) fn parse<'a, T: serde::Deserialize<'a>>(
             }
         ))
     })
+}
+
+/// A CI system's job as the run API takes it: what only describes the job
+/// (its name, conclusion, runner, labels) cut to the API's limits rather than
+/// refused, so that a delivery is never lost over it (the CI system would not
+/// send it again). Names are cut on a character boundary.
+fn fit_job(mut job: ReportJobRequest) -> ReportJobRequest {
+    fn cut(text: &mut String, chars: usize) {
+        if let Some((at, _)) = text.char_indices().nth(chars) {
+            text.truncate(at);
+        }
+    }
+    cut(&mut job.name, 200);
+    cut(&mut job.conclusion, 100);
+    cut(&mut job.runner_name, 200);
+    job.runner_labels.truncate(50);
+    for label in &mut job.runner_labels {
+        label.retain(|c| c != '\n');
+        cut(label, 200);
+    }
+    job
+}
+
+#[cfg(test)]
+mod fitting {
+    use super::*;
+
+    #[test]
+    fn a_jobs_descriptions_are_cut_to_the_apis_limits() {
+        let job = fit_job(ReportJobRequest {
+            name: "é".repeat(300),
+            conclusion: "x".repeat(150),
+            runner_labels: (0..60)
+                .map(|i| format!("label-{i}\n{}", "y".repeat(250)))
+                .collect(),
+            ..ReportJobRequest::default()
+        });
+        assert_eq!(job.name.chars().count(), 200);
+        assert_eq!(job.conclusion.len(), 100);
+        assert_eq!(job.runner_labels.len(), 50);
+        assert!(
+            job.runner_labels
+                .iter()
+                .all(|l| l.chars().count() == 200 && !l.contains('\n'))
+        );
+    }
 }

@@ -69,10 +69,10 @@ pub struct Config {
     /// Which runs get a `branch` label on the run families (`workflow_up`,
     /// `workflow_run_duration_seconds`, `workflow_runs_total`): `none` (no
     /// label), `default` (the repository's default branch by name, the rest
-    /// as `other`), `all` (every branch by name, at most 50 a workflow), or a
-    /// regular expression matched against the whole branch name (matching
-    /// branches by name, the rest as `other`). Applies to runs finished from
-    /// then on.
+    /// as `other`), `all` (every branch by name), or one regular expression
+    /// matched against the whole branch name (matching branches by name, the
+    /// rest as `other`). At most 50 labels a workflow, then `other`. Applies
+    /// to runs finished from then on.
     #[arg(long, env = "RUNPLANE_BRANCH_LABEL", default_value = "none")]
     pub branch_label: crate::aggregate::BranchLabel,
     #[command(flatten)]

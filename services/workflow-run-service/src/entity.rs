@@ -90,7 +90,7 @@ pub(crate) mod job {
         #[sea_orm(primary_key, auto_increment = false)]
         pub(crate) id: String,
         pub(crate) org_id: String,
-        /// The reporter's key for the job, unique in the organization.
+        /// The reporter's key for the job, unique in its project.
         pub(crate) job_key: String,
         pub(crate) project: String,
         pub(crate) workflow: String,

@@ -210,7 +210,9 @@ fn checked_job(principal: &Principal, request: ReportJobRequest) -> Result<JobRe
         if key.is_empty() && what == "run_request_id" {
             continue;
         }
-        validate_name(what, key)?;
+        if let Some(problem) = runplane_api::workflow_name::problem(key) {
+            return Err(Error::InvalidArgument(format!("{what} {problem}")));
+        }
         if key.chars().count() > 100 {
             return Err(Error::InvalidArgument(format!(
                 "{what} is longer than 100 characters"

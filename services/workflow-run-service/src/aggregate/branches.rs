@@ -42,11 +42,26 @@ impl std::str::FromStr for BranchLabel {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(match text.trim() {
-            "none" | "" => BranchLabel::None,
+        let text = text.trim();
+        Ok(match text.to_ascii_lowercase().as_str() {
+            "" => {
+                return Err(
+                    "empty: say none, default, all, or a regular expression (alternatives \
+                     with |, e.g. main|release/.*)"
+                        .into(),
+                );
+            }
+            "none" => BranchLabel::None,
             "default" => BranchLabel::Default,
             "all" => BranchLabel::All,
-            pattern => {
+            _ if comma_outside_braces(text) => {
+                return Err(format!(
+                    "{text:?} holds a comma: one pattern is expected, its alternatives joined \
+                     with | (e.g. main|dev), not a list"
+                ));
+            }
+            _ => {
+                let pattern = text;
                 let anchored = format!("^(?:{pattern})$");
                 BranchLabel::Matching(regex::RegexBuilder::new(&anchored).size_limit(1 << 20).build().map_err(
                     |e| {
@@ -58,6 +73,21 @@ impl std::str::FromStr for BranchLabel {
             }
         })
     }
+}
+
+/// Whether `text` has a comma outside a `{m,n}` repetition: a list given
+/// where one pattern is expected (`[main, dev]` in the file reads `main,dev`).
+fn comma_outside_braces(text: &str) -> bool {
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 impl BranchLabel {
@@ -161,6 +191,13 @@ mod tests {
         assert_eq!(label(release, &record, "release/1.2", ""), "release/1.2");
         assert_eq!(label(release, &record, "mainline", ""), "other");
         assert!("(unclosed".parse::<BranchLabel>().is_err());
+        assert!("".parse::<BranchLabel>().is_err(), "empty is no pattern");
+        assert!(
+            "main,dev".parse::<BranchLabel>().is_err(),
+            "a list is no pattern"
+        );
+        assert!(r"release/\d{1,3}".parse::<BranchLabel>().is_ok());
+        assert!(matches!("Default".parse(), Ok(BranchLabel::Default)));
     }
 
     #[test]

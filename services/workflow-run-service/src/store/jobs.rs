@@ -1,6 +1,7 @@
 //! Jobs of runs, as their CI systems report them: created on first report,
 //! then moved forward only (queued → in progress → completed), so that
-//! deliveries arriving out of order or twice leave the latest state.
+//! deliveries arriving out of order or twice leave the latest state. A job
+//! is known by its key within its project (organization, project, key).
 //!
 //! A job belongs to a workflow once one is known: the one its report names
 //! (created on first use, as a run's is), else its run's. Its report is a
@@ -121,7 +122,8 @@ fn merge(old: Option<&job::Model>, report: &JobReport, workflow_id: &str) -> job
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
         org_id: report.org_id.clone(),
         job_key: report.job_key.clone(),
-        project: text(&report.project, old.map(|o| &o.project)),
+        // Part of the job's key: the same as the stored job's.
+        project: report.project.clone(),
         workflow: text(&report.workflow, old.map(|o| &o.workflow)),
         run_request_id: text(&report.run_request_id, old.map(|o| &o.run_request_id)),
         workflow_id: match old {
@@ -164,6 +166,7 @@ impl JobWrite {
         let record = super::run_writes::record_of_workflow(backend, &self.workflow_id);
         let job = job::Entity::find()
             .filter(job::Column::OrgId.eq(&self.report.org_id))
+            .filter(job::Column::Project.eq(&self.report.project))
             .filter(job::Column::JobKey.eq(&self.report.job_key))
             .lock_exclusive()
             .build(backend);
@@ -174,8 +177,9 @@ impl JobWrite {
 /// The jobs one transaction writes, each as the last of its reports left it.
 #[derive(Default)]
 pub(super) struct JobBatch {
-    /// By (organization, key): the job, whether its row exists, whether it changed.
-    jobs: BTreeMap<(String, String), (job::Model, bool, bool)>,
+    /// By (organization, project, key): the job, whether its row exists,
+    /// whether it changed.
+    jobs: BTreeMap<(String, String, String), (job::Model, bool, bool)>,
 }
 
 impl JobBatch {
@@ -188,7 +192,11 @@ impl JobBatch {
         write: &JobWrite,
         stored: Option<&QueryResult>,
     ) -> Result<(job::Model, bool), DbErr> {
-        let key = (write.report.org_id.clone(), write.report.job_key.clone());
+        let key = (
+            write.report.org_id.clone(),
+            write.report.project.clone(),
+            write.report.job_key.clone(),
+        );
         let (old, exists) = match self.jobs.get(&key) {
             Some((job, exists, _)) => (Some(job.clone()), *exists),
             None => match stored {
@@ -351,6 +359,7 @@ impl Store {
             .select_only()
             .column(job::Column::WorkflowId)
             .filter(job::Column::OrgId.eq(&report.org_id))
+            .filter(job::Column::Project.eq(&report.project))
             .filter(job::Column::JobKey.eq(&report.job_key))
             .into_tuple()
             .one(&self.db)
@@ -556,6 +565,30 @@ mod tests {
         assert_eq!(counted_jobs(&store).await, counted);
         store.report_job(completed).await.expect("once more");
         assert_eq!(counted_jobs(&store).await, counted, "counted once");
+    }
+
+    #[tokio::test]
+    async fn one_key_in_two_projects_is_two_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        // Another project reports the key first (a public GitHub job id), failed.
+        let squatter = JobReport {
+            project: "web".into(),
+            outcome: Some(RunStatus::Error),
+            ..report(JobStatus::Completed)
+        };
+        store.report_job(squatter).await.expect("web's job");
+        let genuine = JobReport {
+            outcome: Some(RunStatus::Success),
+            ..report(JobStatus::Completed)
+        };
+        let stored = store.report_job(genuine).await.expect("o/r's job");
+        assert_eq!(
+            (stored.project.as_str(), stored.outcome.as_str()),
+            ("o/r", "success")
+        );
+        let counted = counted_jobs(&store).await;
+        assert_eq!(counted.len(), 2, "{counted:?}");
     }
 
     #[tokio::test]

@@ -152,27 +152,6 @@ impl Store {
                         } else {
                             aggregate::count(record, counted, &self.buckets);
                             aggregate::count_attempt(record, run.attempt);
-                            let decisive =
-                                matches!(claim.outcome, RunStatus::Success | RunStatus::Error);
-                            if decisive && !run.commit_sha.is_empty() {
-                                let rows = txn.query(vec![commit_outcomes(backend, &run)]).await?;
-                                let mut others = Vec::new();
-                                for row in rows.into_iter().flatten() {
-                                    let id: String = row.try_get("", "id")?;
-                                    // Finishes of this batch not counted yet
-                                    // count after this one, as if they came later.
-                                    if uncounted.contains(&id) {
-                                        continue;
-                                    }
-                                    let status: String = row.try_get("", "status")?;
-                                    let at: Option<i64> = row.try_get("", "finished_at_ms")?;
-                                    others.push((RunStatus::from_label(&status), at.unwrap_or(0)));
-                                }
-                                let this = (claim.outcome, counted.finished_at_ms);
-                                if aggregate::makes_flaky(this, &others) {
-                                    record.flaky_runs += 1;
-                                }
-                            }
                             if let Some(queued_at_ms) = run.queued_at_ms {
                                 let waited = run.started_at_ms - queued_at_ms;
                                 aggregate::count_queue(
@@ -181,6 +160,29 @@ impl Store {
                                     waited,
                                     &self.queue_buckets,
                                 );
+                            }
+                        }
+                        // An outcome that replaced an expiry may make its commit
+                        // flaky too: the expiry itself never counted as a failure.
+                        let decisive =
+                            matches!(claim.outcome, RunStatus::Success | RunStatus::Error);
+                        if decisive && !run.commit_sha.is_empty() {
+                            let rows = txn.query(vec![commit_outcomes(backend, &run)]).await?;
+                            let mut others = Vec::new();
+                            for row in rows.into_iter().flatten() {
+                                let id: String = row.try_get("", "id")?;
+                                // Finishes of this batch not counted yet
+                                // count after this one, as if they came later.
+                                if uncounted.contains(&id) {
+                                    continue;
+                                }
+                                let status: String = row.try_get("", "status")?;
+                                let at: Option<i64> = row.try_get("", "finished_at_ms")?;
+                                others.push((RunStatus::from_label(&status), at.unwrap_or(0)));
+                            }
+                            let this = (claim.outcome, counted.finished_at_ms);
+                            if aggregate::makes_flaky(this, &others) {
+                                record.flaky_runs += 1;
                             }
                         }
                     }

@@ -336,6 +336,48 @@ mod tests {
     use super::*;
     use crate::store::test_support::store_with_workflow;
 
+    #[tokio::test]
+    async fn an_outcome_after_expiry_can_make_its_commit_flaky() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, wf) = store_with_workflow(&dir, "e2e").await;
+        let start = |attempt| NewRun {
+            origin: Origin {
+                attempt,
+                commit_sha: "abc",
+                ..Origin::default()
+            },
+            ..NewRun::default()
+        };
+        let finish = |run_id, outcome, org_id| Finish {
+            org_id,
+            run_id,
+            outcome,
+            reason: "",
+            finished_at_ms: None,
+            trace_id: None,
+        };
+        // Attempt 1 fails; attempt 2 expires, then reports success.
+        let first = store.start(&wf, start(1)).await.expect("start").run;
+        store
+            .finish(finish(&first.id, RunStatus::Error, Some("org")))
+            .await
+            .expect("error");
+        let second = store.start(&wf, start(2)).await.expect("start").run;
+        store
+            .finish(finish(&second.id, RunStatus::Expired, None))
+            .await
+            .expect("expired");
+        let flaky = |store: Store| async move {
+            crate::store::test_support::org_metrics(&store).await[0].flaky_runs
+        };
+        assert_eq!(flaky(store.clone()).await, 0, "an expiry is no success");
+        store
+            .finish(finish(&second.id, RunStatus::Success, Some("org")))
+            .await
+            .expect("success after expiry");
+        assert_eq!(flaky(store.clone()).await, 1);
+    }
+
     #[test]
     fn the_uuid_v7_floor_of_a_millisecond_orders_before_every_id_made_then() {
         let at = 1_764_000_000_123;
