@@ -125,7 +125,8 @@ async fn every_kind_of_thing_can_be_got_and_listed_as_text_json_and_ids() {
     let gitlab = [
         ("RUNPLANE_TOKEN", secret.as_str()),
         ("GITLAB_CI", "true"),
-        ("CI_JOB_NAME", "unit-tests"),
+        ("CI_PIPELINE_NAME", "unit-tests"),
+        ("CI_JOB_NAME", "test-job"),
     ];
     suite
         .cli_with_env(&["run", "exec", "--project", "web", "--", "false"], &gitlab)
