@@ -12,7 +12,7 @@ use std::time::Duration;
 use runplane_database::DatabaseArgs;
 use workflow_run_service::testing::{SeedPlan, Storage};
 
-use crate::support::{Suite, promtool_check};
+use crate::support::{Suite, own_metric, promtool_check, without_scrape_duration};
 
 /// Workflows of the organization, each with three outcomes (~9 KiB of text).
 const WORKFLOWS: usize = 2_500;
@@ -146,4 +146,48 @@ async fn a_large_exposition_is_streamed_whole_in_both_formats() {
         total(&again, "chainloop_workflow_runs_total{"),
         (WORKFLOWS * RUNS_PER_WORKFLOW) as f64
     );
+
+    // gzip, as Prometheus asks: compressed as it streams, then kept
+    // compressed (its text is too large to keep) and sent again from there.
+    let hits = || {
+        own_metric(
+            suite.addrs[3],
+            "runplane_scrape_cache_total{result=\"hit\"}",
+        )
+    };
+    let before = hits().await;
+    for _ in 0..2 {
+        let response = http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("accept", "text/plain")
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(
+            response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.as_bytes()),
+            Some(&b"gzip"[..])
+        );
+        let compressed = response.bytes().await.expect("body");
+        assert!(
+            compressed.len() < text.len() / 10,
+            "{} bytes",
+            compressed.len()
+        );
+        let mut inflated = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut inflated,
+        )
+        .expect("one valid gzip member");
+        assert_eq!(
+            without_scrape_duration(&inflated),
+            without_scrape_duration(&text)
+        );
+    }
+    assert_eq!(hits().await, before + 1.0);
 }

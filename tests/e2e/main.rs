@@ -28,6 +28,7 @@ mod reported_times;
 mod restart;
 mod retention;
 mod retries;
+mod scrape_cache;
 mod scrape_status;
 mod supervision;
 mod telemetry;

@@ -30,7 +30,7 @@ pub mod workflowrun {
             env!("OUT_DIR"),
             "/runplane.workflowrun.v1.serde.rs"
         ));
-        pub use crate::workflow_metrics_page::ListWorkflowMetricsResponse;
+        pub use crate::workflow_metrics_page::{ListWorkflowMetricsResponse, decode_workflows};
     }
 }
 

@@ -90,23 +90,40 @@ impl ListWorkflowMetricsResponse {
 
     /// The page's workflows, decoded.
     pub fn workflows(&self) -> Result<Vec<WorkflowMetrics>, DecodeError> {
-        let mut buf = self.workflows.as_slice();
-        let mut workflows = Vec::with_capacity(self.len);
-        while buf.has_remaining() {
-            // Only `merge_field` and `push*` write here: every entry is field 1,
-            // length-delimited.
-            encoding::decode_key(&mut buf)?;
-            let mut workflow = WorkflowMetrics::default();
-            encoding::message::merge(
-                WireType::LengthDelimited,
-                &mut workflow,
-                &mut buf,
-                DecodeContext::default(),
-            )?;
-            workflows.push(workflow);
-        }
-        Ok(workflows)
+        decode_workflows(&self.workflows)
     }
+
+    /// The page's workflows as they are on the wire: what
+    /// [`decode_workflows`] reads, also when pages are joined end to end.
+    pub fn encoded_workflows(&self) -> &[u8] {
+        &self.workflows
+    }
+
+    /// The same, taken out of the page.
+    pub fn into_encoded_workflows(self) -> Vec<u8> {
+        self.workflows
+    }
+}
+
+/// Workflows in their wire form (one page's
+/// [`ListWorkflowMetricsResponse::encoded_workflows`], or several joined),
+/// decoded.
+pub fn decode_workflows(mut buf: &[u8]) -> Result<Vec<WorkflowMetrics>, DecodeError> {
+    let mut workflows = Vec::new();
+    while buf.has_remaining() {
+        // Only `merge_field` and `push*` write here: every entry is field 1,
+        // length-delimited.
+        encoding::decode_key(&mut buf)?;
+        let mut workflow = WorkflowMetrics::default();
+        encoding::message::merge(
+            WireType::LengthDelimited,
+            &mut workflow,
+            &mut buf,
+            DecodeContext::default(),
+        )?;
+        workflows.push(workflow);
+    }
+    Ok(workflows)
 }
 
 impl Message for ListWorkflowMetricsResponse {

@@ -14,7 +14,7 @@ use crate::stats::Latencies;
 use crate::suite::channel;
 
 /// Workflows the load is spread over.
-const WORKFLOWS: usize = 50;
+pub(crate) const WORKFLOWS: usize = 50;
 
 /// What one concurrency level measured.
 pub(crate) struct Ingestion {

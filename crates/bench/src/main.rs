@@ -2,7 +2,9 @@
 //! on SQLite and PostgreSQL, measured side by side with its floors, printed as
 //! a Markdown report. See docs/benchmarks.md for the command and the figures.
 
+mod compare;
 mod ingest;
+mod pushgateway;
 mod scrape;
 mod stats;
 mod suite;
@@ -17,6 +19,7 @@ use clap::{Parser, ValueEnum};
 use runplane_database::DatabaseArgs;
 use workflow_run_service::testing::{SeedPlan, Storage};
 
+use crate::scrape::Encoding;
 use crate::stats::Repeated;
 use crate::suite::{Backend, Suite};
 
@@ -176,6 +179,7 @@ async fn run(
         orgs.push(format!("l{n}"));
     }
     let suite = Suite::start(bin_dir, backend, &orgs, work).await?;
+    let pushgateway = pushgateway::Pushgateway::start(&work.join("pushgateway")).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = suite.memory_mib();
     let mut out = format!("\n## {}\n", backend.name());
@@ -194,6 +198,13 @@ async fn run(
     // One client, whole runs in one call each; then webhook deliveries.
     let (report_rate, report_latencies) =
         webhooks::report_run_alone(suite.addrs[2], &ingest_secret, plan.ingest_for).await?;
+    let mut pushes = Vec::new();
+    for clients in &plan.clients {
+        let (rate, latencies) = pushgateway
+            .ingest(*clients, ingest::WORKFLOWS, plan.ingest_for)
+            .await?;
+        pushes.push((*clients, rate, latencies.p50(), latencies.p99()));
+    }
     let hook_secret = suite.github_webhook("ingest").await?;
     let mut deliveries = Vec::new();
     for (i, concurrency) in plan.delivery_concurrency.iter().enumerate() {
@@ -237,6 +248,7 @@ async fn run(
         .context("no organization size")?;
     let mut scrapes = Vec::new();
     let mut floor_b = None;
+    let mut side_by_side = Vec::new();
     for n in &plan.org_sizes {
         for (prefix, runs_per_workflow) in [("s", 10), ("l", (plan.long_history_runs / n).max(1))] {
             let name = format!("{prefix}{n}");
@@ -256,9 +268,9 @@ async fn run(
                 plan.scrapes
             };
             let before = scrape::Counters::read(&http, &suite.addrs).await?;
-            let body = scrape::fetch(&http, &url, Some(&secret)).await?;
+            let body = scrape::fetch(&http, &url, Some(&secret), Encoding::Identity).await?;
             let floor_url = if *n == reference && prefix == "s" {
-                let addr = scrape::serve_from_memory(body.clone()).await?;
+                let addr = scrape::serve_from_memory(body.clone(), Encoding::Identity).await?;
                 Some(format!("http://{addr}/metrics"))
             } else {
                 None
@@ -266,9 +278,13 @@ async fn run(
             let mut measured = Repeated::default();
             let mut floor = Repeated::default();
             for _ in 0..plan.repetitions {
-                measured.push(scrape::batch(&http, &url, Some(&secret), count).await?);
+                measured.push(
+                    scrape::batch(&http, &url, Some(&secret), Encoding::Identity, count).await?,
+                );
                 if let Some(floor_url) = &floor_url {
-                    floor.push(scrape::batch(&http, floor_url, None, count).await?);
+                    floor.push(
+                        scrape::batch(&http, floor_url, None, Encoding::Identity, count).await?,
+                    );
                 }
             }
             let after = scrape::Counters::read(&http, &suite.addrs).await?;
@@ -282,8 +298,16 @@ async fn run(
                 bytes: body.len(),
             };
             scrapes.push((*n, prefix == "l", runs, measured, breakdown));
+            if prefix == "s" {
+                let target = (url.as_str(), secret.as_str());
+                side_by_side.push(
+                    compare::scrapes(&http, target, &pushgateway, *n, count, plan.repetitions)
+                        .await?,
+                );
+            }
         }
     }
+    pushgateway.stop();
     let (reference, reference_bytes, floor_b) = floor_b.context("no floor (b)")?;
     let loaded = suite.memory_mib();
 
@@ -407,7 +431,12 @@ async fn run(
         };
         let _ = write!(out, " {n}: {:.2}×;", p50(true) / p50(false));
     }
-    let _ = writeln!(out, "\n\n### Floors\n");
+    let ours: Vec<(usize, f64)> = ingestion
+        .iter()
+        .map(|i| (i.clients, i.pairs_per_second))
+        .collect();
+    compare::report(&mut out, &side_by_side, &pushes, &ours, report_rate);
+    let _ = writeln!(out, "\n### Floors\n");
     let _ = writeln!(out, "| floor | p50 (ms) | p99 (ms) | samples |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let _ = writeln!(
@@ -452,7 +481,7 @@ async fn store(url: &str, schema: &str) -> anyhow::Result<Storage> {
     Storage::open(&args, schema).await
 }
 
-fn size(bytes: usize) -> String {
+pub(crate) fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),

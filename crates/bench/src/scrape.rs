@@ -15,19 +15,58 @@ pub(crate) struct Scrapes {
     pub(crate) bytes: usize,
 }
 
-/// One scrape of `url`, checked: its body.
+/// How a scrape asks for its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    /// `Accept-Encoding: gzip`, as Prometheus sends; the body is read as it
+    /// comes, compressed.
+    Gzip,
+}
+
+/// One scrape of `url`, checked: its body, as sent.
 pub(crate) async fn fetch(
     http: &reqwest::Client,
     url: &str,
     secret: Option<&str>,
+    encoding: Encoding,
 ) -> anyhow::Result<Bytes> {
     let mut request = http.get(url);
     if let Some(secret) = secret {
         request = request.bearer_auth(secret);
     }
-    let response = request.send().await?;
+    let asked = match encoding {
+        Encoding::Identity => "identity",
+        Encoding::Gzip => "gzip",
+    };
+    let response = request
+        .header(header::ACCEPT_ENCODING, asked)
+        .send()
+        .await?;
     anyhow::ensure!(response.status() == 200, "{url}: {}", response.status());
+    let gzipped = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| e == "gzip");
+    anyhow::ensure!(
+        gzipped == (encoding == Encoding::Gzip),
+        "{url}: asked for {asked}, got gzip: {gzipped}"
+    );
     Ok(response.bytes().await?)
+}
+
+/// A gzip body, decompressed (which also checks it is whole and valid).
+pub(crate) fn gunzip(body: &[u8]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(body), &mut text)?;
+    Ok(text)
+}
+
+/// Samples (series) in a text exposition.
+pub(crate) fn series(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
 }
 
 /// `count` scrapes of `url` back to back, as Prometheus would make them.
@@ -35,31 +74,42 @@ pub(crate) async fn batch(
     http: &reqwest::Client,
     url: &str,
     secret: Option<&str>,
+    encoding: Encoding,
     count: usize,
 ) -> anyhow::Result<Latencies> {
     let mut latencies = Latencies::default();
     for _ in 0..count {
         let t0 = Instant::now();
-        fetch(http, url, secret).await?;
+        fetch(http, url, secret, encoding).await?;
         latencies.push(t0.elapsed());
     }
     Ok(latencies)
 }
 
-/// Floor (b): an HTTP server that returns `body` from memory, as a scrape would.
-pub(crate) async fn serve_from_memory(body: Bytes) -> anyhow::Result<SocketAddr> {
+/// A floor: an HTTP server that returns `body` from memory, as a scrape
+/// would (with `Content-Encoding: gzip` when it is compressed).
+pub(crate) async fn serve_from_memory(
+    body: Bytes,
+    encoding: Encoding,
+) -> anyhow::Result<SocketAddr> {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let body = body.clone();
             async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    body,
-                )
+                let mut response = axum::response::Response::new(axum::body::Body::from(body));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                if encoding == Encoding::Gzip {
+                    headers.insert(
+                        header::CONTENT_ENCODING,
+                        header::HeaderValue::from_static("gzip"),
+                    );
+                }
+                response
             }
         }),
     );

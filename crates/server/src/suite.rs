@@ -129,6 +129,7 @@ pub const METRICS_SERVICE: Member = Member {
         "disabled_metrics",
         "drop_labels",
         "max_series_per_org",
+        "scrape_cache_mib",
         "client_address_header",
         "upstream_timeout",
         "upstream_tls_ca",

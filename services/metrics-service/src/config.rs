@@ -42,6 +42,12 @@ pub struct Config {
     /// `org_series_dropped` says how many series went.
     #[arg(long, env = "RUNPLANE_MAX_SERIES_PER_ORG", default_value_t = 1_000_000)]
     pub max_series_per_org: usize,
+    /// MiB of expositions kept between scrapes (0: none), each served again
+    /// only while its organization's aggregates are byte for byte those it
+    /// was written from. Least recently used go first; an exposition too
+    /// large for it is kept gzip-compressed only, or not at all.
+    #[arg(long, env = "RUNPLANE_SCRAPE_CACHE_MIB", default_value_t = 32)]
+    pub scrape_cache_mib: usize,
     /// Request header naming the client's address, when a proxy or mesh sits in
     /// front (e.g. `x-forwarded-for`: its last entry, the one the proxy added,
     /// is used): the source whose sprays of wrong tokens are told to back off.

@@ -47,6 +47,8 @@ pub(crate) enum ScrapeError {
         upstream: &'static str,
         detail: String,
     },
+    #[error("the exposition could not be written")]
+    Internal(String),
 }
 
 impl IntoResponse for ScrapeError {
@@ -67,6 +69,10 @@ impl IntoResponse for ScrapeError {
             ScrapeError::Upstream { upstream, detail } => {
                 tracing::error!(upstream, %detail, "scrape failed: unexpected upstream answer");
                 StatusCode::BAD_GATEWAY
+            }
+            ScrapeError::Internal(detail) => {
+                tracing::error!(%detail, "scrape failed");
+                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         let mut response = (status, format!("{self}\n")).into_response();

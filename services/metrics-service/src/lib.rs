@@ -5,9 +5,11 @@
 //! from workflow-run-service's per-workflow aggregates ([`scrape`],
 //! [`upstream`], [`exposition`]). It keeps no state of its own.
 
+mod cache;
 mod config;
 mod error;
 mod exposition;
+mod gzip;
 mod scrape;
 mod upstream;
 
@@ -55,6 +57,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             created_series: config.openmetrics_created_series,
             cardinality: Arc::new(cardinality),
         },
+        cache: cache::ExpositionCache::new(config.scrape_cache_mib.saturating_mul(1 << 20)),
+        counters: scrape::CacheCounters::new(),
+        known_scrapers: scrape::KnownScrapers::new(),
     });
     let draining = Arc::new(AtomicBool::new(false));
     let app = router(
@@ -83,10 +88,9 @@ fn router(
     Router::new()
         .route(
             "/prom/{org}/metrics",
-            get(scrape::handle)
-                .with_state(scraper)
-                // Prometheus asks for gzip; expositions are repetitive text.
-                .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
+            // gzip (which Prometheus asks for) is the handler's: it keeps
+            // expositions compressed (see gzip.rs).
+            get(scrape::handle).with_state(scraper),
         )
         .merge(http_observe::probes(draining))
         .layer(axum::middleware::from_fn(http_observe::track))

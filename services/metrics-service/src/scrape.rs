@@ -13,14 +13,18 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use runplane_api::token::v1::Scope;
-use runplane_api::workflowrun::v1::WorkflowMetrics;
+use runplane_api::workflowrun::v1::decode_workflows;
+use runplane_auth::secret::SecretHash;
 use runplane_server::http::PeerAddr;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::cache::{ExpositionCache, Kept, Key};
 use crate::error::ScrapeError;
 use crate::exposition::{self, Format, Gone};
+use crate::gzip;
 use crate::upstream::Upstreams;
 
 /// What a scrape needs: the services behind it and how to write.
@@ -30,6 +34,88 @@ pub(crate) struct Scraper {
     pub(crate) client_address_header: Option<HeaderName>,
     /// Namespace and `_created` setting; the format is chosen per request.
     pub(crate) exposition: exposition::Options,
+    /// Expositions kept while their aggregates are unchanged.
+    pub(crate) cache: ExpositionCache,
+    /// Tokens whose aggregates are read while they are checked.
+    pub(crate) known_scrapers: KnownScrapers,
+    pub(crate) counters: CacheCounters,
+}
+
+/// How often a scrape was answered from a kept exposition, and how often it
+/// was written: the service's own `runplane_scrape_cache_total`.
+pub(crate) struct CacheCounters {
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+}
+
+impl CacheCounters {
+    pub(crate) fn new() -> Self {
+        let counters = runplane_telemetry::metrics::int_counter_vec(
+            "runplane_scrape_cache_total",
+            "Scrapes answered from an exposition kept since an earlier scrape (hit), \
+             or written anew because the organization's aggregates changed or none was kept (miss).",
+            &["result"],
+        );
+        CacheCounters {
+            hits: counters.with_label_values(&["hit"]),
+            misses: counters.with_label_values(&["miss"]),
+        }
+    }
+
+    fn hit(&self) {
+        self.hits.inc();
+    }
+
+    fn miss(&self) {
+        self.misses.inc();
+    }
+}
+
+/// Tokens (their hashes) that passed every check of a scrape in the last
+/// [`KnownScrapers::FOR`]: Prometheus scrapes with one token every interval.
+pub(crate) struct KnownScrapers {
+    seen: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl KnownScrapers {
+    const FOR: std::time::Duration = std::time::Duration::from_secs(300);
+    /// Tokens remembered at most; past it the oldest half is forgotten.
+    const MOST: usize = 10_000;
+
+    pub(crate) fn new() -> Self {
+        KnownScrapers {
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Instant>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn knows(&self, secret: &str) -> bool {
+        let hash = SecretHash::of(secret).0;
+        self.seen()
+            .get(&hash)
+            .is_some_and(|at| at.elapsed() < Self::FOR)
+    }
+
+    fn remember(&self, secret: &str) {
+        let hash = SecretHash::of(secret).0;
+        let mut seen = self.seen();
+        if seen.len() >= Self::MOST {
+            let mut ages: Vec<Instant> = seen.values().copied().collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            seen.retain(|_, at| *at > cut);
+        }
+        seen.insert(hash, Instant::now());
+    }
+
+    fn forget(&self, secret: &str) {
+        self.seen().remove(&SecretHash::of(secret).0);
+    }
 }
 
 /// Serves one scrape.
@@ -43,8 +129,21 @@ pub(crate) async fn handle(
     let upstreams = &scraper.upstreams;
     tracing::Span::current().record("org", org.as_str());
     let secret = bearer(&headers)?;
-    // The organization lookup does not depend on the token: ask both at once,
-    // then judge the answers in the documented order.
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
+    let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING));
+    // For a token that passed every check of a recent scrape, the three
+    // questions are asked at once; the answers are still judged in the
+    // documented order, so nothing is sent before the token is. Any other
+    // token is judged before its aggregates are read, so that wrong or
+    // revoked tokens never reach workflow-run-service through here (its
+    // failure limits are for its own callers). The aggregates are read with
+    // the scraper's token, which workflow-run-service checks and confines to
+    // its organization itself.
+    let known = scraper.known_scrapers.knows(secret);
     let org_lookup = async {
         if runplane_api::org_name::validate(&org).is_ok() {
             upstreams.organization(&org).await
@@ -57,9 +156,17 @@ pub(crate) async fn handle(
         &headers,
         peer.map(|Extension(PeerAddr(addr))| addr.ip()),
     );
-    let (principal, organization) =
-        tokio::join!(upstreams.authenticate(secret, client), org_lookup);
-    let principal = principal?;
+    // Only OpenMetrics carries exemplars: other scrapes do not fetch them.
+    let aggregates = || upstreams.workflow_metrics(secret, format == Format::OpenMetrics);
+    let (principal, organization, early) =
+        tokio::join!(upstreams.authenticate(secret, client), org_lookup, async {
+            if known {
+                Some(aggregates().await)
+            } else {
+                None
+            }
+        });
+    let principal = principal.inspect_err(|_| scraper.known_scrapers.forget(secret))?;
     if principal.org_name != org {
         return Err(ScrapeError::Forbidden(
             "this token belongs to another organization",
@@ -80,27 +187,110 @@ pub(crate) async fn handle(
         Some(o) if o.prometheus_metrics_enabled => {}
         _ => return Err(ScrapeError::NotEnabled(org)),
     }
-    let format = Format::negotiate(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|accept| accept.to_str().ok()),
-    );
-    // Only OpenMetrics carries exemplars: other scrapes do not fetch them.
-    let workflows = upstreams
-        .workflow_metrics(secret, format == Format::OpenMetrics)
-        .await?;
+    let source = match early {
+        Some(source) => source?,
+        None => aggregates().await?,
+    };
+    scraper.known_scrapers.remember(secret);
     let options = exposition::Options {
         format,
         ..scraper.exposition.clone()
     };
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        )],
-        body(options, org, workflows, started),
+    let key = Key { org, format };
+    let kept = scraper.cache.get(&key, &source);
+    let body = match kept {
+        Some(kept) if gzip && kept.gzip.is_some() || !gzip && kept.text.is_some() => {
+            scraper.counters.hit();
+            from_kept(&options, &key.org, &kept, gzip, started)
+        }
+        // Kept as text only: compressed now, kept compressed too.
+        Some(kept) if gzip => {
+            scraper.counters.hit();
+            let text = kept.text.clone().unwrap_or_default();
+            let head = tokio::task::spawn_blocking(move || gzip::head(&text))
+                .await
+                .map_err(|e| ScrapeError::Internal(e.to_string()))?;
+            let tail = gzip::tail(
+                &head,
+                exposition::tail(&options, &key.org, started).as_bytes(),
+            );
+            let body = two_parts(head.bytes.clone(), tail.into());
+            let kept = Kept::new(source, kept.text.clone(), Some(head));
+            scraper.cache.put(key, kept);
+            body
+        }
+        _ => {
+            scraper.counters.miss();
+            written(scraper.clone(), options, key, source, gzip, started)?
+        }
+    };
+    let mut response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
+        body,
     )
-        .into_response())
+        .into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}
+
+/// Whether the client takes gzip (`Accept-Encoding`, RFC 9110: `gzip`,
+/// `x-gzip` or `*` with a quality above zero, unless gzip is refused by name).
+fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
+    let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let (mut named, mut any) = (None, None);
+    for coding in value.split(',') {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
+        match name.as_str() {
+            "gzip" | "x-gzip" => named = Some(quality > 0.0),
+            "*" => any = Some(quality > 0.0),
+            _ => {}
+        }
+    }
+    named.or(any).unwrap_or(false)
+}
+
+/// A body in two parts, sent as they are (no copy).
+fn two_parts(first: Bytes, second: Bytes) -> Body {
+    Body::from_stream(tokio_stream::iter([
+        Ok::<_, std::convert::Infallible>(first),
+        Ok(second),
+    ]))
+}
+
+/// A response from a kept exposition: its text or gzip form, then the tail.
+fn from_kept(
+    options: &exposition::Options,
+    org: &str,
+    kept: &Kept,
+    gzip: bool,
+    started: Instant,
+) -> Body {
+    let tail = exposition::tail(options, org, started);
+    match (&kept.gzip, &kept.text) {
+        (Some(head), _) if gzip => {
+            two_parts(head.bytes.clone(), gzip::tail(head, tail.as_bytes()).into())
+        }
+        (_, Some(text)) => two_parts(text.clone(), tail.into()),
+        // Only called with the form asked for.
+        _ => Body::empty(),
+    }
 }
 
 /// A large exposition's chunks: each is sent while the next is written.
@@ -114,25 +304,73 @@ const CHUNKS_AHEAD: usize = 2;
 /// kernel on every scrape (glibc maps anything over 32 MiB; not profiled).
 const STREAMED_FROM_BYTES: usize = 16 * 1024 * 1024;
 
-/// The response body. A large exposition is written on a blocking thread
-/// (10,000 workflows take 60–120 ms of CPU in the benchmark, which would hold
-/// one of the runtime's workers) and sent as it is written, so it is never
-/// held whole.
-fn body(
+/// The body of a scrape whose exposition is not kept: written from `source`
+/// on a blocking thread (10,000 workflows take 60–120 ms of CPU in the
+/// benchmark, which would hold one of the runtime's workers), then kept. A
+/// large one is sent as it is written, so that its text is never held whole.
+fn written(
+    scraper: Arc<Scraper>,
     options: exposition::Options,
-    org: String,
-    workflows: Vec<WorkflowMetrics>,
+    key: Key,
+    source: Bytes,
+    gzip: bool,
     started: Instant,
-) -> Body {
-    if exposition::estimated_len(&workflows) <= STREAMED_FROM_BYTES {
-        return Body::from(exposition::render(&options, &org, &workflows, started));
-    }
-    let (sender, receiver) = mpsc::channel::<Result<String, std::io::Error>>(CHUNKS_AHEAD);
+) -> Result<Body, ScrapeError> {
+    let workflows = decode_workflows(&source).map_err(|e| ScrapeError::Upstream {
+        upstream: "workflow-run-service",
+        detail: e.to_string(),
+    })?;
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_AHEAD);
     let on_failure = sender.clone();
     let writing = tokio::task::spawn_blocking(move || {
-        exposition::render_chunked(&options, &org, &workflows, started, CHUNK_BYTES, |chunk| {
-            sender.blocking_send(Ok(chunk)).map_err(|_| Gone)
+        let org = key.org.clone();
+        let send = |chunk: Vec<u8>| {
+            sender
+                .blocking_send(Ok(Bytes::from(chunk)))
+                .map_err(|_| Gone)
+        };
+        if exposition::estimated_len(&workflows) <= STREAMED_FROM_BYTES {
+            let text = Bytes::from(exposition::families(&options, &org, &workflows));
+            let head = gzip.then(|| gzip::head(&text));
+            let tail = exposition::tail(&options, &org, started);
+            let (first, second) = match &head {
+                Some(head) => (head.bytes.clone(), gzip::tail(head, tail.as_bytes())),
+                None => (text.clone(), tail.into_bytes()),
+            };
+            scraper.cache.put(key, Kept::new(source, Some(text), head));
+            if sender.blocking_send(Ok(first)).is_ok() {
+                let _ = send(second);
+            }
+            return;
+        }
+        let mut compressed = gzip.then(gzip::HeadWriter::new);
+        exposition::render_chunked(&options, &org, &workflows, CHUNK_BYTES, |chunk| {
+            match &mut compressed {
+                Some(writer) => {
+                    writer.write(chunk.as_bytes());
+                    send(writer.unsent())
+                }
+                None => send(chunk.into_bytes()),
+            }
         });
+        if sender.is_closed() {
+            return;
+        }
+        let tail = exposition::tail(&options, &org, started);
+        match compressed {
+            // Kept compressed: the text of this many workflows is too large.
+            Some(writer) => {
+                let (head, rest) = writer.finish();
+                let end = gzip::tail(&head, tail.as_bytes());
+                scraper.cache.put(key, Kept::new(source, None, Some(head)));
+                if send(rest).is_ok() {
+                    let _ = send(end);
+                }
+            }
+            None => {
+                let _ = send(tail.into_bytes());
+            }
+        }
     });
     tokio::spawn(async move {
         // A body that ends early must not look complete: an error aborts
@@ -144,7 +382,7 @@ fn body(
                 .await;
         }
     });
-    Body::from_stream(ReceiverStream::new(receiver))
+    Ok(Body::from_stream(ReceiverStream::new(receiver)))
 }
 
 /// The bearer secret of the request.

@@ -5,12 +5,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use runplane_api::org::v1::organization_service_client::OrganizationServiceClient;
 use runplane_api::org::v1::{
     GetOrganizationRequest, Organization, get_organization_request::Lookup,
 };
+use runplane_api::workflowrun::v1::ListWorkflowMetricsRequest;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
-use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowMetrics};
 use runplane_auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
 use runplane_client::{Channel, Failure, with_bearer};
 use tonic::Status;
@@ -79,15 +80,16 @@ impl Upstreams {
 
     /// Every workflow's aggregates, a page at a time, read with the scraper's token
     /// so that workflow-run-service confines the answer to its organization;
-    /// with their histograms' exemplars when `exemplars` (OpenMetrics).
+    /// with their histograms' exemplars when `exemplars` (OpenMetrics). As
+    /// they came, the pages' workflows joined (`decode_workflows` reads them).
     pub(crate) async fn workflow_metrics(
         &self,
         secret: &str,
         exemplars: bool,
-    ) -> Result<Vec<WorkflowMetrics>, ScrapeError> {
+    ) -> Result<Bytes, ScrapeError> {
         let mut client = self.workflow_runs.clone();
-        let mut all = Vec::new();
         let mut page_token = String::new();
+        let mut joined = Vec::new();
         loop {
             let request = with_bearer(
                 ListWorkflowMetricsRequest {
@@ -97,19 +99,22 @@ impl Upstreams {
                 },
                 secret,
             );
-            let page = client
+            let mut page = client
                 .list_workflow_metrics(request)
                 .await
                 .map_err(|status| upstream_error("workflow-run-service", status))?
                 .into_inner();
-            all.extend(page.workflows().map_err(|e| ScrapeError::Upstream {
-                upstream: "workflow-run-service",
-                detail: e.to_string(),
-            })?);
-            if page.next_page_token.is_empty() {
-                return Ok(all);
+            let next = std::mem::take(&mut page.next_page_token);
+            if joined.is_empty() {
+                // The first page is taken as it is, not copied.
+                joined = page.into_encoded_workflows();
+            } else {
+                joined.extend_from_slice(page.encoded_workflows());
             }
-            page_token = page.next_page_token;
+            if next.is_empty() {
+                return Ok(Bytes::from(joined));
+            }
+            page_token = next;
         }
     }
 }

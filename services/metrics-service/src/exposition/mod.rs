@@ -31,7 +31,7 @@ use writer::{Kind, Labels, Writer, escape};
 pub(crate) const DEFAULT_NAMESPACE: &str = "chainloop";
 
 /// Which exposition format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Format {
     /// `text/plain; version=0.0.4`: what Prometheus falls back to.
     Text,
@@ -114,18 +114,48 @@ max_series_per_org budget: whole workflows, the most recently created first.";
 
 /// The exposition of one organization's workflows, whole. `started` is when
 /// the request began: the last family reports how long the whole answer took.
+#[cfg(test)]
 pub(crate) fn render(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
     started: Instant,
 ) -> String {
+    let mut whole = families(options, org, workflows);
+    whole.push_str(&tail(options, org, started));
+    whole
+}
+
+/// The exposition without its [`tail`]: everything that depends only on the
+/// workflows (and the options and organization), so that it can be kept
+/// while they are unchanged.
+pub(crate) fn families(options: &Options, org: &str, workflows: &[WorkflowMetrics]) -> String {
     let mut whole = String::new();
-    render_chunked(options, org, workflows, started, usize::MAX, |chunk| {
+    render_chunked(options, org, workflows, usize::MAX, |chunk| {
         whole = chunk;
         Ok(())
     });
     whole
+}
+
+/// The end of every exposition, written for each scrape: how long this
+/// answer took (`started` is when the request began), and OpenMetrics' end.
+pub(crate) fn tail(options: &Options, org: &str, started: Instant) -> String {
+    let writer = Writer {
+        ns: &options.namespace,
+        format: options.format,
+        created: false,
+    };
+    let mut labels = Labels::dropping(Vec::new());
+    let org = escape(org);
+    labels.set(&[("org", &org)]);
+    let mut out = String::with_capacity(256);
+    let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
+    family.sample(&mut out, "", &labels, started.elapsed().as_secs_f64());
+    if options.format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
 }
 
 /// About how long the exposition of `workflows` is, rounded up (with the
@@ -146,7 +176,7 @@ pub(crate) fn estimated_len(workflows: &[WorkflowMetrics]) -> usize {
 #[derive(Debug)]
 pub(crate) struct Gone;
 
-/// The exposition of one organization's workflows, handed to `emit` in
+/// The [`families`] of one organization's workflows, handed to `emit` in
 /// chunks of about `chunk_size` bytes (a chunk is cut at the end of a
 /// workflow's lines), so that a large one is sent while it is written rather
 /// than held whole: 10,000 workflows make ~70 MiB of text. Stops early when
@@ -155,7 +185,6 @@ pub(crate) fn render_chunked(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
-    started: Instant,
     chunk_size: usize,
     emit: impl FnMut(String) -> Result<(), Gone>,
 ) {
@@ -169,14 +198,13 @@ pub(crate) fn render_chunked(
     };
     out.buf.reserve(out.capacity);
     // Only a receiver that hung up stops the writing.
-    let _ = write(options, org, workflows, started, &mut out);
+    let _ = write(options, org, workflows, &mut out);
 }
 
 fn write(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
-    started: Instant,
     chunks: &mut Chunks<impl FnMut(String) -> Result<(), Gone>>,
 ) -> Result<(), Gone> {
     let cardinality = &options.cardinality;
@@ -225,10 +253,7 @@ fn write(
     family!("workflow_jobs_total", jobs_total);
     family!("workflow_job_queue_seconds", job_queue_times);
     family!("workflow_jobs_queued", jobs_queued);
-    families.organization(all, dropped, started);
-    if options.format == Format::OpenMetrics {
-        families.chunks.buf.push_str("# EOF\n");
-    }
+    families.organization(all, dropped);
     families.chunks.finish()
 }
 
@@ -245,10 +270,9 @@ struct Families<'a, E> {
 }
 
 impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
-    /// The organization's own families: its workflows (`all` of them), the
-    /// series left out by the budget, and how long this answer took
-    /// (`started` is when the request began).
-    fn organization(&mut self, all: usize, dropped: usize, started: Instant) {
+    /// The organization's own families: its workflows (`all` of them) and
+    /// the series left out by the budget.
+    fn organization(&mut self, all: usize, dropped: usize) {
         self.labels.set(&[("org", &self.org)]);
         let out = &mut self.chunks.buf;
         let mut family = self
@@ -259,10 +283,6 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
             .writer
             .family("org_series_dropped", SERIES_DROPPED_HELP, Kind::Gauge);
         family.sample(out, "", &self.labels, dropped);
-        let mut family =
-            self.writer
-                .family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
-        family.sample(out, "", &self.labels, started.elapsed().as_secs_f64());
     }
 }
 

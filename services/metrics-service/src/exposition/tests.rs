@@ -575,10 +575,9 @@ mod rendering {
     fn chunks_join_to_the_whole_exposition_and_stop_when_the_receiver_is_gone() {
         let several = assorted();
         for format in [Format::Text, Format::OpenMetrics] {
-            let whole =
-                without_scrape_duration(&render(&options(format), "o", &several, Instant::now()));
+            let whole = families(&options(format), "o", &several);
             let mut chunks = Vec::new();
-            render_chunked(&options(format), "o", &several, Instant::now(), 1, |c| {
+            render_chunked(&options(format), "o", &several, 1, |c| {
                 chunks.push(c);
                 Ok(())
             });
@@ -586,10 +585,24 @@ mod rendering {
             // whole lines.
             assert!(chunks.len() > 8, "{} chunks", chunks.len());
             assert!(chunks.iter().all(|c| c.ends_with('\n')), "{chunks:?}");
-            assert_eq!(without_scrape_duration(&chunks.concat()), whole);
+            assert_eq!(chunks.concat(), whole);
+            // The whole exposition is those families and the tail.
+            let rendered = render(&options(format), "o", &several, Instant::now());
+            let tail = rendered
+                .strip_prefix(whole.as_str())
+                .expect("families first");
+            assert!(
+                tail.starts_with("# HELP chainloop_scrape_duration_seconds "),
+                "{tail}"
+            );
+            assert_eq!(
+                tail.ends_with("# EOF\n"),
+                format == Format::OpenMetrics,
+                "{tail}"
+            );
 
             let mut handed = 0;
-            render_chunked(&options(format), "o", &several, Instant::now(), 1, |_| {
+            render_chunked(&options(format), "o", &several, 1, |_| {
                 handed += 1;
                 if handed == 2 { Err(Gone) } else { Ok(()) }
             });
