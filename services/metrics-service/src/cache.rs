@@ -48,6 +48,16 @@ impl Kept {
         Kept { source, text, gzip }
     }
 
+    /// The same, with the forms only `earlier` (written from the same
+    /// source) has: a plain scrape does not lose what a gzip one kept.
+    pub(crate) fn with_forms_of(mut self, earlier: Option<&Kept>) -> Self {
+        if let Some(earlier) = earlier {
+            self.text = self.text.or_else(|| earlier.text.clone());
+            self.gzip = self.gzip.or_else(|| earlier.gzip.clone());
+        }
+        self
+    }
+
     fn bytes(&self) -> usize {
         self.source.len()
             + self.text.as_ref().map_or(0, Bytes::len)
@@ -80,20 +90,25 @@ impl ExpositionCache {
     }
 
     /// The entry for `key` if it was written from exactly `source`. One
-    /// written from anything else is stale: it is dropped.
+    /// written from anything else is stale: it is dropped. The comparison
+    /// (megabytes for a large organization) is made outside the lock.
     pub(crate) fn get(&self, key: &Key, source: &[u8]) -> Option<Arc<Kept>> {
+        let kept = self.lock().map.get(key).map(|(kept, _)| kept.clone())?;
+        let fresh = kept.source.as_ref() == source;
         let mut entries = self.lock();
         entries.clock += 1;
         let now = entries.clock;
-        let (kept, used) = entries.map.get_mut(key)?;
-        if kept.source.as_ref() == source {
-            *used = now;
-            return Some(kept.clone());
+        match entries.map.get_mut(key) {
+            // Replaced meanwhile: leave the newer entry alone.
+            Some((current, _)) if !Arc::ptr_eq(current, &kept) => {}
+            Some((_, used)) if fresh => *used = now,
+            Some(_) => {
+                entries.map.remove(key);
+                entries.bytes -= kept.bytes();
+            }
+            None => {}
         }
-        let size = kept.bytes();
-        entries.map.remove(key);
-        entries.bytes -= size;
-        None
+        fresh.then_some(kept)
     }
 
     /// Keeps `kept` for `key` (replacing what was there), within the
@@ -199,6 +214,26 @@ mod tests {
         // Replacing an entry frees what it held.
         cache.put(key("c"), kept("cc", "c"));
         assert_eq!(cache.held(), 43);
+    }
+
+    #[test]
+    fn a_form_written_later_keeps_the_one_kept_before() {
+        let cache = ExpositionCache::new(1 << 20);
+        let head = gzip::head(b"up 1\n");
+        cache.put(
+            key("a"),
+            Kept::new(Bytes::from_static(b"s"), None, Some(head)),
+        );
+        let earlier = cache.get(&key("a"), b"s").expect("kept");
+        let both = Kept::new(
+            Bytes::from_static(b"s"),
+            Some(Bytes::from_static(b"up 1\n")),
+            None,
+        )
+        .with_forms_of(Some(&earlier));
+        cache.put(key("a"), both);
+        let hit = cache.get(&key("a"), b"s").expect("kept");
+        assert!(hit.text.is_some() && hit.gzip.is_some());
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl HeadWriter {
     pub(crate) fn finish(mut self) -> (Head, Vec<u8>) {
         deflate(&mut self.deflate, &[], FlushCompress::Sync, &mut self.out);
         let rest = self.out[self.sent..].to_vec();
+        // Kept between scrapes, and counted by its length: hold no more.
+        self.out.shrink_to_fit();
         let head = Head {
             bytes: Bytes::from(self.out),
             crc: self.crc.finalize(),
@@ -116,8 +118,11 @@ fn deflate(deflate: &mut Compress, input: &[u8], flush: FlushCompress, out: &mut
             out.reserve(input.len() / 2 + 4096);
         }
         let before = deflate.total_in();
-        // Errors are for misuse (a finished stream), not for data.
-        let _ = deflate.compress_vec(input, out, flush);
+        // Errors are for misuse (a finished stream), not for data; should
+        // one come, stop rather than try again.
+        if deflate.compress_vec(input, out, flush).is_err() {
+            return;
+        }
         let consumed = (deflate.total_in() - before) as usize;
         input = &input[consumed..];
         // Done once all is in and the output did not fill: nothing is pending.

@@ -134,15 +134,16 @@ pub(crate) async fn handle(
             .get(header::ACCEPT)
             .and_then(|accept| accept.to_str().ok()),
     );
-    let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING));
+    let gzip = accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
     // For a token that passed every check of a recent scrape, the three
     // questions are asked at once; the answers are still judged in the
     // documented order, so nothing is sent before the token is. Any other
-    // token is judged before its aggregates are read, so that wrong or
-    // revoked tokens never reach workflow-run-service through here (its
-    // failure limits are for its own callers). The aggregates are read with
-    // the scraper's token, which workflow-run-service checks and confines to
-    // its organization itself.
+    // token is judged before its aggregates are read, so that wrong tokens
+    // do not reach workflow-run-service through here (its failure limits are
+    // for its own callers); a known token refused for any reason is
+    // forgotten, so it reaches it at most with the requests already in
+    // flight. The aggregates are read with the scraper's token, which
+    // workflow-run-service checks and confines to its organization itself.
     let known = scraper.known_scrapers.knows(secret);
     let org_lookup = async {
         if runplane_api::org_name::validate(&org).is_ok() {
@@ -166,27 +167,10 @@ pub(crate) async fn handle(
                 None
             }
         });
+    // A token refused for any reason is no longer known.
     let principal = principal.inspect_err(|_| scraper.known_scrapers.forget(secret))?;
-    if principal.org_name != org {
-        return Err(ScrapeError::Forbidden(
-            "this token belongs to another organization",
-        ));
-    }
-    if !principal.scopes.contains(&Scope::MetricsRead) {
-        return Err(ScrapeError::Forbidden(
-            "this token lacks the `metrics:read` scope",
-        ));
-    }
-    match organization? {
-        // Recreated under the same name since the token was issued: not its org.
-        Some(o) if o.id != principal.org_id => {
-            return Err(ScrapeError::Forbidden(
-                "this token belongs to another organization",
-            ));
-        }
-        Some(o) if o.prometheus_metrics_enabled => {}
-        _ => return Err(ScrapeError::NotEnabled(org)),
-    }
+    judge(&principal, &org, organization?)
+        .inspect_err(|_| scraper.known_scrapers.forget(secret))?;
     let source = match early {
         Some(source) => source?,
         None => aggregates().await?,
@@ -219,9 +203,18 @@ pub(crate) async fn handle(
             scraper.cache.put(key, kept);
             body
         }
-        _ => {
+        // Not kept, stale, or kept only in the other form (which stays).
+        earlier => {
             scraper.counters.miss();
-            written(scraper.clone(), options, key, source, gzip, started)?
+            written(
+                scraper.clone(),
+                options,
+                key,
+                source,
+                earlier,
+                gzip,
+                started,
+            )?
         }
     };
     let mut response = (
@@ -243,14 +236,44 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// The documented checks after authentication, in order: the token's
+/// organization is the one asked for, it may read metrics, and that
+/// organization (the same one, not one recreated under its name) has the
+/// integration on.
+fn judge(
+    principal: &runplane_auth::Principal,
+    org: &str,
+    organization: Option<runplane_api::org::v1::Organization>,
+) -> Result<(), ScrapeError> {
+    if principal.org_name != org {
+        return Err(ScrapeError::Forbidden(
+            "this token belongs to another organization",
+        ));
+    }
+    if !principal.scopes.contains(&Scope::MetricsRead) {
+        return Err(ScrapeError::Forbidden(
+            "this token lacks the `metrics:read` scope",
+        ));
+    }
+    match organization {
+        // Recreated under the same name since the token was issued: not its org.
+        Some(o) if o.id != principal.org_id => Err(ScrapeError::Forbidden(
+            "this token belongs to another organization",
+        )),
+        Some(o) if o.prometheus_metrics_enabled => Ok(()),
+        _ => Err(ScrapeError::NotEnabled(org.to_owned())),
+    }
+}
+
 /// Whether the client takes gzip (`Accept-Encoding`, RFC 9110: `gzip`,
 /// `x-gzip` or `*` with a quality above zero, unless gzip is refused by name).
-fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
-    let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let (mut named, mut any) = (None, None);
-    for coding in value.split(',') {
+fn accepts_gzip(accept_encoding: http::header::GetAll<'_, HeaderValue>) -> bool {
+    let (mut named, mut any): (Option<bool>, Option<bool>) = (None, None);
+    let codings = accept_encoding
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for coding in codings {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or_default().to_ascii_lowercase();
         let quality = parts
@@ -258,8 +281,9 @@ fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
             .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
         match name.as_str() {
-            "gzip" | "x-gzip" => named = Some(quality > 0.0),
-            "*" => any = Some(quality > 0.0),
+            // `x-gzip` is gzip: either named acceptable is enough.
+            "gzip" | "x-gzip" => named = Some(named.unwrap_or(false) || quality > 0.0),
+            "*" => any = Some(any.unwrap_or(false) || quality > 0.0),
             _ => {}
         }
     }
@@ -313,6 +337,7 @@ fn written(
     options: exposition::Options,
     key: Key,
     source: Bytes,
+    earlier: Option<Arc<Kept>>,
     gzip: bool,
     started: Instant,
 ) -> Result<Body, ScrapeError> {
@@ -330,14 +355,18 @@ fn written(
                 .map_err(|_| Gone)
         };
         if exposition::estimated_len(&workflows) <= STREAMED_FROM_BYTES {
-            let text = Bytes::from(exposition::families(&options, &org, &workflows));
+            let mut text = exposition::families(&options, &org, &workflows);
+            // Kept, and counted by its length: hold no more than it.
+            text.shrink_to_fit();
+            let text = Bytes::from(text);
             let head = gzip.then(|| gzip::head(&text));
             let tail = exposition::tail(&options, &org, started);
             let (first, second) = match &head {
                 Some(head) => (head.bytes.clone(), gzip::tail(head, tail.as_bytes())),
                 None => (text.clone(), tail.into_bytes()),
             };
-            scraper.cache.put(key, Kept::new(source, Some(text), head));
+            let kept = Kept::new(source, Some(text), head).with_forms_of(earlier.as_deref());
+            scraper.cache.put(key, kept);
             if sender.blocking_send(Ok(first)).is_ok() {
                 let _ = send(second);
             }
@@ -362,7 +391,8 @@ fn written(
             Some(writer) => {
                 let (head, rest) = writer.finish();
                 let end = gzip::tail(&head, tail.as_bytes());
-                scraper.cache.put(key, Kept::new(source, None, Some(head)));
+                let kept = Kept::new(source, None, Some(head)).with_forms_of(earlier.as_deref());
+                scraper.cache.put(key, kept);
                 if send(rest).is_ok() {
                     let _ = send(end);
                 }
@@ -397,4 +427,45 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ScrapeError> {
     } else {
         ScrapeError::InvalidToken
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn gzip(lines: &[&'static str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static(line));
+        }
+        super::accepts_gzip(headers.get_all(header::ACCEPT_ENCODING))
+    }
+
+    #[test]
+    fn gzip_is_sent_to_whoever_accepts_it_by_name_or_wildcard() {
+        for yes in [
+            &["gzip"][..],
+            &["identity, gzip;q=0.5"],
+            &["GZIP"],
+            &["x-gzip"],
+            &["*"],
+            &["br", "gzip"],
+            &["gzip;q=0, x-gzip"],
+            &["br;q=1.0, gzip;q=0.8, *;q=0.1"],
+        ] {
+            assert!(gzip(yes), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["identity"],
+            &["gzip;q=0"],
+            &["gzip; q=0.000"],
+            &["*;q=0"],
+            &["*, gzip;q=0"],
+            &["br"],
+            &["gzip;q=nonsense"],
+        ] {
+            assert!(!gzip(no), "{no:?}");
+        }
+    }
 }

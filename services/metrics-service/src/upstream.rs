@@ -112,6 +112,8 @@ impl Upstreams {
                 joined.extend_from_slice(page.encoded_workflows());
             }
             if next.is_empty() {
+                // It may be kept (see cache.rs), counted by its length.
+                joined.shrink_to_fit();
                 return Ok(Bytes::from(joined));
             }
             page_token = next;
