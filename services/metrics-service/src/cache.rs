@@ -25,11 +25,15 @@ use bytes::Bytes;
 use crate::exposition::Format;
 use crate::gzip;
 
-/// What an entry is found by.
+/// What an entry is found by. The token's project limit is part of it only
+/// so that scrapers of one organization with different views keep an entry
+/// each instead of replacing each other's: the source's bytes already tell
+/// their views apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub(crate) org: String,
     pub(crate) format: Format,
+    pub(crate) projects: Option<Vec<String>>,
 }
 
 /// A kept exposition, without its tail.
@@ -168,6 +172,7 @@ mod tests {
         Key {
             org: org.into(),
             format: Format::Text,
+            projects: None,
         }
     }
 

@@ -180,7 +180,11 @@ pub(crate) async fn handle(
         format,
         ..scraper.exposition.clone()
     };
-    let key = Key { org, format };
+    let key = Key {
+        org,
+        format,
+        projects: principal.project_limit().map(<[String]>::to_vec),
+    };
     let kept = scraper.cache.get(&key, &source);
     let body = match kept {
         Some(kept) if gzip && kept.gzip.is_some() || !gzip && kept.text.is_some() => {
