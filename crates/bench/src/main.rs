@@ -178,8 +178,8 @@ async fn run(
         orgs.push(format!("s{n}"));
         orgs.push(format!("l{n}"));
     }
-    let suite = Suite::start(bin_dir, backend, &orgs, work).await?;
     let pushgateway = pushgateway::Pushgateway::start(&work.join("pushgateway")).await?;
+    let suite = Suite::start(bin_dir, backend, &orgs, work).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = suite.memory_mib();
     let mut out = format!("\n## {}\n", backend.name());

@@ -203,12 +203,7 @@ impl Suite {
 
     /// Stops the suite and drops its PostgreSQL database.
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
-        if let Ok(pid) = i32::try_from(self.up.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+        terminate(&self.up);
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.up.try_wait()?.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -265,4 +260,28 @@ pub(crate) fn free_ports() -> anyhow::Result<[SocketAddr; 5]> {
         .map(TcpListener::local_addr)
         .collect::<Result<Vec<_>, _>>()?;
     Ok([addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]])
+}
+
+/// Asks `runplane up` to stop its services (SIGTERM; a SIGKILL would leave them running).
+fn terminate(up: &Child) {
+    if let Ok(pid) = i32::try_from(up.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+impl Drop for Suite {
+    /// A benchmark that fails midway stops its suite too.
+    fn drop(&mut self) {
+        if matches!(self.up.try_wait(), Ok(None)) {
+            terminate(&self.up);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.up.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.up.kill();
+        }
+    }
 }

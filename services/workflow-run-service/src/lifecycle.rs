@@ -10,7 +10,7 @@ use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use crate::cicd::{CicdMetrics, Pipeline};
 use crate::entity::run;
 use crate::error::Error;
-use crate::store::{Finish, NewRun, Origin, Store, WorkflowRef};
+use crate::store::{Finish, FinishedRun, NewRun, Origin, Store, WorkflowRef};
 
 /// The organization a call acts for.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +49,34 @@ pub(crate) struct Outcome<'a> {
     pub(crate) finished_at_ms: Option<i64>,
     /// The trace of the call that reported it, if any.
     pub(crate) trace_id: Option<&'a str>,
+}
+
+impl Start<'_> {
+    fn new_run(&self) -> NewRun<'_> {
+        NewRun {
+            runner: self.runner,
+            run_url: self.run_url,
+            request_id: self.request_id,
+            timeout_ms: self.timeout.map(runplane_api::time::duration_ms),
+            started_at_ms: self.started_at_ms,
+            queued_at_ms: self.queued_at_ms,
+            origin: self.origin,
+            trace_id: self.trace_id,
+        }
+    }
+}
+
+impl<'a> Outcome<'a> {
+    fn finish(&self, org: Option<Org<'a>>, run_id: &'a str) -> Finish<'a> {
+        Finish {
+            org_id: org.map(|o| o.id),
+            run_id,
+            outcome: self.status,
+            reason: self.reason,
+            finished_at_ms: self.finished_at_ms,
+            trace_id: self.trace_id,
+        }
+    }
 }
 
 /// What a report did.
@@ -90,17 +118,7 @@ impl Lifecycle {
                 .store
                 .find_or_create_workflow(org.id, start.project, start.workflow)
                 .await?;
-            let new = NewRun {
-                runner: start.runner,
-                run_url: start.run_url,
-                request_id: start.request_id,
-                timeout_ms: start.timeout.map(runplane_api::time::duration_ms),
-                started_at_ms: start.started_at_ms,
-                queued_at_ms: start.queued_at_ms,
-                origin: start.origin,
-                trace_id: start.trace_id,
-            };
-            match self.store.start(&workflow, new).await {
+            match self.store.start(&workflow, start.new_run()).await {
                 Err(Error::WorkflowGone(_)) if attempts == 0 => {
                     self.store.forget_workflow(&workflow);
                     attempts += 1;
@@ -108,12 +126,8 @@ impl Lifecycle {
                 result => break (workflow, result?),
             }
         };
-        if let (Some(cicd), true) = (&self.cicd, started.created) {
-            cicd.started(&Pipeline {
-                org_id: org.id,
-                org_name: org.name,
-                name: &pipeline_name(&workflow),
-            });
+        if started.created {
+            self.count_started(org, &workflow);
         }
         Ok((workflow, started.run))
     }
@@ -140,6 +154,30 @@ impl Lifecycle {
         start: Start<'_>,
         outcome: Outcome<'_>,
     ) -> Result<Reported, Error> {
+        let workflow = self
+            .store
+            .find_or_create_workflow(org.id, start.project, start.workflow)
+            .await?;
+        let at_once = self
+            .store
+            .start_finished(&workflow, start.new_run(), outcome.finish(Some(org), ""))
+            .await?;
+        if let Some(run) = at_once {
+            let finished = FinishedRun {
+                run,
+                finished_now: true,
+                was_expired: false,
+            };
+            self.count_started(org, &workflow);
+            self.count_finished(Some(org), &finished, outcome.status, &workflow);
+            return Ok(Reported {
+                workflow,
+                run: finished.run,
+                counted: true,
+            });
+        }
+        // In two steps, each of which deals with a repeated request id and a
+        // workflow deleted meanwhile.
         let (workflow, run) = self.start(org, start).await?;
         let (run, counted) = self.finish_counted(Some(org), &run.id, outcome).await?;
         Ok(Reported {
@@ -156,46 +194,52 @@ impl Lifecycle {
         run_id: &str,
         outcome: Outcome<'_>,
     ) -> Result<(run::Model, bool), Error> {
-        let Outcome {
-            status: outcome,
-            reason,
-            finished_at_ms,
-            trace_id,
-        } = outcome;
-        let finished = self
-            .store
-            .finish(Finish {
-                org_id: org.map(|o| o.id),
-                run_id,
-                outcome,
-                reason,
-                finished_at_ms,
-                trace_id,
-            })
-            .await?;
-        let run = finished.run;
-        if let (Some(cicd), true) = (&self.cicd, finished.finished_now) {
-            let workflows = self
-                .store
-                .workflow_refs(vec![run.workflow_id.clone()])
-                .await?;
-            let name = workflows
-                .get(&run.workflow_id)
-                .map(pipeline_name)
-                .unwrap_or_default();
-            // An expired run has no duration: it never reported an outcome.
-            let seconds = match (outcome, run.finished_at_ms) {
-                (RunStatus::Expired, _) | (_, None) => None,
-                (_, Some(at)) => Some(crate::aggregate::seconds(at - run.started_at_ms)),
-            };
-            let pipeline = Pipeline {
-                org_id: &run.org_id,
-                org_name: org.and_then(|o| o.name),
-                name: &name,
-            };
-            cicd.finished(&pipeline, outcome, seconds, finished.was_expired);
+        let finished = self.store.finish(outcome.finish(org, run_id)).await?;
+        if let (Some(_), true) = (&self.cicd, finished.finished_now) {
+            let workflow_id = &finished.run.workflow_id;
+            let mut workflows = self.store.workflow_refs(vec![workflow_id.clone()]).await?;
+            if let Some(workflow) = workflows.remove(workflow_id) {
+                self.count_finished(org, &finished, outcome.status, &workflow);
+            }
         }
+        let run = finished.run;
         Ok((run, finished.finished_now))
+    }
+
+    /// Counts a run started in the CI/CD metrics, when those are on.
+    fn count_started(&self, org: Org<'_>, workflow: &WorkflowRef) {
+        if let Some(cicd) = &self.cicd {
+            cicd.started(&Pipeline {
+                org_id: org.id,
+                org_name: org.name,
+                name: &pipeline_name(workflow),
+            });
+        }
+    }
+
+    /// Counts a run finished in the CI/CD metrics, when those are on.
+    fn count_finished(
+        &self,
+        org: Option<Org<'_>>,
+        finished: &FinishedRun,
+        outcome: RunStatus,
+        workflow: &WorkflowRef,
+    ) {
+        let Some(cicd) = &self.cicd else {
+            return;
+        };
+        let run = &finished.run;
+        // An expired run has no duration: it never reported an outcome.
+        let seconds = match (outcome, run.finished_at_ms) {
+            (RunStatus::Expired, _) | (_, None) => None,
+            (_, Some(at)) => Some(crate::aggregate::seconds(at - run.started_at_ms)),
+        };
+        let pipeline = Pipeline {
+            org_id: &run.org_id,
+            org_name: org.and_then(|o| o.name),
+            name: &pipeline_name(workflow),
+        };
+        cicd.finished(&pipeline, outcome, seconds, finished.was_expired);
     }
 
     /// Expires a run nobody finished (the sweeper).

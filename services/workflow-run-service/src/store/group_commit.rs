@@ -190,4 +190,85 @@ mod tests {
         }
         assert_eq!(aggregate(&store).await, (200, 200, vec![200, 200]));
     }
+
+    #[tokio::test]
+    async fn a_whole_run_commits_at_once_and_a_taken_request_id_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
+        let (writer, workflow) = (store.clone(), wf.clone());
+        let whole_run = move |key: Option<&'static str>| {
+            let (store, wf) = (writer.clone(), workflow.clone());
+            async move {
+                let new = crate::store::NewRun {
+                    runner: runplane_api::workflowrun::v1::RunnerType::GithubAction,
+                    request_id: key,
+                    ..Default::default()
+                };
+                let finish = crate::store::Finish {
+                    org_id: Some("org"),
+                    run_id: "",
+                    outcome: RunStatus::Success,
+                    reason: "",
+                    finished_at_ms: None,
+                    trace_id: None,
+                };
+                store.start_finished(&wf, new, finish).await
+            }
+        };
+        let run = whole_run(Some("key-1"))
+            .await
+            .expect("report")
+            .expect("written at once");
+        assert_eq!(run.status, "success");
+        assert!(run.finished_at_ms.is_some_and(|at| at >= run.started_at_ms));
+        // The same key again: nothing written, the caller goes the long way.
+        assert!(whole_run(Some("key-1")).await.expect("repeat").is_none());
+        // A key a start took first: the same.
+        store
+            .start_run(&wf, "GITHUB_ACTION", "", Some("key-2"))
+            .await
+            .expect("start");
+        assert!(
+            whole_run(Some("key-2"))
+                .await
+                .expect("after a start")
+                .is_none()
+        );
+        assert_eq!(aggregate(&store).await, (1, 1, vec![1, 1]));
+
+        // Whole runs and single writes from many requests share batches;
+        // each request gets its own answers.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..100 {
+            let whole_run = whole_run.clone();
+            let store = store.clone();
+            let wf = wf.clone();
+            tasks.spawn(async move {
+                if n % 2 == 0 {
+                    let run = whole_run(None).await?.expect("written at once");
+                    assert_eq!(run.status, "success");
+                } else {
+                    let run = store.start_run(&wf, "GITHUB_ACTION", "", None).await?;
+                    let finished = store
+                        .finish_run(crate::store::Finish {
+                            org_id: Some("org"),
+                            run_id: &run.id,
+                            outcome: RunStatus::Success,
+                            reason: "",
+                            finished_at_ms: None,
+                            trace_id: None,
+                        })
+                        .await?;
+                    assert_eq!(finished.id, run.id);
+                }
+                Ok::<_, Error>(())
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result
+                .expect("task")
+                .expect("whole run or start and finish");
+        }
+        assert_eq!(aggregate(&store).await, (101, 101, vec![101, 101]));
+    }
 }

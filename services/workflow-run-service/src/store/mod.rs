@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use sea_orm::DatabaseConnection;
 
 pub(crate) use jobs::{JobReport, status_from_label as job_status_from_label};
-pub(crate) use runs::{Finish, NewRun, Origin, RunFilter};
+pub(crate) use runs::{Finish, FinishedRun, NewRun, Origin, RunFilter};
 pub(crate) use workflows::WorkflowRef;
 
 /// Workflows, runs and their aggregates, persisted.

@@ -27,6 +27,9 @@ pub(super) enum Write {
     /// A new run, inserted only if its workflow still exists.
     Start(Box<run::Model>),
     Finish(Claim),
+    /// A whole run, inserted finished and counted at once, only if its
+    /// workflow still exists.
+    Report(Box<Report>),
     /// A job report ([`super::jobs`]).
     Job(Box<JobWrite>),
 }
@@ -38,8 +41,17 @@ pub(super) enum Written {
     /// The run as finished, or `None` if it was not in progress nor expired
     /// (or not the caller's): the caller finds out which.
     Finished(Option<Claimed>),
+    /// The run as reported, or `None` if its workflow was deleted meanwhile.
+    Reported(Option<run::Model>),
     /// The job as the report left it.
     Job(Box<job::Model>),
+}
+
+/// A run reported whole: its row, already finished, and how it finished.
+#[derive(Clone)]
+pub(super) struct Report {
+    pub(super) run: run::Model,
+    pub(super) claim: Claim,
 }
 
 /// A run a finish claimed.
@@ -97,6 +109,11 @@ impl Store {
                     // expiry; it is tried only if the first claim found nothing.
                     first.push(claim.statement(backend, RunStatus::Expired));
                 }
+                Write::Report(report) => {
+                    // The same lock order: the workflow's row, then the run.
+                    first.push(record_of_workflow(backend, &report.run.workflow_id));
+                    first.push(insert_run_of_existing_workflow(backend, &report.run)?);
+                }
                 Write::Job(job) => first.extend(job.lookups(backend)),
             }
         }
@@ -112,6 +129,7 @@ impl Store {
             .iter()
             .filter_map(|w| match w {
                 Write::Finish(claim) => Some(claim.run_id.clone()),
+                Write::Report(report) => Some(report.run.id.clone()),
                 _ => None,
             })
             .collect();
@@ -139,54 +157,31 @@ impl Store {
                     // No record: the workflow was deleted, and its aggregates with it.
                     if let Some(row) = record_rows.first() {
                         let record = record_in_batch(&mut records, &run.workflow_id, row)?;
-                        if !run.default_branch.is_empty() {
-                            record.default_branch.clone_from(&run.default_branch);
-                        }
-                        let branch =
-                            self.branch_label
-                                .label(record, &run.branch, &run.default_branch);
-                        let counted = finished(&run, claim, &branch);
-                        if was_expired {
-                            // Its wait was counted when it expired.
-                            aggregate::replace_expiry(record, counted, &self.buckets);
-                        } else {
-                            aggregate::count(record, counted, &self.buckets);
-                            aggregate::count_attempt(record, run.attempt);
-                            if let Some(queued_at_ms) = run.queued_at_ms {
-                                let waited = run.started_at_ms - queued_at_ms;
-                                aggregate::count_queue(
-                                    record,
-                                    &counted,
-                                    waited,
-                                    &self.queue_buckets,
-                                );
-                            }
-                        }
-                        // An outcome that replaced an expiry may make its commit
-                        // flaky too: the expiry itself never counted as a failure.
-                        let decisive =
-                            matches!(claim.outcome, RunStatus::Success | RunStatus::Error);
-                        if decisive && !run.commit_sha.is_empty() {
-                            let rows = txn.query(vec![commit_outcomes(backend, &run)]).await?;
-                            let mut others = Vec::new();
-                            for row in rows.into_iter().flatten() {
-                                let id: String = row.try_get("", "id")?;
-                                // Finishes of this batch not counted yet
-                                // count after this one, as if they came later.
-                                if uncounted.contains(&id) {
-                                    continue;
-                                }
-                                let status: String = row.try_get("", "status")?;
-                                let at: Option<i64> = row.try_get("", "finished_at_ms")?;
-                                others.push((RunStatus::from_label(&status), at.unwrap_or(0)));
-                            }
-                            let this = (claim.outcome, counted.finished_at_ms);
-                            if aggregate::makes_flaky(this, &others) {
-                                record.flaky_runs += 1;
-                            }
-                        }
+                        let counting = Counting {
+                            run: &run,
+                            claim,
+                            was_expired,
+                        };
+                        self.count(&mut txn, record, counting, &uncounted).await?;
                     }
                     written.push(Written::Finished(Some(Claimed { run, was_expired })));
+                }
+                Write::Report(report) => {
+                    let (record_rows, inserted) = (next()?, next()?);
+                    let (Some(row), false) = (record_rows.first(), inserted.is_empty()) else {
+                        written.push(Written::Reported(None));
+                        continue;
+                    };
+                    let run = &report.run;
+                    uncounted.remove(&run.id);
+                    let record = record_in_batch(&mut records, &run.workflow_id, row)?;
+                    let counting = Counting {
+                        run,
+                        claim: &report.claim,
+                        was_expired: false,
+                    };
+                    self.count(&mut txn, record, counting, &uncounted).await?;
+                    written.push(Written::Reported(Some(run.clone())));
                 }
                 Write::Job(write) => {
                     let (record_rows, job_rows) = (next()?, next()?);
@@ -213,6 +208,72 @@ impl Store {
         txn.commit_after(updates).await?;
         Ok(written)
     }
+    /// Counts a finished run in its workflow's record: its outcome and
+    /// duration, its attempt and queue time, whether it makes its commit
+    /// flaky. `uncounted` are the runs of the batch not counted yet.
+    async fn count(
+        &self,
+        txn: &mut WriteTxn,
+        record: &mut WorkflowMetrics,
+        counting: Counting<'_>,
+        uncounted: &std::collections::HashSet<String>,
+    ) -> Result<(), Error> {
+        let Counting {
+            run,
+            claim,
+            was_expired,
+        } = counting;
+        let backend = self.db.get_database_backend();
+        if !run.default_branch.is_empty() {
+            record.default_branch.clone_from(&run.default_branch);
+        }
+        let branch = self
+            .branch_label
+            .label(record, &run.branch, &run.default_branch);
+        let counted = finished(run, claim, &branch);
+        if was_expired {
+            // Its wait was counted when it expired.
+            aggregate::replace_expiry(record, counted, &self.buckets);
+        } else {
+            aggregate::count(record, counted, &self.buckets);
+            aggregate::count_attempt(record, run.attempt);
+            if let Some(queued_at_ms) = run.queued_at_ms {
+                let waited = run.started_at_ms - queued_at_ms;
+                aggregate::count_queue(record, &counted, waited, &self.queue_buckets);
+            }
+        }
+        // An outcome that replaced an expiry may make its commit
+        // flaky too: the expiry itself never counted as a failure.
+        let decisive = matches!(claim.outcome, RunStatus::Success | RunStatus::Error);
+        if decisive && !run.commit_sha.is_empty() {
+            let rows = txn.query(vec![commit_outcomes(backend, run)]).await?;
+            let mut others = Vec::new();
+            for row in rows.into_iter().flatten() {
+                let id: String = row.try_get("", "id")?;
+                // Finishes of this batch not counted yet
+                // count after this one, as if they came later.
+                if uncounted.contains(&id) {
+                    continue;
+                }
+                let status: String = row.try_get("", "status")?;
+                let at: Option<i64> = row.try_get("", "finished_at_ms")?;
+                others.push((RunStatus::from_label(&status), at.unwrap_or(0)));
+            }
+            let this = (claim.outcome, counted.finished_at_ms);
+            if aggregate::makes_flaky(this, &others) {
+                record.flaky_runs += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A finished run to count, and how it finished.
+struct Counting<'a> {
+    run: &'a run::Model,
+    claim: &'a Claim,
+    /// It had been counted as expired: its outcome replaces that.
+    was_expired: bool,
 }
 
 impl Claim {
@@ -293,6 +354,7 @@ fn insert_run_of_existing_workflow(
             Expr::val(&run.status),
             Expr::val(&run.reason),
             Expr::val(run.started_at_ms),
+            Expr::val(run.finished_at_ms),
             Expr::val(run.request_id.clone()),
             Expr::val(run.expires_at_ms),
             Expr::val(run.queued_at_ms),
@@ -318,6 +380,7 @@ fn insert_run_of_existing_workflow(
             run::Column::Status,
             run::Column::Reason,
             run::Column::StartedAtMs,
+            run::Column::FinishedAtMs,
             run::Column::RequestId,
             run::Column::ExpiresAtMs,
             run::Column::QueuedAtMs,
@@ -514,6 +577,8 @@ pub(super) mod tests {
                 Written::Finished(None) => "not claimed",
                 Written::Started(Some(_)) => "started",
                 Written::Started(None) => "workflow gone",
+                Written::Reported(Some(_)) => "reported",
+                Written::Reported(None) => "report's workflow gone",
                 Written::Job(_) => "job",
             })
             .collect();

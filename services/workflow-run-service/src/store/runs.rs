@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::Store;
-use super::run_writes::{Claim, Write, Written};
+use super::run_writes::{Claim, Report, Write, Written};
 use crate::entity::{run, workflow};
 use crate::error::Error;
 
@@ -84,6 +84,52 @@ pub(crate) struct FinishedRun {
     pub(crate) was_expired: bool,
 }
 
+/// The row of a run `new` starts in `workflow`.
+fn new_run(workflow: &super::WorkflowRef, new: NewRun<'_>) -> run::Model {
+    let started_at_ms = new.started_at_ms.unwrap_or_else(runplane_api::time::now_ms);
+    run::Model {
+        id: match new.started_at_ms {
+            Some(at) => run_id_started_at(at),
+            // Now: ids of runs started in one millisecond still in order.
+            None => uuid::Uuid::now_v7().to_string(),
+        },
+        org_id: workflow.org_id.clone(),
+        workflow_id: workflow.id.clone(),
+        runner: new.runner.label().to_owned(),
+        run_url: new.run_url.to_owned(),
+        status: RunStatus::Initialized.label().to_owned(),
+        reason: String::new(),
+        started_at_ms,
+        finished_at_ms: None,
+        request_id: new.request_id.map(str::to_owned),
+        expires_at_ms: new.timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
+        queued_at_ms: new.queued_at_ms,
+        attempt: i32::try_from(new.origin.attempt).unwrap_or(i32::MAX),
+        branch: new.origin.branch.to_owned(),
+        commit_sha: new.origin.commit_sha.to_owned(),
+        trigger: new.origin.trigger.to_owned(),
+        default_branch: new.origin.default_branch.to_owned(),
+        trace_id: new.trace_id.unwrap_or_default().to_owned(),
+    }
+}
+
+impl Finish<'_> {
+    /// The write that claims the run for this finish.
+    fn claim(&self) -> Claim {
+        Claim {
+            org_id: self.org_id.map(str::to_owned),
+            run_id: self.run_id.to_owned(),
+            outcome: self.outcome,
+            reason: self.reason.to_owned(),
+            now_ms: self
+                .finished_at_ms
+                .unwrap_or_else(runplane_api::time::now_ms),
+            explicit_time: self.finished_at_ms.is_some(),
+            trace_id: self.trace_id.map(str::to_owned),
+        }
+    }
+}
+
 impl Store {
     /// Records a new run of `workflow`, in progress. With a `request_id`, a
     /// repeated call returns the run the first one created (idempotent start);
@@ -103,31 +149,7 @@ impl Store {
         {
             return Ok(repeated(existing));
         }
-        let started_at_ms = new.started_at_ms.unwrap_or_else(runplane_api::time::now_ms);
-        let model = run::Model {
-            id: match new.started_at_ms {
-                Some(at) => run_id_started_at(at),
-                // Now: ids of runs started in one millisecond still in order.
-                None => uuid::Uuid::now_v7().to_string(),
-            },
-            org_id: workflow.org_id.clone(),
-            workflow_id: workflow.id.clone(),
-            runner: new.runner.label().to_owned(),
-            run_url: new.run_url.to_owned(),
-            status: RunStatus::Initialized.label().to_owned(),
-            reason: String::new(),
-            started_at_ms,
-            finished_at_ms: None,
-            request_id: request_id.map(str::to_owned),
-            expires_at_ms: new.timeout_ms.map(|ms| started_at_ms.saturating_add(ms)),
-            queued_at_ms: new.queued_at_ms,
-            attempt: i32::try_from(new.origin.attempt).unwrap_or(i32::MAX),
-            branch: new.origin.branch.to_owned(),
-            commit_sha: new.origin.commit_sha.to_owned(),
-            trigger: new.origin.trigger.to_owned(),
-            default_branch: new.origin.default_branch.to_owned(),
-            trace_id: new.trace_id.unwrap_or_default().to_owned(),
-        };
+        let model = new_run(workflow, new);
         match self.write(Write::Start(Box::new(model))).await {
             Ok(Written::Started(Some(run))) => Ok(StartedRun { run, created: true }),
             // Deleted since we remembered it (by this replica or another).
@@ -142,6 +164,46 @@ impl Store {
                     .await?
                     .ok_or(Error::Database(e))?;
                 Ok(repeated(existing))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a new run of `workflow`, already finished, in one
+    /// transaction with its counting: a whole run reported at once costs one
+    /// commit rather than two and a lookup. `None` when nothing was written,
+    /// for the caller to start and finish in two steps, which handle each
+    /// case: the request id is taken (a repeat, or a start that came first:
+    /// the run it began is the one to finish); the workflow is gone.
+    /// `finish.run_id` is not read (the run is the new one); its outcome is
+    /// a runner's (success, error, cancelled), never an expiry.
+    pub(crate) async fn start_finished(
+        &self,
+        workflow: &super::WorkflowRef,
+        new: NewRun<'_>,
+        finish: Finish<'_>,
+    ) -> Result<Option<run::Model>, Error> {
+        let mut run = new_run(workflow, new);
+        let claim = Finish {
+            run_id: &run.id,
+            ..finish
+        }
+        .claim();
+        run.status = claim.outcome.label().to_owned();
+        run.reason.clone_from(&claim.reason);
+        run.finished_at_ms = Some(claim.now_ms.max(run.started_at_ms));
+        match self
+            .write(Write::Report(Box::new(Report { run, claim })))
+            .await
+        {
+            Ok(Written::Reported(reported)) => Ok(reported),
+            Ok(_) => Err(Error::Database(sea_orm::DbErr::Custom(
+                "a report was answered as another write".into(),
+            ))),
+            Err(Error::Database(e))
+                if runplane_database::is_unique_violation(&e) && new.request_id.is_some() =>
+            {
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -172,18 +234,7 @@ impl Store {
     /// histogram change together or not at all. Finishing again with the same
     /// outcome returns the run unchanged; with another, fails.
     pub(crate) async fn finish(&self, finish: Finish<'_>) -> Result<FinishedRun, Error> {
-        let claim = Claim {
-            org_id: finish.org_id.map(str::to_owned),
-            run_id: finish.run_id.to_owned(),
-            outcome: finish.outcome,
-            reason: finish.reason.to_owned(),
-            now_ms: finish
-                .finished_at_ms
-                .unwrap_or_else(runplane_api::time::now_ms),
-            explicit_time: finish.finished_at_ms.is_some(),
-            trace_id: finish.trace_id.map(str::to_owned),
-        };
-        match self.write(Write::Finish(claim)).await? {
+        match self.write(Write::Finish(finish.claim())).await? {
             Written::Finished(Some(claimed)) => Ok(FinishedRun {
                 run: claimed.run,
                 finished_now: true,
@@ -315,9 +366,6 @@ impl Store {
     }
 }
 
-/// The id of a run reported with its own start time: a UUIDv7 of that time,
-/// so that ordering runs by id is ordering them by start even when they are
-/// reported after the fact.
 /// The least UUIDv7 of millisecond `at_ms`: ids from it on were made then or later.
 pub(super) fn uuid_v7_floor(at_ms: i64) -> String {
     let ms = u64::try_from(at_ms).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
@@ -325,6 +373,9 @@ pub(super) fn uuid_v7_floor(at_ms: i64) -> String {
     uuid::Uuid::from_u128(bits).to_string()
 }
 
+/// The id of a run reported with its own start time: a UUIDv7 of that time,
+/// so that ordering runs by id is ordering them by start even when they are
+/// reported after the fact.
 fn run_id_started_at(started_at_ms: i64) -> String {
     let ms = u64::try_from(started_at_ms).unwrap_or(0);
     let at = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
@@ -376,6 +427,59 @@ mod tests {
             .await
             .expect("success after expiry");
         assert_eq!(flaky(store.clone()).await, 1);
+    }
+
+    #[tokio::test]
+    async fn whole_runs_reported_out_of_order_make_their_commit_flaky_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, wf) = store_with_workflow(&dir, "release").await;
+        let hour_ago = runplane_api::time::now_ms() - 3_600_000;
+        let report = |attempt: u32, outcome, started: i64| {
+            let store = store.clone();
+            let wf = wf.clone();
+            async move {
+                let key = format!("github:bbbb:{attempt}");
+                let new = NewRun {
+                    request_id: Some(&key),
+                    started_at_ms: Some(started),
+                    origin: Origin {
+                        attempt,
+                        commit_sha: "bbbb",
+                        ..Origin::default()
+                    },
+                    ..NewRun::default()
+                };
+                let finish = Finish {
+                    org_id: Some("org"),
+                    run_id: "",
+                    outcome,
+                    reason: "",
+                    finished_at_ms: Some(started + 60_000),
+                    trace_id: None,
+                };
+                let run = store
+                    .start_finished(&wf, new, finish)
+                    .await
+                    .expect("report")
+                    .expect("written at once");
+                // Stored as reported, not only answered so.
+                let stored = store.get_run("org", &run.id).await.expect("stored");
+                assert_eq!(stored.status, outcome.label());
+                assert_eq!(stored.finished_at_ms, Some(started + 60_000));
+                assert_eq!(stored.request_id.as_deref(), Some(key.as_str()));
+            }
+        };
+        let flaky =
+            || async { crate::store::test_support::org_metrics(&store).await[0].flaky_runs };
+        // The passing second attempt arrives before the failed first.
+        report(2, RunStatus::Success, hour_ago + 120_000).await;
+        assert_eq!(flaky().await, 0);
+        report(1, RunStatus::Error, hour_ago).await;
+        assert_eq!(flaky().await, 1);
+        // Flaky already: later attempts count nothing more.
+        report(3, RunStatus::Success, hour_ago + 240_000).await;
+        report(4, RunStatus::Error, hour_ago + 360_000).await;
+        assert_eq!(flaky().await, 1);
     }
 
     #[test]
