@@ -325,7 +325,8 @@ async fn githubs_example_deliveries_count_once_in_any_order_and_meet_cli_runs() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_revoked_oversized_and_malformed_deliveries_are_refused_and_store_nothing() {
-    let mut suite = Suite::new("");
+    // Secrets asked for every delivery: a revoked one is refused at once.
+    let mut suite = Suite::new("ingest_service:\n  webhook_secret_cache_ttl: 0s\n");
     suite.up().await;
     let (scraper, _) = suite.org_with_tokens("acme-corp").await;
     let create = [
@@ -825,4 +826,71 @@ async fn the_run_api_speaks_json_over_http() {
         "{body}"
     );
     assert_eq!(series(&samples, &series_of("error")), Some(10.0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secrets_are_remembered_a_new_one_counts_at_once_and_a_revoked_one_stops() {
+    let mut suite = Suite::new("ingest_service:\n  webhook_secret_cache_ttl: 2s\n");
+    suite.up().await;
+    suite.org_with_tokens("acme-corp").await;
+    let webhook = |verb: &'static str| {
+        let mut args = vec![
+            "organization",
+            "webhook",
+            verb,
+            "--org",
+            "acme-corp",
+            "--provider",
+            "github",
+        ];
+        if verb == "create" {
+            args.push("-q");
+        }
+        args
+    };
+    let completed = |secret: &str| {
+        github_examples(secret, &["workflow_run"])
+            .into_iter()
+            .find(|d| {
+                d.action.as_deref() == Some("completed")
+                    && d.body.contains("\"conclusion\":\"success\"")
+            })
+            .expect("completed example")
+    };
+    let asked = || async {
+        own_metric(
+            suite.addrs[4],
+            "grpc_client_handled_total{grpc_code=\"OK\",grpc_method=\"GetWebhookSecrets\",grpc_service=\"runplane.token.v1.TokenService\"}",
+        )
+        .await
+    };
+    let first = completed(&suite.cli(&webhook("create")).await.ok());
+    for _ in 0..3 {
+        assert_eq!(deliver(&suite, "acme-corp", &first).await.0, 200);
+    }
+    assert_eq!(
+        asked().await,
+        1.0,
+        "three deliveries, one question to token-service"
+    );
+
+    // Rotated: a delivery signed with the new secret passes at once (the
+    // remembered secrets match nothing, so they are asked for again), and
+    // the old secret is refused from then on.
+    suite.cli(&webhook("revoke")).await.ok();
+    let second = completed(&suite.cli(&webhook("create")).await.ok());
+    assert_eq!(deliver(&suite, "acme-corp", &second).await.0, 200);
+    assert_eq!(deliver(&suite, "acme-corp", &first).await.0, 401);
+
+    // Revoked with nothing to rotate to: refused once the 2 s have passed.
+    suite.cli(&webhook("revoke")).await.ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while deliver(&suite, "acme-corp", &second).await.0 == 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a revoked secret still verified deliveries 30 s later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(deliver(&suite, "acme-corp", &second).await.0, 401);
 }

@@ -251,6 +251,7 @@ async fn run(
         .context("no organization size")?;
     let mut scrapes = Vec::new();
     let mut floor_b = None;
+    let mut seeded_runs = 0u64;
     let mut side_by_side = Vec::new();
     for n in &plan.org_sizes {
         for (prefix, runs_per_workflow) in [("s", 10), ("l", (plan.long_history_runs / n).max(1))] {
@@ -264,6 +265,7 @@ async fn run(
                 runner: "GITHUB_ACTION".into(),
             };
             let runs = seeder.seed_history(&seed).await?;
+            seeded_runs += runs;
             let url = format!("http://{}/prom/{name}/metrics", suite.addrs[3]);
             let count = if *n >= 10_000 {
                 plan.scrapes.min(30)
@@ -312,11 +314,24 @@ async fn run(
     }
     pushgateway.stop();
     let (reference, reference_bytes, floor_b) = floor_b.context("no floor (b)")?;
+
+    // Ingestion again, now that the database holds every seeded history: does
+    // it slow down as runs pile up (indexes, aggregates, WAL)?
+    let mut with_history = Vec::new();
+    if seeded_runs > 0 {
+        for clients in &plan.clients {
+            with_history.push(
+                ingest::through_api(suite.addrs[2], &ingest_secret, *clients, plan.ingest_for)
+                    .await?,
+            );
+        }
+    }
     let loaded = suite.memory_mib();
     // Services give freed memory back on their own (every 10 s): 30 s on,
     // each should be back near idle.
     tokio::time::sleep(SETTLE).await;
     let settled = suite.memory_mib();
+    let allocators = allocator_mib(&http, &suite.addrs).await;
 
     // The report.
     let _ = writeln!(
@@ -341,6 +356,27 @@ async fn run(
             floor,
             floor / i.pairs_per_second
         );
+    }
+    if !with_history.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe same ingestion with {seeded_runs} more runs stored (the seeded histories), against the fresh database above:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| clients | fresh, pairs/s | {seeded_runs} runs stored, pairs/s | fresh ÷ stored |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|");
+        for (fresh, stored) in ingestion.iter().zip(&with_history) {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {:.2}× |",
+                fresh.clients,
+                fresh.pairs_per_second,
+                stored.pairs_per_second,
+                fresh.pairs_per_second / stored.pairs_per_second
+            );
+        }
     }
     if let Some(pairs) = ingestion.iter().find(|i| i.clients == 1) {
         let _ = writeln!(
@@ -469,15 +505,56 @@ async fn run(
     let _ = writeln!(out, "\n### Resident memory (MiB)\n");
     let _ = writeln!(
         out,
-        "| service | idle | right after the load | {} s after |",
+        "| service | idle | right after the load | {0} s after | allocator {0} s after: in use / free |",
         SETTLE.as_secs()
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     for (((name, before), (_, after)), (_, settled)) in idle.iter().zip(&loaded).zip(&settled) {
-        let _ = writeln!(out, "| {name} | {before:.1} | {after:.1} | {settled:.1} |");
+        let allocator = allocators
+            .iter()
+            .find(|(service, _)| service == name)
+            .and_then(|(_, bytes)| *bytes)
+            .map_or("n/a".to_owned(), |(in_use, free)| {
+                format!("{in_use:.1} / {free:.1}")
+            });
+        let _ = writeln!(
+            out,
+            "| {name} | {before:.1} | {after:.1} | {settled:.1} | {allocator} |"
+        );
     }
     suite.stop().await?;
     Ok(out)
+}
+
+/// Each service's allocator, from its own metrics: MiB in use and free.
+async fn allocator_mib(
+    http: &reqwest::Client,
+    addrs: &[std::net::SocketAddr],
+) -> Vec<(String, Option<(f64, f64)>)> {
+    let names = [
+        "org-service",
+        "token-service",
+        "workflow-run-service",
+        "metrics-service",
+        "ingest-service",
+    ];
+    let mut out = Vec::new();
+    for (name, addr) in names.into_iter().zip(addrs) {
+        let text = match http.get(format!("http://{addr}/metrics")).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let gauge = |metric: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' '))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|bytes| bytes / 1_048_576.0)
+        };
+        let bytes =
+            gauge("runplane_allocator_in_use_bytes").zip(gauge("runplane_allocator_free_bytes"));
+        out.push((name.to_owned(), bytes));
+    }
+    out
 }
 
 /// workflow-run-service's storage on `url`, reached directly.

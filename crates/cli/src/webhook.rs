@@ -44,7 +44,8 @@ pub(crate) enum WebhookCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Revoke a webhook: deliveries with its secret are refused from the next one on.
+    /// Revoke a webhook: deliveries with its secret are refused within ingest-service's
+    /// webhook_secret_cache_ttl (5 s by default).
     Revoke {
         /// The organization it belongs to.
         #[arg(long)]

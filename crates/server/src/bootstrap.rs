@@ -101,7 +101,7 @@ pub fn run_process<Fut: Future>(
         let _entered = runtime.enter();
         runplane_telemetry::init(name, log)
     };
-    runtime.spawn(crate::memory::give_back_freed_memory());
+    runtime.spawn(runplane_telemetry::memory::give_back_freed_memory());
     let output = runtime.block_on(work());
     drop(telemetry);
     Ok(output)

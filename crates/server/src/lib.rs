@@ -6,8 +6,7 @@
 //! [`grpc::serve`] with health, reflection, their own metrics, every request
 //! observed ([`observe`]) and admitted ([`admission`]); HTTP services through
 //! [`http::serve`], observed and probed alike ([`http_observe`]). Both accept plain TCP or TLS ([`listener`]) and drain
-//! gracefully on SIGTERM ([`shutdown`]). Memory freed after a burst goes back to
-//! the OS ([`memory`]). List APIs page with opaque cursors
+//! gracefully on SIGTERM ([`shutdown`]). List APIs page with opaque cursors
 //! ([`pagination`]); an undecodable request is INVALID_ARGUMENT ([`malformed`]).
 
 pub mod admission;
@@ -17,7 +16,6 @@ pub mod http;
 pub mod http_observe;
 pub mod listener;
 pub mod malformed;
-pub mod memory;
 pub mod observe;
 pub mod pagination;
 pub mod shutdown;

@@ -148,6 +148,7 @@ pub const INGEST_SERVICE: Member = Member {
         "token_service_addr",
         "workflow_run_service_addr",
         "client_address_header",
+        "webhook_secret_cache_ttl",
         "upstream_timeout",
         "upstream_tls_ca",
         "upstream_tls_cert",

@@ -12,6 +12,7 @@
 //! sides ([`grpc`]).
 
 pub mod grpc;
+pub mod memory;
 pub mod metrics;
 mod process;
 pub mod summary;

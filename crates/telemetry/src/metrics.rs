@@ -90,6 +90,8 @@ mod tests {
             "process_open_fds",
             "process_start_time_seconds",
             "process_threads",
+            "runplane_allocator_in_use_bytes",
+            "runplane_allocator_free_bytes",
         ] {
             assert!(text.contains(&format!("\n{name} ")), "no {name} in\n{text}");
         }

@@ -1,5 +1,6 @@
 //! The standard `process_*` metrics (CPU, memory, file descriptors, threads,
-//! start time), read from `/proc/self` in the units the OS reports them in.
+//! start time), read from `/proc/self` in the units the OS reports them in;
+//! and what the allocator holds, in use and free ([`crate::memory`]).
 
 use nix::unistd::SysconfVar;
 use prometheus::core::Collector;
@@ -13,6 +14,8 @@ pub(crate) struct ProcessCollector {
     open_fds: IntGauge,
     threads: IntGauge,
     start_time: Gauge,
+    allocator_in_use: IntGauge,
+    allocator_free: IntGauge,
     /// Units of `/proc`: clock ticks (USER_HZ) and memory pages, as the OS
     /// says (pages are 16 or 64 KiB on some arm64 kernels).
     ticks_per_second: f64,
@@ -47,10 +50,23 @@ impl ProcessCollector {
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
             ),
+            allocator_in_use: int(
+                "runplane_allocator_in_use_bytes",
+                "Memory the allocator (glibc malloc) has handed out and not had back, in bytes.",
+            ),
+            allocator_free: int(
+                "runplane_allocator_free_bytes",
+                "Memory freed and kept by the allocator (glibc malloc) for reuse, in bytes; every 10 s, \
+                 above 4 MiB, its whole free pages are given back to the OS (they count here still).",
+            ),
             ticks_per_second: sysconf(SysconfVar::CLK_TCK).map_or(100.0, |t| t as f64),
             page_size: sysconf(SysconfVar::PAGE_SIZE).unwrap_or(4096),
         }
     }
+}
+
+fn saturating_i64(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// A value of the running system's configuration, as `getconf` reads it.
@@ -72,6 +88,8 @@ impl Collector for ProcessCollector {
             self.open_fds.desc(),
             self.threads.desc(),
             self.start_time.desc(),
+            self.allocator_in_use.desc(),
+            self.allocator_free.desc(),
         ]
         .into_iter()
         .flatten()
@@ -116,6 +134,13 @@ impl Collector for ProcessCollector {
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(fds.count() as i64);
         }
+        let mut allocator = Vec::new();
+        if let Some(bytes) = crate::memory::allocator_bytes() {
+            self.allocator_in_use.set(saturating_i64(bytes.in_use));
+            self.allocator_free.set(saturating_i64(bytes.free));
+            allocator.extend(self.allocator_in_use.collect());
+            allocator.extend(self.allocator_free.collect());
+        }
         [
             self.cpu.collect(),
             self.resident.collect(),
@@ -123,6 +148,7 @@ impl Collector for ProcessCollector {
             self.open_fds.collect(),
             self.threads.collect(),
             self.start_time.collect(),
+            allocator,
         ]
         .into_iter()
         .flatten()

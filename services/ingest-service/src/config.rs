@@ -20,6 +20,13 @@ pub struct Config {
     /// off. Without it, the peer address.
     #[arg(long, env = "RUNPLANE_CLIENT_ADDRESS_HEADER", value_parser = parse_header_name)]
     pub client_address_header: Option<http::HeaderName>,
+    /// How long an organization's webhook secrets are reused without asking
+    /// token-service (0s: ask for every delivery). A deleted webhook's secret
+    /// may still verify deliveries for at most this long; a secret added since
+    /// is seen at once (a delivery that matches none of the remembered ones
+    /// asks again).
+    #[arg(long, env = "RUNPLANE_WEBHOOK_SECRET_CACHE_TTL", default_value = "5s", value_parser = runplane_config::parse_duration)]
+    pub webhook_secret_cache_ttl: std::time::Duration,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]

@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokens: TokenServiceClient::new(channel(&config.token_service_addr)?),
             runs: WorkflowRunServiceClient::new(channel(&config.workflow_run_service_addr)?),
             admin,
+            secrets: upstream::SecretCache::new(config.webhook_secret_cache_ttl),
         },
         failures: FailureLimiter::from_args(&config.common.auth_failures),
         client_address_header: config.client_address_header.clone(),

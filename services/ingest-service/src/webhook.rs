@@ -1,5 +1,5 @@
 //! What every webhook delivery goes through: its organization's secrets from
-//! token-service, the provider's check of the delivery against each (in
+//! token-service (remembered for `webhook_secret_cache_ttl`), the provider's check of the delivery against each (in
 //! constant time, before the body is parsed), limits on failing ones, and
 //! the answer once it is handled.
 
@@ -14,7 +14,7 @@ use runplane_client::Failure;
 
 use crate::State;
 use crate::error::{IngestError, json};
-use crate::upstream::{Org, WORKFLOW_RUN_SERVICE};
+use crate::upstream::{Freshness, Org, Secrets, WORKFLOW_RUN_SERVICE};
 
 /// Deliveries by provider, event and what became of them: ingest-service's
 /// own metric (no tenant names).
@@ -111,8 +111,9 @@ pub(crate) async fn verify(
         .failures
         .check(&credential)
         .map_err(IngestError::TooManyFailures)?;
+    let secrets = |freshness| state.upstreams.webhook_secrets(org, provider, freshness);
     let found = match runplane_api::org_name::validate(org) {
-        Ok(()) if !presented.is_empty() => state.upstreams.webhook_secrets(org, provider).await?,
+        Ok(()) if !presented.is_empty() => secrets(Freshness::Remembered).await?,
         _ => None,
     };
     let refuse = || {
@@ -122,15 +123,22 @@ pub(crate) async fn verify(
             .map_err(IngestError::TooManyFailures)
             .and_then(|()| Err(unauthorized()))
     };
-    let Some((org, secrets)) = found.filter(|(_, secrets)| !secrets.is_empty()) else {
+    let Some((found, freshness)) = found.filter(|(found, _)| !found.1.is_empty()) else {
         return refuse();
     };
     let body = read_body(state, body, content_length).await?;
-    if secrets.iter().any(|s| matches(&s.secret, &body)) {
-        Ok((org, body))
-    } else {
-        refuse()
+    let genuine = |found: &Secrets| found.1.iter().any(|s| matches(&s.secret, &body));
+    if genuine(&found) {
+        return Ok((found.0.clone(), body));
     }
+    // Remembered secrets may predate a webhook created since: ask once more.
+    if freshness == Freshness::Remembered
+        && let Some((fresh, _)) = secrets(Freshness::Fresh).await?
+        && genuine(&fresh)
+    {
+        return Ok((fresh.0.clone(), body));
+    }
+    refuse()
 }
 
 /// A header's value as text; empty when it is absent or not text.

@@ -48,12 +48,37 @@ pub fn trim_if_above(threshold: usize) -> Option<usize> {
     Some(free)
 }
 
+/// What the allocator holds, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorBytes {
+    /// Handed out and not freed yet (in the arenas, and mapped on their own).
+    pub in_use: usize,
+    /// Freed and kept in the arenas for reuse; pages given back to the OS
+    /// still count (their addresses stay the allocator's).
+    pub free: usize,
+}
+
+/// What glibc's allocator holds now; `None` with another allocator.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn free_in_arenas() -> Option<usize> {
+pub fn allocator_bytes() -> Option<AllocatorBytes> {
     // SAFETY: a thread-safe glibc call with no arguments, returning a plain
     // struct by value.
-    Some(unsafe { libc::mallinfo2() }.fordblks)
+    let info = unsafe { libc::mallinfo2() };
+    Some(AllocatorBytes {
+        in_use: info.uordblks + info.hblkhd,
+        free: info.fordblks,
+    })
+}
+
+/// Other allocators keep their own accounts.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn allocator_bytes() -> Option<AllocatorBytes> {
+    None
+}
+
+fn free_in_arenas() -> Option<usize> {
+    allocator_bytes().map(|bytes| bytes.free)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -62,12 +87,6 @@ fn trim() {
     // SAFETY: a thread-safe glibc call with an integer argument (0: keep no
     // padding at the top of the heap).
     unsafe { libc::malloc_trim(0) };
-}
-
-/// Other allocators return memory on their own.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn free_in_arenas() -> Option<usize> {
-    None
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
