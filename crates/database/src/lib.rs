@@ -1,7 +1,8 @@
 //! Connecting to a service's own database and bringing its schema up to date.
 //!
 //! `sqlite://…` is the embedded default: WAL journal, `synchronous=NORMAL`
-//! (a committed transaction survives a crash of the process), a busy timeout,
+//! (a committed transaction survives a crash of the process), a 16 MiB page
+//! cache, a busy timeout,
 //! and one connection, so that writes are serialised in the process rather than
 //! fought over with SQLITE_BUSY. `postgres://…` is for production: each service
 //! keeps its tables in its own schema, and its migrations run in one
@@ -25,6 +26,9 @@ use sea_orm_migration::MigratorTrait;
 /// Rows of one SQLite query buffered between the database thread and the
 /// caller: a whole page of a scrape.
 const SQLITE_ROW_BUFFER: usize = 1024;
+
+/// SQLite's page cache per connection, in KiB (negative: a size, not pages).
+const SQLITE_CACHE_SIZE: &str = "-16384";
 
 /// A pooled PostgreSQL connection idle this long is checked before use.
 const POSTGRES_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
@@ -196,6 +200,13 @@ pub async fn connect(
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
+                    // Room for the upper levels of every index of a table of
+                    // millions of runs: at SQLite's default (2 MiB) they no
+                    // longer fit, and each insert reads index pages back from
+                    // the OS (ingestion was 1.35× slower with 2,000,000 runs
+                    // stored). Pages are cached as they are read: a small
+                    // database never fills it.
+                    .pragma("cache_size", SQLITE_CACHE_SIZE)
                     // Rows cross from SQLite's worker thread through a bounded
                     // channel; at sqlx's default of 50, a scrape's page of 1,000
                     // rows stops and wakes that thread every 50 rows.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType, WorkflowMetrics};
-use sea_orm::sea_query::{Expr, LockType, Query};
+use sea_orm::sea_query::{Expr, LockType, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, QueryTrait, Statement,
@@ -41,7 +41,8 @@ pub(super) enum Written {
     /// The run as finished, or `None` if it was not in progress nor expired
     /// (or not the caller's): the caller finds out which.
     Finished(Option<Claimed>),
-    /// The run as reported, or `None` if its workflow was deleted meanwhile.
+    /// The run as reported, or `None` if its workflow was deleted meanwhile
+    /// or its request id is taken.
     Reported(Option<run::Model>),
     /// The job as the report left it.
     Job(Box<job::Model>),
@@ -89,7 +90,7 @@ impl Store {
         {
             // One statement: with a pool, a transaction around it would only
             // add a BEGIN and a COMMIT, two round trips.
-            let statement = insert_run_of_existing_workflow(backend, run)?;
+            let statement = insert_run_of_existing_workflow(backend, run, Taken::Fail)?;
             let inserted = !self.db.query_all_raw(statement).await?.is_empty();
             return Ok(vec![Written::Started(
                 inserted.then(|| run.as_ref().clone()),
@@ -99,7 +100,9 @@ impl Store {
         let mut first = Vec::with_capacity(writes.len() * 2);
         for write in &writes {
             match write {
-                Write::Start(run) => first.push(insert_run_of_existing_workflow(backend, run)?),
+                Write::Start(run) => {
+                    first.push(insert_run_of_existing_workflow(backend, run, Taken::Fail)?);
+                }
                 Write::Finish(claim) => {
                     // The workflow's row, then the run's: the lock order of
                     // every write (see the store's module doc).
@@ -112,7 +115,14 @@ impl Store {
                 Write::Report(report) => {
                     // The same lock order: the workflow's row, then the run.
                     first.push(record_of_workflow(backend, &report.run.workflow_id));
-                    first.push(insert_run_of_existing_workflow(backend, &report.run)?);
+                    // A request id already taken (a start came first, or a
+                    // repeat) must not fail the batch: the caller goes on
+                    // from the run that has it.
+                    first.push(insert_run_of_existing_workflow(
+                        backend,
+                        &report.run,
+                        Taken::Skip,
+                    )?);
                 }
                 Write::Job(job) => first.extend(job.lookups(backend)),
             }
@@ -339,10 +349,14 @@ fn finished<'a>(run: &'a run::Model, claim: &'a Claim, branch: &'a str) -> aggre
 /// RETURNING id`: one statement that holds the workflow's row (on
 /// PostgreSQL) while the run is added, so a run never outlives a workflow
 /// deleted a moment before, and takes its locks in the order every write
-/// does; a row comes back if the run was written.
+/// does; a row comes back if the run was written. On [`Taken::Skip`], a run
+/// whose request id the workflow has already is not written either (no row
+/// comes back, and no error breaks the transaction); on [`Taken::Fail`] it
+/// is a unique violation.
 fn insert_run_of_existing_workflow(
     backend: DbBackend,
     run: &run::Model,
+    taken: Taken,
 ) -> Result<Statement, Error> {
     let values = Query::select()
         .exprs([
@@ -369,7 +383,7 @@ fn insert_run_of_existing_workflow(
         .and_where(workflow::Column::Id.eq(&run.workflow_id))
         .lock(LockType::KeyShare)
         .to_owned();
-    let insert = Query::insert()
+    let mut insert = Query::insert()
         .into_table(run::Entity)
         .columns([
             run::Column::Id,
@@ -395,7 +409,18 @@ fn insert_run_of_existing_workflow(
         .map_err(|e| DbErr::Custom(e.to_string()))?
         .returning_col(run::Column::Id)
         .to_owned();
+    if let Taken::Skip = taken {
+        // No target: the one unique index a new run can meet is its request id's.
+        insert.on_conflict(OnConflict::new().do_nothing().to_owned());
+    }
     Ok(backend.build(&insert))
+}
+
+/// What an insert does with a request id its workflow has already.
+#[derive(Debug, Clone, Copy)]
+enum Taken {
+    Fail,
+    Skip,
 }
 
 /// How the other runs of `run`'s workflow and commit ended (errors and
@@ -603,5 +628,46 @@ pub(super) mod tests {
             .expect("start");
         store.write_all(vec![finish(&more)]).await.expect("finish");
         assert_eq!(aggregate(&store).await, (4, 4, vec![4, 4]));
+    }
+
+    #[tokio::test]
+    async fn a_report_whose_request_id_is_taken_writes_nothing_and_fails_no_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, wf) = store_with_workflow(&dir, "build").await;
+        let started = store
+            .start_run(&wf, "GITHUB_ACTION", "", Some("github:1:1"))
+            .await
+            .expect("start");
+        let other = store
+            .start_run(&wf, "GITHUB_ACTION", "", None)
+            .await
+            .expect("start");
+        let mut run = new_run(&wf.id, Some("github:1:1"));
+        run.status = RunStatus::Success.label().into();
+        run.finished_at_ms = Some(run.started_at_ms);
+        let claim = Claim {
+            run_id: run.id.clone(),
+            ..match finish(&run) {
+                Write::Finish(claim) => claim,
+                _ => unreachable!("a finish"),
+            }
+        };
+        let written = store
+            .write_all(vec![
+                Write::Report(Box::new(Report { run, claim })),
+                finish(&other),
+            ])
+            .await
+            .expect("one transaction, not failed by the taken request id");
+        assert!(matches!(
+            written.as_slice(),
+            [Written::Reported(None), Written::Finished(Some(_))]
+        ));
+        // Only the other run counted; the started one is still in progress.
+        assert_eq!(aggregate(&store).await, (1, 1, vec![1, 1]));
+        assert_eq!(
+            store.get_run("org", &started.id).await.expect("run").status,
+            "initialized"
+        );
     }
 }

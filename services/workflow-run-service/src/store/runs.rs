@@ -174,7 +174,9 @@ impl Store {
     /// commit rather than two and a lookup. `None` when nothing was written,
     /// for the caller to start and finish in two steps, which handle each
     /// case: the request id is taken (a repeat, or a start that came first:
-    /// the run it began is the one to finish); the workflow is gone.
+    /// the run it began is the one to finish; a taken id does not fail the
+    /// transaction, so it costs the writes batched with it nothing); the
+    /// workflow is gone.
     /// `finish.run_id` is not read (the run is the new one); its outcome is
     /// a runner's (success, error, cancelled), never an expiry.
     pub(crate) async fn start_finished(

@@ -22,6 +22,9 @@ use sea_orm::{
 use sea_query_sqlx::SqlxValues;
 use tokio_stream::StreamExt as _;
 
+/// Batches of at most this many statements stay prepared between uses.
+const KEEP_PREPARED_UP_TO: usize = 8;
+
 /// The rows of each statement of a batch, in order.
 pub(super) type BatchRows = Vec<Vec<QueryResult>>;
 
@@ -109,10 +112,15 @@ impl SqliteTxn {
             sql.push_str("COMMIT;\n");
         }
         self.open = true;
+        // sqlx keeps each distinct SQL text prepared (100 of them): worth it
+        // for the few shapes of a batch of one or two writes, sent again and
+        // again; a large batch's text is one of a kind, and kept it held tens
+        // of MiB of compiled statements for nothing.
         let query = sqlx::query_with(
             sqlx::AssertSqlSafe(sql),
             SqlxValues(sea_orm::Values(values)),
-        );
+        )
+        .persistent(count <= KEEP_PREPARED_UP_TO);
         let mut rows = Vec::with_capacity(count);
         let mut current = Vec::new();
         // Each statement's rows, if any, are followed by its result; the
