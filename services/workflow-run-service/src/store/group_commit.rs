@@ -6,9 +6,11 @@
 //! write costs (a few round trips to SQLite's worker thread and one commit),
 //! so throughput grows with the queue instead of being capped by the round
 //! trips of each write. Nothing waits for a batch to fill: a write that finds
-//! the writer idle goes at once. PostgreSQL has a pool of connections and
-//! row locks; there each write is its own transaction.
+//! no other in flight is written at once by its own request, without the hop
+//! to the writer task and back (a lone client's every call). PostgreSQL has a
+//! pool of connections and row locks; there each write is its own transaction.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sea_orm::{DbBackend, DbErr};
@@ -43,6 +45,27 @@ impl WritePath {
 /// entry is a request in flight, and the server's admission limit bounds those.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Job>,
+    /// Writes called and not answered yet, queued or written directly.
+    in_flight: AtomicUsize,
+    /// The store, writing by itself: for a write with no other in flight.
+    alone: Store,
+}
+
+/// One write counted in flight until it is answered (or its request dropped).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts a write in; says whether no other was in flight.
+    fn enter(count: &'a AtomicUsize) -> (Self, bool) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (InFlight(count), before == 0)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Job {
@@ -53,13 +76,18 @@ struct Job {
 impl GroupCommit {
     fn start(store: Store) -> Self {
         let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
+        let alone = store.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 store.commit_batch(std::mem::take(&mut batch)).await;
             }
         });
-        GroupCommit { queue }
+        GroupCommit {
+            queue,
+            in_flight: AtomicUsize::new(0),
+            alone,
+        }
     }
 }
 
@@ -75,6 +103,12 @@ impl Store {
                 ..self.clone()
             })
         });
+        let (_in_flight, alone) = InFlight::enter(&group.in_flight);
+        if alone {
+            // Writes arriving meanwhile queue for the writer task, which waits
+            // for SQLite's one connection as this one did.
+            return group.alone.write_one(write).await;
+        }
         let (done, written) = oneshot::channel();
         let stopped = || Error::Database(DbErr::Custom("the database writer stopped".into()));
         group
