@@ -31,7 +31,14 @@ pub(crate) struct Upstreams {
 }
 
 /// An organization and its live webhooks' secrets for one provider.
-pub(crate) type Secrets = Arc<(Org, Vec<WebhookSecret>)>;
+#[derive(Debug)]
+pub(crate) struct OrgSecrets {
+    pub(crate) org: Org,
+    pub(crate) secrets: Vec<WebhookSecret>,
+}
+
+/// [`OrgSecrets`], shared between the cache and the deliveries using them.
+pub(crate) type Secrets = Arc<OrgSecrets>;
 
 /// Organizations' webhook secrets as token-service last gave them, each for
 /// `ttl`: a delivery then costs no call to token-service. Only organizations
@@ -112,11 +119,14 @@ impl Upstreams {
         {
             return Ok(Some((secrets, Freshness::Remembered)));
         }
-        let Some(secrets) = self.ask_webhook_secrets(org, provider).await? else {
+        let Some((found, secrets)) = self.ask_webhook_secrets(org, provider).await? else {
             return Ok(None);
         };
-        let secrets = Arc::new(secrets);
-        if !secrets.1.is_empty() {
+        let secrets = Arc::new(OrgSecrets {
+            org: found,
+            secrets,
+        });
+        if !secrets.secrets.is_empty() {
             self.secrets.put(org, provider, &secrets);
         }
         Ok(Some((secrets, Freshness::Fresh)))

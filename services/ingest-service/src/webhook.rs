@@ -1,7 +1,7 @@
 //! What every webhook delivery goes through: its organization's secrets from
-//! token-service (remembered for `webhook_secret_cache_ttl`), the provider's check of the delivery against each (in
-//! constant time, before the body is parsed), limits on failing ones, and
-//! the answer once it is handled.
+//! token-service (remembered for `webhook_secret_cache_ttl`), the provider's
+//! check of the delivery against each (in constant time, before the body is
+//! parsed), limits on failing ones, and the answer once it is handled.
 
 use std::net::IpAddr;
 
@@ -123,20 +123,20 @@ pub(crate) async fn verify(
             .map_err(IngestError::TooManyFailures)
             .and_then(|()| Err(unauthorized()))
     };
-    let Some((found, freshness)) = found.filter(|(found, _)| !found.1.is_empty()) else {
+    let Some((found, freshness)) = found.filter(|(found, _)| !found.secrets.is_empty()) else {
         return refuse();
     };
     let body = read_body(state, body, content_length).await?;
-    let genuine = |found: &Secrets| found.1.iter().any(|s| matches(&s.secret, &body));
+    let genuine = |found: &Secrets| found.secrets.iter().any(|s| matches(&s.secret, &body));
     if genuine(&found) {
-        return Ok((found.0.clone(), body));
+        return Ok((found.org.clone(), body));
     }
     // Remembered secrets may predate a webhook created since: ask once more.
     if freshness == Freshness::Remembered
         && let Some((fresh, _)) = secrets(Freshness::Fresh).await?
         && genuine(&fresh)
     {
-        return Ok((fresh.0.clone(), body));
+        return Ok((fresh.org.clone(), body));
     }
     refuse()
 }
