@@ -170,3 +170,25 @@ pub(crate) fn report(
         );
     }
 }
+
+/// One client alone, in alternating rounds: ReportRun runs/s and Pushgateway
+/// pushes/s of each round, and the median of the rounds' ratios.
+pub(crate) fn alone_rounds(out: &mut String, rounds: &[(f64, f64)]) {
+    if rounds.is_empty() {
+        return;
+    }
+    let mut ratios: Vec<f64> = rounds.iter().map(|(ours, theirs)| ours / theirs).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let each: Vec<String> = rounds
+        .iter()
+        .map(|(ours, theirs)| format!("{ours:.0} / {theirs:.0}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nOne client alone, ReportRun against Pushgateway's pushes in {} alternating rounds \
+         (runs/s / pushes/s: {}): median ratio {median:.2}×.",
+        rounds.len(),
+        each.join(", ")
+    );
+}

@@ -69,6 +69,10 @@ enum Which {
     Both,
 }
 
+/// Rounds of one client alone, ReportRun then Pushgateway, and each one's length.
+const ALONE_ROUNDS: usize = 5;
+const ALONE_ROUND: Duration = Duration::from_secs(2);
+
 /// How long after the load memory is measured again.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -200,13 +204,25 @@ async fn run(
     }
     // One client, whole runs in one call each; then webhook deliveries.
     let (report_rate, report_latencies) =
-        webhooks::report_run_alone(suite.addrs[2], &ingest_secret, plan.ingest_for).await?;
+        webhooks::report_run_alone(suite.addrs[2], &ingest_secret, plan.ingest_for, 0).await?;
     let mut pushes = Vec::new();
     for clients in &plan.clients {
         let (rate, latencies) = pushgateway
             .ingest(*clients, ingest::WORKFLOWS, plan.ingest_for)
             .await?;
         pushes.push((*clients, rate, latencies.p50(), latencies.p99()));
+    }
+    // One client each, ReportRun and Pushgateway's pushes in alternating
+    // rounds, so that both see the same moments of a shared machine.
+    let mut alone_rounds = Vec::new();
+    for round in 0..ALONE_ROUNDS {
+        let first = (round as u64 + 1) * 1_000_000_000;
+        let (ours, _) =
+            webhooks::report_run_alone(suite.addrs[2], &ingest_secret, ALONE_ROUND, first).await?;
+        let (theirs, _) = pushgateway
+            .ingest(1, ingest::WORKFLOWS, ALONE_ROUND)
+            .await?;
+        alone_rounds.push((ours, theirs));
     }
     let hook_secret = suite.github_webhook("ingest").await?;
     let mut deliveries = Vec::new();
@@ -479,6 +495,7 @@ async fn run(
         .map(|i| (i.clients, i.pairs_per_second))
         .collect();
     compare::report(&mut out, &side_by_side, &pushes, &ours, report_rate);
+    compare::alone_rounds(&mut out, &alone_rounds);
     let _ = writeln!(out, "\n### Floors\n");
     let _ = writeln!(out, "| floor | p50 (ms) | p99 (ms) | samples |");
     let _ = writeln!(out, "|---|---:|---:|---:|");

@@ -127,10 +127,12 @@ pub(crate) async fn deliveries(
 }
 
 /// One client reporting whole runs with ReportRun, back to back: runs/s.
+/// Request ids start at `first`, so that calls of another round are new runs.
 pub(crate) async fn report_run_alone(
     addr: SocketAddr,
     token: &str,
     duration: Duration,
+    first: u64,
 ) -> anyhow::Result<(f64, Latencies)> {
     let mut api = WorkflowRunServiceClient::new(channel(addr).await?);
     let mut latencies = Latencies::default();
@@ -141,7 +143,7 @@ pub(crate) async fn report_run_alone(
         let request = ReportRunRequest {
             workflow: format!("report-{}", n % WORKFLOWS),
             runner_type: RunnerType::JenkinsJob.into(),
-            request_id: format!("bench-{n}"),
+            request_id: format!("bench-{}", first + n),
             start_time: Some(timestamp(finished - 30_000)),
             finish_time: Some(timestamp(finished)),
             status: RunStatus::Success.into(),
