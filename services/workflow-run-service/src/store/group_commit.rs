@@ -282,18 +282,14 @@ mod tests {
                     let run = whole_run(None).await?.expect("written at once");
                     assert_eq!(run.status, "success");
                 } else {
-                    let run = store.start_run(&wf, "GITHUB_ACTION", "", None).await?;
-                    let finished = store
-                        .finish_run(crate::store::Finish {
-                            org_id: Some("org"),
-                            run_id: &run.id,
-                            outcome: RunStatus::Success,
-                            reason: "",
-                            finished_at_ms: None,
-                            trace_id: None,
-                        })
-                        .await?;
-                    assert_eq!(finished.id, run.id);
+                    let run = crate::store::test_support::finished_run(
+                        &store,
+                        &wf,
+                        "GITHUB_ACTION",
+                        RunStatus::Success,
+                    )
+                    .await;
+                    assert_eq!(run.status, "success");
                 }
                 Ok::<_, Error>(())
             });
