@@ -13,12 +13,8 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protoc = match std::env::var_os("PROTOC") {
-        Some(path) => PathBuf::from(path),
-        None => protoc_bin_vendored::protoc_bin_path()?,
-    };
     let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(protoc);
+    config.protoc_executable(protoc_path()?);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| proto_root.join(p)).collect();
     let descriptor_path = out_dir.join("runplane_descriptor.bin");
@@ -40,7 +36,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&descriptors)?
         .exclude([".runplane.workflowrun.v1.ListWorkflowMetricsResponse"])
         .build(&[".runplane.workflowrun.v1"])?;
+    // Prometheus' own exposition format, for metrics-service's protobuf
+    // scrapes: messages only, and not part of the reflected descriptor set.
+    let vendored = proto_root.join("vendor/prometheus");
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_path()?);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_with_config(
+            config,
+            &[vendored.join("io/prometheus/client/metrics.proto")],
+            &[vendored, proto_root.clone()],
+        )?;
     println!("cargo:rerun-if-changed={}", proto_root.display());
     println!("cargo:rerun-if-env-changed=PROTOC");
     Ok(())
+}
+
+/// `PROTOC` from the environment, or the vendored protoc.
+fn protoc_path() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    Ok(match std::env::var_os("PROTOC") {
+        Some(path) => PathBuf::from(path),
+        None => protoc_bin_vendored::protoc_bin_path()?,
+    })
 }

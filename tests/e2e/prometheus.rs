@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Suite, free_port};
+use runplane_api::time::{now_ms, timestamp};
+use runplane_api::workflowrun::v1::{ReportRunRequest, RunStatus, RunnerType};
+
+use crate::support::{Suite, bearer, free_port};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
 
@@ -28,6 +31,11 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     async fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with(dir, config, &[]).await
+    }
+
+    /// Started with more flags (`--enable-feature=…`).
+    async fn start_with(dir: &Path, config: &str, flags: &[&str]) -> Self {
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config).expect("write prometheus.yml");
         let addr = free_port();
@@ -36,6 +44,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -388,6 +397,96 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_with_native_histograms_scrapes_protobuf_and_finds_the_quantiles() {
+    let mut suite = Suite::new("");
+    suite.up().await;
+    let (scraper, runner) = suite.org_with_tokens("cyberdyne").await;
+    let mut client = suite.workflow_runs().await;
+    // 100 runs of `deploy` lasting 1 s, 2 s, … 100 s.
+    let started = now_ms() - 3_600_000;
+    for seconds in 1..=100 {
+        let report = ReportRunRequest {
+            workflow: "deploy".into(),
+            runner_type: RunnerType::GithubAction.into(),
+            request_id: format!("native-{seconds}"),
+            start_time: Some(timestamp(started)),
+            finish_time: Some(timestamp(started + seconds * 1_000)),
+            status: RunStatus::Success.into(),
+            ..Default::default()
+        };
+        client
+            .report_run(bearer(report, &runner))
+            .await
+            .expect("report");
+    }
+    let metrics = suite.addrs[3].to_string();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: runplane\n    \
+         metrics_path: /prom/cyberdyne/metrics\n    bearer_token: {scraper}\n    \
+         static_configs:\n      - targets: ['{metrics}']\n"
+    );
+    let prometheus = Prometheus::start_with(
+        suite.dir.path(),
+        &config,
+        &["--enable-feature=native-histograms"],
+    )
+    .await;
+
+    // The native series: one, and its quantiles within a native bucket
+    // (2^(1/8), ~9%) of the truth.
+    let native = "chainloop_workflow_run_duration_seconds{workflow=\"deploy\"}";
+    prometheus.wait_for(native, |r| r.len() == 1).await;
+    for (q, truth) in [(0.5, 50.0), (0.9, 90.0), (0.99, 99.0)] {
+        let result = prometheus
+            .query(&format!("histogram_quantile({q}, {native})"))
+            .await;
+        let value: f64 = result[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("a quantile");
+        assert!(
+            (value - truth).abs() <= truth * 0.09,
+            "q{q}: {value}, expected about {truth}"
+        );
+    }
+    let count = prometheus
+        .query(&format!("histogram_count({native})"))
+        .await;
+    assert_eq!(count[0]["value"][1], "100");
+
+    // The classic series are still there, for Chainloop's dashboard.
+    let buckets = prometheus
+        .wait_for(
+            "chainloop_workflow_run_duration_seconds_bucket{workflow=\"deploy\"}",
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert_eq!(buckets.len(), 12, "11 bounds and +Inf: {buckets:?}");
+    let le: Vec<&str> = buckets
+        .iter()
+        .filter_map(|b| b["metric"]["le"].as_str())
+        .collect();
+    assert!(
+        le.contains(&"10") && le.contains(&"+Inf"),
+        "`le` as the text format writes it: {le:?}"
+    );
+    // Chainloop's quantile over them: the runs' bounds fall on 30, 60 and
+    // 90, so the interpolation is exact.
+    for (q, truth) in [(0.5, "50"), (0.9, "90")] {
+        let classic = prometheus
+            .query(&format!(
+                "histogram_quantile({q}, sum by (le) (chainloop_workflow_run_duration_seconds_bucket))"
+            ))
+            .await;
+        assert_eq!(classic[0]["value"][1], truth, "classic q{q}");
+    }
+    let count = prometheus
+        .query("chainloop_workflow_run_duration_seconds_count")
+        .await;
+    assert_eq!(count[0]["value"][1], "100");
 }
 
 /// The identifiers in a PromQL expression.

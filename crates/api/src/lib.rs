@@ -34,6 +34,14 @@ pub mod workflowrun {
     }
 }
 
+/// `io.prometheus.client`: Prometheus' protobuf exposition format
+/// (`MetricFamily`, native histograms included), generated from its
+/// `metrics.proto` as vendored in `proto/vendor/prometheus`.
+pub mod prometheus_client {
+    #![allow(missing_docs)]
+    tonic::include_proto!("io.prometheus.client");
+}
+
 pub mod input;
 mod names;
 pub mod org_name;

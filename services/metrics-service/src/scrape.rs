@@ -157,8 +157,9 @@ pub(crate) async fn handle(
         &headers,
         peer.map(|Extension(PeerAddr(addr))| addr.ip()),
     );
-    // Only OpenMetrics carries exemplars: other scrapes do not fetch them.
-    let aggregates = || upstreams.workflow_metrics(secret, format == Format::OpenMetrics);
+    // Only OpenMetrics and protobuf carry exemplars: text scrapes do not
+    // fetch them.
+    let aggregates = || upstreams.workflow_metrics(secret, format != Format::Text);
     let (principal, organization, early) =
         tokio::join!(upstreams.authenticate(secret, client), org_lookup, async {
             if known {
@@ -198,10 +199,7 @@ pub(crate) async fn handle(
             let head = tokio::task::spawn_blocking(move || gzip::head(&text))
                 .await
                 .map_err(|e| ScrapeError::Internal(e.to_string()))?;
-            let tail = gzip::tail(
-                &head,
-                exposition::tail(&options, &key.org, started).as_bytes(),
-            );
+            let tail = gzip::tail(&head, &exposition::tail(&options, &key.org, started));
             let body = two_parts(head.bytes.clone(), tail.into());
             let kept = Kept::new(source, kept.text.clone(), Some(head));
             scraper.cache.put(key, kept);
@@ -312,9 +310,7 @@ fn from_kept(
 ) -> Body {
     let tail = exposition::tail(options, org, started);
     match (&kept.gzip, &kept.text) {
-        (Some(head), _) if gzip => {
-            two_parts(head.bytes.clone(), gzip::tail(head, tail.as_bytes()).into())
-        }
+        (Some(head), _) if gzip => two_parts(head.bytes.clone(), gzip::tail(head, &tail).into()),
         (_, Some(text)) => two_parts(text.clone(), tail.into()),
         // Only called with the form asked for.
         _ => Body::empty(),
@@ -366,8 +362,8 @@ fn written(
             let head = gzip.then(|| gzip::head(&text));
             let tail = exposition::tail(&options, &org, started);
             let (first, second) = match &head {
-                Some(head) => (head.bytes.clone(), gzip::tail(head, tail.as_bytes())),
-                None => (text.clone(), tail.into_bytes()),
+                Some(head) => (head.bytes.clone(), gzip::tail(head, &tail)),
+                None => (text.clone(), tail),
             };
             let kept = Kept::new(source, Some(text), head).with_forms_of(earlier.as_deref());
             scraper.cache.put(key, kept);
@@ -380,10 +376,10 @@ fn written(
         exposition::render_chunked(&options, &org, &workflows, CHUNK_BYTES, |chunk| {
             match &mut compressed {
                 Some(writer) => {
-                    writer.write(chunk.as_bytes());
+                    writer.write(&chunk);
                     send(writer.unsent())
                 }
-                None => send(chunk.into_bytes()),
+                None => send(chunk),
             }
         });
         if sender.is_closed() {
@@ -394,7 +390,7 @@ fn written(
             // Kept compressed: the text of this many workflows is too large.
             Some(writer) => {
                 let (head, rest) = writer.finish();
-                let end = gzip::tail(&head, tail.as_bytes());
+                let end = gzip::tail(&head, &tail);
                 let kept = Kept::new(source, None, Some(head)).with_forms_of(earlier.as_deref());
                 scraper.cache.put(key, kept);
                 if send(rest).is_ok() {
@@ -402,7 +398,7 @@ fn written(
                 }
             }
             None => {
-                let _ = send(tail.into_bytes());
+                let _ = send(tail);
             }
         }
     });

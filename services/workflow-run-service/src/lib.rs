@@ -4,9 +4,10 @@
 //! Transport ([`handler`]) → domain: a run's life ([`lifecycle`]), a
 //! workflow's aggregates ([`aggregate`]), what a runner may send
 //! ([`validation`]), errors ([`error`]) → storage ([`store`]) over its own
-//! tables ([`entity`], [`migration`]). Two background tasks: the [`sweeper`]
-//! that expires runs nobody finished, and [`retention`], which deletes old
-//! finished runs. Runs can also be pushed as OpenTelemetry CI/CD metrics
+//! tables ([`entity`], [`migration`]). Background tasks: the [`sweeper`]
+//! that expires runs nobody finished, [`retention`], which deletes old
+//! finished runs, and once after an upgrade the backfill of native histogram
+//! buckets (`store::backfill`). Runs can also be pushed as OpenTelemetry CI/CD metrics
 //! ([`cicd`]).
 //!
 //! The crate's API is [`run`] and [`Config`]; benchmarks and tests reach its
@@ -71,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .flatten()
         .map(std::sync::Arc::new);
     let lifecycle = lifecycle::Lifecycle::new(store.clone(), cicd);
+    tokio::spawn(store::backfill::run(store.clone()));
     tokio::spawn(sweeper::run(
         lifecycle.clone(),
         config.run_timeout,

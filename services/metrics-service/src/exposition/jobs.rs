@@ -18,7 +18,7 @@ pub(super) const JOB_QUEUE_HELP: &str = "Time the workflow's jobs waited for a r
 in seconds.";
 pub(super) const JOBS_QUEUED_HELP: &str = "Jobs of the workflow waiting for a runner now.";
 
-impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
+impl<E: FnMut(Vec<u8>) -> Result<(), Gone>> Families<'_, E> {
     /// `workflow_job_up`: whether the newest completed job of each name succeeded.
     pub(super) fn job_up(&mut self) -> Result<(), Gone> {
         let mut family = self
@@ -97,6 +97,7 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                     count: queue.count,
                     sum: queue.sum_seconds,
                     exemplars: &[],
+                    native: None,
                 };
                 family.histogram(&mut self.chunks.buf, &self.labels, &buckets, w);
             }

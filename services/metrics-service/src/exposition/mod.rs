@@ -1,5 +1,6 @@
 //! Renders an organization's workflow aggregates as a Prometheus exposition,
-//! in the text format 0.0.4 or OpenMetrics 1.0, with the two metrics of
+//! in the text format 0.0.4, OpenMetrics 1.0 or Prometheus' protobuf format
+//! (the one that carries native histograms), with the two metrics of
 //! Chainloop's integration (same names and labels, so its dashboard and alert
 //! rules work unchanged) and runplane's own beside them.
 //!
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use runplane_api::workflowrun::v1::WorkflowMetrics;
 
-use writer::{Kind, Labels, Writer, escape};
+use writer::{Kind, Labels, Out, Writer, escape};
 
 /// The namespace of Chainloop's metric names, the default.
 pub(crate) const DEFAULT_NAMESPACE: &str = "chainloop";
@@ -37,6 +38,9 @@ pub(crate) enum Format {
     Text,
     /// `application/openmetrics-text; version=1.0.0`.
     OpenMetrics,
+    /// Prometheus' delimited `MetricFamily` messages: what it asks for first
+    /// with native histograms on, and the only format that carries them.
+    Protobuf,
 }
 
 impl Format {
@@ -45,33 +49,44 @@ impl Format {
         match self {
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Protobuf => PROTOBUF_CONTENT_TYPE,
         }
     }
 
     /// The format a scraper asked for with its `Accept` header, as Prometheus
-    /// negotiates: OpenMetrics when listed with a quality at least that of the
-    /// text format; the text format otherwise (also without a header).
+    /// negotiates: the listed format of highest quality, protobuf before
+    /// OpenMetrics before the text format when equal; the text format
+    /// without a header or a format of ours listed.
     pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text;
         };
-        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+        let (mut protobuf, mut openmetrics, mut text) = (0.0f32, 0.0f32, 0.0f32);
         for range in accept.split(',') {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();
             let (mut quality, mut version) = (1.0f32, None);
+            let (mut proto, mut encoding) = (None, None);
             for param in parts {
-                match param.split_once('=') {
-                    Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => {
-                        quality = v.trim().parse().unwrap_or(0.0);
-                    }
-                    Some((k, v)) if k.trim().eq_ignore_ascii_case("version") => {
-                        version = Some(v.trim().trim_matches('"').to_owned());
-                    }
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
+                let value = value.trim().trim_matches('"');
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "q" => quality = value.parse().unwrap_or(0.0),
+                    "version" => version = Some(value.to_owned()),
+                    "proto" => proto = Some(value.to_owned()),
+                    "encoding" => encoding = Some(value.to_ascii_lowercase()),
                     _ => {}
                 }
             }
             match media.as_str() {
+                "application/vnd.google.protobuf"
+                    if proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+                        && encoding.as_deref() == Some("delimited") =>
+                {
+                    protobuf = protobuf.max(quality);
+                }
                 "application/openmetrics-text"
                     if version
                         .as_deref()
@@ -86,13 +101,19 @@ impl Format {
                 _ => {}
             }
         }
-        if openmetrics > 0.0 && openmetrics >= text {
+        if protobuf > 0.0 && protobuf >= openmetrics && protobuf >= text {
+            Format::Protobuf
+        } else if openmetrics > 0.0 && openmetrics >= text {
             Format::OpenMetrics
         } else {
             Format::Text
         }
     }
 }
+
+/// The protobuf exposition's media type, as Prometheus asks for it.
+const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// How to write: set once from the configuration, then per request.
 #[derive(Debug, Clone)]
@@ -120,17 +141,17 @@ pub(crate) fn render(
     org: &str,
     workflows: &[WorkflowMetrics],
     started: Instant,
-) -> String {
+) -> Vec<u8> {
     let mut whole = families(options, org, workflows);
-    whole.push_str(&tail(options, org, started));
+    whole.extend(tail(options, org, started));
     whole
 }
 
 /// The exposition without its [`tail`]: everything that depends only on the
 /// workflows (and the options and organization), so that it can be kept
 /// while they are unchanged.
-pub(crate) fn families(options: &Options, org: &str, workflows: &[WorkflowMetrics]) -> String {
-    let mut whole = String::new();
+pub(crate) fn families(options: &Options, org: &str, workflows: &[WorkflowMetrics]) -> Vec<u8> {
+    let mut whole = Vec::new();
     render_chunked(options, org, workflows, usize::MAX, |chunk| {
         whole = chunk;
         Ok(())
@@ -140,22 +161,23 @@ pub(crate) fn families(options: &Options, org: &str, workflows: &[WorkflowMetric
 
 /// The end of every exposition, written for each scrape: how long this
 /// answer took (`started` is when the request began), and OpenMetrics' end.
-pub(crate) fn tail(options: &Options, org: &str, started: Instant) -> String {
+pub(crate) fn tail(options: &Options, org: &str, started: Instant) -> Vec<u8> {
     let writer = Writer {
         ns: &options.namespace,
         format: options.format,
         created: false,
     };
-    let mut labels = Labels::dropping(Vec::new());
+    let mut labels = Labels::new(options.format, Vec::new());
     let org = escape(org);
     labels.set(&[("org", &org)]);
-    let mut out = String::with_capacity(256);
+    let mut out = Out::with_capacity(256);
     let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
     family.sample(&mut out, "", &labels, started.elapsed().as_secs_f64());
+    let mut tail = out.take(0);
     if options.format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
+        tail.extend_from_slice(b"# EOF\n");
     }
-    out
+    tail
 }
 
 /// About how long the exposition of `workflows` is, rounded up (with the
@@ -186,17 +208,17 @@ pub(crate) fn render_chunked(
     org: &str,
     workflows: &[WorkflowMetrics],
     chunk_size: usize,
-    emit: impl FnMut(String) -> Result<(), Gone>,
+    emit: impl FnMut(Vec<u8>) -> Result<(), Gone>,
 ) {
+    // Room for one workflow's lines past the cut, so a chunk is not
+    // reallocated as it fills.
+    let capacity = estimated_len(workflows).min(chunk_size.saturating_add(64 * 1024));
     let mut out = Chunks {
-        buf: String::new(),
-        // Room for one workflow's lines past the cut, so a chunk is not
-        // reallocated as it fills.
-        capacity: estimated_len(workflows).min(chunk_size.saturating_add(64 * 1024)),
+        buf: Out::with_capacity(capacity),
+        capacity,
         chunk_size,
         emit,
     };
-    out.buf.reserve(out.capacity);
     // Only a receiver that hung up stops the writing.
     let _ = write(options, org, workflows, &mut out);
 }
@@ -205,7 +227,7 @@ fn write(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
-    chunks: &mut Chunks<impl FnMut(String) -> Result<(), Gone>>,
+    chunks: &mut Chunks<impl FnMut(Vec<u8>) -> Result<(), Gone>>,
 ) -> Result<(), Gone> {
     let cardinality = &options.cardinality;
     let created = options.created_series && options.format == Format::OpenMetrics;
@@ -226,7 +248,7 @@ fn write(
             .iter()
             .map(|w| (escape(&w.project), escape(&w.workflow)))
             .collect(),
-        labels: Labels::dropping(options.cardinality.dropped_labels()),
+        labels: Labels::new(options.format, options.cardinality.dropped_labels()),
         chunks,
     };
     // Each family the configuration keeps, by its name without the namespace.
@@ -269,7 +291,7 @@ struct Families<'a, E> {
     chunks: &'a mut Chunks<E>,
 }
 
-impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
+impl<E: FnMut(Vec<u8>) -> Result<(), Gone>> Families<'_, E> {
     /// The organization's own families: its workflows (`all` of them) and
     /// the series left out by the budget.
     fn organization(&mut self, all: usize, dropped: usize) {
@@ -288,25 +310,26 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
 
 /// The exposition's buffer, handed on whenever it holds a chunk.
 struct Chunks<E> {
-    buf: String,
+    buf: Out,
     capacity: usize,
     chunk_size: usize,
     emit: E,
 }
 
-impl<E: FnMut(String) -> Result<(), Gone>> Chunks<E> {
+impl<E: FnMut(Vec<u8>) -> Result<(), Gone>> Chunks<E> {
     /// Hands the buffer on if it holds a chunk; called between workflows.
     fn cut_if_full(&mut self) -> Result<(), Gone> {
         if self.buf.len() < self.chunk_size {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.buf, String::with_capacity(self.capacity));
+        let full = self.buf.take(self.capacity);
         (self.emit)(full)
     }
 
     /// Hands on what is left.
     fn finish(&mut self) -> Result<(), Gone> {
-        (self.emit)(std::mem::take(&mut self.buf))
+        let rest = self.buf.take(0);
+        (self.emit)(rest)
     }
 }
 

@@ -33,7 +33,7 @@ pub(super) const RUNS_QUEUED_HELP: &str =
 /// The `attempt` label of each element of `runs_by_attempt`.
 pub(super) const ATTEMPT_LABELS: [&str; 4] = ["1", "2", "3", "4+"];
 
-impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
+impl<E: FnMut(Vec<u8>) -> Result<(), Gone>> Families<'_, E> {
     /// `workflow_up`: whether each workflow's last run succeeded; per branch
     /// label, the newest run of each, when runs were counted with one.
     pub(super) fn workflow_up(&mut self) -> Result<(), Gone> {
@@ -190,6 +190,7 @@ impl<E: FnMut(String) -> Result<(), Gone>> Families<'_, E> {
                 count: queue.count,
                 sum: queue.sum_seconds,
                 exemplars: exemplars_of(w, |h| h.queue),
+                native: None,
             };
             family.histogram(&mut self.chunks.buf, &self.labels, &buckets, w);
         }
@@ -261,6 +262,7 @@ pub(super) fn buckets_of(d: &DurationHistogram) -> Buckets<'_> {
         count: d.count,
         sum: d.sum_seconds,
         exemplars: &[],
+        native: d.native.as_ref(),
     }
 }
 

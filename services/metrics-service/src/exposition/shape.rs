@@ -296,6 +296,7 @@ mod tests {
             runs_total: 5,
             last_finish_time: Some(timestamp(at)),
             branch: String::new(),
+            native: None,
         }
     }
 

@@ -11,6 +11,16 @@ use super::jobs::*;
 use super::runs::*;
 use super::*;
 
+/// [`super::render`] in a text format, as text.
+fn render(options: &Options, org: &str, workflows: &[WorkflowMetrics], started: Instant) -> String {
+    String::from_utf8(super::render(options, org, workflows, started)).expect("text is UTF-8")
+}
+
+/// [`super::families`] in a text format, as text.
+fn families(options: &Options, org: &str, workflows: &[WorkflowMetrics]) -> String {
+    String::from_utf8(super::families(options, org, workflows)).expect("text is UTF-8")
+}
+
 /// The text exposition through the `prometheus` crate's families and encoder,
 /// in the same family order: the reference [`render`] must match.
 fn reference_text(ns: &str, org: &str, workflows: &[WorkflowMetrics]) -> String {
@@ -340,6 +350,7 @@ mod rendering {
                 runs_total: 3,
                 last_finish_time: Some(timestamp(1_732_450_000_500)),
                 branch: String::new(),
+                native: None,
             }],
             runs_in_progress: 2,
             create_time: Some(timestamp(1_700_000_000_000)),
@@ -430,6 +441,7 @@ mod rendering {
             runs_total: 1,
             last_finish_time: Some(timestamp(1_732_450_001_000)),
             branch: String::new(),
+            native: None,
         });
         // Expired runs: counted, no histogram.
         two.durations.push(DurationHistogram {
@@ -584,8 +596,8 @@ mod rendering {
             // Cut between workflows, so more chunks than families, each of
             // whole lines.
             assert!(chunks.len() > 8, "{} chunks", chunks.len());
-            assert!(chunks.iter().all(|c| c.ends_with('\n')), "{chunks:?}");
-            assert_eq!(chunks.concat(), whole);
+            assert!(chunks.iter().all(|c| c.ends_with(b"\n")), "{chunks:?}");
+            assert_eq!(String::from_utf8(chunks.concat()).ok(), Some(whole.clone()));
             // The whole exposition is those families and the tail.
             let rendered = render(&options(format), "o", &several, Instant::now());
             let tail = rendered
@@ -781,6 +793,7 @@ mod cardinality_control {
             runs_total: 1,
             last_finish_time: Some(timestamp(1_000)),
             branch: String::new(),
+            native: None,
         };
         let queue = QueueHistogram {
             count: 1,
@@ -948,5 +961,225 @@ mod cardinality_control {
             33 + 1,
             "runs_queued stays"
         );
+    }
+}
+
+/// The protobuf format: Prometheus' own messages, decoded back.
+mod protobuf {
+    use prost::Message as _;
+    use runplane_api::prometheus_client::{BucketSpan, MetricFamily, MetricType};
+    use runplane_api::workflowrun::v1::NativeBuckets;
+
+    use super::rendering::{assorted, workflow};
+    use super::*;
+
+    fn options(format: Format) -> Options {
+        Options {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            format,
+            created_series: false,
+            cardinality: Default::default(),
+        }
+    }
+
+    /// Every delimited message of `bytes`, in order.
+    fn decode(bytes: &[u8]) -> Vec<MetricFamily> {
+        let mut rest = bytes;
+        let mut families = Vec::new();
+        while !rest.is_empty() {
+            families.push(MetricFamily::decode_length_delimited(&mut rest).expect("a message"));
+        }
+        families
+    }
+
+    /// The families of `families` in the order they first appear, a family
+    /// continued over several messages joined into one.
+    fn joined(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+        let mut whole: Vec<MetricFamily> = Vec::new();
+        for family in families {
+            match whole.iter_mut().find(|seen| seen.name == family.name) {
+                Some(seen) => seen.metric.extend(family.metric),
+                None => whole.push(family),
+            }
+        }
+        whole
+    }
+
+    #[test]
+    fn prometheus_asking_for_native_histograms_gets_protobuf() {
+        // What Prometheus sends with `--enable-feature=native-histograms`.
+        let native = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(native)), Format::Protobuf);
+        for other in [
+            // The text form of the messages, and messages not delimited.
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily",
+            "application/vnd.google.protobuf;proto=other.Message;encoding=delimited",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.2,text/plain;q=0.5",
+        ] {
+            assert_ne!(Format::negotiate(Some(other)), Format::Protobuf, "{other}");
+        }
+        assert!(
+            Format::Protobuf
+                .content_type()
+                .contains("encoding=delimited")
+        );
+    }
+
+    #[test]
+    fn the_messages_hold_the_text_formats_samples_with_raw_values() {
+        let several = assorted();
+        let text = String::from_utf8(crate::exposition::families(
+            &options(Format::Text),
+            "o",
+            &several,
+        ))
+        .expect("text");
+        let families = joined(decode(&crate::exposition::families(
+            &options(Format::Protobuf),
+            "o",
+            &several,
+        )));
+        // The same families in the same order, a histogram as its three
+        // classic families (no native buckets are kept here).
+        let expected: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .flat_map(|l| match l.strip_suffix(" histogram") {
+                Some(name) => ["bucket", "sum", "count"]
+                    .map(|s| format!("{name}_{s} counter"))
+                    .to_vec(),
+                None => vec![l.to_owned()],
+            })
+            .collect();
+        let types: Vec<String> = families
+            .iter()
+            .map(|f| {
+                let kind = match f.r#type() {
+                    MetricType::Counter => "counter",
+                    MetricType::Gauge => "gauge",
+                    other => panic!("unexpected {other:?}"),
+                };
+                format!("{} {kind}", f.name())
+            })
+            .collect();
+        assert_eq!(types, expected);
+        // Every sample of the text, and no other: the label values escaped
+        // as the text format does are the raw ones.
+        let samples =
+            |lines: Vec<(String, f64)>| -> BTreeMap<String, f64> { lines.into_iter().collect() };
+        let in_text = samples(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.rsplit_once(' '))
+                .map(|(series, value)| (series.to_owned(), value.parse().expect("a number")))
+                .collect(),
+        );
+        let in_protobuf = samples(
+            families
+                .iter()
+                .flat_map(|f| f.metric.iter().map(move |m| (f.name(), m)))
+                .map(|(name, m)| {
+                    let labels: Vec<String> = m
+                        .label
+                        .iter()
+                        .map(|l| format!("{}=\"{}\"", l.name(), escape(l.value())))
+                        .collect();
+                    let value = m
+                        .counter
+                        .as_ref()
+                        .map(|c| c.value())
+                        .or(m.gauge.as_ref().map(|g| g.value()))
+                        .expect("a counter or gauge");
+                    (format!("{name}{{{}}}", labels.join(",")), value)
+                })
+                .collect(),
+        );
+        assert_eq!(in_protobuf, in_text);
+        assert!(families.iter().all(|f| !f.help().is_empty()));
+        let raw = "b \"quoted\" \\ back\nslash";
+        assert!(
+            families[0]
+                .metric
+                .iter()
+                .any(|m| m.label.iter().any(|l| l.value() == raw)),
+            "{:?}",
+            families[0]
+        );
+    }
+
+    #[test]
+    fn native_buckets_go_as_spans_and_deltas_beside_the_classic_ones() {
+        let mut w = workflow("w", RunStatus::Success);
+        w.durations[0].native = Some(NativeBuckets {
+            schema: 3,
+            zero_count: 1,
+            indexes: vec![-2, 0, 1, 2, 5, 9, 10],
+            counts: vec![1, 1, 2, 1, 4, 1, 1],
+        });
+        let families = decode(&families_of(&w));
+        let durations = families
+            .iter()
+            .find(|f| f.name() == "chainloop_workflow_run_duration_seconds")
+            .expect("durations");
+        let histogram = durations.metric[0].histogram.as_ref().expect("a histogram");
+        assert_eq!(histogram.schema, Some(3));
+        assert_eq!(histogram.zero_count, Some(1));
+        assert!(histogram.zero_threshold() > 0.0);
+        let span = |offset, length| BucketSpan {
+            offset: Some(offset),
+            length: Some(length),
+        };
+        assert_eq!(
+            histogram.positive_span,
+            [span(-2, 1), span(1, 3), span(2, 1), span(3, 2)]
+        );
+        assert_eq!(histogram.positive_delta, [1, 0, 1, -1, 3, -3, 0]);
+        assert_eq!(
+            (histogram.sample_count(), histogram.sample_sum()),
+            (3, 75.5)
+        );
+        assert!(histogram.bucket.is_empty(), "the classic buckets go apart");
+        let classic = families
+            .iter()
+            .find(|f| f.name() == "chainloop_workflow_run_duration_seconds_bucket")
+            .expect("the classic buckets");
+        let le: Vec<&str> = classic
+            .metric
+            .iter()
+            .filter_map(|m| m.label.iter().find(|l| l.name() == "le"))
+            .map(|l| l.value())
+            .collect();
+        assert_eq!(le, ["10", "30", "+Inf"], "as the text format writes them");
+    }
+
+    fn families_of(w: &WorkflowMetrics) -> Vec<u8> {
+        crate::exposition::families(&options(Format::Protobuf), "o", std::slice::from_ref(w))
+    }
+
+    #[test]
+    fn chunks_hold_whole_messages_that_join_to_the_whole_exposition() {
+        let several = assorted();
+        let whole = joined(decode(&crate::exposition::families(
+            &options(Format::Protobuf),
+            "o",
+            &several,
+        )));
+        let mut chunks = Vec::new();
+        render_chunked(&options(Format::Protobuf), "o", &several, 1, |c| {
+            chunks.push(c);
+            Ok(())
+        });
+        assert!(chunks.len() > 8, "{} chunks", chunks.len());
+        // Each chunk decodes on its own: no message is cut.
+        let mut messages = Vec::new();
+        for chunk in &chunks {
+            messages.extend(decode(chunk));
+        }
+        assert!(
+            messages.len() > whole.len(),
+            "families continue across chunks"
+        );
+        assert_eq!(joined(messages), whole);
     }
 }

@@ -3,11 +3,28 @@
 //! wants them. Plain pushes rather than the formatter wherever a line is
 //! written per series: its cost per argument adds up over the tens of
 //! thousands of series of a large organization.
+//!
+//! The protobuf format goes through the same calls: a family's samples are
+//! gathered as Prometheus' `Metric` messages (generated from its
+//! `metrics.proto`) and encoded as a delimited `MetricFamily` when the next
+//! family begins or a chunk is cut. A family cut across chunks continues in a
+//! message of its own under the same name, which Prometheus reads as one.
+//!
+//! In protobuf a histogram goes twice: as a native histogram (the family
+//! itself, for the outcomes whose native buckets are kept) and as its classic
+//! series, `_bucket`, `_sum` and `_count`, each a family of its own. Prometheus
+//! keeps only the native part of a histogram message that has both (before
+//! 2.45, and after unless told otherwise), so Chainloop's dashboard would lose
+//! its buckets; sent apart, they are the very series a text scrape makes (the
+//! same `le` values too: Prometheus would write `10.0` for a protobuf bucket),
+//! so a scraper switching formats keeps its series.
 
 use std::fmt::Write as _;
 
+use prost::Message as _;
+use runplane_api::prometheus_client as pb;
 use runplane_api::time::from_timestamp;
-use runplane_api::workflowrun::v1::{Exemplar, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{Exemplar, NativeBuckets, WorkflowMetrics};
 
 use super::Format;
 
@@ -34,7 +51,7 @@ impl Writer<'_> {
         // format names it after its samples.
         let base = format!("{}_{name}", self.ns);
         let family_name = match (kind, self.format) {
-            (Kind::Counter, Format::Text) => format!("{base}_total"),
+            (Kind::Counter, Format::Text | Format::Protobuf) => format!("{base}_total"),
             _ => base.clone(),
         };
         Family {
@@ -47,6 +64,75 @@ impl Writer<'_> {
             prefix: String::new(),
             bounds: BoundLabels::new(self.format),
         }
+    }
+}
+
+/// Where an exposition is written: its bytes and, in the protobuf format,
+/// the families being gathered (a histogram's four, another's one).
+#[derive(Default)]
+pub(super) struct Out {
+    bytes: Vec<u8>,
+    families: Vec<pb::MetricFamily>,
+    /// About the encoded length of `families`' metrics.
+    families_len: usize,
+}
+
+impl Out {
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Out {
+            bytes: Vec::with_capacity(capacity),
+            ..Out::default()
+        }
+    }
+
+    /// About how many bytes are written, the family being gathered included.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len() + self.families_len
+    }
+
+    /// Everything written, the family being gathered encoded so far (it
+    /// continues in a message of its own), leaving `capacity` reserved.
+    pub(super) fn take(&mut self, capacity: usize) -> Vec<u8> {
+        self.encode_families();
+        std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity))
+    }
+
+    fn push_str(&mut self, text: &str) {
+        self.bytes.extend_from_slice(text.as_bytes());
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes.push(byte);
+    }
+
+    /// Encodes the metrics gathered for the current families, if any.
+    fn encode_families(&mut self) {
+        for family in self.families.iter_mut().filter(|f| !f.metric.is_empty()) {
+            // Writing into a Vec cannot fail.
+            let _ = family.encode_length_delimited(&mut self.bytes);
+            family.metric.clear();
+        }
+        self.families_len = 0;
+    }
+
+    fn begin_families(&mut self, families: Vec<pb::MetricFamily>) {
+        self.encode_families();
+        self.families = families;
+    }
+
+    /// Adds a metric to the `which`th current family.
+    fn metric(&mut self, which: usize, metric: pb::Metric) {
+        self.families_len += metric.encoded_len() + 4;
+        if let Some(family) = self.families.get_mut(which) {
+            family.metric.push(metric);
+        }
+    }
+}
+
+impl std::fmt::Write for Out {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.push_str(text);
+        Ok(())
     }
 }
 
@@ -72,16 +158,40 @@ pub(super) struct Buckets<'a> {
     pub(super) counts: &'a [u64],
     pub(super) count: u64,
     pub(super) sum: f64,
-    /// The newest run of some buckets, in bucket order (written in OpenMetrics only).
+    /// The newest run of some buckets, in bucket order (written in OpenMetrics
+    /// and protobuf).
     pub(super) exemplars: &'a [Exemplar],
+    /// The same observations in native buckets (written in protobuf only).
+    pub(super) native: Option<&'a NativeBuckets>,
 }
 
 impl Family {
-    pub(super) fn header(&mut self, out: &mut String) {
+    pub(super) fn header(&mut self, out: &mut Out) {
         if self.written {
             return;
         }
         self.written = true;
+        if self.bounds.format == Format::Protobuf {
+            let family = |name: String, kind: pb::MetricType| pb::MetricFamily {
+                name: Some(name),
+                help: Some(self.help.to_owned()),
+                r#type: Some(kind.into()),
+                metric: Vec::new(),
+            };
+            let name = self.family_name.clone();
+            out.begin_families(match self.kind {
+                Kind::Gauge => vec![family(name, pb::MetricType::Gauge)],
+                Kind::Counter => vec![family(name, pb::MetricType::Counter)],
+                // The order `protobuf_histogram` fills them in.
+                Kind::Histogram => vec![
+                    family(format!("{name}_bucket"), pb::MetricType::Counter),
+                    family(format!("{name}_sum"), pb::MetricType::Counter),
+                    family(format!("{name}_count"), pb::MetricType::Counter),
+                    family(name, pb::MetricType::Histogram),
+                ],
+            });
+            return;
+        }
         let kind = match self.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
@@ -93,16 +203,34 @@ impl Family {
 
     pub(super) fn sample(
         &mut self,
-        out: &mut String,
+        out: &mut Out,
         suffix: &str,
-        labels: &str,
-        value: impl std::fmt::Display,
+        labels: &Labels,
+        value: impl Value,
     ) {
         self.header(out);
+        if self.bounds.format == Format::Protobuf {
+            let value = Some(value.as_f64());
+            let mut metric = pb::Metric {
+                label: labels.pairs.clone(),
+                ..pb::Metric::default()
+            };
+            match self.kind {
+                Kind::Counter => {
+                    metric.counter = Some(pb::Counter {
+                        value,
+                        exemplar: None,
+                    })
+                }
+                _ => metric.gauge = Some(pb::Gauge { value }),
+            }
+            out.metric(0, metric);
+            return;
+        }
         out.push_str(&self.name);
         out.push_str(suffix);
-        out.push('{');
-        out.push_str(labels);
+        out.push(b'{');
+        out.push_str(&labels.text);
         out.push_str("} ");
         let _ = writeln!(out, "{value}");
     }
@@ -110,8 +238,8 @@ impl Family {
     /// A counter's `_total` sample, and its `_created` one when asked for.
     pub(super) fn counter(
         &mut self,
-        out: &mut String,
-        labels: &str,
+        out: &mut Out,
+        labels: &Labels,
         value: u64,
         w: &WorkflowMetrics,
     ) {
@@ -123,22 +251,26 @@ impl Family {
     /// `_created` when asked for.
     pub(super) fn histogram(
         &mut self,
-        out: &mut String,
-        labels: &str,
+        out: &mut Out,
+        labels: &Labels,
         buckets: &Buckets<'_>,
         w: &WorkflowMetrics,
     ) {
         self.header(out);
+        if self.bounds.format == Format::Protobuf {
+            self.protobuf_histogram(out, labels, buckets);
+            return;
+        }
         // Each bucket line is this prefix, a bound, and a count: the bounds
         // are formatted once per distinct list, not once per line.
         self.prefix.clear();
         self.prefix.push_str(&self.name);
         self.prefix.push_str("_bucket{");
-        self.prefix.push_str(labels);
+        self.prefix.push_str(&labels.text);
         self.prefix.push_str(",le=\"");
         let exemplars = match self.bounds.format {
             Format::OpenMetrics => buckets.exemplars,
-            Format::Text => &[],
+            Format::Text | Format::Protobuf => &[],
         };
         let mut exemplars = exemplars.iter().peekable();
         let mut exemplar_of = |bucket: usize| {
@@ -160,25 +292,152 @@ impl Family {
     /// The `_created` sample of a counter or histogram series (OpenMetrics,
     /// when asked for): the workflow's creation, when every counter of it
     /// was zero.
-    fn created(&mut self, out: &mut String, labels: &str, w: &WorkflowMetrics) {
+    fn created(&mut self, out: &mut Out, labels: &Labels, w: &WorkflowMetrics) {
         if !self.created {
             return;
         }
         if let Some(at) = w.create_time.as_ref().map(from_timestamp) {
+            let labels = &labels.text;
             let _ = writeln!(out, "{}_created{{{labels}}} {}", self.name, Seconds(at));
         }
     }
 }
 
+impl Family {
+    /// A histogram in protobuf: its classic series as counters, then the
+    /// native histogram when its buckets are kept (see the module).
+    fn protobuf_histogram(&mut self, out: &mut Out, labels: &Labels, buckets: &Buckets<'_>) {
+        let (bucket, sum, count, native) = (0, 1, 2, 3);
+        let counter = |value: f64, exemplar: Option<pb::Exemplar>| pb::Counter {
+            value: Some(value),
+            exemplar,
+        };
+        let mut exemplars = buckets.exemplars.iter().peekable();
+        let mut exemplar_of = |bucket: usize| {
+            let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+            while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
+            exemplars
+                .next_if(|e| e.bucket == bucket)
+                .map(protobuf_exemplar)
+        };
+        let bounds = self.bounds.get(buckets.bounds).iter().map(String::as_str);
+        let counts = buckets.counts.iter().chain([&buckets.count]);
+        for (i, (le, cumulative)) in bounds.chain(["+Inf"]).zip(counts).enumerate() {
+            let mut label = labels.pairs.clone();
+            label.push(pb::LabelPair {
+                name: Some("le".to_owned()),
+                value: Some(le.to_owned()),
+            });
+            let metric = pb::Metric {
+                label,
+                counter: Some(counter(*cumulative as f64, exemplar_of(i))),
+                ..pb::Metric::default()
+            };
+            out.metric(bucket, metric);
+        }
+        for (which, value) in [(sum, buckets.sum), (count, buckets.count as f64)] {
+            let metric = pb::Metric {
+                label: labels.pairs.clone(),
+                counter: Some(counter(value, None)),
+                ..pb::Metric::default()
+            };
+            out.metric(which, metric);
+        }
+        let Some(kept) = buckets.native else {
+            return;
+        };
+        let (spans, deltas) = spans_and_deltas(&kept.indexes, &kept.counts);
+        let histogram = pb::Histogram {
+            sample_count: Some(buckets.count),
+            sample_sum: Some(buckets.sum),
+            schema: Some(kept.schema),
+            zero_threshold: Some(NATIVE_ZERO_THRESHOLD),
+            zero_count: Some(kept.zero_count),
+            positive_span: spans,
+            positive_delta: deltas,
+            ..pb::Histogram::default()
+        };
+        let metric = pb::Metric {
+            label: labels.pairs.clone(),
+            histogram: Some(histogram),
+            ..pb::Metric::default()
+        };
+        out.metric(native, metric);
+    }
+}
+
+/// The breadth of the native histograms' zero bucket, as Prometheus' Go
+/// client sets it by default (2^-128): durations of zero are counted there.
+const NATIVE_ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
+
+/// Native buckets as protobuf spans (runs of consecutive indexes, each
+/// offset from the end of the previous) and deltas (each count from the
+/// previous bucket's).
+fn spans_and_deltas(indexes: &[i32], counts: &[u64]) -> (Vec<pb::BucketSpan>, Vec<i64>) {
+    let mut spans: Vec<pb::BucketSpan> = Vec::new();
+    let mut deltas = Vec::with_capacity(counts.len());
+    let (mut next, mut previous) = (None::<i32>, 0i64);
+    for (index, count) in indexes.iter().zip(counts) {
+        match (next, spans.last_mut()) {
+            (Some(expected), Some(span)) if expected == *index => {
+                span.length = Some(span.length.unwrap_or(0) + 1);
+            }
+            _ => spans.push(pb::BucketSpan {
+                offset: Some(next.map_or(*index, |expected| index - expected)),
+                length: Some(1),
+            }),
+        }
+        next = Some(index + 1);
+        let count = i64::try_from(*count).unwrap_or(i64::MAX);
+        deltas.push(count - previous);
+        previous = count;
+    }
+    (spans, deltas)
+}
+
+fn protobuf_exemplar(e: &Exemplar) -> pb::Exemplar {
+    let mut label = vec![pb::LabelPair {
+        name: Some("run_id".to_owned()),
+        value: Some(e.run_id.clone()),
+    }];
+    if !e.trace_id.is_empty() {
+        label.push(pb::LabelPair {
+            name: Some("trace_id".to_owned()),
+            value: Some(e.trace_id.clone()),
+        });
+    }
+    pb::Exemplar {
+        label,
+        value: Some(e.value),
+        timestamp: e.time,
+    }
+}
+
+/// A sample's value, in the text formats as written and in protobuf as a double.
+pub(super) trait Value: std::fmt::Display {
+    fn as_f64(&self) -> f64;
+}
+
+macro_rules! value_as_cast {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
+            fn as_f64(&self) -> f64 {
+                *self as f64
+            }
+        }
+    )*};
+}
+value_as_cast!(u8, u32, u64, usize, f64);
+
+impl Value for Seconds {
+    fn as_f64(&self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+}
+
 /// One bucket line: `prefix` ends in `le="`; with its exemplar, OpenMetrics'
 /// ` # {run_id="…",trace_id="…"} VALUE TIMESTAMP`.
-fn bucket_line(
-    out: &mut String,
-    prefix: &str,
-    bound: &str,
-    count: u64,
-    exemplar: Option<&Exemplar>,
-) {
+fn bucket_line(out: &mut Out, prefix: &str, bound: &str, count: u64, exemplar: Option<&Exemplar>) {
     out.push_str(prefix);
     out.push_str(bound);
     out.push_str("\"} ");
@@ -195,7 +454,7 @@ fn bucket_line(
             let _ = write!(out, " {}", Seconds(at));
         }
     }
-    out.push('\n');
+    out.push(b'\n');
 }
 
 /// The `le` values of the last list of bucket bounds seen: every histogram of
@@ -229,24 +488,42 @@ impl BoundLabels {
 
 /// A sample's label set, rewritten for each series, without the labels the
 /// configuration drops (`drop_labels`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Labels {
+    /// `name="value",…`, in the text formats.
     text: String,
+    /// The pairs, in protobuf.
+    pairs: Vec<pb::LabelPair>,
+    protobuf: bool,
     /// Label names left out of every set.
     dropped: Vec<&'static str>,
 }
 
 impl Labels {
-    pub(super) fn dropping(dropped: Vec<&'static str>) -> Self {
+    pub(super) fn new(format: Format, dropped: Vec<&'static str>) -> Self {
         Labels {
             text: String::new(),
+            pairs: Vec::new(),
+            protobuf: format == Format::Protobuf,
             dropped,
         }
     }
 
-    /// The set becomes `name="value",…`: the values are escaped already, and
-    /// the pairs given in name order (as the prometheus crate writes them).
+    /// The set becomes these pairs, given in name order (as the prometheus
+    /// crate writes them). The values come escaped for the text formats
+    /// ([`escape`]): protobuf carries them as they were.
     pub(super) fn set(&mut self, pairs: &[(&str, &str)]) {
+        if self.protobuf {
+            self.pairs = pairs
+                .iter()
+                .filter(|(name, _)| !self.dropped.contains(name))
+                .map(|(name, value)| pb::LabelPair {
+                    name: Some((*name).to_owned()),
+                    value: Some(unescape(value)),
+                })
+                .collect();
+            return;
+        }
         self.text.clear();
         for (name, value) in pairs {
             if self.dropped.contains(name) {
@@ -260,14 +537,6 @@ impl Labels {
             self.text.push_str(value);
             self.text.push('"');
         }
-    }
-}
-
-impl std::ops::Deref for Labels {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.text
     }
 }
 
@@ -293,7 +562,7 @@ impl std::fmt::Display for Bound {
     }
 }
 
-/// A label value as both formats want it: `\\`, `"` and newlines escaped.
+/// A label value as both text formats want it: `\\`, `"` and newlines escaped.
 pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return std::borrow::Cow::Borrowed(value);
@@ -308,4 +577,26 @@ pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(escaped)
+}
+
+/// A value as it was before [`escape`].
+fn unescape(value: &str) -> String {
+    if !value.contains('\\') {
+        return value.to_owned();
+    }
+    let mut raw = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            raw.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => raw.push('\n'),
+            // `\\` and `\"`; a lone backslash is not written by `escape`.
+            Some(escaped) => raw.push(escaped),
+            None => raw.push('\\'),
+        }
+    }
+    raw
 }

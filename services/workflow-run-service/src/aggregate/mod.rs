@@ -15,6 +15,7 @@
 mod branches;
 mod exemplars;
 mod jobs;
+pub(crate) mod native;
 
 pub use branches::BranchLabel;
 pub(crate) use jobs::{CompletedJob, count_job};
@@ -262,6 +263,9 @@ fn outcome_key(outcome: &DurationHistogram) -> (&'static str, &'static str, &str
 
 /// Records one run that took `seconds` in a cumulative histogram.
 pub(super) fn observe(histogram: &mut DurationHistogram, seconds: f64) {
+    // Before the count: it tells a new histogram from one counted without
+    // native buckets.
+    native::observe(histogram, seconds);
     observe_cumulative(
         &histogram.bucket_bounds,
         &mut histogram.bucket_counts,

@@ -8,7 +8,8 @@
 //!   they are committed (one writer task on SQLite); [`write_txn`]: a
 //!   transaction whose statements travel in batches.
 //! - [`record`]: how a workflow's aggregates are stored; [`metrics_page`]: a
-//!   scrape's page of them.
+//!   scrape's page of them; [`backfill`]: native buckets for records counted
+//!   before they were kept.
 //! - [`jobs`]: jobs of runs, as CI systems report them (moved forward only).
 //!
 //! Writes that must agree with each other (a run's outcome, its workflow's last
@@ -22,6 +23,7 @@
 //! record) before it claims the run; a delete removes the workflow's row, then
 //! its runs. A write that waited for a workflow deleted meanwhile finds it gone.
 
+pub(crate) mod backfill;
 mod group_commit;
 mod jobs;
 mod metrics_page;

@@ -487,7 +487,11 @@ fn record_of_run(backend: DbBackend, run_id: &str) -> Statement {
 
 /// Writes a workflow's record (and its exemplars), read and counted under
 /// the transaction's lock, and its last run's columns.
-fn record_update(backend: DbBackend, workflow_id: &str, record: &mut WorkflowMetrics) -> Statement {
+pub(super) fn record_update(
+    backend: DbBackend,
+    workflow_id: &str,
+    record: &mut WorkflowMetrics,
+) -> Statement {
     let (status, runner, finished_at_ms, duration_ms) = record::last_run_columns(record);
     let (metrics, exemplars) = record::encode_split(record);
     workflow::Entity::update_many()
