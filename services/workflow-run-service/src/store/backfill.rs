@@ -156,46 +156,75 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use runplane_api::workflowrun::v1::RunStatus;
-    use sea_orm::ConnectionTrait;
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
     use crate::aggregate::native;
-    use crate::store::record;
-    use crate::store::test_support::{finished_run, org_metrics, store_with_workflow};
+    use crate::entity::workflow;
+    use crate::store::test_support::{finished_run, org_metrics};
+    use crate::store::{Store, record};
 
-    #[tokio::test]
-    async fn records_counted_without_native_buckets_get_them_from_the_runs_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (store, wf) = store_with_workflow(&dir, "build").await;
+    /// Runs finished with native buckets, their record then put back as one
+    /// written before runplane kept them: the backfill gives it the very
+    /// buckets counted live (every run is still kept), once.
+    async fn backfill_restores_what_was_counted_live(store: Store) {
+        let wf = store
+            .find_or_create_workflow("org", "default", "build")
+            .await
+            .expect("workflow");
         for outcome in [RunStatus::Success, RunStatus::Success, RunStatus::Error] {
             finished_run(&store, &wf, "UNSPECIFIED", outcome).await;
         }
         let counted = org_metrics(&store).await;
         assert!(!native::lacks_native(&counted[0]), "counted with them");
-        // As a record written before runplane kept native buckets.
         let mut older = counted[0].clone();
         for d in &mut older.durations {
             d.native = None;
         }
-        let bytes = record::encode(&older);
-        let backend = store.db.get_database_backend();
-        store
-            .db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                backend,
-                "UPDATE workflows SET metrics = ? WHERE id = ?",
-                [bytes.into(), wf.id.clone().into()],
-            ))
+        workflow::Entity::update_many()
+            .col_expr(
+                workflow::Column::Metrics,
+                sea_orm::sea_query::Expr::value(record::encode(&older)),
+            )
+            .filter(workflow::Column::Id.eq(&wf.id))
+            .exec(&store.db)
             .await
             .expect("write the older record");
         assert!(native::lacks_native(&org_metrics(&store).await[0]));
 
         assert_eq!(store.backfill_native().await.expect("backfill"), 1);
         let backfilled = org_metrics(&store).await;
-        assert_eq!(
-            backfilled[0].durations, counted[0].durations,
-            "the runs are all kept: the same buckets as counted live"
-        );
+        assert_eq!(backfilled[0].durations, counted[0].durations);
         assert_eq!(store.backfill_native().await.expect("again"), 0, "once");
+    }
+
+    #[tokio::test]
+    async fn records_counted_without_native_buckets_get_them_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        backfill_restores_what_was_counted_live(crate::store::test_support::store(&dir).await)
+            .await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: set RUNPLANE_TEST_POSTGRES (scripts/test does)"]
+    async fn records_counted_without_native_buckets_get_them_on_postgres() {
+        let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
+        let schema = format!("backfill_test_{}", uuid::Uuid::now_v7().simple());
+        let args = runplane_database::DatabaseArgs {
+            database_url: format!("{server}/postgres"),
+            db_max_connections: 4,
+            db_connect_timeout: Duration::from_secs(5),
+            db_acquire_timeout: Duration::from_secs(5),
+            database_schema: Some(schema.clone()),
+        };
+        let db = runplane_database::connect_and_migrate::<crate::migration::Migrator>(&args, "x")
+            .await
+            .expect("connect");
+        backfill_restores_what_was_counted_live(Store::new(db.clone(), vec![10.0, 60.0])).await;
+        db.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop schema");
     }
 }
