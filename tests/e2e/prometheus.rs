@@ -399,13 +399,15 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_with_native_histograms_scrapes_protobuf_and_finds_the_quantiles() {
-    let mut suite = Suite::new("");
+/// A suite with `extra` settings where `deploy` ran 100 times, lasting 1 s,
+/// 2 s, … 100 s, scraped by a Prometheus with native histograms on; and the
+/// native series' quantiles checked to be within a native bucket (2^(1/8),
+/// ~9%) of the truth.
+async fn scraped_with_native_histograms(extra: &str) -> (Suite, Prometheus) {
+    let mut suite = Suite::new(extra);
     suite.up().await;
     let (scraper, runner) = suite.org_with_tokens("cyberdyne").await;
     let mut client = suite.workflow_runs().await;
-    // 100 runs of `deploy` lasting 1 s, 2 s, … 100 s.
     let started = now_ms() - 3_600_000;
     for seconds in 1..=100 {
         let report = ReportRunRequest {
@@ -434,9 +436,6 @@ async fn prometheus_with_native_histograms_scrapes_protobuf_and_finds_the_quanti
         &["--enable-feature=native-histograms"],
     )
     .await;
-
-    // The native series: one, and its quantiles within a native bucket
-    // (2^(1/8), ~9%) of the truth.
     let native = "chainloop_workflow_run_duration_seconds{workflow=\"deploy\"}";
     prometheus.wait_for(native, |r| r.len() == 1).await;
     for (q, truth) in [(0.5, 50.0), (0.9, 90.0), (0.99, 99.0)] {
@@ -456,7 +455,12 @@ async fn prometheus_with_native_histograms_scrapes_protobuf_and_finds_the_quanti
         .query(&format!("histogram_count({native})"))
         .await;
     assert_eq!(count[0]["value"][1], "100");
+    (suite, prometheus)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_with_native_histograms_gets_them_and_keeps_the_classic_series() {
+    let (_suite, prometheus) = scraped_with_native_histograms("").await;
     // The classic series are still there, for Chainloop's dashboard.
     let buckets = prometheus
         .wait_for(
@@ -487,6 +491,20 @@ async fn prometheus_with_native_histograms_scrapes_protobuf_and_finds_the_quanti
         .query("chainloop_workflow_run_duration_seconds_count")
         .await;
     assert_eq!(count[0]["value"][1], "100");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_protobuf_histograms_native_a_histogram_is_one_series() {
+    let (_suite, prometheus) =
+        scraped_with_native_histograms("metrics_service:\n  protobuf_histograms: native\n").await;
+    let series = prometheus
+        .query("{__name__=~\"chainloop_workflow_run_duration_seconds.*\",workflow=\"deploy\"}")
+        .await;
+    let names: Vec<&str> = series
+        .iter()
+        .filter_map(|s| s["metric"]["__name__"].as_str())
+        .collect();
+    assert_eq!(names, ["chainloop_workflow_run_duration_seconds"]);
 }
 
 /// The identifiers in a PromQL expression.

@@ -3,6 +3,7 @@
 //! a Markdown report. See docs/benchmarks.md for the command and the figures.
 
 mod compare;
+mod formats;
 mod ingest;
 mod pushgateway;
 mod scrape;
@@ -269,6 +270,13 @@ async fn run(
     let mut floor_b = None;
     let mut seeded_runs = 0u64;
     let mut side_by_side = Vec::new();
+    let mut formats = Vec::new();
+    // The same organizations from a metrics-service sending native
+    // histograms alone in protobuf.
+    let (_native_only, native_only) = suite
+        .extra_metrics_service(bin_dir, &["--protobuf-histograms", "native"])
+        .await?;
+    let hosts = [suite.addrs[3].to_string(), native_only.to_string()];
     for n in &plan.org_sizes {
         for (prefix, runs_per_workflow) in [("s", 10), ("l", (plan.long_history_runs / n).max(1))] {
             let name = format!("{prefix}{n}");
@@ -324,6 +332,17 @@ async fn run(
                 side_by_side.push(
                     compare::scrapes(&http, target, &pushgateway, *n, count, plan.repetitions)
                         .await?,
+                );
+                formats.push(
+                    formats::measure(
+                        &http,
+                        [&hosts[0], &hosts[1]],
+                        (&name, &secret),
+                        *n,
+                        count,
+                        plan.repetitions,
+                    )
+                    .await?,
                 );
             }
         }
@@ -496,6 +515,7 @@ async fn run(
         .collect();
     compare::report(&mut out, &side_by_side, &pushes, &ours, report_rate);
     compare::alone_rounds(&mut out, &alone_rounds);
+    formats::report(&mut out, &formats);
     let _ = writeln!(out, "\n### Floors\n");
     let _ = writeln!(out, "| floor | p50 (ms) | p99 (ms) | samples |");
     let _ = writeln!(out, "|---|---:|---:|---:|");

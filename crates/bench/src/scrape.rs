@@ -31,9 +31,23 @@ pub(crate) async fn fetch(
     secret: Option<&str>,
     encoding: Encoding,
 ) -> anyhow::Result<Bytes> {
+    fetch_as(http, url, secret, encoding, None).await
+}
+
+/// [`fetch`], asking for a format with `accept` (none: the text format).
+pub(crate) async fn fetch_as(
+    http: &reqwest::Client,
+    url: &str,
+    secret: Option<&str>,
+    encoding: Encoding,
+    accept: Option<&str>,
+) -> anyhow::Result<Bytes> {
     let mut request = http.get(url);
     if let Some(secret) = secret {
         request = request.bearer_auth(secret);
+    }
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
     }
     let asked = match encoding {
         Encoding::Identity => "identity",
@@ -77,10 +91,22 @@ pub(crate) async fn batch(
     encoding: Encoding,
     count: usize,
 ) -> anyhow::Result<Latencies> {
+    batch_as(http, url, secret, encoding, None, count).await
+}
+
+/// [`batch`], asking for a format with `accept`.
+pub(crate) async fn batch_as(
+    http: &reqwest::Client,
+    url: &str,
+    secret: Option<&str>,
+    encoding: Encoding,
+    accept: Option<&str>,
+    count: usize,
+) -> anyhow::Result<Latencies> {
     let mut latencies = Latencies::default();
     for _ in 0..count {
         let t0 = Instant::now();
-        fetch(http, url, secret, encoding).await?;
+        fetch_as(http, url, secret, encoding, accept).await?;
         latencies.push(t0.elapsed());
     }
     Ok(latencies)

@@ -14,6 +14,16 @@ use runplane_api::token::v1::{CreateTokenRequest, Scope};
 use runplane_client::with_bearer;
 use tonic::transport::{Channel, Endpoint};
 
+/// A process killed when dropped.
+pub(crate) struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Where the data lives.
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
@@ -191,6 +201,48 @@ impl Suite {
             .await?
             .into_inner()
             .secret)
+    }
+
+    /// One more metrics-service beside the suite's, over the same upstreams,
+    /// with `settings` (flags): the address it serves on, once it answers.
+    /// Stopped when the returned child is dropped.
+    pub(crate) async fn extra_metrics_service(
+        &self,
+        bin_dir: &Path,
+        settings: &[&str],
+    ) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        drop(listener);
+        let child = Command::new(bin_dir.join("metrics-service"))
+            .current_dir(&self.dir)
+            .args(["--listen-addr", &addr.to_string()])
+            .args(["--org-service-addr", &format!("http://{}", self.addrs[0])])
+            .args(["--token-service-addr", &format!("http://{}", self.addrs[1])])
+            .args([
+                "--workflow-run-service-addr",
+                &format!("http://{}", self.addrs[2]),
+            ])
+            .arg("--admin-token-file")
+            .arg(self.dir.join("data/admin-token"))
+            .args(settings)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("extra-metrics.log"))?)
+            .spawn()
+            .context("starting metrics-service")?;
+        let child = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "metrics-service did not come up; see {}",
+                    self.dir.join("extra-metrics.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok((child, addr))
     }
 
     /// Resident memory of each service, in MiB.

@@ -126,6 +126,7 @@ pub const METRICS_SERVICE: Member = Member {
         "workflow_run_service_addr",
         "metrics_namespace",
         "openmetrics_created_series",
+        "protobuf_histograms",
         "disabled_metrics",
         "drop_labels",
         "max_series_per_org",

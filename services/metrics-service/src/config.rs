@@ -28,6 +28,13 @@ pub struct Config {
         default_value_t = false
     )]
     pub openmetrics_created_series: bool,
+    /// How protobuf scrapes (Prometheus with native histograms on) carry each
+    /// duration histogram: `both`, the native histogram and the classic
+    /// series (Prometheus keeps both, so Chainloop's dashboard keeps its
+    /// buckets), or `native`, one standard histogram message, of which
+    /// Prometheus keeps the native series alone unless told otherwise.
+    #[arg(long, env = "RUNPLANE_PROTOBUF_HISTOGRAMS", value_enum, default_value_t = crate::exposition::ProtobufHistograms::Both)]
+    pub protobuf_histograms: crate::exposition::ProtobufHistograms,
     /// Families left out of every scrape, by name without the namespace
     /// (e.g. `workflow_job_queue_seconds,workflow_runs_by_attempt_total`).
     #[arg(long, env = "RUNPLANE_DISABLED_METRICS", value_delimiter = ',', value_parser = parse_family)]

@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             namespace: config.metrics_namespace.clone(),
             format: exposition::Format::Text,
             created_series: config.openmetrics_created_series,
+            protobuf_histograms: config.protobuf_histograms,
             cardinality: Arc::new(cardinality),
         },
         cache: cache::ExpositionCache::new(config.scrape_cache_mib.saturating_mul(1 << 20)),

@@ -111,6 +111,20 @@ impl Format {
     }
 }
 
+/// How a protobuf exposition carries each histogram (`protobuf_histograms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProtobufHistograms {
+    /// The native histogram, and the classic series as families of their
+    /// own: Prometheus keeps both, whatever its version.
+    #[default]
+    Both,
+    /// One histogram message, classic buckets and native ones: Prometheus
+    /// keeps the native series alone (one instead of a series per bucket),
+    /// unless told to keep the classic ones too (`scrape_classic_histograms`
+    /// from 2.45 on).
+    Native,
+}
+
 /// The protobuf exposition's media type, as Prometheus asks for it.
 const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
@@ -124,6 +138,8 @@ pub(crate) struct Options {
     /// In OpenMetrics, add `_created` series to counters and histograms (the
     /// workflow's creation time: every counter of it was zero then).
     pub(crate) created_series: bool,
+    /// How protobuf carries histograms.
+    pub(crate) protobuf_histograms: ProtobufHistograms,
     /// Families left out, labels dropped, the series budget.
     pub(crate) cardinality: std::sync::Arc<cardinality::Cardinality>,
 }
@@ -166,6 +182,7 @@ pub(crate) fn tail(options: &Options, org: &str, started: Instant) -> Vec<u8> {
         ns: &options.namespace,
         format: options.format,
         created: false,
+        protobuf_histograms: options.protobuf_histograms,
     };
     let mut labels = Labels::new(options.format, Vec::new());
     let org = escape(org);
@@ -240,6 +257,7 @@ fn write(
             ns: &options.namespace,
             format: options.format,
             created,
+            protobuf_histograms: options.protobuf_histograms,
         },
         org: escape(org),
         workflows,

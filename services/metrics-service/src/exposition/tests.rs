@@ -321,6 +321,7 @@ mod rendering {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             format,
             created_series: false,
+            protobuf_histograms: Default::default(),
             cardinality: Default::default(),
         }
     }
@@ -738,6 +739,7 @@ mod properties {
                 namespace: DEFAULT_NAMESPACE.into(),
                 format: Format::Text,
                 created_series: false,
+                protobuf_histograms: Default::default(),
                 cardinality: Default::default(),
             };
             let text = render(&options, "cyberdyne", &workflows, Instant::now());
@@ -765,6 +767,7 @@ mod cardinality_control {
             namespace: DEFAULT_NAMESPACE.into(),
             format,
             created_series: created,
+            protobuf_histograms: Default::default(),
             cardinality: std::sync::Arc::new(cardinality),
         }
     }
@@ -978,6 +981,7 @@ mod protobuf {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             format,
             created_series: false,
+            protobuf_histograms: Default::default(),
             cardinality: Default::default(),
         }
     }
@@ -1151,6 +1155,49 @@ mod protobuf {
             .map(|l| l.value())
             .collect();
         assert_eq!(le, ["10", "30", "+Inf"], "as the text format writes them");
+    }
+
+    #[test]
+    fn native_only_sends_one_standard_histogram_message() {
+        let mut w = workflow("w", RunStatus::Success);
+        w.durations[0].native = Some(NativeBuckets {
+            schema: 3,
+            zero_count: 0,
+            indexes: vec![4, 5],
+            counts: vec![2, 1],
+        });
+        let options = Options {
+            protobuf_histograms: ProtobufHistograms::Native,
+            ..options(Format::Protobuf)
+        };
+        let families = decode(&crate::exposition::families(
+            &options,
+            "o",
+            std::slice::from_ref(&w),
+        ));
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with("_bucket")),
+            "no classic families: {names:?}"
+        );
+        let durations = families
+            .iter()
+            .find(|f| f.name() == "chainloop_workflow_run_duration_seconds")
+            .expect("durations");
+        assert_eq!(durations.r#type(), MetricType::Histogram);
+        let histogram = durations.metric[0].histogram.as_ref().expect("a histogram");
+        let classic: Vec<(f64, u64)> = histogram
+            .bucket
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        assert_eq!(
+            classic,
+            [(10.0, 1), (30.0, 2)],
+            "the classic buckets inline"
+        );
+        assert_eq!(histogram.positive_delta, [2, -1]);
+        assert_eq!(histogram.sample_count(), 3);
     }
 
     fn families_of(w: &WorkflowMetrics) -> Vec<u8> {

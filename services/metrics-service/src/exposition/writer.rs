@@ -26,7 +26,7 @@ use runplane_api::prometheus_client as pb;
 use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{Exemplar, NativeBuckets, WorkflowMetrics};
 
-use super::Format;
+use super::{Format, ProtobufHistograms};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -41,6 +41,7 @@ pub(super) struct Writer<'a> {
     pub(super) format: Format,
     /// Write `_created` series (OpenMetrics, when asked for).
     pub(super) created: bool,
+    pub(super) protobuf_histograms: ProtobufHistograms,
 }
 
 impl Writer<'_> {
@@ -61,6 +62,7 @@ impl Writer<'_> {
             kind,
             written: false,
             created: self.created,
+            classic_apart: self.protobuf_histograms == ProtobufHistograms::Both,
             prefix: String::new(),
             bounds: BoundLabels::new(self.format),
         }
@@ -146,6 +148,8 @@ pub(super) struct Family {
     kind: Kind,
     written: bool,
     created: bool,
+    /// In protobuf, a histogram's classic series go as families of their own.
+    classic_apart: bool,
     /// A histogram's bucket line up to its bound, rewritten per series.
     prefix: String,
     bounds: BoundLabels,
@@ -182,6 +186,9 @@ impl Family {
             out.begin_families(match self.kind {
                 Kind::Gauge => vec![family(name, pb::MetricType::Gauge)],
                 Kind::Counter => vec![family(name, pb::MetricType::Counter)],
+                Kind::Histogram if !self.classic_apart => {
+                    vec![family(name, pb::MetricType::Histogram)]
+                }
                 // The order `protobuf_histogram` fills them in.
                 Kind::Histogram => vec![
                     family(format!("{name}_bucket"), pb::MetricType::Counter),
@@ -305,8 +312,20 @@ impl Family {
 
 impl Family {
     /// A histogram in protobuf: its classic series as counters, then the
-    /// native histogram when its buckets are kept (see the module).
+    /// native histogram when its buckets are kept (see the module); or, not
+    /// [`Self::classic_apart`], one histogram message with both.
     fn protobuf_histogram(&mut self, out: &mut Out, labels: &Labels, buckets: &Buckets<'_>) {
+        if !self.classic_apart {
+            let mut histogram = native_histogram(buckets);
+            histogram.bucket = classic_buckets(buckets);
+            let metric = pb::Metric {
+                label: labels.pairs.clone(),
+                histogram: Some(histogram),
+                ..pb::Metric::default()
+            };
+            out.metric(0, metric);
+            return;
+        }
         let (bucket, sum, count, native) = (0, 1, 2, 3);
         let counter = |value: f64, exemplar: Option<pb::Exemplar>| pb::Counter {
             value: Some(value),
@@ -343,27 +362,60 @@ impl Family {
             };
             out.metric(which, metric);
         }
-        let Some(kept) = buckets.native else {
+        if buckets.native.is_none() {
             return;
-        };
-        let (spans, deltas) = spans_and_deltas(&kept.indexes, &kept.counts);
-        let histogram = pb::Histogram {
-            sample_count: Some(buckets.count),
-            sample_sum: Some(buckets.sum),
-            schema: Some(kept.schema),
-            zero_threshold: Some(NATIVE_ZERO_THRESHOLD),
-            zero_count: Some(kept.zero_count),
-            positive_span: spans,
-            positive_delta: deltas,
-            ..pb::Histogram::default()
-        };
+        }
         let metric = pb::Metric {
             label: labels.pairs.clone(),
-            histogram: Some(histogram),
+            histogram: Some(native_histogram(buckets)),
             ..pb::Metric::default()
         };
         out.metric(native, metric);
     }
+}
+
+/// A histogram message with the count, the sum and the native buckets when
+/// they are kept.
+fn native_histogram(buckets: &Buckets<'_>) -> pb::Histogram {
+    let mut histogram = pb::Histogram {
+        sample_count: Some(buckets.count),
+        sample_sum: Some(buckets.sum),
+        ..pb::Histogram::default()
+    };
+    if let Some(kept) = buckets.native {
+        let (spans, deltas) = spans_and_deltas(&kept.indexes, &kept.counts);
+        histogram.schema = Some(kept.schema);
+        histogram.zero_threshold = Some(NATIVE_ZERO_THRESHOLD);
+        histogram.zero_count = Some(kept.zero_count);
+        histogram.positive_span = spans;
+        histogram.positive_delta = deltas;
+    }
+    histogram
+}
+
+/// The classic buckets of a histogram message (`+Inf` implied by the count),
+/// with their exemplars.
+fn classic_buckets(buckets: &Buckets<'_>) -> Vec<pb::Bucket> {
+    let mut exemplars = buckets.exemplars.iter().peekable();
+    let mut exemplar_of = |bucket: usize| {
+        let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+        while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
+        exemplars
+            .next_if(|e| e.bucket == bucket)
+            .map(protobuf_exemplar)
+    };
+    buckets
+        .bounds
+        .iter()
+        .zip(buckets.counts)
+        .enumerate()
+        .map(|(i, (bound, count))| pb::Bucket {
+            cumulative_count: Some(*count),
+            upper_bound: Some(*bound),
+            exemplar: exemplar_of(i),
+            ..pb::Bucket::default()
+        })
+        .collect()
 }
 
 /// The breadth of the native histograms' zero bucket, as Prometheus' Go
