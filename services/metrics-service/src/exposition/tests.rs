@@ -748,6 +748,44 @@ mod properties {
                 reference_text(DEFAULT_NAMESPACE, "cyberdyne", &workflows)
             );
         }
+
+        /// In protobuf, whatever the names, each label value is the name as
+        /// it was (the text formats' escaping undone exactly).
+        #[test]
+        fn any_names_reach_protobuf_as_they_are(
+            names in proptest::collection::vec(("(\\PC|[\"\\\\\n])*", "(\\PC|[\"\\\\\n])*"), 1..4),
+        ) {
+            use prost::Message as _;
+            let workflows: Vec<WorkflowMetrics> = names
+                .iter()
+                .map(|(project, name)| WorkflowMetrics {
+                    project: project.clone(),
+                    ..workflow(name, RunStatus::Success)
+                })
+                .collect();
+            let options = Options {
+                namespace: DEFAULT_NAMESPACE.into(),
+                format: Format::Protobuf,
+                created_series: false,
+                protobuf_histograms: Default::default(),
+                cardinality: Default::default(),
+            };
+            let bytes = crate::exposition::families(&options, "cyberdyne", &workflows);
+            let mut rest = bytes.as_slice();
+            let up = runplane_api::prometheus_client::MetricFamily::decode_length_delimited(&mut rest)
+                .expect("workflow_up first");
+            let sent: Vec<(String, String)> = up
+                .metric
+                .iter()
+                .map(|m| {
+                    let value = |name: &str| {
+                        m.label.iter().find(|l| l.name() == name).map(|l| l.value().to_owned())
+                    };
+                    (value("project").unwrap_or_default(), value("workflow").unwrap_or_default())
+                })
+                .collect();
+            prop_assert_eq!(sent, names);
+        }
     }
 }
 

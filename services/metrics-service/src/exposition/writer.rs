@@ -70,13 +70,14 @@ impl Writer<'_> {
 }
 
 /// Where an exposition is written: its bytes and, in the protobuf format,
-/// the families being gathered (a histogram's four, another's one).
+/// the families being gathered (a histogram's four, another's one): each
+/// family's header, and its metrics encoded as they come (the family's
+/// repeated `metric` field, encoded by prost), so that a metric is not kept
+/// as a message and a scratch message can be reused for the next.
 #[derive(Default)]
 pub(super) struct Out {
     bytes: Vec<u8>,
-    families: Vec<pb::MetricFamily>,
-    /// About the encoded length of `families`' metrics.
-    families_len: usize,
+    families: Vec<(pb::MetricFamily, Vec<u8>)>,
 }
 
 impl Out {
@@ -87,12 +88,12 @@ impl Out {
         }
     }
 
-    /// About how many bytes are written, the family being gathered included.
+    /// How many bytes are written, the families being gathered included.
     pub(super) fn len(&self) -> usize {
-        self.bytes.len() + self.families_len
+        self.bytes.len() + self.families.iter().map(|(_, m)| m.len()).sum::<usize>()
     }
 
-    /// Everything written, the family being gathered encoded so far (it
+    /// Everything written, the families being gathered encoded so far (each
     /// continues in a message of its own), leaving `capacity` reserved.
     pub(super) fn take(&mut self, capacity: usize) -> Vec<u8> {
         self.encode_families();
@@ -107,29 +108,33 @@ impl Out {
         self.bytes.push(byte);
     }
 
-    /// Encodes the metrics gathered for the current families, if any.
+    /// Encodes the current families that gathered metrics, each as one
+    /// length-delimited `MetricFamily`: its header's fields, then its metrics.
     fn encode_families(&mut self) {
-        for family in self.families.iter_mut().filter(|f| !f.metric.is_empty()) {
+        for (header, metrics) in self.families.iter_mut().filter(|(_, m)| !m.is_empty()) {
+            let len = header.encoded_len() + metrics.len();
+            prost::encoding::encode_varint(len as u64, &mut self.bytes);
             // Writing into a Vec cannot fail.
-            let _ = family.encode_length_delimited(&mut self.bytes);
-            family.metric.clear();
+            let _ = header.encode(&mut self.bytes);
+            self.bytes.append(metrics);
         }
-        self.families_len = 0;
     }
 
     fn begin_families(&mut self, families: Vec<pb::MetricFamily>) {
         self.encode_families();
-        self.families = families;
+        self.families = families.into_iter().map(|f| (f, Vec::new())).collect();
     }
 
     /// Adds a metric to the `which`th current family.
-    fn metric(&mut self, which: usize, metric: pb::Metric) {
-        self.families_len += metric.encoded_len() + 4;
-        if let Some(family) = self.families.get_mut(which) {
-            family.metric.push(metric);
+    fn metric(&mut self, which: usize, metric: &pb::Metric) {
+        if let Some((_, metrics)) = self.families.get_mut(which) {
+            prost::encoding::message::encode(METRIC_FIELD, metric, metrics);
         }
     }
 }
+
+/// `MetricFamily.metric`'s field number in Prometheus' `metrics.proto`.
+const METRIC_FIELD: u32 = 4;
 
 impl std::fmt::Write for Out {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
@@ -218,10 +223,7 @@ impl Family {
         self.header(out);
         if self.bounds.format == Format::Protobuf {
             let value = Some(value.as_f64());
-            let mut metric = pb::Metric {
-                label: labels.pairs.clone(),
-                ..pb::Metric::default()
-            };
+            let mut metric = labels.metric.borrow_mut();
             match self.kind {
                 Kind::Counter => {
                     metric.counter = Some(pb::Counter {
@@ -231,7 +233,9 @@ impl Family {
                 }
                 _ => metric.gauge = Some(pb::Gauge { value }),
             }
-            out.metric(0, metric);
+            out.metric(0, &metric);
+            metric.counter = None;
+            metric.gauge = None;
             return;
         }
         out.push_str(&self.name);
@@ -315,22 +319,16 @@ impl Family {
     /// native histogram when its buckets are kept (see the module); or, not
     /// [`Self::classic_apart`], one histogram message with both.
     fn protobuf_histogram(&mut self, out: &mut Out, labels: &Labels, buckets: &Buckets<'_>) {
+        let mut scratch = labels.metric.borrow_mut();
         if !self.classic_apart {
             let mut histogram = native_histogram(buckets);
             histogram.bucket = classic_buckets(buckets);
-            let metric = pb::Metric {
-                label: labels.pairs.clone(),
-                histogram: Some(histogram),
-                ..pb::Metric::default()
-            };
-            out.metric(0, metric);
+            scratch.histogram = Some(histogram);
+            out.metric(0, &scratch);
+            scratch.histogram = None;
             return;
         }
         let (bucket, sum, count, native) = (0, 1, 2, 3);
-        let counter = |value: f64, exemplar: Option<pb::Exemplar>| pb::Counter {
-            value: Some(value),
-            exemplar,
-        };
         let mut exemplars = buckets.exemplars.iter().peekable();
         let mut exemplar_of = |bucket: usize| {
             let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
@@ -339,38 +337,40 @@ impl Family {
                 .next_if(|e| e.bucket == bucket)
                 .map(protobuf_exemplar)
         };
+        // One message for every series of the histogram, its `le` label and
+        // value rewritten for each.
+        scratch.label.push(pb::LabelPair {
+            name: Some("le".to_owned()),
+            value: None,
+        });
         let bounds = self.bounds.get(buckets.bounds).iter().map(String::as_str);
         let counts = buckets.counts.iter().chain([&buckets.count]);
         for (i, (le, cumulative)) in bounds.chain(["+Inf"]).zip(counts).enumerate() {
-            let mut label = labels.pairs.clone();
-            label.push(pb::LabelPair {
-                name: Some("le".to_owned()),
-                value: Some(le.to_owned()),
+            if let Some(pair) = scratch.label.last_mut() {
+                let value = pair.value.get_or_insert_default();
+                value.clear();
+                value.push_str(le);
+            }
+            scratch.counter = Some(pb::Counter {
+                value: Some(*cumulative as f64),
+                exemplar: exemplar_of(i),
             });
-            let metric = pb::Metric {
-                label,
-                counter: Some(counter(*cumulative as f64, exemplar_of(i))),
-                ..pb::Metric::default()
-            };
-            out.metric(bucket, metric);
+            out.metric(bucket, &scratch);
         }
+        scratch.label.pop();
         for (which, value) in [(sum, buckets.sum), (count, buckets.count as f64)] {
-            let metric = pb::Metric {
-                label: labels.pairs.clone(),
-                counter: Some(counter(value, None)),
-                ..pb::Metric::default()
-            };
-            out.metric(which, metric);
+            scratch.counter = Some(pb::Counter {
+                value: Some(value),
+                exemplar: None,
+            });
+            out.metric(which, &scratch);
         }
-        if buckets.native.is_none() {
-            return;
+        scratch.counter = None;
+        if buckets.native.is_some() {
+            scratch.histogram = Some(native_histogram(buckets));
+            out.metric(native, &scratch);
+            scratch.histogram = None;
         }
-        let metric = pb::Metric {
-            label: labels.pairs.clone(),
-            histogram: Some(native_histogram(buckets)),
-            ..pb::Metric::default()
-        };
-        out.metric(native, metric);
     }
 }
 
@@ -544,8 +544,10 @@ impl BoundLabels {
 pub(super) struct Labels {
     /// `name="value",…`, in the text formats.
     text: String,
-    /// The pairs, in protobuf.
-    pairs: Vec<pb::LabelPair>,
+    /// In protobuf, the message every series of the set is encoded from: its
+    /// label pairs set here (their strings reused from set to set), its value
+    /// by the family for each series, then cleared.
+    metric: std::cell::RefCell<pb::Metric>,
     protobuf: bool,
     /// Label names left out of every set.
     dropped: Vec<&'static str>,
@@ -555,7 +557,7 @@ impl Labels {
     pub(super) fn new(format: Format, dropped: Vec<&'static str>) -> Self {
         Labels {
             text: String::new(),
-            pairs: Vec::new(),
+            metric: Default::default(),
             protobuf: format == Format::Protobuf,
             dropped,
         }
@@ -566,14 +568,17 @@ impl Labels {
     /// ([`escape`]): protobuf carries them as they were.
     pub(super) fn set(&mut self, pairs: &[(&str, &str)]) {
         if self.protobuf {
-            self.pairs = pairs
+            let label = &mut self.metric.get_mut().label;
+            let kept = pairs
                 .iter()
-                .filter(|(name, _)| !self.dropped.contains(name))
-                .map(|(name, value)| pb::LabelPair {
-                    name: Some((*name).to_owned()),
-                    value: Some(unescape(value)),
-                })
-                .collect();
+                .filter(|(name, _)| !self.dropped.contains(name));
+            label.resize_with(kept.clone().count(), Default::default);
+            for ((name, value), pair) in kept.zip(label.iter_mut()) {
+                let to = pair.name.get_or_insert_default();
+                to.clear();
+                to.push_str(name);
+                unescape_into(value, pair.value.get_or_insert_default());
+            }
             return;
         }
         self.text.clear();
@@ -631,12 +636,13 @@ pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(escaped)
 }
 
-/// A value as it was before [`escape`].
-fn unescape(value: &str) -> String {
+/// `value` as it was before [`escape`], into `raw`.
+fn unescape_into(value: &str, raw: &mut String) {
+    raw.clear();
     if !value.contains('\\') {
-        return value.to_owned();
+        raw.push_str(value);
+        return;
     }
-    let mut raw = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
@@ -650,5 +656,4 @@ fn unescape(value: &str) -> String {
             None => raw.push('\\'),
         }
     }
-    raw
 }
