@@ -281,6 +281,9 @@ async fn every_metric_after_a_known_history_in_both_formats() {
     }
     assert!(text.body.contains("# HELP chainloop_workflow_up Indicate if the last run was successful. A run still in progress does not count"));
 
+    // The answer depends on both headers, and says so to caches between.
+    assert_eq!(text.vary.as_deref(), Some("accept, accept-encoding"));
+
     // gzip when the client accepts it; the same exposition inside.
     let compressed = suite
         .get_raw(

@@ -129,11 +129,13 @@ pub(crate) async fn handle(
     let upstreams = &scraper.upstreams;
     tracing::Span::current().record("org", org.as_str());
     let secret = bearer(&headers)?;
-    let format = Format::negotiate(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|accept| accept.to_str().ok()),
-    );
+    // Every `Accept` line counts, as one list (RFC 9110).
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|accept| accept.to_str().ok())
+        .collect();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
     let gzip = accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
     // For a token that passed every check of a recent scrape, the three
     // questions are asked at once; the answers are still judged in the
@@ -225,7 +227,11 @@ pub(crate) async fn handle(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
             ),
-            (header::VARY, HeaderValue::from_static("accept-encoding")),
+            // The format follows `Accept`, the compression `Accept-Encoding`.
+            (
+                header::VARY,
+                HeaderValue::from_static("accept, accept-encoding"),
+            ),
         ],
         body,
     )

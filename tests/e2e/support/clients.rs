@@ -17,6 +17,7 @@ pub(crate) struct Scrape {
     pub(crate) content_type: String,
     pub(crate) www_authenticate: Option<String>,
     pub(crate) retry_after: Option<String>,
+    pub(crate) vary: Option<String>,
     pub(crate) body: String,
 }
 
@@ -273,6 +274,7 @@ impl Suite {
             content_type: header("content-type").unwrap_or_default(),
             www_authenticate: header("www-authenticate"),
             retry_after: header("retry-after"),
+            vary: header("vary"),
             body: response.text().await.expect("body"),
         }
     }

@@ -3,12 +3,58 @@
 //! organization (`max_series_per_org`) past which whole workflows are left
 //! out of the scrape and counted in `org_series_dropped`.
 //!
-//! The budget counts every sample line a workflow adds ([`series_of`]), the
-//! same conditions as the families' writers; a test holds the two together.
+//! The budget counts every series a workflow adds ([`series_of`]) as the
+//! scrape's format makes them: a sample line of the text formats, a series
+//! Prometheus keeps of a protobuf one (a native histogram is one). The same
+//! conditions as the families' writers; tests hold the two together.
 
 use std::collections::BTreeSet;
 
-use runplane_api::workflowrun::v1::WorkflowMetrics;
+use runplane_api::workflowrun::v1::{DurationHistogram, WorkflowMetrics};
+
+/// How the series of a duration histogram are counted, by format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Histograms {
+    /// A line per bucket, `+Inf`, `_sum`, `_count` (and `_created`).
+    Classic,
+    /// Protobuf, `protobuf_histograms: both`: the classic series, and the
+    /// native one when its buckets are kept.
+    ClassicAndNative,
+    /// Protobuf, `protobuf_histograms: native`: the native series, or the
+    /// classic ones of a histogram without native buckets.
+    Native,
+}
+
+/// How a scrape's series are counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counting {
+    /// Counters and histograms carry `_created` samples.
+    pub(crate) created: bool,
+    pub(crate) histograms: Histograms,
+}
+
+impl Counting {
+    /// Text or OpenMetrics, with or without `_created`.
+    #[cfg(test)]
+    pub(crate) fn lines(created: bool) -> Self {
+        Counting {
+            created,
+            histograms: Histograms::Classic,
+        }
+    }
+
+    /// The series of one duration histogram.
+    fn duration(self, d: &DurationHistogram) -> usize {
+        let classic = d.bucket_bounds.len() + 3 + usize::from(self.created);
+        let native = usize::from(d.native.is_some());
+        match self.histograms {
+            Histograms::Classic => classic,
+            Histograms::ClassicAndNative => classic + native,
+            Histograms::Native if native == 1 => 1,
+            Histograms::Native => classic,
+        }
+    }
+}
 
 /// Every family of a workflow that `disabled_metrics` may name, by its name
 /// without the namespace.
@@ -94,10 +140,10 @@ impl Cardinality {
     }
 }
 
-/// How many sample lines `w` adds to a scrape with these settings; `created`:
-/// counters and histograms carry `_created` samples.
-pub(crate) fn series_of(c: &Cardinality, created: bool, w: &WorkflowMetrics) -> usize {
-    let created = usize::from(created);
+/// How many series `w` adds to a scrape with these settings, counted as
+/// `counting` says.
+pub(crate) fn series_of(c: &Cardinality, counting: Counting, w: &WorkflowMetrics) -> usize {
+    let created = usize::from(counting.created);
     let on = |name: &str| c.enabled(name);
     let histogram = |bounds: usize| bounds + 3 + created;
     let mut n = 0;
@@ -112,7 +158,7 @@ pub(crate) fn series_of(c: &Cardinality, created: bool, w: &WorkflowMetrics) -> 
             .durations
             .iter()
             .filter(|d| d.count > 0)
-            .map(|d| histogram(d.bucket_bounds.len()))
+            .map(|d| counting.duration(d))
             .sum::<usize>();
     }
     if on("workflow_runs_in_progress") {
@@ -163,7 +209,7 @@ pub(crate) fn series_of(c: &Cardinality, created: bool, w: &WorkflowMetrics) -> 
                 .durations
                 .iter()
                 .filter(|d| d.count > 0)
-                .map(|d| histogram(d.bucket_bounds.len()))
+                .map(|d| counting.duration(d))
                 .sum::<usize>();
         }
         if on("workflow_jobs_total") {
@@ -184,7 +230,7 @@ pub(crate) fn series_of(c: &Cardinality, created: bool, w: &WorkflowMetrics) -> 
 /// those that do not.
 pub(crate) fn admitted(
     c: &Cardinality,
-    created: bool,
+    counting: Counting,
     workflows: &[WorkflowMetrics],
 ) -> (usize, usize) {
     if c.max_series == 0 {
@@ -192,9 +238,9 @@ pub(crate) fn admitted(
     }
     let (mut total, mut fit) = (0usize, None);
     for (i, w) in workflows.iter().enumerate() {
-        total += series_of(c, created, w);
+        total += series_of(c, counting, w);
         if fit.is_none() && total > c.max_series {
-            fit = Some((i, total - series_of(c, created, w)));
+            fit = Some((i, total - series_of(c, counting, w)));
         }
     }
     match fit {

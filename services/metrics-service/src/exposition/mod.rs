@@ -73,7 +73,14 @@ impl Format {
                 };
                 let value = value.trim().trim_matches('"');
                 match key.trim().to_ascii_lowercase().as_str() {
-                    "q" => quality = value.parse().unwrap_or(0.0),
+                    // A quality outside 0–1 (or none) makes the range unacceptable.
+                    "q" => {
+                        quality = value
+                            .parse()
+                            .ok()
+                            .filter(|q: &f32| (0.0..=1.0).contains(q))
+                            .unwrap_or(0.0);
+                    }
                     "version" => version = Some(value.to_owned()),
                     "proto" => proto = Some(value.to_owned()),
                     "encoding" => encoding = Some(value.to_ascii_lowercase()),
@@ -250,7 +257,17 @@ fn write(
     let created = options.created_series && options.format == Format::OpenMetrics;
     let all = workflows.len();
     let shaped = shape::shape(cardinality, workflows);
-    let (admitted, dropped) = cardinality::admitted(cardinality, created, &shaped);
+    let counting = cardinality::Counting {
+        created,
+        histograms: match (options.format, options.protobuf_histograms) {
+            (Format::Protobuf, ProtobufHistograms::Both) => {
+                cardinality::Histograms::ClassicAndNative
+            }
+            (Format::Protobuf, ProtobufHistograms::Native) => cardinality::Histograms::Native,
+            _ => cardinality::Histograms::Classic,
+        },
+    };
+    let (admitted, dropped) = cardinality::admitted(cardinality, counting, &shaped);
     let workflows = &shaped[..admitted];
     let mut families = Families {
         writer: Writer {

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{
-    BranchRun, DurationHistogram, Exemplar, HistogramExemplars, JobMetrics, LastRun,
+    BranchRun, DurationHistogram, Exemplar, HistogramExemplars, JobMetrics, LastRun, NativeBuckets,
     QueueHistogram, RunnerType, WorkflowMetrics,
 };
 
@@ -161,8 +161,40 @@ fn merge_outcome(outcomes: &mut Vec<DurationHistogram>, d: DurationHistogram) {
     );
     into.bucket_bounds = bounds;
     into.bucket_counts = counts;
+    into.native = merged_native((into.native.take(), into.count), (d.native, d.count));
     into.count = into.count.saturating_add(d.count);
     into.sum_seconds += d.sum_seconds;
+}
+
+/// The native buckets of two merged histograms (each with its count):
+/// added bucket by bucket (runplane keeps one schema); none when a histogram
+/// that counted durations lacks them (not backfilled yet), so that the merged
+/// one goes classic rather than short.
+fn merged_native(
+    (a, a_count): (Option<NativeBuckets>, u64),
+    (b, b_count): (Option<NativeBuckets>, u64),
+) -> Option<NativeBuckets> {
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (None, kept) if a_count == 0 => return kept,
+        (kept, None) if b_count == 0 => return kept,
+        _ => return None,
+    };
+    if a.schema != b.schema {
+        return None;
+    }
+    let mut merged: std::collections::BTreeMap<i32, u64> =
+        a.indexes.into_iter().zip(a.counts).collect();
+    for (index, count) in b.indexes.into_iter().zip(b.counts) {
+        let at = merged.entry(index).or_default();
+        *at = at.saturating_add(count);
+    }
+    Some(NativeBuckets {
+        schema: a.schema,
+        zero_count: a.zero_count.saturating_add(b.zero_count),
+        indexes: merged.keys().copied().collect(),
+        counts: merged.into_values().collect(),
+    })
 }
 
 fn merge_queue(into: &mut Option<QueueHistogram>, other: Option<QueueHistogram>) {

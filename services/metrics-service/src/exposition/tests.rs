@@ -794,7 +794,7 @@ mod properties {
 mod cardinality_control {
     use super::rendering::workflow;
     use super::*;
-    use crate::exposition::cardinality::{Cardinality, FAMILIES, series_of};
+    use crate::exposition::cardinality::{Cardinality, Counting, FAMILIES, series_of};
     use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{
         DurationHistogram, JobMetrics, QueueHistogram, RunStatus, RunnerType,
@@ -880,7 +880,11 @@ mod cardinality_control {
                 for c in settings {
                     let options = options(format, created, c.clone());
                     for w in &workflows {
-                        let expected = series_of(&c, created && format == Format::OpenMetrics, w);
+                        let expected = series_of(
+                            &c,
+                            Counting::lines(created && format == Format::OpenMetrics),
+                            w,
+                        );
                         assert_eq!(
                             sample_lines(&options, w),
                             expected,
@@ -903,7 +907,7 @@ mod cardinality_control {
         ];
         let each: Vec<usize> = workflows
             .iter()
-            .map(|w| series_of(&Cardinality::default(), false, w))
+            .map(|w| series_of(&Cardinality::default(), Counting::lines(false), w))
             .collect();
         let c = Cardinality {
             max_series: each[0] + each[1] - 1,
@@ -979,7 +983,7 @@ mod cardinality_control {
     #[test]
     fn the_series_per_workflow_are_those_the_readme_states() {
         let default = Cardinality::default();
-        let count = |c: &Cardinality, w: &WorkflowMetrics| series_of(c, false, w);
+        let count = |c: &Cardinality, w: &WorkflowMetrics| series_of(c, Counting::lines(false), w);
         // README, "Cardinality": one outcome, two, a queue, each job.
         assert_eq!(count(&default, &typical(1, false, 0)), 20);
         assert_eq!(count(&default, &typical(2, false, 0)), 36);
@@ -1009,7 +1013,7 @@ mod cardinality_control {
 mod protobuf {
     use prost::Message as _;
     use runplane_api::prometheus_client::{BucketSpan, MetricFamily, MetricType};
-    use runplane_api::workflowrun::v1::NativeBuckets;
+    use runplane_api::workflowrun::v1::{DurationHistogram, NativeBuckets, RunnerType};
 
     use super::rendering::{assorted, workflow};
     use super::*;
@@ -1058,6 +1062,8 @@ mod protobuf {
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily",
             "application/vnd.google.protobuf;proto=other.Message;encoding=delimited",
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.2,text/plain;q=0.5",
+            // A quality above 1 is no quality.
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=2,text/plain;q=0.5",
         ] {
             assert_ne!(Format::negotiate(Some(other)), Format::Protobuf, "{other}");
         }
@@ -1236,6 +1242,133 @@ mod protobuf {
         );
         assert_eq!(histogram.positive_delta, [2, -1]);
         assert_eq!(histogram.sample_count(), 3);
+    }
+
+    /// The series Prometheus keeps of a protobuf exposition: one per metric,
+    /// but a histogram without native buckets, kept as its classic series.
+    fn kept_series(families: &[MetricFamily]) -> usize {
+        families
+            .iter()
+            .flat_map(|f| &f.metric)
+            .map(|m| match &m.histogram {
+                Some(h) if h.schema.is_some() => 1,
+                Some(h) => h.bucket.len() + 3,
+                None => 1,
+            })
+            .sum()
+    }
+
+    fn with_native(mut w: WorkflowMetrics, indexes: Vec<i32>, counts: Vec<u64>) -> WorkflowMetrics {
+        w.durations[0].native = Some(NativeBuckets {
+            schema: 3,
+            zero_count: 0,
+            indexes,
+            counts,
+        });
+        w
+    }
+
+    #[test]
+    fn the_budget_counts_series_as_prometheus_keeps_them_from_protobuf() {
+        use crate::exposition::cardinality::{Cardinality, Counting, Histograms, series_of};
+        // One workflow whose histogram has native buckets, one whose has not
+        // (not backfilled yet).
+        let workflows = [
+            with_native(workflow("kept", RunStatus::Success), vec![5], vec![3]),
+            workflow("older", RunStatus::Success),
+        ];
+        for (mode, histograms) in [
+            (ProtobufHistograms::Both, Histograms::ClassicAndNative),
+            (ProtobufHistograms::Native, Histograms::Native),
+        ] {
+            let options = Options {
+                protobuf_histograms: mode,
+                ..options(Format::Protobuf)
+            };
+            let families = decode(&crate::exposition::families(&options, "o", &workflows));
+            let counting = Counting {
+                created: false,
+                histograms,
+            };
+            let counted: usize = workflows
+                .iter()
+                .map(|w| series_of(&Cardinality::default(), counting, w))
+                .sum();
+            // The organization's own two gauges are not a workflow's.
+            assert_eq!(kept_series(&families), counted + 2, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn native_only_sends_histograms_without_native_buckets_in_a_message_of_their_own() {
+        let workflows = [
+            workflow("older", RunStatus::Success),
+            with_native(workflow("kept", RunStatus::Success), vec![5], vec![3]),
+        ];
+        let options = Options {
+            protobuf_histograms: ProtobufHistograms::Native,
+            ..options(Format::Protobuf)
+        };
+        let families = decode(&crate::exposition::families(&options, "o", &workflows));
+        let durations: Vec<&MetricFamily> = families
+            .iter()
+            .filter(|f| f.name() == "chainloop_workflow_run_duration_seconds")
+            .collect();
+        assert_eq!(durations.len(), 2, "native first, then classic");
+        let native = |f: &MetricFamily| {
+            f.metric
+                .iter()
+                .map(|m| m.histogram.as_ref().is_some_and(|h| h.schema.is_some()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(native(durations[0]), [true]);
+        assert_eq!(native(durations[1]), [false]);
+        let classic = durations[1].metric[0]
+            .histogram
+            .as_ref()
+            .expect("histogram");
+        assert_eq!(classic.bucket.len(), 2, "its classic buckets");
+    }
+
+    #[test]
+    fn merged_outcomes_add_their_native_buckets() {
+        use crate::exposition::cardinality::Cardinality;
+        // A workflow run on two runners: `drop_labels: [runner]` merges them.
+        let on_github = with_native(workflow("w", RunStatus::Success), vec![5, 9], vec![2, 1]);
+        let mut on_jenkins = with_native(workflow("w", RunStatus::Success), vec![2, 9], vec![1, 4])
+            .durations
+            .remove(0);
+        on_jenkins.runner_type = RunnerType::JenkinsJob.into();
+        let merged_of = |jenkins: DurationHistogram| {
+            let mut both = on_github.clone();
+            both.durations.push(jenkins);
+            let options = Options {
+                cardinality: std::sync::Arc::new(Cardinality {
+                    drop_runner: true,
+                    ..Cardinality::default()
+                }),
+                ..options(Format::Protobuf)
+            };
+            let families = decode(&crate::exposition::families(&options, "o", &[both]));
+            let durations = families
+                .iter()
+                .find(|f| f.name() == "chainloop_workflow_run_duration_seconds")
+                .cloned();
+            durations
+                .and_then(|f| f.metric.into_iter().next())
+                .and_then(|m| m.histogram)
+        };
+        let merged = merged_of(on_jenkins.clone()).expect("a native histogram");
+        assert_eq!(merged.sample_count(), 6);
+        let span = |offset, length| BucketSpan {
+            offset: Some(offset),
+            length: Some(length),
+        };
+        assert_eq!(merged.positive_span, [span(2, 1), span(2, 1), span(3, 1)]);
+        assert_eq!(merged.positive_delta, [1, 1, 3], "counts 1, 2, 5");
+        // One side not backfilled: the merged histogram goes classic only.
+        on_jenkins.native = None;
+        assert_eq!(merged_of(on_jenkins), None, "no native family at all");
     }
 
     fn families_of(w: &WorkflowMetrics) -> Vec<u8> {

@@ -191,9 +191,13 @@ impl Family {
             out.begin_families(match self.kind {
                 Kind::Gauge => vec![family(name, pb::MetricType::Gauge)],
                 Kind::Counter => vec![family(name, pb::MetricType::Counter)],
-                Kind::Histogram if !self.classic_apart => {
-                    vec![family(name, pb::MetricType::Histogram)]
-                }
+                // Those with native buckets, then those without, in a message
+                // of their own: Prometheus (2.42 at least) takes a family's
+                // first histogram to tell whether all of them are native.
+                Kind::Histogram if !self.classic_apart => vec![
+                    family(name.clone(), pb::MetricType::Histogram),
+                    family(name, pb::MetricType::Histogram),
+                ],
                 // The order `protobuf_histogram` fills them in.
                 Kind::Histogram => vec![
                     family(format!("{name}_bucket"), pb::MetricType::Counter),
@@ -324,7 +328,8 @@ impl Family {
             let mut histogram = native_histogram(buckets);
             histogram.bucket = classic_buckets(buckets);
             scratch.histogram = Some(histogram);
-            out.metric(0, &scratch);
+            let family = if buckets.native.is_some() { 0 } else { 1 };
+            out.metric(family, &scratch);
             scratch.histogram = None;
             return;
         }
