@@ -316,7 +316,7 @@ mod rendering {
         QueueHistogram, RunnerType,
     };
 
-    fn options(format: Format) -> Options {
+    pub(super) fn options(format: Format) -> Options {
         Options {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             format,
@@ -1015,18 +1015,8 @@ mod protobuf {
     use runplane_api::prometheus_client::{BucketSpan, MetricFamily, MetricType};
     use runplane_api::workflowrun::v1::{DurationHistogram, NativeBuckets, RunnerType};
 
-    use super::rendering::{assorted, workflow};
+    use super::rendering::{assorted, options, workflow};
     use super::*;
-
-    fn options(format: Format) -> Options {
-        Options {
-            namespace: DEFAULT_NAMESPACE.to_owned(),
-            format,
-            created_series: false,
-            protobuf_histograms: Default::default(),
-            cardinality: Default::default(),
-        }
-    }
 
     /// Every delimited message of `bytes`, in order.
     fn decode(bytes: &[u8]) -> Vec<MetricFamily> {

@@ -287,12 +287,7 @@ impl Family {
             Format::OpenMetrics => buckets.exemplars,
             Format::Text | Format::Protobuf => &[],
         };
-        let mut exemplars = exemplars.iter().peekable();
-        let mut exemplar_of = |bucket: usize| {
-            let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
-            while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
-            exemplars.next_if(|e| e.bucket == bucket)
-        };
+        let mut exemplar_of = exemplars_by_bucket(exemplars);
         let bounds = self.bounds.get(buckets.bounds);
         for (i, (bound, count)) in bounds.iter().zip(buckets.counts).enumerate() {
             bucket_line(out, &self.prefix, bound, *count, exemplar_of(i));
@@ -334,14 +329,8 @@ impl Family {
             return;
         }
         let (bucket, sum, count, native) = (0, 1, 2, 3);
-        let mut exemplars = buckets.exemplars.iter().peekable();
-        let mut exemplar_of = |bucket: usize| {
-            let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
-            while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
-            exemplars
-                .next_if(|e| e.bucket == bucket)
-                .map(protobuf_exemplar)
-        };
+        let mut exemplars = exemplars_by_bucket(buckets.exemplars);
+        let mut exemplar_of = |bucket| exemplars(bucket).map(protobuf_exemplar);
         // One message for every series of the histogram, its `le` label and
         // value rewritten for each.
         scratch.label.push(pb::LabelPair {
@@ -401,14 +390,8 @@ fn native_histogram(buckets: &Buckets<'_>) -> pb::Histogram {
 /// The classic buckets of a histogram message (`+Inf` implied by the count),
 /// with their exemplars.
 fn classic_buckets(buckets: &Buckets<'_>) -> Vec<pb::Bucket> {
-    let mut exemplars = buckets.exemplars.iter().peekable();
-    let mut exemplar_of = |bucket: usize| {
-        let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
-        while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
-        exemplars
-            .next_if(|e| e.bucket == bucket)
-            .map(protobuf_exemplar)
-    };
+    let mut exemplars = exemplars_by_bucket(buckets.exemplars);
+    let mut exemplar_of = |bucket| exemplars(bucket).map(protobuf_exemplar);
     buckets
         .bounds
         .iter()
@@ -489,6 +472,17 @@ value_as_cast!(u8, u32, u64, usize, f64);
 impl Value for Seconds {
     fn as_f64(&self) -> f64 {
         self.0 as f64 / 1000.0
+    }
+}
+
+/// The exemplar of each bucket in turn: called with ascending bucket
+/// indexes, it walks `exemplars` (in bucket order) once.
+fn exemplars_by_bucket<'a>(exemplars: &'a [Exemplar]) -> impl FnMut(usize) -> Option<&'a Exemplar> {
+    let mut exemplars = exemplars.iter().peekable();
+    move |bucket| {
+        let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+        while exemplars.next_if(|e| e.bucket < bucket).is_some() {}
+        exemplars.next_if(|e| e.bucket == bucket)
     }
 }
 
