@@ -6,8 +6,8 @@
 //! ([`validation`]), errors ([`error`]) → storage ([`store`]) over its own
 //! tables ([`entity`], [`migration`]). Background tasks: the [`sweeper`]
 //! that expires runs nobody finished, [`retention`], which deletes old
-//! finished runs, and once after an upgrade the backfill of native histogram
-//! buckets (`store::backfill`). Runs can also be pushed as OpenTelemetry CI/CD metrics
+//! finished runs, and the backfill of native histogram buckets for records
+//! counted without them (`store::backfill`). Runs can also be pushed as OpenTelemetry CI/CD metrics
 //! ([`cicd`]).
 //!
 //! The crate's API is [`run`] and [`Config`]; benchmarks and tests reach its

@@ -1,7 +1,8 @@
 //! Native buckets for the histograms counted before runplane kept them
 //! ([`crate::aggregate::native`]), from the runs and jobs still kept: once per
-//! workflow, in the background after an upgrade. Until a workflow's turn its
-//! scrapes carry the classic buckets alone.
+//! workflow, in the background after an upgrade (and for any record an older
+//! replica rewrote meanwhile). Until a workflow's turn its scrapes carry the
+//! classic buckets alone.
 
 use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
 use sea_orm::sea_query::Expr;
@@ -18,25 +19,21 @@ use crate::error::Error;
 /// Workflows read per page while looking for records to backfill.
 const PAGE: u64 = 200;
 
-/// Backfills every workflow that needs it, retrying a minute after a
-/// failure (the database away at startup) until it has gone through all.
+/// How often the records are looked through again: at start, then every
+/// hour, so that a record an older replica rewrote without its native
+/// buckets during a rolling upgrade (decoding drops fields a binary does
+/// not know) gets them back without waiting for a restart.
+const LOOK_AGAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Backfills every workflow that needs it, at start and every
+/// [`LOOK_AGAIN_EVERY`]; a failure is retried at the next look.
 pub(crate) async fn run(store: Store) {
-    loop {
-        match store.backfill_native().await {
-            Ok(0) => return,
-            Ok(workflows) => {
-                tracing::info!(
-                    workflows,
-                    "native histogram buckets backfilled from the runs kept"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "backfilling native histogram buckets failed, will retry")
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-    }
+    crate::periodic::every(
+        LOOK_AGAIN_EVERY,
+        "native histogram buckets backfilled from the runs kept",
+        || store.backfill_native(),
+    )
+    .await;
 }
 
 impl Store {
