@@ -6,7 +6,7 @@ use runplane_api::workflowrun::v1::{JobMetrics, RunStatus};
 
 use super::runs::{buckets_of, workflow_labels};
 use super::writer::{Buckets, Kind, Labels};
-use super::{Families, Gone, escape};
+use super::{Families, Gone};
 
 pub(super) const JOB_UP_HELP: &str = "Indicate if the newest completed job of this name in the workflow \
 succeeded.";
@@ -132,7 +132,7 @@ fn job_labels(
     status: Option<&str>,
     workflow: &str,
 ) {
-    let name = escape(&job.name);
+    let name = labels.value(&job.name);
     match status {
         Some(status) => labels.set(&[
             ("job", &name),

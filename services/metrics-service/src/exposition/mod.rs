@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use runplane_api::workflowrun::v1::WorkflowMetrics;
 
-use writer::{Kind, Labels, Out, Writer, escape};
+use writer::{Kind, Labels, Out, Writer};
 
 /// The namespace of Chainloop's metric names, the default.
 pub(crate) const DEFAULT_NAMESPACE: &str = "chainloop";
@@ -132,6 +132,17 @@ pub enum ProtobufHistograms {
     Native,
 }
 
+impl Format {
+    /// A label value as this format carries it: escaped in the text formats
+    /// ([`writer::escape`]), as it is in protobuf.
+    pub(crate) fn label_value(self, value: &str) -> Cow<'_, str> {
+        match self {
+            Format::Text | Format::OpenMetrics => writer::escape(value),
+            Format::Protobuf => Cow::Borrowed(value),
+        }
+    }
+}
+
 /// The protobuf exposition's media type, as Prometheus asks for it.
 const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
@@ -192,7 +203,7 @@ pub(crate) fn tail(options: &Options, org: &str, started: Instant) -> Vec<u8> {
         protobuf_histograms: options.protobuf_histograms,
     };
     let mut labels = Labels::new(options.format, Vec::new());
-    let org = escape(org);
+    let org = options.format.label_value(org);
     labels.set(&[("org", &org)]);
     let mut out = Out::with_capacity(256);
     let mut family = writer.family("scrape_duration_seconds", SCRAPE_DURATION_HELP, Kind::Gauge);
@@ -276,12 +287,15 @@ fn write(
             created,
             protobuf_histograms: options.protobuf_histograms,
         },
-        org: escape(org),
+        org: options.format.label_value(org),
         workflows,
         // Each workflow's names, escaped once for all its series.
         names: workflows
             .iter()
-            .map(|w| (escape(&w.project), escape(&w.workflow)))
+            .map(|w| {
+                let value = |name| options.format.label_value(name);
+                (value(&w.project), value(&w.workflow))
+            })
             .collect(),
         labels: Labels::new(options.format, options.cardinality.dropped_labels()),
         chunks,

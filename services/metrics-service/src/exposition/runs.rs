@@ -9,7 +9,7 @@ use runplane_api::workflowrun::v1::{
 };
 
 use super::writer::{Buckets, Kind, Labels, Seconds};
-use super::{Families, Gone, escape};
+use super::{Families, Gone};
 
 pub(super) const UP_HELP: &str = "Indicate if the last run was successful. A run still in progress does \
 not count: the value is that of the newest finished run.";
@@ -41,7 +41,7 @@ impl<E: FnMut(Vec<u8>) -> Result<(), Gone>> Families<'_, E> {
         for (w, (project, workflow)) in self.workflows.iter().zip(&self.names) {
             self.chunks.cut_if_full()?;
             for run in &w.branch_runs {
-                let branch = escape(&run.branch);
+                let branch = self.writer.format.label_value(&run.branch);
                 self.labels.set(&[
                     ("branch", &branch),
                     ("org", &self.org),
@@ -299,7 +299,7 @@ fn outcome_labels(
     if outcome.branch.is_empty() {
         labels.set(&rest);
     } else {
-        let branch = escape(&outcome.branch);
+        let branch = labels.value(&outcome.branch);
         let [o, p, r, s, w] = rest;
         labels.set(&[("branch", &branch), o, p, r, s, w]);
     }

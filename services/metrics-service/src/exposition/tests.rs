@@ -1121,7 +1121,9 @@ mod protobuf {
                     let labels: Vec<String> = m
                         .label
                         .iter()
-                        .map(|l| format!("{}=\"{}\"", l.name(), escape(l.value())))
+                        .map(|l| {
+                            format!("{}=\"{}\"", l.name(), Format::Text.label_value(l.value()))
+                        })
                         .collect();
                     let value = m
                         .counter

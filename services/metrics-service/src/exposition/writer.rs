@@ -17,7 +17,8 @@
 //! 2.45, and after unless told otherwise), so Chainloop's dashboard would lose
 //! its buckets; sent apart, they are the very series a text scrape makes (the
 //! same `le` values too: Prometheus would write `10.0` for a protobuf bucket),
-//! so a scraper switching formats keeps its series.
+//! so a scraper switching formats keeps its series (on Prometheus 2.x; 3.x
+//! writes a text scrape's `le` as `10.0`).
 
 use std::fmt::Write as _;
 
@@ -562,9 +563,18 @@ impl Labels {
         }
     }
 
+    /// A label value as this set's format carries it ([`Format::label_value`]).
+    pub(super) fn value<'v>(&self, value: &'v str) -> std::borrow::Cow<'v, str> {
+        if self.protobuf {
+            std::borrow::Cow::Borrowed(value)
+        } else {
+            escape(value)
+        }
+    }
+
     /// The set becomes these pairs, given in name order (as the prometheus
-    /// crate writes them). The values come escaped for the text formats
-    /// ([`escape`]): protobuf carries them as they were.
+    /// crate writes them), their values as the format carries them
+    /// ([`Self::value`]).
     pub(super) fn set(&mut self, pairs: &[(&str, &str)]) {
         if self.protobuf {
             let label = &mut self.metric.get_mut().label;
@@ -572,11 +582,14 @@ impl Labels {
                 .iter()
                 .filter(|(name, _)| !self.dropped.contains(name));
             label.resize_with(kept.clone().count(), Default::default);
+            // The strings of the previous set are reused.
             for ((name, value), pair) in kept.zip(label.iter_mut()) {
                 let to = pair.name.get_or_insert_default();
                 to.clear();
                 to.push_str(name);
-                unescape_into(value, pair.value.get_or_insert_default());
+                let to = pair.value.get_or_insert_default();
+                to.clear();
+                to.push_str(value);
             }
             return;
         }
@@ -633,26 +646,4 @@ pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(escaped)
-}
-
-/// `value` as it was before [`escape`], into `raw`.
-fn unescape_into(value: &str, raw: &mut String) {
-    raw.clear();
-    if !value.contains('\\') {
-        raw.push_str(value);
-        return;
-    }
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            raw.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => raw.push('\n'),
-            // `\\` and `\"`; a lone backslash is not written by `escape`.
-            Some(escaped) => raw.push(escaped),
-            None => raw.push('\\'),
-        }
-    }
 }
