@@ -53,6 +53,15 @@ impl Format {
         }
     }
 
+    /// A label value as this format carries it: escaped in the text formats
+    /// ([`writer::escape`]), as it is in protobuf.
+    pub(crate) fn label_value(self, value: &str) -> Cow<'_, str> {
+        match self {
+            Format::Text | Format::OpenMetrics => writer::escape(value),
+            Format::Protobuf => Cow::Borrowed(value),
+        }
+    }
+
     /// The format a scraper asked for with its `Accept` header, as Prometheus
     /// negotiates: the listed format of highest quality, protobuf before
     /// OpenMetrics before the text format when equal; the text format
@@ -122,7 +131,8 @@ impl Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ProtobufHistograms {
     /// The native histogram, and the classic series as families of their
-    /// own: Prometheus keeps both, whatever its version.
+    /// own: Prometheus keeps both, whatever its version (with its
+    /// `scrape_classic_histograms` off, else the classic series come twice).
     #[default]
     Both,
     /// One histogram message, classic buckets and native ones: Prometheus
@@ -130,17 +140,6 @@ pub enum ProtobufHistograms {
     /// unless told to keep the classic ones too (`scrape_classic_histograms`
     /// from 2.45 on).
     Native,
-}
-
-impl Format {
-    /// A label value as this format carries it: escaped in the text formats
-    /// ([`writer::escape`]), as it is in protobuf.
-    pub(crate) fn label_value(self, value: &str) -> Cow<'_, str> {
-        match self {
-            Format::Text | Format::OpenMetrics => writer::escape(value),
-            Format::Protobuf => Cow::Borrowed(value),
-        }
-    }
 }
 
 /// The protobuf exposition's media type, as Prometheus asks for it.
