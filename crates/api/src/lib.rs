@@ -30,7 +30,9 @@ pub mod workflowrun {
             env!("OUT_DIR"),
             "/runplane.workflowrun.v1.serde.rs"
         ));
-        pub use crate::workflow_metrics_page::{ListWorkflowMetricsResponse, decode_workflows};
+        pub use crate::workflow_metrics_page::{
+            DecodedPage, ListWorkflowMetricsResponse, decode_page, decode_workflows,
+        };
     }
 }
 

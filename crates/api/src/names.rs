@@ -3,7 +3,7 @@
 //! `status`/`runner` label and what the CLI prints never drift apart.
 
 use crate::token::v1::Scope;
-use crate::workflowrun::v1::{RunStatus, RunnerType};
+use crate::workflowrun::v1::{DeploymentKind, DeploymentStatus, RunStatus, RunnerType};
 
 impl RunStatus {
     /// `initialized`, `success`, `error`, `expired`, `canceled` (`unspecified`).
@@ -41,6 +41,47 @@ impl RunnerType {
     /// A runner read back from [`RunnerType::label`]; anything unknown is UNSPECIFIED.
     pub fn from_label(text: &str) -> Self {
         RunnerType::from_str_name(&format!("RUNNER_TYPE_{text}")).unwrap_or(RunnerType::Unspecified)
+    }
+}
+
+impl DeploymentStatus {
+    /// `success`, `failure` (`unspecified`).
+    pub fn label(self) -> &'static str {
+        match self {
+            DeploymentStatus::Success => "success",
+            DeploymentStatus::Failure => "failure",
+            DeploymentStatus::Unspecified => "unspecified",
+        }
+    }
+
+    /// A status read back from [`DeploymentStatus::label`]; anything unknown is UNSPECIFIED.
+    pub fn from_label(text: &str) -> Self {
+        match text {
+            "success" => DeploymentStatus::Success,
+            "failure" => DeploymentStatus::Failure,
+            _ => DeploymentStatus::Unspecified,
+        }
+    }
+}
+
+impl DeploymentKind {
+    /// `deploy`, `rollback`, `hotfix`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeploymentKind::Unspecified => "deploy",
+            DeploymentKind::Rollback => "rollback",
+            DeploymentKind::Hotfix => "hotfix",
+        }
+    }
+
+    /// A kind read back from [`DeploymentKind::label`]; `None` for anything else.
+    pub fn from_label(text: &str) -> Option<Self> {
+        match text {
+            "deploy" => Some(DeploymentKind::Unspecified),
+            "rollback" => Some(DeploymentKind::Rollback),
+            "hotfix" => Some(DeploymentKind::Hotfix),
+            _ => None,
+        }
     }
 }
 

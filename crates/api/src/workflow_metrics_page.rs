@@ -16,17 +16,19 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
-use crate::workflowrun::v1::WorkflowMetrics;
+use crate::workflowrun::v1::{EnvironmentMetrics, WorkflowMetrics};
 
 /// The field numbers of `ListWorkflowMetricsResponse`.
 const WORKFLOWS: u32 = 1;
 const NEXT_PAGE_TOKEN: u32 = 2;
+const ENVIRONMENTS: u32 = 3;
 
 /// A page of workflow aggregates.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ListWorkflowMetricsResponse {
-    /// Field 1 exactly as it is on the wire: for each workflow, in order, its
-    /// key, its length and its encoded `WorkflowMetrics`.
+    /// Fields 1 and 3 exactly as they are on the wire: for each workflow (and
+    /// each environment), in order, its key, its length and its encoded
+    /// `WorkflowMetrics` (`EnvironmentMetrics`).
     workflows: Vec<u8>,
     /// Number of workflows in `workflows`.
     len: usize,
@@ -79,6 +81,11 @@ impl ListWorkflowMetricsResponse {
         self.len += 1;
     }
 
+    /// Appends an environment's DORA aggregates.
+    pub fn push_environment(&mut self, environment: &EnvironmentMetrics) {
+        encoding::message::encode(ENVIRONMENTS, environment, &mut self.workflows);
+    }
+
     /// Number of workflows on the page.
     pub fn len(&self) -> usize {
         self.len
@@ -93,8 +100,9 @@ impl ListWorkflowMetricsResponse {
         decode_workflows(&self.workflows)
     }
 
-    /// The page's workflows as they are on the wire: what
-    /// [`decode_workflows`] reads, also when pages are joined end to end.
+    /// The page's workflows (and environments) as they are on the wire: what
+    /// [`decode_workflows`] and [`decode_page`] read, also when pages are
+    /// joined end to end.
     pub fn encoded_workflows(&self) -> &[u8] {
         &self.workflows
     }
@@ -108,22 +116,40 @@ impl ListWorkflowMetricsResponse {
 /// Workflows in their wire form (one page's
 /// [`ListWorkflowMetricsResponse::encoded_workflows`], or several joined),
 /// decoded.
-pub fn decode_workflows(mut buf: &[u8]) -> Result<Vec<WorkflowMetrics>, DecodeError> {
-    let mut workflows = Vec::new();
+pub fn decode_workflows(buf: &[u8]) -> Result<Vec<WorkflowMetrics>, DecodeError> {
+    Ok(decode_page(buf)?.workflows)
+}
+
+/// What pages of aggregates hold, decoded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodedPage {
+    pub workflows: Vec<WorkflowMetrics>,
+    pub environments: Vec<EnvironmentMetrics>,
+}
+
+/// Workflows and environments in their wire form (see [`decode_workflows`]),
+/// decoded.
+pub fn decode_page(mut buf: &[u8]) -> Result<DecodedPage, DecodeError> {
+    let mut page = DecodedPage::default();
     while buf.has_remaining() {
-        // Only `merge_field` and `push*` write here: every entry is field 1,
-        // length-delimited.
-        encoding::decode_key(&mut buf)?;
-        let mut workflow = WorkflowMetrics::default();
-        encoding::message::merge(
-            WireType::LengthDelimited,
-            &mut workflow,
-            &mut buf,
-            DecodeContext::default(),
-        )?;
-        workflows.push(workflow);
+        // Only `merge_field` and `push*` write here: every entry is field 1
+        // or 3, length-delimited.
+        let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+        let ctx = DecodeContext::default();
+        match tag {
+            ENVIRONMENTS => {
+                let mut environment = EnvironmentMetrics::default();
+                encoding::message::merge(wire_type, &mut environment, &mut buf, ctx)?;
+                page.environments.push(environment);
+            }
+            _ => {
+                let mut workflow = WorkflowMetrics::default();
+                encoding::message::merge(wire_type, &mut workflow, &mut buf, ctx)?;
+                page.workflows.push(workflow);
+            }
+        }
     }
-    Ok(workflows)
+    Ok(page)
 }
 
 impl Message for ListWorkflowMetricsResponse {
@@ -152,6 +178,14 @@ impl Message for ListWorkflowMetricsResponse {
             }
             NEXT_PAGE_TOKEN => {
                 encoding::string::merge(wire_type, &mut self.next_page_token, buf, ctx)
+            }
+            ENVIRONMENTS => {
+                let mut environment = Bytes::new();
+                encoding::bytes::merge(wire_type, &mut environment, buf, ctx)?;
+                encoding::encode_key(ENVIRONMENTS, WireType::LengthDelimited, &mut self.workflows);
+                encoding::encode_varint(environment.len() as u64, &mut self.workflows);
+                self.workflows.extend_from_slice(&environment);
+                Ok(())
             }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }

@@ -96,6 +96,7 @@ pub(crate) async fn report(
         commit_sha: origin.commit_sha,
         trigger: origin.trigger,
         default_branch: origin.default_branch,
+        commit_time: origin.commit_time,
     };
     if request.request_id.is_empty() {
         request.request_id = run_key(&request);

@@ -300,6 +300,7 @@ impl Reporter<'_> {
             commit_sha: origin.commit_sha,
             trigger: origin.trigger,
             default_branch: origin.default_branch,
+            commit_time: origin.commit_time,
         };
         let started = self
             .call(

@@ -31,6 +31,8 @@ pub(crate) struct Origin {
     pub(crate) trigger: Option<String>,
     /// The repository's default branch.
     pub(crate) default_branch: Option<String>,
+    /// When the commit was made (GitLab's CI_COMMIT_TIMESTAMP).
+    pub(crate) commit_time: Option<runplane_api::time::Timestamp>,
 }
 
 /// Where a run came from, resolved from the flags and the CI system.
@@ -42,6 +44,8 @@ pub(crate) struct RunOrigin {
     pub(crate) commit_sha: String,
     pub(crate) trigger: String,
     pub(crate) default_branch: String,
+    /// When the commit was made, if known.
+    pub(crate) commit_time: Option<runplane_api::time::Timestamp>,
 }
 
 /// Where a run came from, as flags (default: the CI system's own variables).
@@ -68,6 +72,10 @@ pub(crate) struct OriginArgs {
     /// repository.default_branch).
     #[arg(long)]
     default_branch: Option<String>,
+    /// When the commit was made (RFC 3339), kept for the lead time of its
+    /// deployments (default: CI_COMMIT_TIMESTAMP on GitLab).
+    #[arg(long, value_parser = crate::report::parse_time)]
+    commit_time: Option<runplane_api::time::Timestamp>,
 }
 
 impl OriginArgs {
@@ -82,6 +90,7 @@ impl OriginArgs {
                 .default_branch
                 .or(detected.default_branch)
                 .unwrap_or_default(),
+            commit_time: self.commit_time.or(detected.commit_time),
         }
     }
 }
@@ -140,12 +149,19 @@ fn origin(runner: RunnerType, var: &impl Fn(&str) -> Option<String>) -> Origin {
         }),
         _ => first(default_branch),
     };
+    let commit_time = match runner {
+        RunnerType::GitlabPipeline => {
+            first(&["CI_COMMIT_TIMESTAMP"]).and_then(|at| runplane_api::time::parse_rfc3339(&at))
+        }
+        _ => None,
+    };
     Origin {
         attempt: first(attempt).and_then(|a| a.parse().ok()),
         branch: first(branch),
         commit_sha: first(commit),
         trigger: first(trigger),
         default_branch,
+        commit_time,
     }
 }
 
@@ -445,6 +461,7 @@ mod tests {
                 commit_sha: Some("acb5820ced9479c074f688cc328bf03f341a511d".into()),
                 trigger: Some("push".into()),
                 default_branch: None,
+                commit_time: None,
             }
         );
         // A pull request's own branch wins over the merge ref.

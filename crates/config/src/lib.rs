@@ -323,7 +323,8 @@ fn key_name(key: &serde_yaml::Value) -> Result<String, SettingsError> {
 
 /// Renders a YAML value as a flag value: scalars as text; lists joined with
 /// commas, where an item may be a scalar or a one-entry mapping such as the
-/// seed's `- org_name: cyberdyne`.
+/// seed's `- org_name: cyberdyne`; a list of records (mappings of several
+/// entries, such as `deploy_workflows`) as YAML text, which its flag parses.
 fn render(key: &str, value: &serde_yaml::Value) -> Result<String, SettingsError> {
     use serde_yaml::Value;
     let scalar = |v: &Value| -> Option<String> {
@@ -344,6 +345,14 @@ fn render(key: &str, value: &serde_yaml::Value) -> Result<String, SettingsError>
     };
     match value {
         Value::Null => Ok(String::new()),
+        Value::Sequence(items)
+            if items
+                .iter()
+                .any(|item| matches!(item, Value::Mapping(m) if m.len() > 1)) =>
+        {
+            serde_yaml::to_string(value)
+                .map_err(|e| SettingsError::Invalid(format!("`{key}`: {e}")))
+        }
         Value::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {

@@ -102,6 +102,7 @@ pub const WORKFLOW_RUN_SERVICE: Member = Member {
         "run_duration_buckets",
         "queue_duration_buckets",
         "branch_label",
+        "deploy_workflows",
         "upstream_timeout",
         "upstream_tls_ca",
         "upstream_tls_cert",

@@ -2,9 +2,11 @@
 //!
 //! `workflow_run` events become runs: one per (run id, attempt), keyed
 //! `github:<id>:<attempt>` so that redeliveries and events out of order count
-//! once; `workflow_job` events become jobs (`github-job:<id>`); `ping` is
-//! answered; every other event is accepted and ignored (202). The mapping of
-//! conclusions to outcomes is documented in docs/webhooks.md.
+//! once; `workflow_job` events become jobs (`github-job:<id>`);
+//! `deployment_status` events that end a deployment become deployments
+//! (`github-deployment:<id>`); `ping` is answered; every other event is
+//! accepted and ignored (202). The mappings are documented in
+//! docs/webhooks.md and docs/dora.md.
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -12,7 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use runplane_api::token::v1::WebhookProvider;
 use runplane_api::workflowrun::v1::{
-    JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
+    DeploymentKind, DeploymentStatus, JobStatus, RecordDeploymentRequest, ReportJobRequest,
+    ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
 };
 use runplane_server::http::PeerAddr;
 use serde::Deserialize;
@@ -59,6 +62,46 @@ struct WorkflowRun {
     head_sha: Option<String>,
     #[serde(default)]
     event: Option<String>,
+    #[serde(default)]
+    head_commit: Option<HeadCommit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeadCommit {
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeploymentStatusEvent {
+    deployment_status: DeploymentStatusBody,
+    deployment: DeploymentBody,
+    repository: Repository,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeploymentStatusBody {
+    state: String,
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    log_url: Option<String>,
+    #[serde(default)]
+    target_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeploymentBody {
+    id: u64,
+    sha: String,
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,13 +198,15 @@ async fn deliver(
         }
         "workflow_run" => run_action(&webhook::parse("workflow_run", &body)?)?,
         "workflow_job" => job_action(&webhook::parse("workflow_job", &body)?)?,
+        "deployment_status" => deployment_action(&webhook::parse("deployment_status", &body)?)?,
         "" => {
             return Err(IngestError::BadRequest(
                 "no X-GitHub-Event header: is this a GitHub webhook delivery?".into(),
             ));
         }
         other => Action::Ignore(format!(
-            "{} events are not recorded: subscribe to Workflow runs and Workflow jobs",
+            "{} events are not recorded: subscribe to Workflow runs, Workflow jobs and \
+             Deployment statuses",
             runplane_api::input::quoted(other)
         )),
     };
@@ -200,6 +245,13 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
     let commit_sha = run.head_sha.clone().unwrap_or_default();
     let trigger = run.event.clone().unwrap_or_default();
     let default_branch = event.repository.default_branch.clone().unwrap_or_default();
+    let commit_time = time(
+        "workflow_run.head_commit.timestamp",
+        run.head_commit
+            .as_ref()
+            .and_then(|c| c.timestamp.as_deref()),
+    )?
+    .filter(|_| !commit_sha.is_empty());
     match event.action.as_str() {
         "requested" | "in_progress" => Ok(Action::Start(StartRunRequest {
             workflow,
@@ -214,6 +266,7 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
             commit_sha,
             trigger,
             default_branch,
+            commit_time,
             ..StartRunRequest::default()
         })),
         "completed" => {
@@ -241,6 +294,7 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
                 commit_sha,
                 trigger,
                 default_branch,
+                commit_time,
             }))
         }
         other => Ok(Action::Ignore(format!(
@@ -248,6 +302,60 @@ fn run_action(event: &WorkflowRunEvent) -> Result<Action, IngestError> {
             runplane_api::input::quoted(other)
         ))),
     }
+}
+
+/// What a `deployment_status` event records: a deployment, once its status
+/// ends it (`success`; `failure` or `error`). A deployment whose task ends in
+/// `:rollback` or `:hotfix` (`deploy:rollback`) undoes the one before it.
+fn deployment_action(event: &DeploymentStatusEvent) -> Result<Action, IngestError> {
+    let (deployment, status) = (&event.deployment, &event.deployment_status);
+    let outcome = match status.state.as_str() {
+        "success" => DeploymentStatus::Success,
+        "failure" | "error" => DeploymentStatus::Failure,
+        other => {
+            return Ok(Action::Ignore(format!(
+                "deployment state {} does not end the deployment",
+                runplane_api::input::quoted(other)
+            )));
+        }
+    };
+    let task = deployment
+        .task
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let kind = if task.ends_with(":rollback") {
+        DeploymentKind::Rollback
+    } else if task.ends_with(":hotfix") {
+        DeploymentKind::Hotfix
+    } else {
+        DeploymentKind::Unspecified
+    };
+    let environment = status
+        .environment
+        .as_deref()
+        .or(deployment.environment.as_deref())
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| IngestError::BadRequest("the deployment names no environment".into()))?;
+    let url = [&status.log_url, &status.target_url]
+        .into_iter()
+        .flatten()
+        .find(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .cloned()
+        .unwrap_or_default();
+    Ok(Action::Deploy(RecordDeploymentRequest {
+        project: event.repository.full_name.clone(),
+        environment: environment.to_owned(),
+        commit_sha: deployment.sha.clone(),
+        start_time: time("deployment.created_at", deployment.created_at.as_deref())?,
+        finish_time: time("deployment_status.created_at", status.created_at.as_deref())?,
+        status: outcome.into(),
+        kind: kind.into(),
+        request_id: format!("github-deployment:{}", deployment.id),
+        url,
+        ..RecordDeploymentRequest::default()
+    }))
 }
 
 /// A GitHub conclusion as an outcome, with the reason kept when the mapping

@@ -1,8 +1,10 @@
 //! `POST /hooks/gitlab/{org}`: GitLab's webhook deliveries.
 //!
 //! `Pipeline Hook` events become runs, keyed `gitlab:<pipeline id>`; `Job
-//! Hook` events become jobs (`gitlab-job:<job id>`). Every other event is
-//! accepted and ignored (202). Statuses and names: docs/webhooks.md.
+//! Hook` events become jobs (`gitlab-job:<job id>`); `Deployment Hook`
+//! events that end a deployment become deployments
+//! (`gitlab-deployment:<id>`). Every other event is accepted and ignored
+//! (202). Statuses and names: docs/webhooks.md and docs/dora.md.
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -11,7 +13,8 @@ use axum::response::Response;
 use runplane_api::time::{Timestamp, from_timestamp, timestamp};
 use runplane_api::token::v1::WebhookProvider;
 use runplane_api::workflowrun::v1::{
-    JobStatus, ReportJobRequest, ReportRunRequest, RunStatus, RunnerType, StartRunRequest,
+    DeploymentStatus, JobStatus, RecordDeploymentRequest, ReportJobRequest, ReportRunRequest,
+    RunStatus, RunnerType, StartRunRequest,
 };
 use runplane_server::http::PeerAddr;
 use serde::Deserialize;
@@ -33,6 +36,29 @@ struct Project {
 #[derive(Debug, Deserialize)]
 struct PipelineEvent {
     object_attributes: Pipeline,
+    project: Project,
+    #[serde(default)]
+    commit: Option<Commit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Commit {
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeploymentEvent {
+    status: String,
+    deployment_id: u64,
+    environment: String,
+    #[serde(default)]
+    status_changed_at: Option<String>,
+    #[serde(default)]
+    deployable_url: Option<String>,
+    /// `…/-/commit/<sha>`: the only place the whole commit id is.
+    #[serde(default)]
+    commit_url: Option<String>,
     project: Project,
 }
 
@@ -127,13 +153,14 @@ async fn deliver(
     let action = match header("x-gitlab-event") {
         "Pipeline Hook" => pipeline_action(&webhook::parse("Pipeline Hook", &body)?)?,
         "Job Hook" => job_action(&webhook::parse("Job Hook", &body)?)?,
+        "Deployment Hook" => deployment_action(&webhook::parse("Deployment Hook", &body)?)?,
         "" => {
             return Err(IngestError::BadRequest(
                 "no X-Gitlab-Event header: is this a GitLab webhook delivery?".into(),
             ));
         }
         other => Action::Ignore(format!(
-            "{} events are not recorded: enable Pipeline events and Job events",
+            "{} events are not recorded: enable Pipeline events, Job events and Deployment events",
             runplane_api::input::quoted(other)
         )),
     };
@@ -171,6 +198,11 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
     let commit_sha = pipeline.sha.clone().unwrap_or_default();
     let trigger = pipeline.source.clone().unwrap_or_default();
     let default_branch = event.project.default_branch.clone().unwrap_or_default();
+    let commit_time = time(
+        "commit.timestamp",
+        event.commit.as_ref().and_then(|c| c.timestamp.as_deref()),
+    )?
+    .filter(|_| !commit_sha.is_empty());
     let (status, reason) = match pipeline.status.as_str() {
         "running" => {
             return Ok(Action::Start(StartRunRequest {
@@ -185,6 +217,7 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
                 commit_sha,
                 trigger,
                 default_branch,
+                commit_time,
                 ..StartRunRequest::default()
             }));
         }
@@ -245,7 +278,50 @@ fn pipeline_action(event: &PipelineEvent) -> Result<Action, IngestError> {
         commit_sha,
         trigger,
         default_branch,
+        commit_time,
         ..ReportRunRequest::default()
+    }))
+}
+
+/// What a `Deployment Hook` event records: a deployment, once it ends
+/// (`success`, `failed`); the commit's time is the one its pipeline's
+/// `Pipeline Hook` reported (GitLab's deployment payload has none).
+fn deployment_action(event: &DeploymentEvent) -> Result<Action, IngestError> {
+    let status = match event.status.as_str() {
+        "success" => DeploymentStatus::Success,
+        "failed" => DeploymentStatus::Failure,
+        other => {
+            return Ok(Action::Ignore(format!(
+                "deployment status {} does not end the deployment",
+                runplane_api::input::quoted(other)
+            )));
+        }
+    };
+    let commit_sha = event
+        .commit_url
+        .as_deref()
+        .and_then(|url| url.rsplit_once("/commit/"))
+        .map(|(_, sha)| sha.trim_end_matches('/').to_owned())
+        .filter(|sha| !sha.is_empty())
+        .ok_or_else(|| {
+            IngestError::BadRequest(
+                "the deployment's commit_url does not name its commit (…/-/commit/<sha>)".into(),
+            )
+        })?;
+    let url = event
+        .deployable_url
+        .clone()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .unwrap_or_default();
+    Ok(Action::Deploy(RecordDeploymentRequest {
+        project: event.project.path_with_namespace.clone(),
+        environment: event.environment.clone(),
+        commit_sha,
+        finish_time: time("status_changed_at", event.status_changed_at.as_deref())?,
+        status: status.into(),
+        request_id: format!("gitlab-deployment:{}", event.deployment_id),
+        url,
+        ..RecordDeploymentRequest::default()
     }))
 }
 

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use axum::http::StatusCode;
 use axum::response::Response;
 use runplane_api::token::v1::WebhookProvider;
-use runplane_api::workflowrun::v1::{ReportJobRequest, ReportRunRequest, StartRunRequest};
+use runplane_api::workflowrun::v1::{
+    RecordDeploymentRequest, ReportJobRequest, ReportRunRequest, StartRunRequest,
+};
 use runplane_auth::secret::SecretHash;
 use runplane_client::Failure;
 
@@ -215,6 +217,7 @@ pub(crate) enum Action {
     Start(StartRunRequest),
     Report(ReportRunRequest),
     Job(ReportJobRequest),
+    Deploy(RecordDeploymentRequest),
     /// Nothing to record, and why (answered 202).
     Ignore(String),
 }
@@ -257,6 +260,15 @@ pub(crate) async fn perform(
             .map(|r| {
                 let job = r.into_inner().job.unwrap_or_default();
                 serde_json::json!({"status": "recorded", "job_id": job.id})
+            }),
+        Action::Deploy(request) => upstreams
+            .runs()
+            .record_deployment(upstreams.for_org(request, org)?)
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                let deployment = r.deployment.unwrap_or_default();
+                serde_json::json!({"status": "recorded", "deployment_id": deployment.id, "counted": r.counted})
             }),
     };
     match answer {

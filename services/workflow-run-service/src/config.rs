@@ -43,6 +43,7 @@ pub struct Config {
     /// Finished runs older than this are deleted, and jobs first reported that
     /// long ago (0s: keep forever). The metrics
     /// are unaffected: they come from aggregates that retention never touches.
+    /// Deployments finished and commit times of that long ago go too.
     #[arg(long, env = "RUNPLANE_RUN_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub run_retention: Duration,
     /// How often retention looks for runs to delete.
@@ -75,6 +76,13 @@ pub struct Config {
     /// to runs finished from then on.
     #[arg(long, env = "RUNPLANE_BRANCH_LABEL", default_value = "none")]
     pub branch_label: crate::aggregate::BranchLabel,
+    /// Workflows whose runs are deployments: a run of one that ends in
+    /// success or error is recorded as a deployment of its commit to the
+    /// environment (docs/dora.md). In the config file a list of `{project,
+    /// workflow, environment}` (project: empty means "default"); as a flag or
+    /// environment variable the same list in YAML or JSON.
+    #[arg(long, env = "RUNPLANE_DEPLOY_WORKFLOWS", default_value = "")]
+    pub deploy_workflows: crate::deploy_workflows::DeployWorkflows,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]

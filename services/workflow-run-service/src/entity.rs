@@ -119,3 +119,81 @@ pub(crate) mod job {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `environments`: one row per (organization, project, environment) a
+/// deployment was recorded to, with its DORA aggregates.
+pub(crate) mod environment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "environments")]
+    pub(crate) struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) id: String,
+        pub(crate) org_id: String,
+        pub(crate) project: String,
+        pub(crate) name: String,
+        pub(crate) created_at_ms: i64,
+        /// Its `EnvironmentMetrics`, encoded: see `store::deployments`.
+        pub(crate) metrics: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `deployments`: one row per deployment recorded.
+pub(crate) mod deployment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deployments")]
+    pub(crate) struct Model {
+        /// UUIDv7: ordering by id is ordering by recording.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) id: String,
+        pub(crate) org_id: String,
+        pub(crate) environment_id: String,
+        pub(crate) project: String,
+        pub(crate) environment: String,
+        pub(crate) commit_sha: String,
+        pub(crate) committed_at_ms: Option<i64>,
+        pub(crate) started_at_ms: Option<i64>,
+        pub(crate) finished_at_ms: i64,
+        /// A `DeploymentStatus` label.
+        pub(crate) status: String,
+        /// A `DeploymentKind` label.
+        pub(crate) kind: String,
+        pub(crate) url: String,
+        /// The run that did it (a `deploy_workflows` workflow's); empty if none.
+        pub(crate) run_id: String,
+        pub(crate) request_id: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `commits`: when each commit a run reported was made, per organization.
+pub(crate) mod commit {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "commits")]
+    pub(crate) struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) org_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) commit_sha: String,
+        pub(crate) committed_at_ms: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -32,6 +32,11 @@ pub(crate) enum Error {
          (`runplane run delete-workflow`) or raise max_workflows_per_org"
     )]
     WorkflowLimit { limit: u64 },
+    #[error(
+        "this organization has reached its limit of {limit} deployment environments: \
+         deploy to the environments it has"
+    )]
+    EnvironmentLimit { limit: u64 },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_server::pagination::InvalidPageToken),
     #[error(transparent)]
@@ -53,7 +58,9 @@ impl From<Error> for Status {
             // Retried by the handler; reaching a client means it kept happening.
             Error::WorkflowGone(_) => Status::aborted(e.to_string()),
             Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
-            Error::WorkflowLimit { .. } => Status::resource_exhausted(e.to_string()),
+            Error::WorkflowLimit { .. } | Error::EnvironmentLimit { .. } => {
+                Status::resource_exhausted(e.to_string())
+            }
             Error::CorruptRecord(_) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error (logged on the server)")

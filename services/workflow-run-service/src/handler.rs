@@ -7,21 +7,25 @@ use runplane_api::time::timestamp;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
-    DeleteWorkflowRequest, DeleteWorkflowResponse, FinishRunRequest, FinishRunResponse,
-    GetRunRequest, GetRunResponse, Job, JobStatus, ListJobsRequest, ListJobsResponse,
+    DeleteWorkflowRequest, DeleteWorkflowResponse, Deployment, DeploymentKind, DeploymentStatus,
+    FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, Job, JobStatus,
+    ListDeploymentsRequest, ListDeploymentsResponse, ListJobsRequest, ListJobsResponse,
     ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest, ListWorkflowMetricsResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, ReportJobRequest, ReportJobResponse,
-    ReportRunRequest, ReportRunResponse, Run, RunStatus, RunnerType, StartRunRequest,
-    StartRunResponse, Workflow,
+    ListWorkflowsRequest, ListWorkflowsResponse, RecordDeploymentRequest, RecordDeploymentResponse,
+    ReportJobRequest, ReportJobResponse, ReportRunRequest, ReportRunResponse, Run, RunStatus,
+    RunnerType, StartRunRequest, StartRunResponse, Workflow,
 };
 use runplane_auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_server::pagination;
 use tonic::{Request, Response, Status};
 
-use crate::entity::{job, run, workflow};
+use crate::entity::{deployment, job, run, workflow};
 use crate::error::Error;
 use crate::lifecycle::{Lifecycle, Org, Outcome, Start};
-use crate::store::{JobReport, Origin, RunFilter, Store, WorkflowRef, job_status_from_label};
+use crate::store::{
+    DeploymentFilter, JobReport, NewDeployment, Origin, RunFilter, Store, WorkflowRef,
+    job_status_from_label,
+};
 use crate::validation::{
     project_or_default, reportable_outcome, reported_time, run_timeout, times_in_order,
     validate_name, validate_origin, validate_reason, validate_run_id, validate_run_url,
@@ -315,6 +319,38 @@ fn checked_start<'a>(
     Ok(start)
 }
 
+/// A reported commit time, checked: it needs the commit it is of.
+fn commit_time(
+    commit_sha: &str,
+    at: Option<&runplane_api::time::Timestamp>,
+) -> Result<Option<i64>, Error> {
+    let committed_at_ms = reported_time("commit_time", at)?;
+    if committed_at_ms.is_some() && commit_sha.is_empty() {
+        return Err(Error::InvalidArgument(
+            "commit_time needs commit_sha: it is the time of that commit".into(),
+        ));
+    }
+    Ok(committed_at_ms)
+}
+
+fn deployment_to_proto(d: deployment::Model) -> Deployment {
+    Deployment {
+        id: d.id,
+        project: d.project,
+        environment: d.environment,
+        commit_sha: d.commit_sha,
+        commit_time: d.committed_at_ms.map(timestamp),
+        start_time: d.started_at_ms.map(timestamp),
+        finish_time: Some(timestamp(d.finished_at_ms)),
+        status: DeploymentStatus::from_label(&d.status).into(),
+        kind: DeploymentKind::from_label(&d.kind)
+            .unwrap_or_default()
+            .into(),
+        url: d.url,
+        run_id: d.run_id,
+    }
+}
+
 /// The organization a caller acts for, as the lifecycle names it.
 fn org(principal: &Principal) -> Org<'_> {
     Org {
@@ -351,6 +387,7 @@ impl WorkflowRunService for WorkflowRunHandler {
         let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
         let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
         times_in_order(queued_at_ms, started_at_ms, None)?;
+        let committed_at_ms = commit_time(&request.commit_sha, request.commit_time.as_ref())?;
         let start = Start {
             project: project_or_default(&request.project),
             workflow: &request.workflow,
@@ -367,6 +404,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 trigger: &request.trigger,
                 default_branch: &request.default_branch,
             },
+            committed_at_ms,
             trace_id: trace_id.as_deref(),
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
@@ -393,6 +431,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             .ok_or_else(|| required("finish_time"))?;
         let queued_at_ms = reported_time("queue_time", request.queue_time.as_ref())?;
         times_in_order(queued_at_ms, Some(started_at_ms), Some(finished_at_ms))?;
+        let committed_at_ms = commit_time(&request.commit_sha, request.commit_time.as_ref())?;
         let status = reportable_outcome(request.status)?;
         validate_reason(&request.reason)?;
         let start = Start {
@@ -411,6 +450,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 trigger: &request.trigger,
                 default_branch: &request.default_branch,
             },
+            committed_at_ms,
             trace_id: trace_id.as_deref(),
         };
         let start = checked_start(&principal, start, request.runner_type, &request.request_id)?;
@@ -595,12 +635,134 @@ impl WorkflowRunService for WorkflowRunHandler {
             )
             .await?;
         let mut reply = page.workflows;
+        if after.is_none() {
+            for environment in self
+                .store()
+                .environment_metrics(&principal.org_id, principal.project_limit())
+                .await?
+            {
+                reply.push_environment(&environment);
+            }
+        }
         reply.next_page_token = page
             .more_after
             .as_deref()
             .map(pagination::encode)
             .unwrap_or_default();
         Ok(Response::new(reply))
+    }
+
+    async fn record_deployment(
+        &self,
+        request: Request<RecordDeploymentRequest>,
+    ) -> Result<Response<RecordDeploymentResponse>, Status> {
+        let principal = self.authorize(&request, Scope::RunsWrite).await?;
+        let request = request.into_inner();
+        let project = project_or_default(&request.project);
+        validate_name("project", project)?;
+        validate_name("environment", &request.environment)?;
+        principal.require_project(project).map_err(Error::from)?;
+        if request.commit_sha.is_empty() {
+            return Err(Error::InvalidArgument(
+                "commit_sha is required: a deployment deploys a commit".into(),
+            )
+            .into());
+        }
+        validate_origin(&Origin {
+            commit_sha: &request.commit_sha,
+            ..Origin::default()
+        })?;
+        validate_run_url(&request.url)?;
+        let finished_at_ms = reported_time("finish_time", request.finish_time.as_ref())?
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "finish_time is required: a deployment is recorded when it has finished".into(),
+                )
+            })?;
+        let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
+        times_in_order(None, started_at_ms, Some(finished_at_ms))?;
+        let committed_at_ms = reported_time("commit_time", request.commit_time.as_ref())?;
+        let status = match DeploymentStatus::try_from(request.status) {
+            Ok(status @ (DeploymentStatus::Success | DeploymentStatus::Failure)) => status,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "status {} is not how a deployment ends: SUCCESS or FAILURE",
+                    request.status
+                ))
+                .into());
+            }
+        };
+        let kind = DeploymentKind::try_from(request.kind)
+            .map_err(|_| Error::InvalidArgument(format!("unknown kind {}", request.kind)))?;
+        let request_id = match request.request_id.as_str() {
+            "" => None,
+            id if id.chars().count() > 100 => {
+                return Err(Error::InvalidArgument(
+                    "request_id is longer than 100 characters".into(),
+                )
+                .into());
+            }
+            id => {
+                validate_name("request_id", id)?;
+                Some(id)
+            }
+        };
+        let deployment = NewDeployment {
+            project,
+            environment: &request.environment,
+            commit_sha: &request.commit_sha,
+            committed_at_ms,
+            started_at_ms,
+            finished_at_ms,
+            status,
+            kind,
+            url: &request.url,
+            run_id: "",
+            request_id,
+        };
+        let (deployment, counted) = self
+            .store()
+            .record_deployment(&principal.org_id, deployment)
+            .await?;
+        tracing::debug!(deployment = %deployment.id, counted, "deployment recorded");
+        Ok(Response::new(RecordDeploymentResponse {
+            deployment: Some(deployment_to_proto(deployment)),
+            counted,
+        }))
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<ListDeploymentsRequest>,
+    ) -> Result<Response<ListDeploymentsResponse>, Status> {
+        let principal = self.authorize_fresh(&request, Scope::MetricsRead).await?;
+        let request = request.into_inner();
+        let before = pagination::decode(&request.page_token).map_err(Error::from)?;
+        let limit = pagination::page_size(request.page_size, 50, 1000);
+        let mut filter = DeploymentFilter {
+            projects: principal.project_limit().map(<[String]>::to_vec),
+            ..DeploymentFilter::default()
+        };
+        if !request.project.is_empty() {
+            validate_name("project", &request.project)?;
+            principal
+                .require_project(&request.project)
+                .map_err(Error::from)?;
+            filter.project = Some(request.project);
+        }
+        if !request.environment.is_empty() {
+            validate_name("environment", &request.environment)?;
+            filter.environment = Some(request.environment);
+        }
+        let deployments = self
+            .store()
+            .list_deployments(&principal.org_id, &filter, before.as_deref(), limit)
+            .await?;
+        let next_page_token = next_token(&deployments, limit, |d| &d.id);
+        Ok(Response::new(ListDeploymentsResponse {
+            deployments: deployments.into_iter().map(deployment_to_proto).collect(),
+            next_page_token,
+        }))
     }
 
     async fn report_job(

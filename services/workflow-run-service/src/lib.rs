@@ -16,6 +16,7 @@
 mod aggregate;
 mod cicd;
 mod config;
+mod deploy_workflows;
 mod entity;
 mod error;
 mod handler;
@@ -36,6 +37,7 @@ use runplane_auth::{AdminCredential, TokenAuthenticator};
 
 pub use aggregate::BranchLabel;
 pub use config::Config;
+pub use deploy_workflows::{DeployWorkflow, DeployWorkflows};
 
 /// Runs workflow-run-service until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -71,7 +73,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .then(cicd::CicdMetrics::start)
         .flatten()
         .map(std::sync::Arc::new);
-    let lifecycle = lifecycle::Lifecycle::new(store.clone(), cicd);
+    let lifecycle = lifecycle::Lifecycle::new(store.clone(), cicd)
+        .with_deploy_workflows(config.deploy_workflows.clone());
     tokio::spawn(store::backfill::run(store.clone()));
     tokio::spawn(sweeper::run(
         lifecycle.clone(),

@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use runplane_api::workflowrun::v1::{RunStatus, RunnerType};
+use runplane_api::workflowrun::v1::{DeploymentKind, DeploymentStatus, RunStatus, RunnerType};
 
 use crate::cicd::{CicdMetrics, Pipeline};
+use crate::deploy_workflows::DeployWorkflows;
 use crate::entity::run;
 use crate::error::Error;
-use crate::store::{Finish, FinishedRun, NewRun, Origin, Store, WorkflowRef};
+use crate::store::{Finish, FinishedRun, NewDeployment, NewRun, Origin, Store, WorkflowRef};
 
 /// The organization a call acts for.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +37,8 @@ pub(crate) struct Start<'a> {
     pub(crate) queued_at_ms: Option<i64>,
     /// Where it came from (validated).
     pub(crate) origin: Origin<'a>,
+    /// When its commit was made, if the reporter said (validated).
+    pub(crate) committed_at_ms: Option<i64>,
     /// The trace of the call that reported it, if any.
     pub(crate) trace_id: Option<&'a str>,
 }
@@ -92,11 +95,22 @@ pub(crate) struct Reported {
 pub(crate) struct Lifecycle {
     store: Store,
     cicd: Option<Arc<CicdMetrics>>,
+    deploy_workflows: Arc<DeployWorkflows>,
 }
 
 impl Lifecycle {
     pub(crate) fn new(store: Store, cicd: Option<Arc<CicdMetrics>>) -> Self {
-        Lifecycle { store, cicd }
+        Lifecycle {
+            store,
+            cicd,
+            deploy_workflows: Arc::default(),
+        }
+    }
+
+    /// Records the runs of these workflows as deployments too.
+    pub(crate) fn with_deploy_workflows(mut self, deploy_workflows: DeployWorkflows) -> Self {
+        self.deploy_workflows = Arc::new(deploy_workflows);
+        self
     }
 
     /// The store, for reads.
@@ -129,7 +143,56 @@ impl Lifecycle {
         if started.created {
             self.count_started(org, &workflow);
         }
+        self.remember_commit(org, &start).await?;
         Ok((workflow, started.run))
+    }
+
+    /// Keeps the time of the run's commit, when its reporter said.
+    async fn remember_commit(&self, org: Org<'_>, start: &Start<'_>) -> Result<(), Error> {
+        match (start.origin.commit_sha, start.committed_at_ms) {
+            (sha, Some(at)) if !sha.is_empty() => self.store.remember_commit(org.id, sha, at).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a finished run of a `deploy_workflows` workflow as its
+    /// deployment (once: keyed by the run), when it succeeded or failed.
+    async fn record_if_deployment(
+        &self,
+        org_id: &str,
+        workflow: &WorkflowRef,
+        run: &run::Model,
+    ) -> Result<(), Error> {
+        let Some(environment) = self
+            .deploy_workflows
+            .environment_of(&workflow.project, &workflow.name)
+        else {
+            return Ok(());
+        };
+        let status = match RunStatus::from_label(&run.status) {
+            RunStatus::Success => DeploymentStatus::Success,
+            RunStatus::Error => DeploymentStatus::Failure,
+            _ => return Ok(()),
+        };
+        let Some(finished_at_ms) = run.finished_at_ms else {
+            return Ok(());
+        };
+        let request_id = format!("run:{}", run.id);
+        let deployment = NewDeployment {
+            project: &workflow.project,
+            environment,
+            commit_sha: &run.commit_sha,
+            committed_at_ms: None,
+            started_at_ms: Some(run.started_at_ms),
+            finished_at_ms,
+            status,
+            kind: DeploymentKind::Unspecified,
+            url: &run.run_url,
+            run_id: &run.id,
+            request_id: Some(&request_id),
+        };
+        self.store.record_deployment(org_id, deployment).await?;
+        Ok(())
     }
 
     /// Finishes a run with its outcome: once (a repeat with the same outcome
@@ -170,6 +233,9 @@ impl Lifecycle {
             };
             self.count_started(org, &workflow);
             self.count_finished(Some(org), &finished, outcome.status, &workflow);
+            self.remember_commit(org, &start).await?;
+            self.record_if_deployment(org.id, &workflow, &finished.run)
+                .await?;
             return Ok(Reported {
                 workflow,
                 run: finished.run,
@@ -195,11 +261,21 @@ impl Lifecycle {
         outcome: Outcome<'_>,
     ) -> Result<(run::Model, bool), Error> {
         let finished = self.store.finish(outcome.finish(org, run_id)).await?;
-        if let (Some(_), true) = (&self.cicd, finished.finished_now) {
+        // A repeated finish records the deployment too: a report retried
+        // after the deployment failed to be recorded is not lost.
+        let deploys = !self.deploy_workflows.is_empty() && outcome.status != RunStatus::Expired;
+        if self.cicd.is_some() && finished.finished_now || deploys {
             let workflow_id = &finished.run.workflow_id;
             let mut workflows = self.store.workflow_refs(vec![workflow_id.clone()]).await?;
             if let Some(workflow) = workflows.remove(workflow_id) {
-                self.count_finished(org, &finished, outcome.status, &workflow);
+                if finished.finished_now {
+                    self.count_finished(org, &finished, outcome.status, &workflow);
+                }
+                if deploys {
+                    let run = &finished.run;
+                    self.record_if_deployment(&run.org_id, &workflow, run)
+                        .await?;
+                }
             }
         }
         let run = finished.run;

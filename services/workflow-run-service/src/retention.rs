@@ -1,5 +1,5 @@
-//! Deletes finished runs past the retention age, in batches, and the jobs
-//! reported that long ago.
+//! Deletes finished runs past the retention age, in batches, and the jobs,
+//! deployments and commit times of that long ago.
 //!
 //! Only the run history goes: the per-workflow aggregates behind the metrics
 //! are never touched, so counters and histograms stay monotonic. Every replica
@@ -24,7 +24,8 @@ pub(crate) async fn run(store: Store, retention: Duration, interval: Duration) {
 }
 
 /// Deletes every run that finished more than `retention` ago, and every job
-/// first reported that long ago; says how many runs went.
+/// first reported, deployment finished and commit made that long ago; says
+/// how many runs went.
 pub(crate) async fn apply(store: &Store, retention: Duration) -> Result<u64, Error> {
     let cutoff =
         runplane_api::time::now_ms().saturating_sub(runplane_api::time::duration_ms(retention));
@@ -37,6 +38,7 @@ pub(crate) async fn apply(store: &Store, retention: Duration) -> Result<u64, Err
         }
     }
     while store.delete_old_jobs(cutoff, BATCH).await? == BATCH {}
+    while store.delete_old_deployments(cutoff, BATCH).await? == BATCH {}
     Ok(deleted)
 }
 

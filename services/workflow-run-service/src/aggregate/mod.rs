@@ -13,6 +13,7 @@
 //! over it).
 
 mod branches;
+pub(crate) mod dora;
 mod exemplars;
 mod jobs;
 pub(crate) mod native;

@@ -16,6 +16,7 @@ mod m20261125_000011_index_runs_by_commit;
 mod m20261206_000012_job_workflows;
 mod m20261206_000013_exemplars;
 mod m20261206_000014_job_keys_per_project;
+mod m20261207_000015_deployments;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_job_workflows::Migration),
             Box::new(m20261206_000013_exemplars::Migration),
             Box::new(m20261206_000014_job_keys_per_project::Migration),
+            Box::new(m20261207_000015_deployments::Migration),
         ]
     }
 

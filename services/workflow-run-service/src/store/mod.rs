@@ -11,6 +11,8 @@
 //!   scrape's page of them; [`backfill`]: native buckets for records counted
 //!   before they were kept.
 //! - [`jobs`]: jobs of runs, as CI systems report them (moved forward only).
+//! - [`deployments`]: deployments, their environments' DORA aggregates, and
+//!   commit times.
 //!
 //! Writes that must agree with each other (a run's outcome, its workflow's last
 //! run, its duration histogram) happen in one transaction; rows that concurrent
@@ -24,6 +26,7 @@
 //! its runs. A write that waited for a workflow deleted meanwhile finds it gone.
 
 pub(crate) mod backfill;
+mod deployments;
 mod group_commit;
 mod jobs;
 mod metrics_page;
@@ -37,6 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
+pub(crate) use deployments::{DeploymentFilter, NewDeployment};
 pub(crate) use jobs::{JobReport, status_from_label as job_status_from_label};
 pub(crate) use runs::{Finish, FinishedRun, NewRun, Origin, RunFilter};
 pub(crate) use workflows::WorkflowRef;
@@ -51,6 +55,8 @@ pub(crate) struct Store {
     queue_buckets: Vec<f64>,
     /// Workflow identities seen so far, shared by clones.
     identities: Arc<Mutex<workflows::Identities>>,
+    /// Commits whose time is stored, shared by clones.
+    known_commits: Arc<Mutex<deployments::KnownCommits>>,
     /// Most workflows per organization; `None`: no limit.
     max_workflows_per_org: Option<u64>,
     /// How runs started and finished are written.
@@ -69,6 +75,7 @@ impl Store {
             buckets,
             queue_buckets: crate::aggregate::DEFAULT_QUEUE_BUCKETS.to_vec(),
             identities: Arc::default(),
+            known_commits: Arc::default(),
             max_workflows_per_org: None,
             job_queue_window_ms: 3_600_000,
             branch_label: crate::aggregate::BranchLabel::None,
