@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use runplane_api::token::v1::Scope;
-use runplane_api::workflowrun::v1::decode_workflows;
+use runplane_api::workflowrun::v1::decode_page;
 use runplane_auth::secret::SecretHash;
 use runplane_server::http::PeerAddr;
 use tokio::sync::mpsc;
@@ -347,7 +347,7 @@ fn written(
     gzip: bool,
     started: Instant,
 ) -> Result<Body, ScrapeError> {
-    let workflows = decode_workflows(&source).map_err(|e| ScrapeError::Upstream {
+    let page = decode_page(&source).map_err(|e| ScrapeError::Upstream {
         upstream: "workflow-run-service",
         detail: e.to_string(),
     })?;
@@ -360,8 +360,9 @@ fn written(
                 .blocking_send(Ok(Bytes::from(chunk)))
                 .map_err(|_| Gone)
         };
-        if exposition::estimated_len(&workflows) <= STREAMED_FROM_BYTES {
-            let mut text = exposition::families(&options, &org, &workflows);
+        let (workflows, environments) = (&page.workflows, &page.environments);
+        if exposition::estimated_len(workflows) <= STREAMED_FROM_BYTES {
+            let mut text = exposition::families_of(&options, &org, workflows, environments);
             // Kept, and counted by its length: hold no more than it.
             text.shrink_to_fit();
             let text = Bytes::from(text);
@@ -379,15 +380,20 @@ fn written(
             return;
         }
         let mut compressed = gzip.then(gzip::HeadWriter::new);
-        exposition::render_chunked(&options, &org, &workflows, CHUNK_BYTES, |chunk| {
-            match &mut compressed {
+        exposition::render_chunked(
+            &options,
+            &org,
+            workflows,
+            environments,
+            CHUNK_BYTES,
+            |chunk| match &mut compressed {
                 Some(writer) => {
                     writer.write(&chunk);
                     send(writer.unsent())
                 }
                 None => send(chunk),
-            }
-        });
+            },
+        );
         if sender.is_closed() {
             return;
         }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use runplane_api::workflowrun::v1::{DurationHistogram, WorkflowMetrics};
+use runplane_api::workflowrun::v1::{DurationHistogram, EnvironmentMetrics, WorkflowMetrics};
 
 /// How the series of a duration histogram are counted, by format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,13 @@ pub(crate) const FAMILIES: &[&str] = &[
     "workflow_jobs_total",
     "workflow_job_queue_seconds",
     "workflow_jobs_queued",
+    "deployments_total",
+    "deployment_change_failures_total",
+    "deployment_last_timestamp_seconds",
+    "deployment_lead_time_seconds",
+    "deployments_without_commit_time_total",
+    "deployment_time_to_restore_seconds",
+    "environment_up",
 ];
 
 /// Labels `drop_labels` may name.
@@ -226,17 +233,54 @@ pub(crate) fn series_of(c: &Cardinality, counting: Counting, w: &WorkflowMetrics
     n
 }
 
-/// How many of `workflows`, in order, fit the budget, and the series of
-/// those that do not.
+/// How many series `environments` add to a scrape, counted as `counting` says.
+pub(crate) fn environment_series(
+    c: &Cardinality,
+    counting: Counting,
+    environments: &[EnvironmentMetrics],
+) -> usize {
+    let created = usize::from(counting.created);
+    let on = |name: &str| c.enabled(name);
+    let mut n = 0;
+    for e in environments {
+        if on("deployments_total") {
+            n += 2 * (1 + created);
+        }
+        if on("deployment_change_failures_total") {
+            n += 1 + created;
+        }
+        if on("deployment_last_timestamp_seconds") {
+            n += usize::from(e.last_failure_time.is_some())
+                + usize::from(e.last_success_time.is_some());
+        }
+        for (family, histogram) in [
+            ("deployment_lead_time_seconds", &e.lead_time),
+            ("deployment_time_to_restore_seconds", &e.restore_time),
+        ] {
+            if let Some(h) = histogram.as_ref().filter(|h| h.count > 0 && on(family)) {
+                n += counting.duration(h);
+            }
+        }
+        if on("deployments_without_commit_time_total") && e.deployments_without_commit_time > 0 {
+            n += 1 + created;
+        }
+        n += usize::from(on("environment_up"));
+    }
+    n
+}
+
+/// How many of `workflows`, in order, fit the budget less `reserved` series
+/// (the environments'), and the series of those that do not.
 pub(crate) fn admitted(
     c: &Cardinality,
     counting: Counting,
     workflows: &[WorkflowMetrics],
+    reserved: usize,
 ) -> (usize, usize) {
     if c.max_series == 0 {
         return (workflows.len(), 0);
     }
-    let (mut total, mut fit) = (0usize, None);
+    let (mut total, mut fit) = (reserved, None);
     for (i, w) in workflows.iter().enumerate() {
         total += series_of(c, counting, w);
         if fit.is_none() && total > c.max_series {

@@ -16,6 +16,7 @@
 //! appear as label values, escaped.
 
 pub(crate) mod cardinality;
+mod environments;
 mod jobs;
 mod runs;
 mod shape;
@@ -24,7 +25,7 @@ mod writer;
 use std::borrow::Cow;
 use std::time::Instant;
 
-use runplane_api::workflowrun::v1::WorkflowMetrics;
+use runplane_api::workflowrun::v1::{EnvironmentMetrics, WorkflowMetrics};
 
 use writer::{Kind, Labels, Out, Writer};
 
@@ -180,12 +181,23 @@ pub(crate) fn render(
     whole
 }
 
-/// The exposition without its [`tail`]: everything that depends only on the
-/// workflows (and the options and organization), so that it can be kept
-/// while they are unchanged.
+/// [`families_of`] an organization without environments.
+#[cfg(test)]
 pub(crate) fn families(options: &Options, org: &str, workflows: &[WorkflowMetrics]) -> Vec<u8> {
+    families_of(options, org, workflows, &[])
+}
+
+/// The exposition without its [`tail`]: everything that depends only on the
+/// workflows and environments (and the options and organization), so that
+/// it can be kept while they are unchanged.
+pub(crate) fn families_of(
+    options: &Options,
+    org: &str,
+    workflows: &[WorkflowMetrics],
+    environments: &[EnvironmentMetrics],
+) -> Vec<u8> {
     let mut whole = Vec::new();
-    render_chunked(options, org, workflows, usize::MAX, |chunk| {
+    render_chunked(options, org, workflows, environments, usize::MAX, |chunk| {
         whole = chunk;
         Ok(())
     });
@@ -241,6 +253,7 @@ pub(crate) fn render_chunked(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
+    environments: &[EnvironmentMetrics],
     chunk_size: usize,
     emit: impl FnMut(Vec<u8>) -> Result<(), Gone>,
 ) {
@@ -254,13 +267,14 @@ pub(crate) fn render_chunked(
         emit,
     };
     // Only a receiver that hung up stops the writing.
-    let _ = write(options, org, workflows, &mut out);
+    let _ = write(options, org, workflows, environments, &mut out);
 }
 
 fn write(
     options: &Options,
     org: &str,
     workflows: &[WorkflowMetrics],
+    environments: &[EnvironmentMetrics],
     chunks: &mut Chunks<impl FnMut(Vec<u8>) -> Result<(), Gone>>,
 ) -> Result<(), Gone> {
     let cardinality = &options.cardinality;
@@ -277,7 +291,18 @@ fn write(
             _ => cardinality::Histograms::Classic,
         },
     };
-    let (admitted, dropped) = cardinality::admitted(cardinality, counting, &shaped);
+    // Environments first: a dozen series each, and what DORA dashboards read.
+    let environments = shape::environments(cardinality, environments);
+    let environment_series = cardinality::environment_series(cardinality, counting, &environments);
+    let (environments, environments_dropped) =
+        if cardinality.max_series > 0 && environment_series > cardinality.max_series {
+            (&environments[..0], environment_series)
+        } else {
+            (&environments[..], 0)
+        };
+    let reserved = environment_series - environments_dropped;
+    let (admitted, dropped) = cardinality::admitted(cardinality, counting, &shaped, reserved);
+    let dropped = dropped + environments_dropped;
     let workflows = &shaped[..admitted];
     let mut families = Families {
         writer: Writer {
@@ -294,6 +319,14 @@ fn write(
             .map(|w| {
                 let value = |name| options.format.label_value(name);
                 (value(&w.project), value(&w.workflow))
+            })
+            .collect(),
+        environments,
+        environment_names: environments
+            .iter()
+            .map(|e| {
+                let value = |name| options.format.label_value(name);
+                (value(&e.project), value(&e.environment))
             })
             .collect(),
         labels: Labels::new(options.format, options.cardinality.dropped_labels()),
@@ -323,6 +356,13 @@ fn write(
     family!("workflow_jobs_total", jobs_total);
     family!("workflow_job_queue_seconds", job_queue_times);
     family!("workflow_jobs_queued", jobs_queued);
+    family!("deployments_total", deployments);
+    family!("deployment_change_failures_total", change_failures);
+    family!("deployment_last_timestamp_seconds", last_deployments);
+    family!("deployment_lead_time_seconds", lead_times);
+    family!("deployments_without_commit_time_total", without_commit_time);
+    family!("deployment_time_to_restore_seconds", restore_times);
+    family!("environment_up", environment_up);
     families.organization(all, dropped);
     families.chunks.finish()
 }
@@ -334,6 +374,9 @@ struct Families<'a, E> {
     workflows: &'a [WorkflowMetrics],
     /// Each workflow's (project, workflow), escaped.
     names: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    environments: &'a [EnvironmentMetrics],
+    /// Each environment's (project, environment), escaped.
+    environment_names: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// A sample's labels, rewritten for each.
     labels: Labels,
     chunks: &'a mut Chunks<E>,

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use runplane_api::time::from_timestamp;
 use runplane_api::workflowrun::v1::{
-    BranchRun, DurationHistogram, Exemplar, HistogramExemplars, JobMetrics, LastRun, NativeBuckets,
-    QueueHistogram, RunnerType, WorkflowMetrics,
+    BranchRun, DurationHistogram, EnvironmentMetrics, Exemplar, HistogramExemplars, JobMetrics,
+    LastRun, NativeBuckets, QueueHistogram, RunnerType, WorkflowMetrics,
 };
 
 use super::cardinality::Cardinality;
@@ -42,6 +42,59 @@ pub(crate) fn shape<'a>(
         shaped.push(w);
     }
     Cow::Owned(shaped)
+}
+
+/// `environments` as they are written: with `project` dropped, the
+/// environments of one name merged (counters add up, histograms merge, the
+/// newest deployment times stay, a failure open in any is open).
+pub(crate) fn environments<'a>(
+    c: &Cardinality,
+    environments: &'a [EnvironmentMetrics],
+) -> Cow<'a, [EnvironmentMetrics]> {
+    if !c.drop_project {
+        return Cow::Borrowed(environments);
+    }
+    let mut merged: Vec<EnvironmentMetrics> = Vec::with_capacity(environments.len());
+    for e in environments {
+        let Some(into) = merged.iter_mut().find(|m| m.environment == e.environment) else {
+            merged.push(e.clone());
+            continue;
+        };
+        let e = e.clone();
+        into.deployments_succeeded += e.deployments_succeeded;
+        into.deployments_failed += e.deployments_failed;
+        into.change_failures += e.change_failures;
+        into.deployments_without_commit_time += e.deployments_without_commit_time;
+        let time = |at: &Option<runplane_api::time::Timestamp>| at.as_ref().map(from_timestamp);
+        if time(&e.last_success_time) > time(&into.last_success_time) {
+            into.last_success_time = e.last_success_time;
+        }
+        if time(&e.last_failure_time) > time(&into.last_failure_time) {
+            into.last_failure_time = e.last_failure_time;
+        }
+        // The earliest: when the environment of this name began failing.
+        into.failing_since = match (into.failing_since.take(), e.failing_since) {
+            (Some(a), Some(b)) if from_timestamp(&b) < from_timestamp(&a) => Some(b),
+            (a, b) => a.or(b),
+        };
+        if e.create_time.is_some() && time(&e.create_time) < time(&into.create_time) {
+            into.create_time = e.create_time;
+        }
+        merge_histogram(&mut into.lead_time, e.lead_time);
+        merge_histogram(&mut into.restore_time, e.restore_time);
+    }
+    Cow::Owned(merged)
+}
+
+fn merge_histogram(into: &mut Option<DurationHistogram>, other: Option<DurationHistogram>) {
+    *into = match (into.take(), other) {
+        (Some(a), Some(b)) => {
+            let mut one = vec![a];
+            merge_outcome(&mut one, b);
+            one.pop()
+        }
+        (a, b) => a.or(b),
+    };
 }
 
 /// One workflow's series without their runner: outcomes of every runner

@@ -590,7 +590,7 @@ mod rendering {
         for format in [Format::Text, Format::OpenMetrics] {
             let whole = families(&options(format), "o", &several);
             let mut chunks = Vec::new();
-            render_chunked(&options(format), "o", &several, 1, |c| {
+            render_chunked(&options(format), "o", &several, &[], 1, |c| {
                 chunks.push(c);
                 Ok(())
             });
@@ -615,7 +615,7 @@ mod rendering {
             );
 
             let mut handed = 0;
-            render_chunked(&options(format), "o", &several, 1, |_| {
+            render_chunked(&options(format), "o", &several, &[], 1, |_| {
                 handed += 1;
                 if handed == 2 { Err(Gone) } else { Ok(()) }
             });
@@ -1376,7 +1376,7 @@ mod protobuf {
             &several,
         )));
         let mut chunks = Vec::new();
-        render_chunked(&options(Format::Protobuf), "o", &several, 1, |c| {
+        render_chunked(&options(Format::Protobuf), "o", &several, &[], 1, |c| {
             chunks.push(c);
             Ok(())
         });
@@ -1391,5 +1391,158 @@ mod protobuf {
             "families continue across chunks"
         );
         assert_eq!(joined(messages), whole);
+    }
+}
+
+mod environments {
+    use super::*;
+    use crate::exposition::cardinality::{Cardinality, Counting, FAMILIES, environment_series};
+    use runplane_api::time::timestamp;
+    use runplane_api::workflowrun::v1::{DurationHistogram, EnvironmentMetrics};
+
+    fn options(format: Format, created: bool, cardinality: Cardinality) -> Options {
+        Options {
+            namespace: DEFAULT_NAMESPACE.into(),
+            format,
+            created_series: created,
+            protobuf_histograms: Default::default(),
+            cardinality: std::sync::Arc::new(cardinality),
+        }
+    }
+
+    fn histogram(bounds: &[f64], counts: &[u64], sum: f64) -> DurationHistogram {
+        DurationHistogram {
+            bucket_bounds: bounds.to_vec(),
+            bucket_counts: counts.to_vec(),
+            count: *counts.last().unwrap_or(&0),
+            sum_seconds: sum,
+            ..DurationHistogram::default()
+        }
+    }
+
+    /// Production after a deploy, a failure and its hotfix.
+    pub(super) fn production(project: &str) -> EnvironmentMetrics {
+        EnvironmentMetrics {
+            project: project.into(),
+            environment: "production".into(),
+            create_time: Some(timestamp(1_000)),
+            deployments_succeeded: 2,
+            deployments_failed: 1,
+            change_failures: 1,
+            last_success_time: Some(timestamp(30_000)),
+            last_failure_time: Some(timestamp(20_000)),
+            lead_time: Some(histogram(&[3600.0, 86400.0], &[1, 2], 7200.0)),
+            restore_time: Some(histogram(&[3600.0], &[1], 600.0)),
+            failing_since: None,
+            deployments_without_commit_time: 0,
+        }
+    }
+
+    fn text(options: &Options, environments: &[EnvironmentMetrics]) -> String {
+        String::from_utf8(families_of(options, "o", &[], environments)).expect("utf-8")
+    }
+
+    #[test]
+    fn an_environment_is_written_as_its_dora_series() {
+        let mut staging = production("web");
+        staging.environment = "staging".into();
+        staging.failing_since = Some(timestamp(40_000));
+        staging.deployments_without_commit_time = 3;
+        staging.restore_time = None;
+        let text = text(
+            &options(Format::Text, false, Cardinality::default()),
+            &[production("web"), staging],
+        );
+        for line in [
+            "# TYPE chainloop_deployments_total counter",
+            r#"chainloop_deployments_total{environment="production",org="o",project="web",status="failure"} 1"#,
+            r#"chainloop_deployments_total{environment="production",org="o",project="web",status="success"} 2"#,
+            r#"chainloop_deployment_change_failures_total{environment="production",org="o",project="web"} 1"#,
+            r#"chainloop_deployment_last_timestamp_seconds{environment="production",org="o",project="web",status="success"} 30"#,
+            r#"chainloop_deployment_lead_time_seconds_bucket{environment="production",org="o",project="web",le="3600"} 1"#,
+            r#"chainloop_deployment_lead_time_seconds_bucket{environment="production",org="o",project="web",le="+Inf"} 2"#,
+            r#"chainloop_deployment_lead_time_seconds_sum{environment="production",org="o",project="web"} 7200"#,
+            r#"chainloop_deployment_time_to_restore_seconds_count{environment="production",org="o",project="web"} 1"#,
+            r#"chainloop_deployments_without_commit_time_total{environment="staging",org="o",project="web"} 3"#,
+            r#"chainloop_environment_up{environment="production",org="o",project="web"} 1"#,
+            r#"chainloop_environment_up{environment="staging",org="o",project="web"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains(r#"time_to_restore_seconds_count{environment="staging""#));
+        assert_unique_series(&text);
+    }
+
+    #[test]
+    fn the_budget_counts_exactly_the_environment_series_written() {
+        let mut fresh = production("api");
+        fresh.lead_time = None;
+        fresh.restore_time = None;
+        fresh.last_failure_time = None;
+        fresh.deployments_without_commit_time = 1;
+        for format in [Format::Text, Format::OpenMetrics] {
+            for created in [false, true] {
+                let mut settings = vec![Cardinality::default()];
+                for family in FAMILIES {
+                    settings.push(Cardinality {
+                        disabled: [family.to_string()].into(),
+                        ..Cardinality::default()
+                    });
+                }
+                for c in settings {
+                    let options = options(format, created, c.clone());
+                    for e in [production("web"), fresh.clone()] {
+                        let text = text(&options, std::slice::from_ref(&e));
+                        let lines = text
+                            .lines()
+                            .filter(|l| !l.starts_with('#') && !l.starts_with("chainloop_org_"))
+                            .count();
+                        let counting = Counting::lines(created && format == Format::OpenMetrics);
+                        assert_eq!(
+                            lines,
+                            environment_series(&c, counting, std::slice::from_ref(&e)),
+                            "{format:?}, created {created}, {:?}\n{text}",
+                            c.disabled
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dropping_the_project_merges_environments_of_one_name() {
+        let c = Cardinality {
+            drop_project: true,
+            ..Cardinality::default()
+        };
+        let mut failing = production("api");
+        failing.failing_since = Some(timestamp(50_000));
+        let text = text(
+            &options(Format::Text, false, c),
+            &[production("web"), failing],
+        );
+        for line in [
+            r#"chainloop_deployments_total{environment="production",org="o",status="success"} 4"#,
+            r#"chainloop_deployment_lead_time_seconds_count{environment="production",org="o"} 4"#,
+            r#"chainloop_environment_up{environment="production",org="o"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert_unique_series(&text);
+    }
+
+    #[test]
+    fn environments_past_the_budget_are_left_out_and_counted() {
+        let c = Cardinality {
+            max_series: 3,
+            ..Cardinality::default()
+        };
+        let text = text(&options(Format::Text, false, c), &[production("web")]);
+        assert!(!text.contains("deployments_total{"), "{text}");
+        assert!(
+            text.contains("chainloop_org_series_dropped{org=\"o\"} 15"),
+            "{text}"
+        );
     }
 }

@@ -161,6 +161,24 @@ pub(super) struct Family {
     bounds: BoundLabels,
 }
 
+/// What the `_created` samples of a series are read from: when every counter
+/// of it was zero.
+pub(super) trait Created {
+    fn create_time(&self) -> Option<&runplane_api::time::Timestamp>;
+}
+
+impl Created for WorkflowMetrics {
+    fn create_time(&self) -> Option<&runplane_api::time::Timestamp> {
+        self.create_time.as_ref()
+    }
+}
+
+impl Created for runplane_api::workflowrun::v1::EnvironmentMetrics {
+    fn create_time(&self) -> Option<&runplane_api::time::Timestamp> {
+        self.create_time.as_ref()
+    }
+}
+
 /// A cumulative histogram's values, as the aggregates keep them.
 pub(super) struct Buckets<'a> {
     pub(super) bounds: &'a [f64],
@@ -252,13 +270,7 @@ impl Family {
     }
 
     /// A counter's `_total` sample, and its `_created` one when asked for.
-    pub(super) fn counter(
-        &mut self,
-        out: &mut Out,
-        labels: &Labels,
-        value: u64,
-        w: &WorkflowMetrics,
-    ) {
+    pub(super) fn counter(&mut self, out: &mut Out, labels: &Labels, value: u64, w: &impl Created) {
         self.sample(out, "_total", labels, value);
         self.created(out, labels, w);
     }
@@ -270,7 +282,7 @@ impl Family {
         out: &mut Out,
         labels: &Labels,
         buckets: &Buckets<'_>,
-        w: &WorkflowMetrics,
+        w: &impl Created,
     ) {
         self.header(out);
         if self.bounds.format == Format::Protobuf {
@@ -303,11 +315,11 @@ impl Family {
     /// The `_created` sample of a counter or histogram series (OpenMetrics,
     /// when asked for): the workflow's creation, when every counter of it
     /// was zero.
-    fn created(&mut self, out: &mut Out, labels: &Labels, w: &WorkflowMetrics) {
+    fn created(&mut self, out: &mut Out, labels: &Labels, w: &impl Created) {
         if !self.created {
             return;
         }
-        if let Some(at) = w.create_time.as_ref().map(from_timestamp) {
+        if let Some(at) = w.create_time().map(from_timestamp) {
             let labels = &labels.text;
             let _ = writeln!(out, "{}_created{{{labels}}} {}", self.name, Seconds(at));
         }
