@@ -95,6 +95,9 @@ pub(crate) enum Command {
     /// Report the jobs of a run from CI (needs an organization API token).
     #[command(subcommand)]
     Job(crate::job::JobCommand),
+    /// Record deployments to an environment, and list them (needs an organization API token).
+    #[command(subcommand)]
+    Deployment(crate::deployment::DeploymentCommand),
     /// List an organization's workflows (needs an organization API token).
     #[command(subcommand)]
     Workflow(crate::workflow::WorkflowCommand),
@@ -182,6 +185,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(command) => crate::run::run(&cli.global, command).await,
         Command::Job(command) => crate::job::run(&cli.global, command).await,
         Command::Workflow(command) => crate::workflow::run(&cli.global, command).await,
+        Command::Deployment(command) => crate::deployment::run(&cli.global, command).await,
         Command::AdminToken(command) => {
             crate::admin_token::run(&cli.global, command)?;
             Ok(ExitCode::SUCCESS)

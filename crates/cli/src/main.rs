@@ -15,6 +15,7 @@ macro_rules! outln {
 mod admin_token;
 mod child;
 mod cli;
+mod deployment;
 mod exit;
 mod job;
 mod organization;

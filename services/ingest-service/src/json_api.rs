@@ -4,6 +4,7 @@
 //! - `POST /v1/runs:start` with a `StartRunRequest`,
 //! - `POST /v1/runs/{run_id}:finish` with a `FinishRunRequest`,
 //! - `POST /v1/runs:report` with a `ReportRunRequest`,
+//! - `POST /v1/deployments:record` with a `RecordDeploymentRequest`,
 //!
 //! bodies and answers in the proto3 JSON mapping of the same messages
 //! (generated, see `runplane_api`), `Authorization: Bearer <token>`, and the
@@ -13,7 +14,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use runplane_api::workflowrun::v1::{FinishRunRequest, ReportRunRequest, StartRunRequest};
+use runplane_api::workflowrun::v1::{
+    FinishRunRequest, RecordDeploymentRequest, ReportRunRequest, StartRunRequest,
+};
 use runplane_client::with_bearer;
 use serde::de::DeserializeOwned;
 
@@ -107,6 +110,22 @@ pub(crate) async fn report(
             .upstreams
             .runs()
             .report_run(with_bearer(request, &token))
+            .await,
+    )
+}
+
+pub(crate) async fn record_deployment(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, IngestError> {
+    let token = bearer(&headers)?;
+    let request: RecordDeploymentRequest = message(&headers, &body, "RecordDeploymentRequest")?;
+    answer(
+        state
+            .upstreams
+            .runs()
+            .record_deployment(with_bearer(request, &token))
             .await,
     )
 }

@@ -91,6 +91,7 @@ fn router(
     let api = Router::new()
         .route("/v1/runs:start", post(json_api::start))
         .route("/v1/runs:report", post(json_api::report))
+        .route("/v1/deployments:record", post(json_api::record_deployment))
         .route("/v1/runs/{target}", post(json_api::run_method))
         .layer(axum::extract::DefaultBodyLimit::max(
             json_api::MAX_BODY_BYTES,
