@@ -13,6 +13,7 @@ mod cli_errors;
 mod cli_output;
 mod config_file;
 mod docs;
+mod dora;
 mod drain;
 mod grpc_api;
 mod hostile;

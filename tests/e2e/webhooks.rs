@@ -10,7 +10,7 @@ use crate::support::{Suite, bearer, own_metric, text_samples};
 
 /// One signed delivery of GitHub's examples.
 #[derive(Debug, serde::Deserialize)]
-struct Delivery {
+pub(crate) struct Delivery {
     event: String,
     index: usize,
     action: Option<String>,
@@ -20,7 +20,7 @@ struct Delivery {
 
 /// GitHub's example deliveries of `events`, signed with `secret` by
 /// @octokit/webhooks-methods (installed by scripts/test in RUNPLANE_TEST_NPM).
-fn github_examples(secret: &str, events: &[&str]) -> Vec<Delivery> {
+pub(crate) fn github_examples(secret: &str, events: &[&str]) -> Vec<Delivery> {
     let npm = std::env::var("RUNPLANE_TEST_NPM").unwrap_or_else(|_| {
         panic!(
             "RUNPLANE_TEST_NPM must name a directory holding node_modules/@octokit/webhooks-examples \
@@ -49,14 +49,14 @@ fn github_examples(secret: &str, events: &[&str]) -> Vec<Delivery> {
         .collect()
 }
 
-fn gitlab_payload(name: &str) -> String {
+pub(crate) fn gitlab_payload(name: &str) -> String {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("e2e/payloads/gitlab/{name}.json"));
     std::fs::read_to_string(path).expect("payload")
 }
 
 /// An HTTP answer's status and body.
-async fn post(
+pub(crate) async fn post(
     suite: &Suite,
     path: &str,
     headers: &[(&str, &str)],
@@ -74,7 +74,11 @@ async fn post(
     (status, json)
 }
 
-async fn deliver(suite: &Suite, org: &str, delivery: &Delivery) -> (u16, serde_json::Value) {
+pub(crate) async fn deliver(
+    suite: &Suite,
+    org: &str,
+    delivery: &Delivery,
+) -> (u16, serde_json::Value) {
     post(
         suite,
         &format!("/hooks/github/{org}"),
