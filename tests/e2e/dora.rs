@@ -47,6 +47,16 @@ fn run(
     }
 }
 
+/// `runplane deployment record --project web ARGS` with `token`: its output.
+async fn record(suite: &Suite, token: &str, args: &[&str]) -> String {
+    let mut all = vec!["deployment", "record", "--project", "web"];
+    all.extend_from_slice(args);
+    suite
+        .cli_with_env(&all, &[("RUNPLANE_TOKEN", token)])
+        .await
+        .ok()
+}
+
 async fn scrape(suite: &Suite, org: &str, scraper: &str) -> (BTreeMap<String, f64>, String) {
     let scrape = suite.scrape(org, Some(&format!("Bearer {scraper}"))).await;
     assert_eq!(scrape.status, 200, "{}", scrape.body);
@@ -92,30 +102,30 @@ async fn known_sequences_give_exact_dora_series() {
     // Production: aaaa deployed 4 h ago (its commit time found from the run:
     // lead time 5 h), recorded twice with one key.
     let first = rfc3339(now - 4 * H);
-    for _ in 0..2 {
-        let out = suite
-            .cli_with_env(
-                &[
-                    "deployment",
-                    "record",
-                    "--project",
-                    "web",
-                    "--environment",
-                    "production",
-                    "--status",
-                    "success",
-                    "--commit",
-                    "aaaa",
-                    "--finished-at",
-                    &first,
-                    "--request-id",
-                    "deploy-aaaa",
-                ],
-                &[("RUNPLANE_TOKEN", &runner)],
-            )
-            .await
-            .ok();
+    for again in [false, true] {
+        let out = record(
+            &suite,
+            &runner,
+            &[
+                "--environment",
+                "production",
+                "--status",
+                "success",
+                "--commit",
+                "aaaa",
+                "--finished-at",
+                &first,
+                "--request-id",
+                "deploy-aaaa",
+            ],
+        )
+        .await;
         assert!(out.contains("Recorded deployment"), "{out}");
+        assert_eq!(
+            out.contains("already recorded: counted once"),
+            again,
+            "{out}"
+        );
     }
     // bbbb fails to deploy 3 h ago (HTTP/JSON API).
     let (status, answer) = post(
@@ -136,30 +146,25 @@ async fn known_sequences_give_exact_dora_series() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["counted"], true, "{answer}");
     // A hotfix cccc (made 2 h ago) restores it 1 h ago: restore 2 h, lead 1 h.
-    suite
-        .cli_with_env(
-            &[
-                "deployment",
-                "record",
-                "--project",
-                "web",
-                "--environment",
-                "production",
-                "--status",
-                "success",
-                "--commit",
-                "cccc",
-                "--kind",
-                "hotfix",
-                "--commit-time",
-                &rfc3339(now - 2 * H),
-                "--finished-at",
-                &rfc3339(now - H),
-            ],
-            &[("RUNPLANE_TOKEN", &runner)],
-        )
-        .await
-        .ok();
+    record(
+        &suite,
+        &runner,
+        &[
+            "--environment",
+            "production",
+            "--status",
+            "success",
+            "--commit",
+            "cccc",
+            "--kind",
+            "hotfix",
+            "--commit-time",
+            &rfc3339(now - 2 * H),
+            "--finished-at",
+            &rfc3339(now - H),
+        ],
+    )
+    .await;
 
     // Staging, by the `Deploy` workflow's runs: dddd made 50 min before its
     // run finished 30 min ago (lead 20 min)…
@@ -177,28 +182,23 @@ async fn known_sequences_give_exact_dora_series() {
         .await
         .expect("deploy run");
     // …then rolled back now: dddd's change failed; restored at once (30 min).
-    suite
-        .cli_with_env(
-            &[
-                "deployment",
-                "record",
-                "--project",
-                "web",
-                "--environment",
-                "staging",
-                "--status",
-                "success",
-                "--commit",
-                "aaaa",
-                "--kind",
-                "rollback",
-                "--finished-at",
-                &rfc3339(now),
-            ],
-            &[("RUNPLANE_TOKEN", &runner)],
-        )
-        .await
-        .ok();
+    record(
+        &suite,
+        &runner,
+        &[
+            "--environment",
+            "staging",
+            "--status",
+            "success",
+            "--commit",
+            "aaaa",
+            "--kind",
+            "rollback",
+            "--finished-at",
+            &rfc3339(now),
+        ],
+    )
+    .await;
     // A canceled run of the deploy workflow deployed nothing.
     let mut canceled = run("web", "Deploy", "eeee", now - H, now - 10 * 60_000);
     canceled.status = RunStatus::Canceled.into();

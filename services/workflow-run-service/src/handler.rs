@@ -624,25 +624,30 @@ impl WorkflowRunService for WorkflowRunHandler {
         let request = request.into_inner();
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 500, 5000);
-        let page = self
-            .store()
-            .workflow_metrics(
+        let store = self.store();
+        let projects = principal.project_limit();
+        // The environments go on the first page, read beside it.
+        let first_page = after.is_none();
+        let environments = async {
+            if first_page {
+                store.environment_metrics(&principal.org_id, projects).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (page, environments) = tokio::try_join!(
+            store.workflow_metrics(
                 &principal.org_id,
-                principal.project_limit(),
+                projects,
                 after.as_deref(),
                 limit,
                 request.exemplars,
-            )
-            .await?;
+            ),
+            environments
+        )?;
         let mut reply = page.workflows;
-        if after.is_none() {
-            for environment in self
-                .store()
-                .environment_metrics(&principal.org_id, principal.project_limit())
-                .await?
-            {
-                reply.push_environment(&environment);
-            }
+        for environment in &environments {
+            reply.push_environment(environment);
         }
         reply.next_page_token = page
             .more_after

@@ -153,10 +153,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use runplane_api::workflowrun::v1::RunStatus;
-    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
     use crate::aggregate::native;
     use crate::entity::workflow;
@@ -207,21 +206,6 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL: set RUNPLANE_TEST_POSTGRES (scripts/test does)"]
     async fn records_counted_without_native_buckets_get_them_on_postgres() {
-        let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
-        let schema = format!("backfill_test_{}", uuid::Uuid::now_v7().simple());
-        let args = runplane_database::DatabaseArgs {
-            database_url: format!("{server}/postgres"),
-            db_max_connections: 4,
-            db_connect_timeout: Duration::from_secs(5),
-            db_acquire_timeout: Duration::from_secs(5),
-            database_schema: Some(schema.clone()),
-        };
-        let db = runplane_database::connect_and_migrate::<crate::migration::Migrator>(&args, "x")
-            .await
-            .expect("connect");
-        backfill_restores_what_was_counted_live(Store::new(db.clone(), vec![10.0, 60.0])).await;
-        db.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await
-            .expect("drop schema");
+        crate::store::test_support::on_postgres(backfill_restores_what_was_counted_live).await;
     }
 }

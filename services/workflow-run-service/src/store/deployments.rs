@@ -348,7 +348,7 @@ mod tests {
 
     /// Commit times from runs, a redelivered deployment, a failure and its
     /// restore: exact aggregates, in the store's own tables.
-    pub(crate) async fn deployments_count_once_with_their_commits_time(store: Store) {
+    async fn deployments_count_once_with_their_commits_time(store: Store) {
         let start = 1_000 * H;
         store
             .remember_commit("org", "abc123", start - 5 * H)
@@ -443,21 +443,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL: set RUNPLANE_TEST_POSTGRES (scripts/test does)"]
     async fn deployments_count_once_with_their_commits_time_on_postgres() {
-        let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
-        let schema = format!("deployments_test_{}", uuid::Uuid::now_v7().simple());
-        let args = runplane_database::DatabaseArgs {
-            database_url: format!("{server}/postgres"),
-            db_max_connections: 4,
-            db_connect_timeout: std::time::Duration::from_secs(5),
-            db_acquire_timeout: std::time::Duration::from_secs(5),
-            database_schema: Some(schema.clone()),
-        };
-        let db = runplane_database::connect_and_migrate::<crate::migration::Migrator>(&args, "x")
-            .await
-            .expect("connect");
-        deployments_count_once_with_their_commits_time(Store::new(db.clone(), vec![10.0])).await;
-        db.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await
-            .expect("drop schema");
+        crate::store::test_support::on_postgres(deployments_count_once_with_their_commits_time)
+            .await;
     }
 }

@@ -126,6 +126,30 @@ pub(crate) mod test_support {
         super::Store::new(db, vec![10.0, 60.0])
     }
 
+    /// `check` run on a store in a schema of its own on the PostgreSQL server
+    /// of RUNPLANE_TEST_POSTGRES, dropped after.
+    pub(crate) async fn on_postgres<F: std::future::Future<Output = ()>>(
+        check: impl FnOnce(super::Store) -> F,
+    ) {
+        use sea_orm::ConnectionTrait as _;
+        let server = std::env::var("RUNPLANE_TEST_POSTGRES").expect("RUNPLANE_TEST_POSTGRES");
+        let schema = format!("store_test_{}", uuid::Uuid::now_v7().simple());
+        let args = runplane_database::DatabaseArgs {
+            database_url: format!("{server}/postgres"),
+            db_max_connections: 4,
+            db_connect_timeout: std::time::Duration::from_secs(5),
+            db_acquire_timeout: std::time::Duration::from_secs(5),
+            database_schema: Some(schema.clone()),
+        };
+        let db = runplane_database::connect_and_migrate::<crate::migration::Migrator>(&args, "x")
+            .await
+            .expect("connect");
+        check(super::Store::new(db.clone(), vec![10.0, 60.0])).await;
+        db.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop schema");
+    }
+
     /// Organization `org`'s first ten workflows with their aggregates (and
     /// exemplars), decoded.
     pub(crate) async fn org_metrics(
