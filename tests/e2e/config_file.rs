@@ -88,6 +88,34 @@ fn keys_no_service_has_and_bad_values_are_refused_naming_the_file_and_the_key() 
             "{text}: {stderr}"
         );
     }
+    // A list of records (deploy_workflows): the item and the reason named.
+    for (text, reason) in [
+        (
+            "workflow_run_service:\n  deploy_workflows:\n    - {workflow: Deploy}\n",
+            "each with at least workflow and environment",
+        ),
+        (
+            "workflow_run_service:\n  deploy_workflows:\n    - {workflow: Deploy, env: prod}\n",
+            "item 1: unknown field `env`",
+        ),
+        (
+            "workflow_run_service:\n  deploy_workflows:\n    - {workflow: Deploy, environment: \"\"}\n",
+            "environment name",
+        ),
+    ] {
+        std::fs::write(&file, text).expect("write");
+        let out = run(
+            dir.path(),
+            "workflow-run-service",
+            &["--config", &file.to_string_lossy()],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{text}: {stderr}");
+        assert!(
+            stderr.contains("`deploy_workflows`") && stderr.contains(reason),
+            "{text}: {stderr}"
+        );
+    }
     // A good flag over a bad value in the file: the flag wins, the file's
     // value is never parsed as this service's.
     std::fs::write(&file, "upstream_timeout: soon\n").expect("write");

@@ -386,6 +386,50 @@ async fn known_sequences_give_exact_dora_series() {
         .await
         .err();
     assert!(out.contains("environment name"), "{out}");
+    // The webhooks' keys are theirs; one key, one deployment.
+    let out = suite
+        .cli_with_env(
+            &[
+                "deployment",
+                "record",
+                "--environment",
+                "production",
+                "--status",
+                "success",
+                "--commit",
+                "aaaa",
+                "--request-id",
+                "github-deployment:1",
+            ],
+            &[("RUNPLANE_TOKEN", &runner)],
+        )
+        .await
+        .err();
+    assert!(out.contains("starts like the keys of webhooks"), "{out}");
+    let out = suite
+        .cli_with_env(
+            &[
+                "deployment",
+                "record",
+                "--project",
+                "web",
+                "--environment",
+                "production",
+                "--status",
+                "failure",
+                "--commit",
+                "aaaa",
+                "--request-id",
+                "deploy-aaaa",
+            ],
+            &[("RUNPLANE_TOKEN", &runner)],
+        )
+        .await
+        .err();
+    assert!(
+        out.contains("already recorded a success deployment"),
+        "{out}"
+    );
     // A metrics-only token may not record.
     let out = suite
         .cli_with_env(
@@ -404,6 +448,53 @@ async fn known_sequences_give_exact_dora_series() {
         .await
         .err();
     assert!(out.contains("runs:write"), "{out}");
+
+    // An environment recorded by mistake goes, with its series.
+    record(
+        &suite,
+        &runner,
+        &[
+            "--environment",
+            "prodution",
+            "--status",
+            "success",
+            "--commit",
+            "aaaa",
+        ],
+    )
+    .await;
+    let (samples, body) = scrape(&suite, "acme-corp", &scraper).await;
+    assert!(body.contains("environment=\"prodution\""), "{body}");
+    let deleter = suite
+        .token("acme-corp", "deleter", &["--scope", "workflows:delete"])
+        .await;
+    let out = suite
+        .cli_with_env(
+            &[
+                "deployment",
+                "delete-environment",
+                "--project",
+                "web",
+                "--environment",
+                "prodution",
+            ],
+            &[("RUNPLANE_TOKEN", &deleter)],
+        )
+        .await
+        .ok();
+    assert!(
+        out.contains("Deleted environment web/prodution and its 1 deployments"),
+        "{out}"
+    );
+    let (after, body) = scrape(&suite, "acme-corp", &scraper).await;
+    assert!(!body.contains("prodution"), "{body}");
+    let without = |samples: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        samples
+            .into_iter()
+            .filter(|(k, _)| !k.contains("prodution") && !k.contains("scrape_duration"))
+            .collect()
+    };
+    assert_eq!(without(after), without(samples), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

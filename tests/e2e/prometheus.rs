@@ -172,6 +172,30 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
         .await
         .ok();
 
+    // A failed deployment and its hotfix: the DORA families.
+    for (status, kind) in [("failure", "deploy"), ("success", "hotfix")] {
+        suite
+            .cli_with_env(
+                &[
+                    "deployment",
+                    "record",
+                    "--environment",
+                    "production",
+                    "--status",
+                    status,
+                    "--kind",
+                    kind,
+                    "--commit",
+                    "abc123",
+                    "--commit-time",
+                    &queued_at,
+                ],
+                &env,
+            )
+            .await
+            .ok();
+    }
+
     // A run with jobs, one of which waited for a runner: the job families.
     let id = suite
         .cli_with_env(&["run", "start", "--workflow", "deploy-ok", "-q"], &env)
@@ -242,7 +266,7 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
             && scrape_job.contains("bearer_token:")
     );
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {DEPLOY}/prometheus/alerts.yaml\n{scrape_job}\
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {DEPLOY}/prometheus/alerts.yaml\n  - {DEPLOY}/prometheus/dora.yaml\n{scrape_job}\
          \x20 - job_name: runplane-wrong-token\n    metrics_path: /prom/cyberdyne/metrics\n    bearer_token: rpt_not-a-real-token\n\
          \x20   static_configs:\n      - targets: ['{metrics}']\n"
     );
@@ -336,6 +360,12 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
     ] {
         assert!(names.contains(&alert), "{alert} not loaded: {names:?}");
     }
+    for rule in [
+        "org_project_environment:chainloop_deployment_change_failure:ratio_30d",
+        "org_project_environment:chainloop_dora_time_to_restore:tier",
+    ] {
+        assert!(names.contains(&rule), "{rule} not loaded: {names:?}");
+    }
 
     // Every dashboard query is valid PromQL over what Prometheus ingested, and
     // names only metrics and labels that the live exposition contains.
@@ -381,6 +411,13 @@ async fn prometheus_scrapes_with_the_seed_config_and_the_seed_alert_finds_the_fa
             .replace("$__rate_interval", "1m")
             .replace("$__range", "5m");
         prometheus.query(&concrete).await;
+        // A recording rule's series (the DORA row): a rule Prometheus loaded.
+        for rule in identifiers(&expr).filter(|w| w.contains(':')) {
+            assert!(
+                names.contains(&rule.as_str()),
+                "dashboard uses {rule}, not a loaded rule"
+            );
+        }
         for metric in identifiers(&expr).filter(|w| w.starts_with("chainloop_")) {
             let base = ["_bucket", "_count", "_sum"]
                 .iter()
@@ -509,7 +546,7 @@ async fn with_protobuf_histograms_native_a_histogram_is_one_series() {
 
 /// The identifiers in a PromQL expression.
 fn identifiers(expr: &str) -> impl Iterator<Item = String> + '_ {
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .filter(|w| !w.is_empty())
         .map(str::to_owned)
 }

@@ -31,7 +31,8 @@ async fn scrape_answers_each_failure_with_the_right_status() {
          # TYPE chainloop_org_workflows gauge\n\
          chainloop_org_workflows{org=\"cyberdyne\"} 0\n\
          # HELP chainloop_org_series_dropped Series of the organization left out of this response \
-         by the max_series_per_org budget: whole workflows, the most recently created first.\n\
+         by the max_series_per_org budget: whole deployment environments (counted first, in name \
+         order) and whole workflows, the most recently created first.\n\
          # TYPE chainloop_org_series_dropped gauge\n\
          chainloop_org_series_dropped{org=\"cyberdyne\"} 0\n"
     );

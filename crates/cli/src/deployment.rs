@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 use runplane_api::time::{Timestamp, from_timestamp};
 use runplane_api::workflowrun::v1::{
-    Deployment, DeploymentKind, DeploymentStatus, ListDeploymentsRequest, RecordDeploymentRequest,
+    DeleteEnvironmentRequest, Deployment, DeploymentKind, DeploymentStatus, ListDeploymentsRequest,
+    RecordDeploymentRequest,
 };
 use serde::Serialize;
 
@@ -67,8 +68,20 @@ pub(crate) enum DeploymentCommand {
         #[arg(long)]
         project: Option<String>,
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Delete an environment with its deployments and DORA series (needs
+    /// `workflows:delete`): for one recorded by mistake.
+    DeleteEnvironment {
+        /// The environment, e.g. `prodution`.
+        #[arg(long)]
+        environment: String,
+        /// Its project.
+        #[arg(long, default_value = "default")]
+        project: String,
         #[command(flatten)]
         token: TokenArg,
     },
@@ -189,18 +202,16 @@ pub(crate) async fn run(global: &Global, command: DeploymentCommand) -> anyhow::
             } else if global.quiet {
                 outln!("{}", deployment.id);
             } else {
-                let again = if recorded.counted {
-                    ""
-                } else {
-                    " (already recorded: counted once)"
-                };
-                let lead = if deployment.commit_time.is_some() {
-                    ""
-                } else {
-                    " (commit time unknown: no lead time)"
+                // Only a successful deployment of a change has a lead time.
+                let lead_time = deployment.status() == DeploymentStatus::Success
+                    && deployment.kind() != DeploymentKind::Rollback;
+                let note = match (recorded.counted, deployment.commit_time.is_some()) {
+                    (false, _) => " (already recorded: counted once)",
+                    (true, false) if lead_time => " (commit time unknown: no lead time)",
+                    _ => "",
                 };
                 outln!(
-                    "Recorded deployment {} of {} to {}: {}{again}{lead}.",
+                    "Recorded deployment {} of {} to {}: {}{note}.",
                     deployment.id,
                     deployment.project,
                     deployment.environment,
@@ -215,6 +226,7 @@ pub(crate) async fn run(global: &Global, command: DeploymentCommand) -> anyhow::
             token,
         } => {
             let reporter = Reporter::new(global, token)?;
+            let limit = limit as usize;
             let mut deployments: Vec<Deployment> = Vec::new();
             let mut page_token = String::new();
             while deployments.len() < limit {
@@ -268,6 +280,36 @@ pub(crate) async fn run(global: &Global, command: DeploymentCommand) -> anyhow::
                         format_time(d.commit_time.as_ref().map(from_timestamp)),
                     );
                 }
+            }
+        }
+        DeploymentCommand::DeleteEnvironment {
+            environment,
+            project,
+            token,
+        } => {
+            let reporter = Reporter::new(global, token)?;
+            let request = DeleteEnvironmentRequest {
+                environment: environment.clone(),
+                project: project.clone(),
+            };
+            let deleted = reporter
+                .call(
+                    "deleting the environment",
+                    request,
+                    |mut client, request| async move { client.delete_environment(request).await },
+                )
+                .await?;
+            if global.json() {
+                print_json(&serde_json::json!({
+                    "project": project,
+                    "environment": environment,
+                    "deleted_deployments": deleted.deleted_deployments,
+                }))?;
+            } else if !global.quiet {
+                outln!(
+                    "Deleted environment {project}/{environment} and its {} deployments.",
+                    deleted.deleted_deployments
+                );
             }
         }
     }

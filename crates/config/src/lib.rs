@@ -324,7 +324,7 @@ fn key_name(key: &serde_yaml::Value) -> Result<String, SettingsError> {
 /// Renders a YAML value as a flag value: scalars as text; lists joined with
 /// commas, where an item may be a scalar or a one-entry mapping such as the
 /// seed's `- org_name: cyberdyne`; a list of records (mappings of several
-/// entries, such as `deploy_workflows`) as YAML text, which its flag parses.
+/// entries, such as `deploy_workflows`) as JSON, which its flag parses.
 fn render(key: &str, value: &serde_yaml::Value) -> Result<String, SettingsError> {
     use serde_yaml::Value;
     let scalar = |v: &Value| -> Option<String> {
@@ -350,7 +350,8 @@ fn render(key: &str, value: &serde_yaml::Value) -> Result<String, SettingsError>
                 .iter()
                 .any(|item| matches!(item, Value::Mapping(m) if m.len() > 1)) =>
         {
-            serde_yaml::to_string(value)
+            // JSON: YAML that fits on one line, as errors quote it.
+            serde_json::to_string(value)
                 .map_err(|e| SettingsError::Invalid(format!("`{key}`: {e}")))
         }
         Value::Sequence(items) => {

@@ -149,13 +149,14 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     let (code, message) = match status {
         StatusCode::NOT_FOUND => (
             Code::NotFound,
-            "no such path: webhooks are POST /hooks/github/{org} and /hooks/gitlab/{org}; runs \
-             are POST /v1/runs:start, /v1/runs/{run_id}:finish and /v1/runs:report",
+            "no such path: webhooks are POST /hooks/github/{org} and /hooks/gitlab/{org}; the \
+             JSON API is POST /v1/runs:start, /v1/runs/{run_id}:finish, /v1/runs:report and \
+             /v1/deployments:record",
         ),
         StatusCode::METHOD_NOT_ALLOWED => (Code::Unimplemented, "method not allowed: use POST"),
         StatusCode::PAYLOAD_TOO_LARGE => (
             Code::OutOfRange,
-            "the body is too large: at most 25 MB for a webhook delivery, 64 KiB for /v1/runs",
+            "the body is too large: at most 25 MB for a webhook delivery, 64 KiB for the JSON API",
         ),
         StatusCode::SERVICE_UNAVAILABLE => (Code::Unavailable, "busy or shutting down; try again"),
         _ => (Code::Unknown, "the request could not be served"),

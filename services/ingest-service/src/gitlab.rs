@@ -300,6 +300,7 @@ fn deployment_action(event: &DeploymentEvent) -> Result<Action, IngestError> {
     let commit_sha = event
         .commit_url
         .as_deref()
+        .map(|url| url.split(['?', '#']).next().unwrap_or(url))
         .and_then(|url| url.rsplit_once("/commit/"))
         .map(|(_, sha)| sha.trim_end_matches('/').to_owned())
         .filter(|sha| !sha.is_empty())

@@ -68,8 +68,8 @@ fn message<T: DeserializeOwned>(
         let detail: String = detail.chars().take(300).collect();
         IngestError::BadRequest(format!(
             "the body is not a {what} in JSON: {detail} (fields in lowerCamelCase, enums by \
-             name such as RUN_STATUS_SUCCESS, times in RFC 3339 with a zone such as \
-             2026-11-25T10:00:00Z)"
+             name such as RUN_STATUS_SUCCESS or DEPLOYMENT_STATUS_FAILURE, times in RFC 3339 \
+             with a zone such as 2026-11-25T10:00:00Z)"
         ))
     })
 }

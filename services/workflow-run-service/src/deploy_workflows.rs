@@ -42,12 +42,26 @@ impl FromStr for DeployWorkflows {
         if text.trim().is_empty() {
             return Ok(DeployWorkflows::default());
         }
-        let mut list: Vec<DeployWorkflow> = serde_yaml::from_str(text).map_err(|e| {
-            format!(
-                "{e}: write a list of {{project, workflow, environment}}, such as \
-                 [{{project: acme/web, workflow: Deploy, environment: production}}]"
-            )
-        })?;
+        const EXAMPLE: &str = "[{project: acme/web, workflow: Deploy, environment: production}]";
+        let value: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| format!("{e}: write a list such as {EXAMPLE}"))?;
+        let serde_yaml::Value::Sequence(items) = value else {
+            return Err(format!(
+                "write a list of {{project, workflow, environment}} (each with at least \
+                 workflow and environment), such as {EXAMPLE}"
+            ));
+        };
+        let mut list = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let entry: DeployWorkflow = serde_yaml::from_value(item).map_err(|e| {
+                format!(
+                    "item {}: {e}: each is {{project, workflow, environment}}, such as \
+                     {{workflow: Deploy, environment: production}}",
+                    i + 1
+                )
+            })?;
+            list.push(entry);
+        }
         for entry in &mut list {
             if entry.project.is_empty() {
                 "default".clone_into(&mut entry.project);
@@ -99,7 +113,7 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         for (text, says) in [
-            ("[{workflow: w}]", "missing field `environment`"),
+            ("[{workflow: w}]", "item 1: missing field `environment`"),
             (
                 "[{workflow: w, environment: e, env: x}]",
                 "unknown field `env`",
@@ -110,6 +124,8 @@ mod tests {
                 "listed twice",
             ),
             ("production", "write a list"),
+            // A one-key item, as the config file flattens it.
+            ("Deploy", "write a list"),
         ] {
             let error = text.parse::<DeployWorkflows>().expect_err(text);
             assert!(error.contains(says), "{text}: {error}");

@@ -170,6 +170,8 @@ pub(crate) mod deployment {
         /// The run that did it (a `deploy_workflows` workflow's); empty if none.
         pub(crate) run_id: String,
         pub(crate) request_id: Option<String>,
+        /// When it was recorded: retention goes by this.
+        pub(crate) recorded_at_ms: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -178,7 +180,8 @@ pub(crate) mod deployment {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// `commits`: when each commit a run reported was made, per organization.
+/// `commits`: when each commit a run reported was made, per organization
+/// and project (lowercase hex).
 pub(crate) mod commit {
     use sea_orm::entity::prelude::*;
 
@@ -187,6 +190,8 @@ pub(crate) mod commit {
     pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub(crate) org_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) project: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub(crate) commit_sha: String,
         pub(crate) committed_at_ms: i64,

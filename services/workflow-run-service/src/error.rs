@@ -37,6 +37,22 @@ pub(crate) enum Error {
          deploy to the environments it has"
     )]
     EnvironmentLimit { limit: u64 },
+    #[error("environment {}/{} not found", quoted(.project), quoted(.environment))]
+    EnvironmentNotFound {
+        project: String,
+        environment: String,
+    },
+    #[error(
+        "request_id {} already recorded a {status} deployment of commit {}: a repeat must \
+         say the same, another deployment needs another key",
+        quoted(.request_id),
+        quoted(.commit_sha)
+    )]
+    DeploymentKeyTaken {
+        request_id: String,
+        status: String,
+        commit_sha: String,
+    },
     #[error(transparent)]
     InvalidPageToken(#[from] runplane_server::pagination::InvalidPageToken),
     #[error(transparent)]
@@ -52,12 +68,14 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) | Error::InvalidPageToken(_) => {
                 Status::invalid_argument(e.to_string())
             }
-            Error::RunNotFound(_) | Error::WorkflowNotFound { .. } => {
-                Status::not_found(e.to_string())
-            }
+            Error::RunNotFound(_)
+            | Error::WorkflowNotFound { .. }
+            | Error::EnvironmentNotFound { .. } => Status::not_found(e.to_string()),
             // Retried by the handler; reaching a client means it kept happening.
             Error::WorkflowGone(_) => Status::aborted(e.to_string()),
-            Error::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
+            Error::AlreadyFinished { .. } | Error::DeploymentKeyTaken { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             Error::WorkflowLimit { .. } | Error::EnvironmentLimit { .. } => {
                 Status::resource_exhausted(e.to_string())
             }

@@ -7,13 +7,14 @@ use runplane_api::time::timestamp;
 use runplane_api::token::v1::Scope;
 use runplane_api::workflowrun::v1::workflow_run_service_server::WorkflowRunService;
 use runplane_api::workflowrun::v1::{
-    DeleteWorkflowRequest, DeleteWorkflowResponse, Deployment, DeploymentKind, DeploymentStatus,
-    FinishRunRequest, FinishRunResponse, GetRunRequest, GetRunResponse, Job, JobStatus,
-    ListDeploymentsRequest, ListDeploymentsResponse, ListJobsRequest, ListJobsResponse,
-    ListRunsRequest, ListRunsResponse, ListWorkflowMetricsRequest, ListWorkflowMetricsResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, RecordDeploymentRequest, RecordDeploymentResponse,
-    ReportJobRequest, ReportJobResponse, ReportRunRequest, ReportRunResponse, Run, RunStatus,
-    RunnerType, StartRunRequest, StartRunResponse, Workflow,
+    DeleteEnvironmentRequest, DeleteEnvironmentResponse, DeleteWorkflowRequest,
+    DeleteWorkflowResponse, Deployment, DeploymentKind, DeploymentStatus, FinishRunRequest,
+    FinishRunResponse, GetRunRequest, GetRunResponse, Job, JobStatus, ListDeploymentsRequest,
+    ListDeploymentsResponse, ListJobsRequest, ListJobsResponse, ListRunsRequest, ListRunsResponse,
+    ListWorkflowMetricsRequest, ListWorkflowMetricsResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, RecordDeploymentRequest, RecordDeploymentResponse, ReportJobRequest,
+    ReportJobResponse, ReportRunRequest, ReportRunResponse, Run, RunStatus, RunnerType,
+    StartRunRequest, StartRunResponse, Workflow,
 };
 use runplane_auth::{AuthError, Principal, TokenAuthenticator};
 use runplane_server::pagination;
@@ -29,6 +30,7 @@ use crate::store::{
 use crate::validation::{
     project_or_default, reportable_outcome, reported_time, run_timeout, times_in_order,
     validate_name, validate_origin, validate_reason, validate_run_id, validate_run_url,
+    validate_url,
 };
 
 /// Serves `runplane.workflowrun.v1.WorkflowRunService`.
@@ -318,6 +320,10 @@ fn checked_start<'a>(
         .map_err(|_| Error::InvalidArgument(format!("unknown runner_type {runner_type}")))?;
     Ok(start)
 }
+
+/// How the deployments runplane records itself are keyed (ingest-service's
+/// webhooks, `deploy_workflows`): refused from an organization's token.
+const RESERVED_DEPLOYMENT_KEYS: &[&str] = &["github-", "gitlab-", "run:"];
 
 /// A reported commit time, checked: it needs the commit it is of.
 fn commit_time(
@@ -677,7 +683,7 @@ impl WorkflowRunService for WorkflowRunHandler {
             commit_sha: &request.commit_sha,
             ..Origin::default()
         })?;
-        validate_run_url(&request.url)?;
+        validate_url("url", &request.url)?;
         let finished_at_ms = reported_time("finish_time", request.finish_time.as_ref())?
             .ok_or_else(|| {
                 Error::InvalidArgument(
@@ -687,11 +693,25 @@ impl WorkflowRunService for WorkflowRunHandler {
         let started_at_ms = reported_time("start_time", request.start_time.as_ref())?;
         times_in_order(None, started_at_ms, Some(finished_at_ms))?;
         let committed_at_ms = reported_time("commit_time", request.commit_time.as_ref())?;
+        if committed_at_ms.is_some_and(|at| at > finished_at_ms) {
+            return Err(Error::InvalidArgument(
+                "commit_time is after finish_time: a deployment deploys a commit made before it"
+                    .into(),
+            )
+            .into());
+        }
         let status = match DeploymentStatus::try_from(request.status) {
             Ok(status @ (DeploymentStatus::Success | DeploymentStatus::Failure)) => status,
-            _ => {
+            Ok(DeploymentStatus::Unspecified) => {
+                return Err(Error::InvalidArgument(
+                    "status is required: DEPLOYMENT_STATUS_SUCCESS or DEPLOYMENT_STATUS_FAILURE"
+                        .into(),
+                )
+                .into());
+            }
+            Err(_) => {
                 return Err(Error::InvalidArgument(format!(
-                    "status {} is not how a deployment ends: SUCCESS or FAILURE",
+                    "unknown status {}: DEPLOYMENT_STATUS_SUCCESS or DEPLOYMENT_STATUS_FAILURE",
                     request.status
                 ))
                 .into());
@@ -705,6 +725,18 @@ impl WorkflowRunService for WorkflowRunHandler {
                 return Err(Error::InvalidArgument(
                     "request_id is longer than 100 characters".into(),
                 )
+                .into());
+            }
+            // The keys runplane makes: a caller's own would take their place.
+            id if !principal.token_id.is_empty()
+                && RESERVED_DEPLOYMENT_KEYS.iter().any(|p| id.starts_with(p)) =>
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "request_id {} starts like the keys of webhooks and deploy_workflows \
+                     ({}): choose another",
+                    runplane_api::input::quoted(id),
+                    RESERVED_DEPLOYMENT_KEYS.join(", ")
+                ))
                 .into());
             }
             id => {
@@ -733,6 +765,28 @@ impl WorkflowRunService for WorkflowRunHandler {
         Ok(Response::new(RecordDeploymentResponse {
             deployment: Some(deployment_to_proto(deployment)),
             counted,
+        }))
+    }
+
+    async fn delete_environment(
+        &self,
+        request: Request<DeleteEnvironmentRequest>,
+    ) -> Result<Response<DeleteEnvironmentResponse>, Status> {
+        let principal = self
+            .authorize_fresh(&request, Scope::WorkflowsDelete)
+            .await?;
+        let request = request.into_inner();
+        let project = project_or_default(&request.project);
+        validate_name("environment", &request.environment)?;
+        validate_name("project", project)?;
+        principal.require_project(project).map_err(Error::from)?;
+        let deleted_deployments = self
+            .store()
+            .delete_environment(&principal.org_id, project, &request.environment)
+            .await?;
+        tracing::info!(project, environment = %request.environment, deleted_deployments, "environment deleted");
+        Ok(Response::new(DeleteEnvironmentResponse {
+            deleted_deployments,
         }))
     }
 

@@ -150,7 +150,11 @@ impl Lifecycle {
     /// Keeps the time of the run's commit, when its reporter said.
     async fn remember_commit(&self, org: Org<'_>, start: &Start<'_>) -> Result<(), Error> {
         match (start.origin.commit_sha, start.committed_at_ms) {
-            (sha, Some(at)) if !sha.is_empty() => self.store.remember_commit(org.id, sha, at).await,
+            (sha, Some(at)) if !sha.is_empty() => {
+                self.store
+                    .remember_commit(org.id, start.project, sha, at)
+                    .await
+            }
             _ => Ok(()),
         }
     }

@@ -35,15 +35,20 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
 
 /// Checks an optional run URL: empty, or an http(s) URL of at most 2048 bytes.
 pub(crate) fn validate_run_url(url: &str) -> Result<(), Error> {
+    validate_url("run_url", url)
+}
+
+/// Checks an optional URL field `what`: empty, or an http(s) URL of at most
+/// 2048 bytes.
+pub(crate) fn validate_url(what: &str, url: &str) -> Result<(), Error> {
     if url.is_empty() {
         return Ok(());
     }
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() > MAX_URL || url.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(Error::InvalidArgument(
-            "run_url must be an http:// or https:// URL of at most 2048 bytes without spaces"
-                .into(),
-        ));
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be an http:// or https:// URL of at most 2048 bytes without spaces"
+        )));
     }
     Ok(())
 }

@@ -234,39 +234,81 @@ pub(crate) fn series_of(c: &Cardinality, counting: Counting, w: &WorkflowMetrics
 }
 
 /// How many series `environments` add to a scrape, counted as `counting` says.
+#[cfg(test)]
 pub(crate) fn environment_series(
     c: &Cardinality,
     counting: Counting,
     environments: &[EnvironmentMetrics],
 ) -> usize {
+    environments
+        .iter()
+        .map(|e| series_of_environment(c, counting, e))
+        .sum()
+}
+
+/// How many series environment `e` adds to a scrape.
+fn series_of_environment(c: &Cardinality, counting: Counting, e: &EnvironmentMetrics) -> usize {
     let created = usize::from(counting.created);
     let on = |name: &str| c.enabled(name);
     let mut n = 0;
-    for e in environments {
-        if on("deployments_total") {
-            n += 2 * (1 + created);
-        }
-        if on("deployment_change_failures_total") {
-            n += 1 + created;
-        }
-        if on("deployment_last_timestamp_seconds") {
-            n += usize::from(e.last_failure_time.is_some())
-                + usize::from(e.last_success_time.is_some());
-        }
-        for (family, histogram) in [
-            ("deployment_lead_time_seconds", &e.lead_time),
-            ("deployment_time_to_restore_seconds", &e.restore_time),
-        ] {
-            if let Some(h) = histogram.as_ref().filter(|h| h.count > 0 && on(family)) {
-                n += counting.duration(h);
-            }
-        }
-        if on("deployments_without_commit_time_total") && e.deployments_without_commit_time > 0 {
-            n += 1 + created;
-        }
-        n += usize::from(on("environment_up"));
+    if on("deployments_total") {
+        n += 2 * (1 + created);
     }
-    n
+    if on("deployment_change_failures_total") {
+        n += 1 + created;
+    }
+    if on("deployment_last_timestamp_seconds") {
+        n +=
+            usize::from(e.last_failure_time.is_some()) + usize::from(e.last_success_time.is_some());
+    }
+    for (family, histogram) in [
+        ("deployment_lead_time_seconds", &e.lead_time),
+        ("deployment_time_to_restore_seconds", &e.restore_time),
+    ] {
+        if let Some(h) = histogram.as_ref().filter(|h| h.count > 0 && on(family)) {
+            n += counting.duration(h);
+        }
+    }
+    if on("deployments_without_commit_time_total") && e.deployments_without_commit_time > 0 {
+        n += 1 + created;
+    }
+    n + usize::from(on("environment_up"))
+}
+
+/// How many of `environments`, in order, fit the budget, the series of those
+/// that do not, and the series of those that do.
+pub(crate) fn admitted_environments(
+    c: &Cardinality,
+    counting: Counting,
+    environments: &[EnvironmentMetrics],
+) -> (usize, usize, usize) {
+    let series = environments
+        .iter()
+        .map(|e| series_of_environment(c, counting, e));
+    if c.max_series == 0 {
+        return (environments.len(), 0, series.sum());
+    }
+    fit(c.max_series, 0, series)
+}
+
+/// How many items, in order, fit `budget` series after `reserved`, given
+/// each one's series: the items that fit, the series of those that do not,
+/// and the series used (`reserved` included).
+fn fit(
+    budget: usize,
+    reserved: usize,
+    series: impl Iterator<Item = usize>,
+) -> (usize, usize, usize) {
+    let (mut fitting, mut used, mut left_out) = (0, reserved, 0);
+    for n in series {
+        if left_out == 0 && used + n <= budget {
+            fitting += 1;
+            used += n;
+        } else {
+            left_out += n;
+        }
+    }
+    (fitting, left_out, used)
 }
 
 /// How many of `workflows`, in order, fit the budget less `reserved` series
@@ -280,15 +322,7 @@ pub(crate) fn admitted(
     if c.max_series == 0 {
         return (workflows.len(), 0);
     }
-    let (mut total, mut fit) = (reserved, None);
-    for (i, w) in workflows.iter().enumerate() {
-        total += series_of(c, counting, w);
-        if fit.is_none() && total > c.max_series {
-            fit = Some((i, total - series_of(c, counting, w)));
-        }
-    }
-    match fit {
-        Some((count, within)) => (count, total - within),
-        None => (workflows.len(), 0),
-    }
+    let series = workflows.iter().map(|w| series_of(c, counting, w));
+    let (fitting, left_out, _) = fit(c.max_series, reserved, series);
+    (fitting, left_out)
 }

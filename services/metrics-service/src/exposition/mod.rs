@@ -165,7 +165,8 @@ pub(crate) struct Options {
 const ORG_WORKFLOWS_HELP: &str = "Workflows of the organization.";
 const SCRAPE_DURATION_HELP: &str = "Time spent building this response, in seconds.";
 const SERIES_DROPPED_HELP: &str = "Series of the organization left out of this response by the \
-max_series_per_org budget: whole workflows, the most recently created first.";
+max_series_per_org budget: whole deployment environments (counted first, in name order) and whole \
+workflows, the most recently created first.";
 
 /// The exposition of one organization's workflows, whole. `started` is when
 /// the request began: the last family reports how long the whole answer took.
@@ -291,16 +292,11 @@ fn write(
             _ => cardinality::Histograms::Classic,
         },
     };
-    // Environments first: a dozen series each, and what DORA dashboards read.
+    // Environments first: what DORA dashboards read, and few.
     let environments = shape::environments(cardinality, environments);
-    let environment_series = cardinality::environment_series(cardinality, counting, &environments);
-    let (environments, environments_dropped) =
-        if cardinality.max_series > 0 && environment_series > cardinality.max_series {
-            (&environments[..0], environment_series)
-        } else {
-            (&environments[..], 0)
-        };
-    let reserved = environment_series - environments_dropped;
+    let (kept, environments_dropped, reserved) =
+        cardinality::admitted_environments(cardinality, counting, &environments);
+    let environments = &environments[..kept];
     let (admitted, dropped) = cardinality::admitted(cardinality, counting, &shaped, reserved);
     let dropped = dropped + environments_dropped;
     let workflows = &shaped[..admitted];

@@ -1538,11 +1538,26 @@ mod environments {
             max_series: 3,
             ..Cardinality::default()
         };
-        let text = text(&options(Format::Text, false, c), &[production("web")]);
-        assert!(!text.contains("deployments_total{"), "{text}");
+        let none = text(&options(Format::Text, false, c), &[production("web")]);
+        assert!(!none.contains("deployments_total{"), "{none}");
         assert!(
-            text.contains("chainloop_org_series_dropped{org=\"o\"} 15"),
-            "{text}"
+            none.contains("chainloop_org_series_dropped{org=\"o\"} 15"),
+            "{none}"
+        );
+        // Room for one of two: the first is kept whole, the second left out.
+        let c = Cardinality {
+            max_series: 20,
+            ..Cardinality::default()
+        };
+        let one = text(
+            &options(Format::Text, false, c),
+            &[production("api"), production("web")],
+        );
+        assert!(one.contains(r#"project="api""#), "{one}");
+        assert!(!one.contains(r#"project="web""#), "{one}");
+        assert!(
+            one.contains("chainloop_org_series_dropped{org=\"o\"} 15"),
+            "{one}"
         );
     }
 }

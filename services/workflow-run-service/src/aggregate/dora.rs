@@ -9,9 +9,11 @@
 //! deployment's finish. Change failures count failed deployments and the
 //! successful ones a rollback or hotfix undid.
 //!
-//! Deployments count in the order they are recorded; a time that would make a
-//! duration negative (a deployment reported with a finish before its commit)
-//! counts as zero.
+//! Deployments count in the order they are recorded, but by their finish
+//! times where order matters, since webhooks arrive in any order: a success
+//! that finished before the open failure began does not close it, and a
+//! failure that finished before the newest success counts as a failure but
+//! opens nothing (a later deployment had fixed it already).
 
 use runplane_api::time::{from_timestamp, timestamp};
 use runplane_api::workflowrun::v1::{
@@ -98,11 +100,14 @@ pub(crate) fn count(env: &mut EnvironmentMetrics, deployment: Deployed) {
                     None => env.deployments_without_commit_time += 1,
                 }
             }
-            if let Some(since) = env.failing_since.take() {
+            if let Some(since) = env.failing_since.map(|at| from_timestamp(&at))
+                && since <= finished
+            {
+                env.failing_since = None;
                 observe(
                     env.restore_time
                         .get_or_insert_with(|| histogram(RESTORE_BUCKETS)),
-                    finished - from_timestamp(&since),
+                    finished - since,
                 );
             }
         }
@@ -110,7 +115,10 @@ pub(crate) fn count(env: &mut EnvironmentMetrics, deployment: Deployed) {
             env.deployments_failed += 1;
             env.change_failures += 1;
             env.last_failure_time = Some(timestamp(newest(env.last_failure_time, finished)));
-            if env.failing_since.is_none() {
+            let fixed_since = env
+                .last_success_time
+                .is_some_and(|at| from_timestamp(&at) > finished);
+            if env.failing_since.is_none() && !fixed_since {
                 env.failing_since = Some(timestamp(finished));
             }
         }
@@ -221,6 +229,52 @@ mod tests {
         assert_eq!((restore.count, restore.sum_seconds), (1, seconds(1)));
         // The rollback's commit is an old one: no lead time of its own.
         assert_eq!(env.lead_time.as_ref().map(|l| l.count), Some(1));
+    }
+
+    #[test]
+    fn deployments_out_of_order_neither_close_nor_open_by_mistake() {
+        let mut env = new("web", "production", 0);
+        count(
+            &mut env,
+            deployed(
+                DeploymentStatus::Failure,
+                DeploymentKind::Unspecified,
+                12 * H,
+            ),
+        );
+        // A success that finished before the failure: no restore.
+        count(
+            &mut env,
+            deployed(
+                DeploymentStatus::Success,
+                DeploymentKind::Unspecified,
+                11 * H,
+            ),
+        );
+        assert_eq!(env.failing_since, Some(timestamp(12 * H)));
+        assert_eq!(env.restore_time, None);
+        count(
+            &mut env,
+            deployed(
+                DeploymentStatus::Success,
+                DeploymentKind::Unspecified,
+                14 * H,
+            ),
+        );
+        assert_eq!(env.failing_since, None);
+        // A failure delivered late, fixed since by the 14 h success: counted,
+        // opens nothing.
+        count(
+            &mut env,
+            deployed(
+                DeploymentStatus::Failure,
+                DeploymentKind::Unspecified,
+                13 * H,
+            ),
+        );
+        assert_eq!(env.failing_since, None);
+        assert_eq!((env.deployments_failed, env.change_failures), (2, 2));
+        assert_eq!(env.restore_time.map(|r| r.count), Some(1));
     }
 
     #[test]

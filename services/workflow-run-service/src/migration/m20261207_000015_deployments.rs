@@ -31,12 +31,14 @@ enum Deployments {
     Url,
     RunId,
     RequestId,
+    RecordedAtMs,
 }
 
 #[derive(DeriveIden)]
 enum Commits {
     Table,
     OrgId,
+    Project,
     CommitSha,
     CommittedAtMs,
 }
@@ -74,7 +76,9 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // The deployments themselves: history, deleted by retention like runs.
+        // The deployments themselves: history, deleted by retention like runs,
+        // by when they were recorded (so that a backfilled deployment's key
+        // still makes its repeats count once).
         manager
             .create_table(
                 Table::create()
@@ -94,6 +98,7 @@ impl MigrationTrait for Migration {
                     .col(string(Deployments::Url))
                     .col(string(Deployments::RunId))
                     .col(string_null(Deployments::RequestId))
+                    .col(big_integer(Deployments::RecordedAtMs))
                     .to_owned(),
             )
             .await?;
@@ -123,25 +128,31 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
-                    .name("deployments_finished")
+                    .name("deployments_recorded")
                     .table(Deployments::Table)
-                    .col(Deployments::FinishedAtMs)
+                    .col(Deployments::RecordedAtMs)
                     .if_not_exists()
                     .to_owned(),
             )
             .await?;
-        // When commits were made, as runs of them reported: a deployment
-        // announced without its commit's time (GitHub's deployment_status,
-        // GitLab's Deployment Hook) finds it here.
+        // When commits were made, as runs (or deployments) of them reported,
+        // per project: a deployment announced without its commit's time
+        // (GitHub's deployment_status, GitLab's Deployment Hook) finds it here.
         manager
             .create_table(
                 Table::create()
                     .table(Commits::Table)
                     .if_not_exists()
                     .col(string(Commits::OrgId))
+                    .col(string(Commits::Project))
                     .col(string(Commits::CommitSha))
                     .col(big_integer(Commits::CommittedAtMs))
-                    .primary_key(Index::create().col(Commits::OrgId).col(Commits::CommitSha))
+                    .primary_key(
+                        Index::create()
+                            .col(Commits::OrgId)
+                            .col(Commits::Project)
+                            .col(Commits::CommitSha),
+                    )
                     .to_owned(),
             )
             .await?;

@@ -7,9 +7,10 @@
 //! concurrent deployments to one environment never lose a count. A scrape's
 //! first page carries them as they are stored.
 //!
-//! Deployments are history, deleted by retention like runs; the aggregates
-//! stay. Commit times are kept per (organization, commit) as runs report
-//! them, for deployments announced without one.
+//! Deployments are history, deleted by retention like runs (by when they
+//! were recorded); the aggregates stay. Commit times are kept per
+//! (organization, project, commit) as runs and deployments report them, for
+//! deployments announced without one; commits are lowercase hex.
 
 use std::collections::HashSet;
 
@@ -59,9 +60,9 @@ pub(crate) struct DeploymentFilter {
     pub(crate) projects: Option<Vec<String>>,
 }
 
-/// (organization, commit) pairs known to be stored.
+/// (organization, project, commit) known to be stored.
 #[derive(Debug, Default)]
-pub(crate) struct KnownCommits(HashSet<(String, String)>);
+pub(crate) struct KnownCommits(HashSet<(String, String, String)>);
 
 impl Store {
     /// Records a finished deployment and counts it in its environment's
@@ -73,6 +74,7 @@ impl Store {
         org_id: &str,
         new: NewDeployment<'_>,
     ) -> Result<(deployment::Model, bool), Error> {
+        let commit_sha = new.commit_sha.to_ascii_lowercase();
         let env_id = self
             .find_or_create_environment(org_id, new.project, new.environment)
             .await?;
@@ -93,15 +95,38 @@ impl Store {
                 .one(&txn)
                 .await?
         {
+            // A repeat; the same key for another deployment is a mistake.
+            if earlier.status != new.status.label() || earlier.commit_sha != commit_sha {
+                return Err(Error::DeploymentKeyTaken {
+                    request_id: request_id.to_owned(),
+                    status: earlier.status,
+                    commit_sha: earlier.commit_sha,
+                });
+            }
             return Ok((earlier, false));
         }
         let committed_at_ms = match new.committed_at_ms {
-            Some(at) => Some(at),
-            None if new.commit_sha.is_empty() => None,
-            None => commit::Entity::find_by_id((org_id.to_owned(), new.commit_sha.to_owned()))
-                .one(&txn)
-                .await?
-                .map(|c| c.committed_at_ms),
+            Some(at) => {
+                // Kept for this commit's deployments to other environments.
+                txn.execute_raw(remember_commit(
+                    self.db.get_database_backend(),
+                    org_id,
+                    new.project,
+                    &commit_sha,
+                    at,
+                ))
+                .await?;
+                Some(at)
+            }
+            None if commit_sha.is_empty() => None,
+            None => commit::Entity::find_by_id((
+                org_id.to_owned(),
+                new.project.to_owned(),
+                commit_sha.clone(),
+            ))
+            .one(&txn)
+            .await?
+            .map(|c| c.committed_at_ms),
         };
         let row = environment::Entity::find_by_id(&env_id)
             .one(&txn)
@@ -114,7 +139,9 @@ impl Store {
                 status: new.status,
                 kind: new.kind,
                 finished_at_ms: new.finished_at_ms,
-                committed_at_ms,
+                // A commit time after the deployment (a run's clock, or a
+                // rebased commit's date) gives no lead time.
+                committed_at_ms: committed_at_ms.filter(|at| *at <= new.finished_at_ms),
             },
         );
         environment::Entity::update_many()
@@ -131,7 +158,7 @@ impl Store {
             environment_id: env_id,
             project: new.project.to_owned(),
             environment: new.environment.to_owned(),
-            commit_sha: new.commit_sha.to_owned(),
+            commit_sha,
             committed_at_ms,
             started_at_ms: new.started_at_ms,
             finished_at_ms: new.finished_at_ms,
@@ -140,12 +167,51 @@ impl Store {
             url: new.url.to_owned(),
             run_id: new.run_id.to_owned(),
             request_id: new.request_id.map(str::to_owned),
+            recorded_at_ms: runplane_api::time::now_ms(),
         };
         deployment::Entity::insert(deployment::ActiveModel::from(recorded.clone()))
             .exec_without_returning(&txn)
             .await?;
         txn.commit().await?;
         Ok((recorded, true))
+    }
+
+    /// Deletes an organization's environment, its aggregates and its
+    /// deployments; says how many deployments went.
+    pub(crate) async fn delete_environment(
+        &self,
+        org_id: &str,
+        project: &str,
+        name: &str,
+    ) -> Result<u64, Error> {
+        let txn = self.db.begin().await?;
+        let Some(env_id) = environment::Entity::find()
+            .select_only()
+            .column(environment::Column::Id)
+            .filter(environment::Column::OrgId.eq(org_id))
+            .filter(environment::Column::Project.eq(project))
+            .filter(environment::Column::Name.eq(name))
+            .into_tuple::<String>()
+            .one(&txn)
+            .await?
+        else {
+            return Err(Error::EnvironmentNotFound {
+                project: project.to_owned(),
+                environment: name.to_owned(),
+            });
+        };
+        // The environment's row first: a deployment waiting for its lock
+        // then finds it gone.
+        environment::Entity::delete_by_id(&env_id)
+            .exec(&txn)
+            .await?;
+        let deleted = deployment::Entity::delete_many()
+            .filter(deployment::Column::EnvironmentId.eq(&env_id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(deleted)
     }
 
     /// The id of an organization's environment, created (with empty
@@ -248,34 +314,30 @@ impl Store {
         Ok(query.all(&self.db).await?)
     }
 
-    /// Keeps when an organization's commit was made, unless it is known
-    /// already (the first time reported stays).
+    /// Keeps when a project's commit was made, unless it is known already
+    /// (the first time reported stays).
     pub(crate) async fn remember_commit(
         &self,
         org_id: &str,
+        project: &str,
         commit_sha: &str,
         committed_at_ms: i64,
     ) -> Result<(), Error> {
-        let key = (org_id.to_owned(), commit_sha.to_owned());
+        let commit_sha = commit_sha.to_ascii_lowercase();
+        let key = (org_id.to_owned(), project.to_owned(), commit_sha);
         if self.known_commits().0.contains(&key) {
             return Ok(());
         }
-        let insert = Query::insert()
-            .into_table(commit::Entity)
-            .columns([
-                commit::Column::OrgId,
-                commit::Column::CommitSha,
-                commit::Column::CommittedAtMs,
-            ])
-            .values_panic([org_id.into(), commit_sha.into(), committed_at_ms.into()])
-            .on_conflict(
-                OnConflict::columns([commit::Column::OrgId, commit::Column::CommitSha])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .to_owned();
         let backend = self.db.get_database_backend();
-        self.db.execute_raw(backend.build(&insert)).await?;
+        self.db
+            .execute_raw(remember_commit(
+                backend,
+                org_id,
+                project,
+                &key.2,
+                committed_at_ms,
+            ))
+            .await?;
         let mut known = self.known_commits();
         if known.0.len() >= KNOWN_COMMITS {
             known.0.clear();
@@ -290,8 +352,8 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Deletes up to `limit` deployments that finished before `cutoff_ms`, and
-    /// the commits made before it; says how many deployments went.
+    /// Deletes up to `limit` deployments recorded before `cutoff_ms`, and the
+    /// commits made before it; says how many deployments went.
     pub(crate) async fn delete_old_deployments(
         &self,
         cutoff_ms: i64,
@@ -300,7 +362,7 @@ impl Store {
         let oldest = Query::select()
             .column(deployment::Column::Id)
             .from(deployment::Entity)
-            .and_where(deployment::Column::FinishedAtMs.lt(cutoff_ms))
+            .and_where(deployment::Column::RecordedAtMs.lt(cutoff_ms))
             .limit(limit)
             .to_owned();
         let deployments = deployment::Entity::delete_many()
@@ -315,6 +377,41 @@ impl Store {
             .await?;
         Ok(deployments)
     }
+}
+
+/// Keeps a commit's time unless its project has it already.
+fn remember_commit(
+    backend: sea_orm::DbBackend,
+    org_id: &str,
+    project: &str,
+    commit_sha: &str,
+    committed_at_ms: i64,
+) -> sea_orm::Statement {
+    let insert = Query::insert()
+        .into_table(commit::Entity)
+        .columns([
+            commit::Column::OrgId,
+            commit::Column::Project,
+            commit::Column::CommitSha,
+            commit::Column::CommittedAtMs,
+        ])
+        .values_panic([
+            org_id.into(),
+            project.into(),
+            commit_sha.into(),
+            committed_at_ms.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                commit::Column::OrgId,
+                commit::Column::Project,
+                commit::Column::CommitSha,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .to_owned();
+    backend.build(&insert)
 }
 
 fn decode(bytes: &[u8]) -> Result<EnvironmentMetrics, CorruptRecord> {
@@ -351,12 +448,12 @@ mod tests {
     async fn deployments_count_once_with_their_commits_time(store: Store) {
         let start = 1_000 * H;
         store
-            .remember_commit("org", "abc123", start - 5 * H)
+            .remember_commit("org", "web", "ABC123", start - 5 * H)
             .await
             .expect("commit");
         // Later reports of the same commit do not move its time.
         store
-            .remember_commit("org", "abc123", start)
+            .remember_commit("org", "web", "abc123", start)
             .await
             .expect("commit again");
         let (first, counted) = store
@@ -420,17 +517,76 @@ mod tests {
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[2].id, first.id, "newest first");
 
-        // Retention: the history goes (both organizations'), the aggregates stay.
+        // The same key for another deployment is refused.
+        let taken = store
+            .record_deployment("org", deploy(DeploymentStatus::Failure, start, Some("d1")))
+            .await
+            .expect_err("another deployment under d1");
+        assert!(
+            matches!(taken, Error::DeploymentKeyTaken { .. }),
+            "{taken:?}"
+        );
+
+        // Commit times are the project's: another project's deployment of
+        // the same commit has none; a deployment's own time is kept for the
+        // commit's next environment.
+        let docs = NewDeployment {
+            project: "docs",
+            ..deploy(DeploymentStatus::Success, start, None)
+        };
+        let (recorded, _) = store.record_deployment("org", docs).await.expect("docs");
+        assert_eq!(recorded.committed_at_ms, None);
+        let staging = NewDeployment {
+            environment: "staging",
+            commit_sha: "FFFF",
+            committed_at_ms: Some(start - H),
+            ..deploy(DeploymentStatus::Success, start, None)
+        };
+        store
+            .record_deployment("org", staging)
+            .await
+            .expect("staging");
+        let promoted = NewDeployment {
+            environment: "production",
+            commit_sha: "ffff",
+            ..deploy(DeploymentStatus::Success, start + 4 * H, None)
+        };
+        let (promoted, _) = store
+            .record_deployment("org", promoted)
+            .await
+            .expect("promoted");
+        assert_eq!(promoted.committed_at_ms, Some(start - H));
+
+        // Retention (by when deployments were recorded): the history goes,
+        // every organization's, and the aggregates stay.
+        let envs = store.environment_metrics("org", None).await.expect("envs");
+        let future = runplane_api::time::now_ms() + 60_000;
         assert_eq!(
             store
-                .delete_old_deployments(start + 2 * H, 100)
+                .delete_old_deployments(future, 100)
                 .await
                 .expect("retention"),
-            3
+            7
         );
         assert_eq!(
             store.environment_metrics("org", None).await.expect("envs"),
             envs
+        );
+
+        // An environment deleted goes with its deployments and aggregates.
+        store
+            .delete_environment("org", "web", "staging")
+            .await
+            .expect("delete");
+        let left = store.environment_metrics("org", None).await.expect("envs");
+        assert_eq!(left.len(), 2, "{left:?}");
+        let gone = store
+            .delete_environment("org", "web", "staging")
+            .await
+            .expect_err("gone");
+        assert!(
+            matches!(gone, Error::EnvironmentNotFound { .. }),
+            "{gone:?}"
         );
     }
 
