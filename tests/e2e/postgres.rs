@@ -207,7 +207,7 @@ async fn migrations_run_once_when_replicas_start_together() {
     for (service, schema, migrations) in [
         ("org-service", "org_service", 1),
         ("token-service", "token_service", 4),
-        ("workflow-run-service", "workflow_run_service", 14),
+        ("workflow-run-service", "workflow_run_service", 16),
     ] {
         let replicas = [free_port(), free_port(), free_port()];
         suite.start_instances(service, &replicas, peers).await;

@@ -62,6 +62,15 @@ async fn cache(suite: &Suite, result: &str) -> f64 {
     .await
 }
 
+/// How often metrics-service read the aggregates `how`: whole, or by revision.
+async fn reads(suite: &Suite, how: &str) -> f64 {
+    own_metric(
+        suite.addrs[3],
+        &format!("runplane_scrape_aggregate_reads_total{{read=\"{how}\"}}"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_exposition_is_sent_again_only_while_nothing_it_shows_changed() {
     let mut suite = Suite::new("");
@@ -112,12 +121,19 @@ async fn a_kept_exposition_is_sent_again_only_while_nothing_it_shows_changed() {
     let in_progress =
         "chainloop_workflow_runs_in_progress{org=cyberdyne,project=default,workflow=build}";
 
-    // Written once, then sent again: same content, counted as a hit.
+    // Written once, then sent again: same content, counted as a hit; the
+    // aggregates are not read again (their revision is current).
     let first = samples(&suite, "cyberdyne", &prom, TEXT, false).await;
     let hits = cache(&suite, "hit").await;
+    let (whole, by_revision) = (
+        reads(&suite, "whole").await,
+        reads(&suite, "revision").await,
+    );
     let again = samples(&suite, "cyberdyne", &prom, TEXT, false).await;
     assert_eq!(again, first);
     assert_eq!(cache(&suite, "hit").await, hits + 1.0);
+    assert_eq!(reads(&suite, "revision").await, by_revision + 1.0);
+    assert_eq!(reads(&suite, "whole").await, whole);
     assert_eq!(value(&again, up), Some(1.0));
     // The same kept text, uncompressed.
     assert_eq!(samples(&suite, "cyberdyne", &prom, TEXT, true).await, first);
@@ -143,11 +159,13 @@ async fn a_kept_exposition_is_sent_again_only_while_nothing_it_shows_changed() {
         "{openmetrics}"
     );
 
-    // Finished as a failure: down, counted.
+    // Finished as a failure: down, counted; the aggregates read whole again.
     runs.finish_run(finish(run.id, RunStatus::Error))
         .await
         .expect("finish");
+    let whole = reads(&suite, "whole").await;
     let failed = samples(&suite, "cyberdyne", &prom, TEXT, false).await;
+    assert_eq!(reads(&suite, "whole").await, whole + 1.0);
     assert_eq!(value(&failed, up), Some(0.0));
     assert_eq!(value(&failed, in_progress), Some(0.0));
     assert_eq!(

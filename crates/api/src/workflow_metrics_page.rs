@@ -16,12 +16,15 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
-use crate::workflowrun::v1::{EnvironmentMetrics, WorkflowMetrics};
+use crate::workflowrun::v1::{EnvironmentMetrics, WorkflowMetrics, WorkflowNow};
 
 /// The field numbers of `ListWorkflowMetricsResponse`.
 const WORKFLOWS: u32 = 1;
 const NEXT_PAGE_TOKEN: u32 = 2;
 const ENVIRONMENTS: u32 = 3;
+const REVISION: u32 = 4;
+const UNCHANGED: u32 = 5;
+const NOW: u32 = 6;
 
 /// A page of workflow aggregates.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -34,6 +37,11 @@ pub struct ListWorkflowMetricsResponse {
     len: usize,
     /// Empty on the last page.
     pub next_page_token: String,
+    /// See the proto: the aggregates' revision, whether the caller's is
+    /// current, and what is true now, apart.
+    pub revision: String,
+    pub unchanged: bool,
+    pub now: Vec<WorkflowNow>,
 }
 
 impl std::fmt::Debug for ListWorkflowMetricsResponse {
@@ -42,6 +50,9 @@ impl std::fmt::Debug for ListWorkflowMetricsResponse {
             .field("workflows", &self.len)
             .field("encoded_bytes", &self.workflows.len())
             .field("next_page_token", &self.next_page_token)
+            .field("revision", &self.revision)
+            .field("unchanged", &self.unchanged)
+            .field("now", &self.now.len())
             .finish()
     }
 }
@@ -158,6 +169,15 @@ impl Message for ListWorkflowMetricsResponse {
         if !self.next_page_token.is_empty() {
             encoding::string::encode(NEXT_PAGE_TOKEN, &self.next_page_token, buf);
         }
+        if !self.revision.is_empty() {
+            encoding::string::encode(REVISION, &self.revision, buf);
+        }
+        if self.unchanged {
+            encoding::bool::encode(UNCHANGED, &self.unchanged, buf);
+        }
+        for now in &self.now {
+            encoding::message::encode(NOW, now, buf);
+        }
     }
 
     fn merge_field(
@@ -179,6 +199,9 @@ impl Message for ListWorkflowMetricsResponse {
             NEXT_PAGE_TOKEN => {
                 encoding::string::merge(wire_type, &mut self.next_page_token, buf, ctx)
             }
+            REVISION => encoding::string::merge(wire_type, &mut self.revision, buf, ctx),
+            UNCHANGED => encoding::bool::merge(wire_type, &mut self.unchanged, buf, ctx),
+            NOW => encoding::message::merge_repeated(wire_type, &mut self.now, buf, ctx),
             ENVIRONMENTS => {
                 let mut environment = Bytes::new();
                 encoding::bytes::merge(wire_type, &mut environment, buf, ctx)?;
@@ -192,18 +215,31 @@ impl Message for ListWorkflowMetricsResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        self.workflows.len()
-            + if self.next_page_token.is_empty() {
+        let string = |tag, value: &String| {
+            if value.is_empty() {
                 0
             } else {
-                encoding::string::encoded_len(NEXT_PAGE_TOKEN, &self.next_page_token)
+                encoding::string::encoded_len(tag, value)
             }
+        };
+        self.workflows.len()
+            + string(NEXT_PAGE_TOKEN, &self.next_page_token)
+            + string(REVISION, &self.revision)
+            + if self.unchanged {
+                encoding::bool::encoded_len(UNCHANGED, &self.unchanged)
+            } else {
+                0
+            }
+            + encoding::message::encoded_len_repeated(NOW, &self.now)
     }
 
     fn clear(&mut self) {
         self.workflows.clear();
         self.len = 0;
         self.next_page_token.clear();
+        self.revision.clear();
+        self.unchanged = false;
+        self.now.clear();
     }
 }
 
@@ -220,6 +256,14 @@ mod tests {
         workflows: Vec<WorkflowMetrics>,
         #[prost(string, tag = "2")]
         next_page_token: String,
+        #[prost(message, repeated, tag = "3")]
+        environments: Vec<EnvironmentMetrics>,
+        #[prost(string, tag = "4")]
+        revision: String,
+        #[prost(bool, tag = "5")]
+        unchanged: bool,
+        #[prost(message, repeated, tag = "6")]
+        now: Vec<WorkflowNow>,
     }
 
     fn workflow(id: &str, in_progress: u32) -> WorkflowMetrics {
@@ -250,6 +294,7 @@ mod tests {
         let generated = Generated {
             workflows: workflows.clone(),
             next_page_token: "next".into(),
+            ..Generated::default()
         };
         let page = ListWorkflowMetricsResponse::new(&workflows, "next".into());
         assert_eq!(page.encode_to_vec(), generated.encode_to_vec());
@@ -264,6 +309,45 @@ mod tests {
 
         let last = ListWorkflowMetricsResponse::default();
         assert!(last.encode_to_vec().is_empty() && last.workflows().expect("none").is_empty());
+    }
+
+    #[test]
+    fn a_first_page_with_environments_revision_and_now_is_the_generated_message() {
+        let workflows = vec![workflow("a", 0)];
+        let environments = vec![EnvironmentMetrics {
+            project: "web".into(),
+            environment: "production".into(),
+            deployments_succeeded: 3,
+            ..EnvironmentMetrics::default()
+        }];
+        let now = vec![WorkflowNow {
+            workflow_id: "a".into(),
+            runs_in_progress: 2,
+            ..WorkflowNow::default()
+        }];
+        let generated = Generated {
+            workflows: workflows.clone(),
+            environments: environments.clone(),
+            revision: "42".into(),
+            unchanged: true,
+            now: now.clone(),
+            ..Generated::default()
+        };
+        let mut page = ListWorkflowMetricsResponse::new(&workflows, String::new());
+        page.push_environment(&environments[0]);
+        page.revision = "42".into();
+        page.unchanged = true;
+        page.now = now;
+        assert_eq!(page.encode_to_vec(), generated.encode_to_vec());
+        assert_eq!(page.encoded_len(), generated.encoded_len());
+        let decoded = ListWorkflowMetricsResponse::decode(generated.encode_to_vec().as_slice())
+            .expect("decode");
+        assert_eq!(decoded, page);
+        let joined = decode_page(decoded.encoded_workflows()).expect("page");
+        assert_eq!(
+            (joined.workflows, joined.environments),
+            (workflows, environments)
+        );
     }
 
     #[test]

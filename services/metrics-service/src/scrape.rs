@@ -15,13 +15,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use runplane_api::token::v1::Scope;
-use runplane_api::workflowrun::v1::decode_page;
+use runplane_api::workflowrun::v1::{WorkflowNow, decode_page};
 use runplane_auth::secret::SecretHash;
 use runplane_server::http::PeerAddr;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::cache::{ExpositionCache, Kept, Key};
+use crate::cache::{ExpositionCache, Kept, Key, Revision, Source};
 use crate::error::ScrapeError;
 use crate::exposition::{self, Format, Gone};
 use crate::gzip;
@@ -46,6 +46,10 @@ pub(crate) struct Scraper {
 pub(crate) struct CacheCounters {
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
+    /// How the aggregates were read: whole, or only what is true now (their
+    /// revision current): `runplane_scrape_aggregate_reads_total`.
+    read_whole: prometheus::IntCounter,
+    read_by_revision: prometheus::IntCounter,
 }
 
 impl CacheCounters {
@@ -56,9 +60,17 @@ impl CacheCounters {
              or written anew because the organization's aggregates changed or none was kept (miss).",
             &["result"],
         );
+        let reads = runplane_telemetry::metrics::int_counter_vec(
+            "runplane_scrape_aggregate_reads_total",
+            "Scrapes that read the organization's aggregates whole (whole), or only what is true \
+             now because the kept ones' revision was current (revision).",
+            &["read"],
+        );
         CacheCounters {
             hits: counters.with_label_values(&["hit"]),
             misses: counters.with_label_values(&["miss"]),
+            read_whole: reads.with_label_values(&["whole"]),
+            read_by_revision: reads.with_label_values(&["revision"]),
         }
     }
 
@@ -72,10 +84,14 @@ impl CacheCounters {
 }
 
 /// Tokens (their hashes) that passed every check of a scrape in the last
-/// [`KnownScrapers::FOR`]: Prometheus scrapes with one token every interval.
+/// [`KnownScrapers::FOR`], with the projects they are limited to: Prometheus
+/// scrapes with one token every interval.
 pub(crate) struct KnownScrapers {
-    seen: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (Instant, Projects)>>,
 }
+
+/// A token's project limit (`None`: every project).
+type Projects = Option<Vec<String>>;
 
 impl KnownScrapers {
     const FOR: std::time::Duration = std::time::Duration::from_secs(300);
@@ -88,34 +104,92 @@ impl KnownScrapers {
         }
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Instant>> {
+    fn seen(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, Projects)>> {
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn knows(&self, secret: &str) -> bool {
+    /// The projects of a token that passed a recent scrape.
+    fn knows(&self, secret: &str) -> Option<Projects> {
         let hash = SecretHash::of(secret).0;
         self.seen()
             .get(&hash)
-            .is_some_and(|at| at.elapsed() < Self::FOR)
+            .filter(|(at, _)| at.elapsed() < Self::FOR)
+            .map(|(_, projects)| projects.clone())
     }
 
-    fn remember(&self, secret: &str) {
+    fn remember(&self, secret: &str, projects: Projects) {
         let hash = SecretHash::of(secret).0;
         let mut seen = self.seen();
         if seen.len() >= Self::MOST {
-            let mut ages: Vec<Instant> = seen.values().copied().collect();
+            let mut ages: Vec<Instant> = seen.values().map(|(at, _)| *at).collect();
             ages.sort_unstable();
             let cut = ages[ages.len() / 2];
-            seen.retain(|_, at| *at > cut);
+            seen.retain(|_, (at, _)| *at > cut);
         }
-        seen.insert(hash, Instant::now());
+        seen.insert(hash, (Instant::now(), projects));
     }
 
     fn forget(&self, secret: &str) {
         self.seen().remove(&SecretHash::of(secret).0);
     }
+}
+
+/// What a scrape read of an organization's aggregates, for `key`.
+struct Read {
+    source: Source,
+    revision: Revision,
+    /// The aggregates were read whole (else they are the kept entry's).
+    whole: bool,
+}
+
+/// Reads `key`'s organization's aggregates with the scraper's token: only
+/// what is true now while the kept entry's revision is current (see cache.rs).
+async fn read(
+    scraper: &Scraper,
+    secret: &str,
+    exemplars: bool,
+    key: &Key,
+) -> Result<Read, ScrapeError> {
+    let known = scraper.cache.known_revision(key);
+    let upstreams = &scraper.upstreams;
+    let read_at = Instant::now();
+    let fetched = upstreams
+        .workflow_metrics(secret, exemplars, known.as_deref())
+        .await?;
+    let fetched = match fetched.aggregates {
+        Some(_) => fetched,
+        None => match scraper.cache.aggregates_at(key, &fetched.revision) {
+            Some((aggregates, revision)) => {
+                scraper.counters.read_by_revision.inc();
+                return Ok(Read {
+                    source: Source {
+                        aggregates,
+                        now: fetched.now,
+                    },
+                    revision,
+                    whole: false,
+                });
+            }
+            // The entry went meanwhile: read them whole.
+            None => upstreams.workflow_metrics(secret, exemplars, None).await?,
+        },
+    };
+    scraper.counters.read_whole.inc();
+    Ok(Read {
+        source: Source {
+            aggregates: fetched.aggregates.unwrap_or_default(),
+            now: fetched.now,
+        },
+        revision: Revision {
+            value: fetched.revision,
+            read_at,
+        },
+        whole: true,
+    })
 }
 
 /// Serves one scrape.
@@ -161,34 +235,46 @@ pub(crate) async fn handle(
     );
     // Only OpenMetrics and protobuf carry exemplars: text scrapes do not
     // fetch them.
-    let aggregates = || upstreams.workflow_metrics(secret, format != Format::Text);
+    let exemplars = format != Format::Text;
+    // A known token's key, as its last scrape had it.
+    let guessed = known.map(|projects| Key {
+        org: org.clone(),
+        format,
+        projects,
+    });
     let (principal, organization, early) =
         tokio::join!(upstreams.authenticate(secret, client), org_lookup, async {
-            if known {
-                Some(aggregates().await)
-            } else {
-                None
+            match &guessed {
+                Some(key) => Some(read(&scraper, secret, exemplars, key).await),
+                None => None,
             }
         });
     // A token refused for any reason is no longer known.
     let principal = principal.inspect_err(|_| scraper.known_scrapers.forget(secret))?;
     judge(&principal, &org, organization?)
         .inspect_err(|_| scraper.known_scrapers.forget(secret))?;
-    let source = match early {
-        Some(source) => source?,
-        None => aggregates().await?,
+    let projects = principal.project_limit().map(<[String]>::to_vec);
+    scraper.known_scrapers.remember(secret, projects.clone());
+    let key = Key {
+        org,
+        format,
+        projects,
     };
-    scraper.known_scrapers.remember(secret);
+    // Read for another key than the token's (its projects changed): again.
+    let read = match early {
+        Some(read) if guessed.as_ref() == Some(&key) => read?,
+        _ => read(&scraper, secret, exemplars, &key).await?,
+    };
     let options = exposition::Options {
         format,
         ..scraper.exposition.clone()
     };
-    let key = Key {
-        org,
-        format,
-        projects: principal.project_limit().map(<[String]>::to_vec),
-    };
-    let kept = scraper.cache.get(&key, &source);
+    let Read {
+        source,
+        revision,
+        whole,
+    } = read;
+    let kept = scraper.cache.get(&key, &source, whole.then_some(&revision));
     let body = match kept {
         Some(kept) if gzip && kept.gzip.is_some() || !gzip && kept.text.is_some() => {
             scraper.counters.hit();
@@ -203,7 +289,12 @@ pub(crate) async fn handle(
                 .map_err(|e| ScrapeError::Internal(e.to_string()))?;
             let tail = gzip::tail(&head, &exposition::tail(&options, &key.org, started));
             let body = two_parts(head.bytes.clone(), tail.into());
-            let kept = Kept::new(source, kept.text.clone(), Some(head));
+            let kept = Kept::new(
+                source,
+                kept.revision().clone(),
+                kept.text.clone(),
+                Some(head),
+            );
             scraper.cache.put(key, kept);
             body
         }
@@ -214,7 +305,7 @@ pub(crate) async fn handle(
                 scraper.clone(),
                 options,
                 key,
-                source,
+                (source, revision),
                 earlier,
                 gzip,
                 started,
@@ -342,15 +433,30 @@ fn written(
     scraper: Arc<Scraper>,
     options: exposition::Options,
     key: Key,
-    source: Bytes,
+    (source, revision): (Source, Revision),
     earlier: Option<Arc<Kept>>,
     gzip: bool,
     started: Instant,
 ) -> Result<Body, ScrapeError> {
-    let page = decode_page(&source).map_err(|e| ScrapeError::Upstream {
+    let mut page = decode_page(&source.aggregates).map_err(|e| ScrapeError::Upstream {
         upstream: "workflow-run-service",
         detail: e.to_string(),
     })?;
+    // What is true now came apart (a workflow-run-service that says no
+    // revision merged it into the workflows).
+    if !revision.value.is_empty() {
+        let now: std::collections::HashMap<&str, &WorkflowNow> = source
+            .now
+            .iter()
+            .map(|n| (n.workflow_id.as_str(), n))
+            .collect();
+        for w in &mut page.workflows {
+            let n = now.get(w.workflow_id.as_str());
+            w.runs_in_progress = n.map_or(0, |n| n.runs_in_progress);
+            w.jobs_queued = n.map_or(0, |n| n.jobs_queued);
+            w.runs_queued = n.map_or(0, |n| n.runs_queued);
+        }
+    }
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_AHEAD);
     let on_failure = sender.clone();
     let writing = tokio::task::spawn_blocking(move || {
@@ -372,7 +478,8 @@ fn written(
                 Some(head) => (head.bytes.clone(), gzip::tail(head, &tail)),
                 None => (text.clone(), tail),
             };
-            let kept = Kept::new(source, Some(text), head).with_forms_of(earlier.as_deref());
+            let kept =
+                Kept::new(source, revision, Some(text), head).with_forms_of(earlier.as_deref());
             scraper.cache.put(key, kept);
             if sender.blocking_send(Ok(first)).is_ok() {
                 let _ = send(second);
@@ -403,7 +510,8 @@ fn written(
             Some(writer) => {
                 let (head, rest) = writer.finish();
                 let end = gzip::tail(&head, &tail);
-                let kept = Kept::new(source, None, Some(head)).with_forms_of(earlier.as_deref());
+                let kept =
+                    Kept::new(source, revision, None, Some(head)).with_forms_of(earlier.as_deref());
                 scraper.cache.put(key, kept);
                 if send(rest).is_ok() {
                     let _ = send(end);

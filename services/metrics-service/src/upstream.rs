@@ -10,8 +10,8 @@ use runplane_api::org::v1::organization_service_client::OrganizationServiceClien
 use runplane_api::org::v1::{
     GetOrganizationRequest, Organization, get_organization_request::Lookup,
 };
-use runplane_api::workflowrun::v1::ListWorkflowMetricsRequest;
 use runplane_api::workflowrun::v1::workflow_run_service_client::WorkflowRunServiceClient;
+use runplane_api::workflowrun::v1::{ListWorkflowMetricsRequest, WorkflowNow};
 use runplane_auth::{AdminCredential, AuthError, Principal, TokenAuthenticator};
 use runplane_client::{Channel, Failure, with_bearer};
 use tonic::Status;
@@ -80,22 +80,29 @@ impl Upstreams {
 
     /// Every workflow's aggregates, a page at a time, read with the scraper's token
     /// so that workflow-run-service confines the answer to its organization;
-    /// with their histograms' exemplars when `exemplars` (OpenMetrics). As
-    /// they came, the pages' workflows joined (`decode_workflows` reads them).
+    /// with their histograms' exemplars when `exemplars` (OpenMetrics,
+    /// protobuf); what is true now apart. With `known`, the revision of the
+    /// aggregates an exposition was written from: while it is current, only
+    /// what is true now comes back.
     pub(crate) async fn workflow_metrics(
         &self,
         secret: &str,
         exemplars: bool,
-    ) -> Result<Bytes, ScrapeError> {
+        known: Option<&str>,
+    ) -> Result<Fetched, ScrapeError> {
         let mut client = self.workflow_runs.clone();
         let mut page_token = String::new();
         let mut joined = Vec::new();
+        let mut fetched = Fetched::default();
         loop {
+            let first = page_token.is_empty();
             let request = with_bearer(
                 ListWorkflowMetricsRequest {
                     page_size: PAGE_SIZE,
                     page_token,
                     exemplars,
+                    now_apart: true,
+                    known_revision: known.filter(|_| first).unwrap_or_default().to_owned(),
                 },
                 secret,
             );
@@ -104,6 +111,13 @@ impl Upstreams {
                 .await
                 .map_err(|status| upstream_error("workflow-run-service", status))?
                 .into_inner();
+            if first {
+                fetched.revision = std::mem::take(&mut page.revision);
+                fetched.now = std::mem::take(&mut page.now);
+                if page.unchanged {
+                    return Ok(fetched);
+                }
+            }
             let next = std::mem::take(&mut page.next_page_token);
             if joined.is_empty() {
                 // The first page is taken as it is, not copied.
@@ -114,11 +128,24 @@ impl Upstreams {
             if next.is_empty() {
                 // It may be kept (see cache.rs), counted by its length.
                 joined.shrink_to_fit();
-                return Ok(Bytes::from(joined));
+                fetched.aggregates = Some(Bytes::from(joined));
+                return Ok(fetched);
             }
             page_token = next;
         }
     }
+}
+
+/// What a scrape read of an organization's aggregates.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    /// The pages' workflows and environments as they came
+    /// (`decode_page` reads them); `None` when the known revision was current.
+    pub(crate) aggregates: Option<Bytes>,
+    /// The revision they were read at; empty from a workflow-run-service
+    /// that does not say (then what is true now is in the workflows).
+    pub(crate) revision: String,
+    pub(crate) now: Vec<WorkflowNow>,
 }
 
 fn upstream_error(upstream: &'static str, status: Status) -> ScrapeError {

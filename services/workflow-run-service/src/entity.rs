@@ -202,3 +202,24 @@ pub(crate) mod commit {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `org_revisions`: counters of the writes to each organization's
+/// aggregates, in shards (see `store::revisions`).
+pub(crate) mod org_revision {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "org_revisions")]
+    pub(crate) struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) org_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) shard: i32,
+        pub(crate) revision: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -631,30 +631,55 @@ impl WorkflowRunService for WorkflowRunHandler {
         let after = pagination::decode(&request.page_token).map_err(Error::from)?;
         let limit = pagination::page_size(request.page_size, 500, 5000);
         let store = self.store();
+        let org_id = principal.org_id.as_str();
         let projects = principal.project_limit();
-        // The environments go on the first page, read beside it.
         let first_page = after.is_none();
+        // Read before the aggregates (see `store::revisions`).
+        let revision = if first_page && request.now_apart {
+            Some(store.revision(org_id).await?)
+        } else {
+            None
+        };
+        let now = async {
+            match &revision {
+                Some(_) => store.workflows_now(org_id, projects).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        if let Some(revision) = revision.as_ref().filter(|r| **r == request.known_revision) {
+            // What the caller holds is current: only what is true now.
+            let mut reply = ListWorkflowMetricsResponse::default();
+            reply.revision.clone_from(revision);
+            reply.unchanged = true;
+            reply.now = now.await?;
+            return Ok(Response::new(reply));
+        }
+        // The environments go on the first page, read beside it.
         let environments = async {
             if first_page {
-                store.environment_metrics(&principal.org_id, projects).await
+                store.environment_metrics(org_id, projects).await
             } else {
                 Ok(Vec::new())
             }
         };
-        let (page, environments) = tokio::try_join!(
+        let (page, environments, now) = tokio::try_join!(
             store.workflow_metrics(
-                &principal.org_id,
+                org_id,
                 projects,
                 after.as_deref(),
                 limit,
                 request.exemplars,
+                request.now_apart,
             ),
-            environments
+            environments,
+            now
         )?;
         let mut reply = page.workflows;
         for environment in &environments {
             reply.push_environment(environment);
         }
+        reply.revision = revision.unwrap_or_default();
+        reply.now = now;
         reply.next_page_token = page
             .more_after
             .as_deref()

@@ -17,6 +17,7 @@ mod m20261206_000012_job_workflows;
 mod m20261206_000013_exemplars;
 mod m20261206_000014_job_keys_per_project;
 mod m20261207_000015_deployments;
+mod m20261207_000016_org_revisions;
 
 /// Applies workflow-run-service's migrations, tracked in its own table.
 pub(crate) struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_exemplars::Migration),
             Box::new(m20261206_000014_job_keys_per_project::Migration),
             Box::new(m20261207_000015_deployments::Migration),
+            Box::new(m20261207_000016_org_revisions::Migration),
         ]
     }
 

@@ -146,6 +146,15 @@ impl Store {
         native::backfill_record(&mut record, &runs, &jobs);
         txn.execute_raw(run_writes::record_update(backend, workflow_id, &mut record))
             .await?;
+        let org_id: Option<String> = workflow::Entity::find_by_id(workflow_id)
+            .select_only()
+            .column(workflow::Column::OrgId)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        if let Some(org_id) = org_id {
+            super::revisions::bump(&txn, &org_id, workflow_id).await?;
+        }
         txn.commit().await?;
         Ok(true)
     }

@@ -172,6 +172,7 @@ impl Store {
         deployment::Entity::insert(deployment::ActiveModel::from(recorded.clone()))
             .exec_without_returning(&txn)
             .await?;
+        super::revisions::bump(&txn, org_id, &recorded.environment_id).await?;
         txn.commit().await?;
         Ok((recorded, true))
     }
@@ -210,6 +211,7 @@ impl Store {
             .exec(&txn)
             .await?
             .rows_affected;
+        super::revisions::bump(&txn, org_id, &env_id).await?;
         txn.commit().await?;
         Ok(deleted)
     }
@@ -245,23 +247,30 @@ impl Store {
             });
         }
         let created_at_ms = runplane_api::time::now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
         let active = environment::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
+            id: Set(id.clone()),
             org_id: Set(org_id.to_owned()),
             project: Set(project.to_owned()),
             name: Set(name.to_owned()),
             created_at_ms: Set(created_at_ms),
             metrics: Set(dora::new(project, name, created_at_ms).encode_to_vec()),
         };
-        // Another caller may create it at the same moment: whoever loses reads the winner's row.
-        environment::Entity::insert(active)
+        // Another caller may create it at the same moment: whoever loses reads
+        // the winner's row.
+        let txn = self.db.begin().await?;
+        let inserted = environment::Entity::insert(active)
             .on_conflict_do_nothing_on([
                 environment::Column::OrgId,
                 environment::Column::Project,
                 environment::Column::Name,
             ])
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            super::revisions::bump(&txn, org_id, &id).await?;
+        }
+        txn.commit().await?;
         Ok(find()
             .await?
             .ok_or_else(|| sea_orm::DbErr::RecordNotFound("environment vanished".into()))?)

@@ -7,15 +7,15 @@ use std::collections::{HashMap, HashSet};
 
 use prost::Message as _;
 use runplane_api::workflowrun::v1::{
-    JobStatus, ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics,
+    JobStatus, ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics, WorkflowNow,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
-    Statement,
+    QueryTrait, Statement,
 };
 
 use super::{Store, record};
-use crate::entity::{job, run};
+use crate::entity::{job, run, workflow};
 use crate::error::Error;
 
 /// The page query. On SQLite it returns one row, one value holding the page's
@@ -83,6 +83,7 @@ impl Store {
         after: Option<&str>,
         limit: u64,
         exemplars: bool,
+        now_apart: bool,
     ) -> Result<MetricsPage, Error> {
         let backend = self.db.get_database_backend();
         let projects = projects.unwrap_or_default();
@@ -141,28 +142,20 @@ impl Store {
             });
         };
 
-        // The page is the organization's workflows between its first and last
-        // id, so that range selects their runs. Not an `IN` list of the ids: a
-        // 1,000-id bind message followed by a small one is the pattern that
-        // Nagle's algorithm stalls for a delayed ACK (~40 ms over TCP), and
-        // sqlx 0.9.0 no longer sets TCP_NODELAY on PostgreSQL connections.
-        let in_progress: HashMap<String, i64> = run::Entity::find()
-            .select_only()
-            .column(run::Column::WorkflowId)
-            .column_as(run::Column::Id.count(), "runs")
-            .filter(run::Column::OrgId.eq(org_id))
-            .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
-            .filter(run::Column::WorkflowId.between(first.workflow_id, last.workflow_id))
-            .group_by(run::Column::WorkflowId)
-            .into_tuple::<(String, i64)>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect();
-
-        let queued = self
-            .queued_now(org_id, first.workflow_id, last.workflow_id)
-            .await?;
+        if now_apart {
+            let mut workflows = ListWorkflowMetricsResponse::default();
+            for stored in &records {
+                let exemplars = exemplars_of.get(stored.workflow_id).copied();
+                workflows.push_encoded(stored.message, exemplars.unwrap_or_default());
+            }
+            return Ok(MetricsPage {
+                workflows,
+                more_after,
+            });
+        }
+        let range = IdRange::Between(first.workflow_id, last.workflow_id);
+        let in_progress = self.in_progress(org_id, range).await?;
+        let queued = self.queued_now(org_id, range).await?;
 
         // Each record goes out as it is stored, what is true now (runs in
         // progress, jobs queued) appended as more encoded fields.
@@ -202,15 +195,94 @@ struct Queued {
     runs: HashSet<String>,
 }
 
+/// Which of an organization's workflows, by id.
+#[derive(Debug, Clone, Copy)]
+enum IdRange<'a> {
+    /// Those of a page: from its first to its last id.
+    Between(&'a str, &'a str),
+    /// Every one, or those of these projects.
+    All(Option<&'a [String]>),
+}
+
+impl IdRange<'_> {
+    /// The condition on a workflow id column.
+    fn condition(self, column: impl ColumnTrait) -> Condition {
+        match self {
+            IdRange::Between(first, last) => Condition::all().add(column.between(first, last)),
+            IdRange::All(None) => Condition::all(),
+            IdRange::All(Some(projects)) => Condition::all().add(
+                column.in_subquery(
+                    workflow::Entity::find()
+                        .select_only()
+                        .column(workflow::Column::Id)
+                        .filter(workflow::Column::Project.is_in(projects))
+                        .into_query(),
+                ),
+            ),
+        }
+    }
+}
+
 impl Store {
-    /// The jobs queued now of an organization's workflows with ids from
-    /// `first` to `last`, by workflow: those reported queued within the job
-    /// queue window (a job whose start was never reported waits no longer).
+    /// Runs in progress now of an organization's workflows in `range`, by
+    /// workflow (found through the (org, status) index: finished history is
+    /// never read).
+    async fn in_progress(
+        &self,
+        org_id: &str,
+        range: IdRange<'_>,
+    ) -> Result<HashMap<String, i64>, Error> {
+        Ok(run::Entity::find()
+            .select_only()
+            .column(run::Column::WorkflowId)
+            .column_as(run::Column::Id.count(), "runs")
+            .filter(run::Column::OrgId.eq(org_id))
+            .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
+            .filter(range.condition(run::Column::WorkflowId))
+            .group_by(run::Column::WorkflowId)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// What is true now of an organization's workflows (of `projects`, when
+    /// given) that have runs in progress or jobs queued: the first page's
+    /// `now` when a scrape asks for it apart.
+    pub(crate) async fn workflows_now(
+        &self,
+        org_id: &str,
+        projects: Option<&[String]>,
+    ) -> Result<Vec<WorkflowNow>, Error> {
+        let range = IdRange::All(projects);
+        let in_progress = self.in_progress(org_id, range).await?;
+        let queued = self.queued_now(org_id, range).await?;
+        let ids: std::collections::BTreeSet<&String> =
+            in_progress.keys().chain(queued.keys()).collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let (jobs_queued, runs_queued) =
+                    queued.get(id).map_or((0, 0), |q| (q.jobs, q.runs.len()));
+                WorkflowNow {
+                    workflow_id: id.clone(),
+                    runs_in_progress: u32::try_from(in_progress.get(id).copied().unwrap_or(0))
+                        .unwrap_or(u32::MAX),
+                    jobs_queued: u32::try_from(jobs_queued).unwrap_or(u32::MAX),
+                    runs_queued: u32::try_from(runs_queued).unwrap_or(u32::MAX),
+                }
+            })
+            .collect())
+    }
+
+    /// The jobs queued now of an organization's workflows in `range`, by
+    /// workflow: those reported queued within the job queue window (a job
+    /// whose start was never reported waits no longer).
     async fn queued_now(
         &self,
         org_id: &str,
-        first: &str,
-        last: &str,
+        range: IdRange<'_>,
     ) -> Result<HashMap<String, Queued>, Error> {
         let since_ms = runplane_api::time::now_ms().saturating_sub(self.job_queue_window_ms);
         let rows: Vec<(String, String)> = job::Entity::find()
@@ -219,7 +291,7 @@ impl Store {
             .column(job::Column::RunRequestId)
             .filter(job::Column::OrgId.eq(org_id))
             .filter(job::Column::Status.eq(super::jobs::status_label(JobStatus::Queued)))
-            .filter(job::Column::WorkflowId.between(first, last))
+            .filter(range.condition(job::Column::WorkflowId))
             .filter(
                 Condition::any()
                     .add(job::Column::QueuedAtMs.gte(since_ms))
@@ -347,7 +419,7 @@ mod tests {
             let mut calls = 0;
             loop {
                 let page = store
-                    .workflow_metrics("org", None, after.as_deref(), limit, false)
+                    .workflow_metrics("org", None, after.as_deref(), limit, false, false)
                     .await
                     .expect("page");
                 calls += 1;

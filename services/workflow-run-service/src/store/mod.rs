@@ -11,6 +11,8 @@
 //!   scrape's page of them; [`backfill`]: native buckets for records counted
 //!   before they were kept.
 //! - [`jobs`]: jobs of runs, as CI systems report them (moved forward only).
+//! - [`revisions`]: which writes an organization's aggregates have seen, for
+//!   a scrape to tell whether what it holds is current without reading them.
 //! - [`deployments`]: deployments, their environments' DORA aggregates, and
 //!   commit times.
 //!
@@ -31,6 +33,7 @@ mod group_commit;
 mod jobs;
 mod metrics_page;
 pub(crate) mod record;
+mod revisions;
 mod run_writes;
 mod runs;
 mod workflows;
@@ -156,7 +159,7 @@ pub(crate) mod test_support {
         store: &super::Store,
     ) -> Vec<runplane_api::workflowrun::v1::WorkflowMetrics> {
         let page = store
-            .workflow_metrics("org", None, None, 10, true)
+            .workflow_metrics("org", None, None, 10, true, false)
             .await
             .expect("metrics");
         page.workflows.workflows().expect("decode")

@@ -15,6 +15,7 @@ use sea_orm::{
 };
 
 use super::jobs::{JobBatch, JobWrite, completed};
+use super::revisions::Bumps;
 use super::write_txn::WriteTxn;
 use super::{Store, record};
 use crate::aggregate;
@@ -145,6 +146,8 @@ impl Store {
             .collect();
         // The records the batch's finishes count in, by workflow id.
         let mut records: BTreeMap<String, WorkflowMetrics> = BTreeMap::new();
+        // The organizations whose aggregates the batch changes.
+        let mut bumps = Bumps::default();
         let mut jobs = JobBatch::default();
         for write in &writes {
             match write {
@@ -166,6 +169,7 @@ impl Store {
                     uncounted.remove(&run.id);
                     // No record: the workflow was deleted, and its aggregates with it.
                     if let Some(row) = record_rows.first() {
+                        bumps.add(&run.org_id, &run.workflow_id);
                         let record = record_in_batch(&mut records, &run.workflow_id, row)?;
                         let counting = Counting {
                             run: &run,
@@ -184,6 +188,7 @@ impl Store {
                     };
                     let run = &report.run;
                     uncounted.remove(&run.id);
+                    bumps.add(&run.org_id, &run.workflow_id);
                     let record = record_in_batch(&mut records, &run.workflow_id, row)?;
                     let counting = Counting {
                         run,
@@ -198,6 +203,7 @@ impl Store {
                     let (job, completed_now) = jobs.merge(write, job_rows.first())?;
                     // No record: the workflow was deleted meanwhile.
                     if let (true, Some(row)) = (completed_now, record_rows.first()) {
+                        bumps.add(&job.org_id, &job.workflow_id);
                         let record = record_in_batch(&mut records, &job.workflow_id, row)?;
                         aggregate::count_job(
                             record,
@@ -215,6 +221,8 @@ impl Store {
             .map(|(workflow_id, record)| record_update(backend, workflow_id, record))
             .collect();
         updates.extend(jobs.statements(backend));
+        // Last: see `super::revisions`.
+        updates.extend(bumps.statements(backend));
         txn.commit_after(updates).await?;
         Ok(written)
     }

@@ -107,7 +107,7 @@ impl Store {
                 created_at_ms,
             ))),
             exemplars: Set(Vec::new()),
-            id: Set(id),
+            id: Set(id.clone()),
             org_id: Set(org_id.to_owned()),
             project: Set(project.to_owned()),
             name: Set(name.to_owned()),
@@ -117,15 +117,22 @@ impl Store {
             last_run_finished_at_ms: Set(None),
             last_run_duration_ms: Set(None),
         };
-        // Another caller may create it at the same moment: whoever loses reads the winner's row.
-        workflow::Entity::insert(active)
+        // Another caller may create it at the same moment: whoever loses reads
+        // the winner's row. A new workflow is a change of the organization's
+        // aggregates (see `super::revisions`).
+        let txn = self.db.begin().await?;
+        let inserted = workflow::Entity::insert(active)
             .on_conflict_do_nothing_on([
                 workflow::Column::OrgId,
                 workflow::Column::Project,
                 workflow::Column::Name,
             ])
-            .exec(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            super::revisions::bump(&txn, org_id, &id).await?;
+        }
+        txn.commit().await?;
         let created = self
             .find_workflow(org_id, project, name)
             .await?
@@ -244,6 +251,7 @@ impl Store {
             .filter(job::Column::WorkflowId.eq(&found.id))
             .exec(&txn)
             .await?;
+        super::revisions::bump(&txn, org_id, &found.id).await?;
         txn.commit().await?;
         self.identities().forget(&WorkflowRef::from(&found));
         Ok(runs)
