@@ -1,7 +1,7 @@
 //! Expositions kept between scrapes while what they were written from is
 //! unchanged, so that a repeated scrape is its upstream calls and a copy.
 //!
-//! Invalidation is exact, by construction: an entry keeps what it was
+//! Invalidation is exact: an entry keeps what it was
 //! written from ([`Source`]: the aggregates as workflow-run-service sent
 //! them, and what was true then, runs in progress and jobs queued) and is
 //! served only to a scrape whose source is the very same (compared whole, not
@@ -10,11 +10,11 @@
 //! aggregates were read at (`store::revisions` there): while that is current
 //! they are not sent again, only what is true now, and the kept aggregates
 //! are the source's; any write to them (a run or job counted, a workflow
-//! created or deleted, an exemplar, a deployment) changes the revision, so
-//! they are read again and compared. At least every [`FULL_READ_EVERY`] they
-//! are read whole anyway, which bounds what a write that did not change the
-//! revision could hide (an older replica during a rolling upgrade, a
-//! restored backup). The rest an exposition depends on is the entry's key
+//! created or deleted, an exemplar, a deployment) changes the revision in the
+//! same transaction, so they are read again and compared. At least every
+//! [`FULL_READ_EVERY`] they are read whole anyway: a write that did not
+//! change the revision (an older workflow-run-service during a rolling
+//! upgrade, a restored backup) shows within that. The rest an exposition depends on is the entry's key
 //! (organization, format, the token's projects) or fixed for the process
 //! (namespace, cardinality settings). The one family that differs on every
 //! scrape, `scrape_duration_seconds`, is not kept: it is written after the
@@ -57,7 +57,12 @@ impl Source {
     }
 
     fn bytes(&self) -> usize {
-        self.aggregates.len() + self.now.len() * std::mem::size_of::<WorkflowNow>()
+        self.aggregates.len()
+            + self
+                .now
+                .iter()
+                .map(|n| std::mem::size_of::<WorkflowNow>() + n.workflow_id.len())
+                .sum::<usize>()
     }
 }
 
@@ -69,10 +74,9 @@ pub(crate) struct Revision {
     pub(crate) read_at: Instant,
 }
 
-/// What an entry is found by. The token's project limit is part of it only
-/// so that scrapers of one organization with different views keep an entry
-/// each instead of replacing each other's: the source's bytes already tell
-/// their views apart.
+/// What an entry is found by. The token's project limit is part of it: a
+/// scrape that reads by revision compares no aggregates, so the key is what
+/// keeps one view of an organization from another's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub(crate) org: String,
@@ -403,15 +407,16 @@ mod tests {
         let hit = cache.get(&key("a"), &src(b"runs: 1"), Some(&revision("7")));
         assert!(hit.is_some());
         assert_eq!(cache.known_revision(&key("a")).as_deref(), Some("7"));
-        // Read whole long ago: not trusted by its revision alone.
-        let old = Revision {
-            value: "8".into(),
-            read_at: Instant::now() - FULL_READ_EVERY,
-        };
-        cache.put(
-            key("a"),
-            Kept::new(src(b"runs: 1"), old, None, Some(gzip::head(b"x"))),
-        );
-        assert!(cache.known_revision(&key("a")).is_none());
+        // Read whole long ago: not trusted by its revision alone (a machine
+        // up for less than that cannot have such an instant).
+        if let Some(read_at) = Instant::now().checked_sub(FULL_READ_EVERY) {
+            let old = Revision {
+                value: "8".into(),
+                read_at,
+            };
+            let gzipped = Kept::new(src(b"runs: 1"), old, None, Some(gzip::head(b"x")));
+            cache.put(key("a"), gzipped);
+            assert!(cache.known_revision(&key("a")).is_none());
+        }
     }
 }

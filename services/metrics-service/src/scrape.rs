@@ -81,6 +81,15 @@ impl CacheCounters {
     fn miss(&self) {
         self.misses.inc();
     }
+
+    /// A scrape read the aggregates whole, or by their revision.
+    fn read(&self, whole: bool) {
+        if whole {
+            self.read_whole.inc();
+        } else {
+            self.read_by_revision.inc();
+        }
+    }
 }
 
 /// Tokens (their hashes) that passed every check of a scrape in the last
@@ -164,7 +173,6 @@ async fn read(
         Some(_) => fetched,
         None => match scraper.cache.aggregates_at(key, &fetched.revision) {
             Some((aggregates, revision)) => {
-                scraper.counters.read_by_revision.inc();
                 return Ok(Read {
                     source: Source {
                         aggregates,
@@ -178,7 +186,6 @@ async fn read(
             None => upstreams.workflow_metrics(secret, exemplars, None).await?,
         },
     };
-    scraper.counters.read_whole.inc();
     Ok(Read {
         source: Source {
             aggregates: fetched.aggregates.unwrap_or_default(),
@@ -254,17 +261,18 @@ pub(crate) async fn handle(
     judge(&principal, &org, organization?)
         .inspect_err(|_| scraper.known_scrapers.forget(secret))?;
     let projects = principal.project_limit().map(<[String]>::to_vec);
-    scraper.known_scrapers.remember(secret, projects.clone());
     let key = Key {
         org,
         format,
-        projects,
+        projects: projects.clone(),
     };
     // Read for another key than the token's (its projects changed): again.
     let read = match early {
         Some(read) if guessed.as_ref() == Some(&key) => read?,
         _ => read(&scraper, secret, exemplars, &key).await?,
     };
+    scraper.known_scrapers.remember(secret, projects);
+    scraper.counters.read(read.whole);
     let options = exposition::Options {
         format,
         ..scraper.exposition.clone()

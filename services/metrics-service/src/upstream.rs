@@ -101,7 +101,9 @@ impl Upstreams {
                     page_size: PAGE_SIZE,
                     page_token,
                     exemplars,
-                    now_apart: true,
+                    // Apart on later pages only if the first page's replica
+                    // did so too (an older one merges it; see `written`).
+                    now_apart: first || !fetched.revision.is_empty(),
                     known_revision: known.filter(|_| first).unwrap_or_default().to_owned(),
                 },
                 secret,

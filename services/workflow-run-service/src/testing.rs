@@ -179,6 +179,8 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        // New workflows: a change of the organization's aggregates.
+        crate::store::bump_revision(&txn, &plan.org_id, &plan.project).await?;
         txn.commit().await?;
         if self.db.get_database_backend() == DbBackend::Postgres {
             // A bulk load leaves PostgreSQL's planner statistics stale and its

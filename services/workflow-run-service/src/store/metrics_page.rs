@@ -200,8 +200,8 @@ struct Queued {
 enum IdRange<'a> {
     /// Those of a page: from its first to its last id.
     Between(&'a str, &'a str),
-    /// Every one, or those of these projects.
-    All(Option<&'a [String]>),
+    /// Every one of an organization, or those of these projects.
+    All(&'a str, Option<&'a [String]>),
 }
 
 impl IdRange<'_> {
@@ -209,12 +209,13 @@ impl IdRange<'_> {
     fn condition(self, column: impl ColumnTrait) -> Condition {
         match self {
             IdRange::Between(first, last) => Condition::all().add(column.between(first, last)),
-            IdRange::All(None) => Condition::all(),
-            IdRange::All(Some(projects)) => Condition::all().add(
+            IdRange::All(_, None) => Condition::all(),
+            IdRange::All(org_id, Some(projects)) => Condition::all().add(
                 column.in_subquery(
                     workflow::Entity::find()
                         .select_only()
                         .column(workflow::Column::Id)
+                        .filter(workflow::Column::OrgId.eq(org_id))
                         .filter(workflow::Column::Project.is_in(projects))
                         .into_query(),
                 ),
@@ -255,7 +256,7 @@ impl Store {
         org_id: &str,
         projects: Option<&[String]>,
     ) -> Result<Vec<WorkflowNow>, Error> {
-        let range = IdRange::All(projects);
+        let range = IdRange::All(org_id, projects);
         let in_progress = self.in_progress(org_id, range).await?;
         let queued = self.queued_now(org_id, range).await?;
         let ids: std::collections::BTreeSet<&String> =

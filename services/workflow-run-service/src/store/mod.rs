@@ -45,6 +45,8 @@ use sea_orm::DatabaseConnection;
 
 pub(crate) use deployments::{DeploymentFilter, NewDeployment};
 pub(crate) use jobs::{JobReport, status_from_label as job_status_from_label};
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) use revisions::bump as bump_revision;
 pub(crate) use runs::{Finish, FinishedRun, NewRun, Origin, RunFilter};
 pub(crate) use workflows::WorkflowRef;
 

@@ -11,15 +11,18 @@
 //! other on PostgreSQL (they wait on their workflow's row anyway); bumps come
 //! last and in one order, so they add no deadlock. Rows are never deleted
 //! and a new one starts above any count this one could have reached, so a
-//! revision never comes back.
+//! revision never comes back; it carries the organization's id, so another
+//! organization (one recreated under a deleted one's name) never has it.
 //!
 //! Why a scrape may trust it: it reads the revision before the aggregates,
 //! and a change and its bump commit together, so what it reads after is at
 //! least as new as the revision it was told. A change committed in between
 //! makes the next scrape find another revision and read again: never a stale
-//! answer, at worst one more read. A write that does not bump (a migration,
-//! an older replica during a rolling upgrade, a restored backup) is what
-//! metrics-service's periodic full read is for.
+//! answer, at worst one more read. A write that does not bump (an older
+//! replica during a rolling upgrade, a restored backup whose counters climb
+//! back to a revision seen before) shows at metrics-service's next full read,
+//! within a minute; a migration that rewrites records must bump every
+//! organization it changes.
 
 use std::collections::BTreeSet;
 
@@ -31,7 +34,7 @@ use crate::entity::org_revision;
 use crate::error::Error;
 
 /// Counters per organization.
-const SHARDS: u32 = 16;
+const SHARDS: u32 = 64;
 
 /// The shards of the writes to (organization, workflow or environment id)s,
 /// each once, in one order.
@@ -90,7 +93,7 @@ fn shard_of(id: &str) -> i32 {
 
 /// Counts a change of `org_id`'s workflow or environment `id` in the
 /// organization's revision, in `txn` (last before it commits).
-pub(super) async fn bump(
+pub(crate) async fn bump(
     txn: &sea_orm::DatabaseTransaction,
     org_id: &str,
     id: &str,
@@ -116,7 +119,9 @@ impl Store {
             .all(&self.db)
             .await?;
         let sum = counters.into_iter().fold(0i64, i64::wrapping_add);
-        Ok(sum.to_string())
+        // The organization's id too: one recreated under the same name (as a
+        // scrape names it) never shares a revision with the one it replaced.
+        Ok(format!("{org_id}:{sum}"))
     }
 }
 
@@ -124,9 +129,18 @@ impl Store {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn organizations_never_share_a_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::test_support::store(&dir).await;
+        let a = store.revision("org-a").await.expect("a");
+        let b = store.revision("org-b").await.expect("b");
+        assert_ne!(a, b);
+    }
+
     #[test]
     fn shards_spread_ids_and_stay_put() {
-        let shards: BTreeSet<i32> = (0..200).map(|i| shard_of(&format!("wf-{i}"))).collect();
+        let shards: BTreeSet<i32> = (0..2000).map(|i| shard_of(&format!("wf-{i}"))).collect();
         assert_eq!(shards.len(), SHARDS as usize);
         assert_eq!(
             shard_of("0193a1b2-0000-7000-8000-000000000000"),
@@ -170,6 +184,15 @@ mod revision_tests {
         assert_eq!(store.revision("org").await.expect("revision"), before_start);
         let now = store.workflows_now("org", None).await.expect("now");
         assert_eq!((now.len(), now[0].runs_in_progress), (1, 1));
+        // A token of another project sees none of it.
+        let web = ["web".to_owned()];
+        assert!(
+            store
+                .workflows_now("org", Some(&web))
+                .await
+                .expect("now")
+                .is_empty()
+        );
         store
             .finish_run(crate::store::Finish {
                 org_id: Some("org"),
@@ -194,6 +217,33 @@ mod revision_tests {
                 .is_empty()
         );
         finished_run(&store, &wf, "UNSPECIFIED", RunStatus::Error).await;
+        let before_job = store.revision("org").await.expect("revision");
+        store
+            .report_job(crate::store::JobReport {
+                org_id: "org".into(),
+                job_key: "job-1".into(),
+                project: "default".into(),
+                workflow: "build".into(),
+                run_request_id: "run-1".into(),
+                name: "test".into(),
+                status: runplane_api::workflowrun::v1::JobStatus::Queued,
+                outcome: None,
+                conclusion: String::new(),
+                queued_at_ms: Some(runplane_api::time::now_ms()),
+                started_at_ms: None,
+                finished_at_ms: None,
+                runner: runplane_api::workflowrun::v1::RunnerType::GithubAction,
+                runner_name: String::new(),
+                runner_labels: Vec::new(),
+            })
+            .await
+            .expect("queued");
+        // Queued: what is true now, not the aggregates.
+        assert_eq!(store.revision("org").await.expect("revision"), before_job);
+        assert_eq!(
+            store.workflows_now("org", None).await.expect("now")[0].jobs_queued,
+            1
+        );
         moved(
             &mut seen,
             store.revision("org").await.expect("revision"),
