@@ -634,24 +634,20 @@ impl WorkflowRunService for WorkflowRunHandler {
         let org_id = principal.org_id.as_str();
         let projects = principal.project_limit();
         let first_page = after.is_none();
-        // Read before the aggregates (see `store::revisions`).
-        let revision = if first_page && request.now_apart {
-            Some(store.revision(org_id).await?)
+        // Read before the aggregates (see `store::revisions`), with what is
+        // true now.
+        let (revision, now) = if first_page && request.now_apart {
+            let (revision, now) = store.revision_and_now(org_id, projects).await?;
+            (Some(revision), now)
         } else {
-            None
-        };
-        let now = async {
-            match &revision {
-                Some(_) => store.workflows_now(org_id, projects).await,
-                None => Ok(Vec::new()),
-            }
+            (None, Vec::new())
         };
         if let Some(revision) = revision.as_ref().filter(|r| **r == request.known_revision) {
             // What the caller holds is current: only what is true now.
             let mut reply = ListWorkflowMetricsResponse::default();
             reply.revision.clone_from(revision);
             reply.unchanged = true;
-            reply.now = now.await?;
+            reply.now = now;
             return Ok(Response::new(reply));
         }
         // The environments go on the first page, read beside it.
@@ -662,7 +658,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 Ok(Vec::new())
             }
         };
-        let (page, environments, now) = tokio::try_join!(
+        let (page, environments) = tokio::try_join!(
             store.workflow_metrics(
                 org_id,
                 projects,
@@ -671,8 +667,7 @@ impl WorkflowRunService for WorkflowRunHandler {
                 request.exemplars,
                 request.now_apart,
             ),
-            environments,
-            now
+            environments
         )?;
         let mut reply = page.workflows;
         for environment in &environments {

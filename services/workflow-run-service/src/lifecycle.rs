@@ -195,8 +195,15 @@ impl Lifecycle {
             run_id: &run.id,
             request_id: Some(&request_id),
         };
-        self.store.record_deployment(org_id, deployment).await?;
-        Ok(())
+        match self.store.record_deployment(org_id, deployment).await {
+            // A run is not refused over a deployment that no retry would
+            // record: the run counts, the environment is past the limit.
+            Err(e @ Error::EnvironmentLimit { .. }) => {
+                tracing::warn!(run = %run.id, environment, error = %e, "deployment not recorded");
+                Ok(())
+            }
+            result => result.map(drop),
+        }
     }
 
     /// Finishes a run with its outcome: once (a repeat with the same outcome

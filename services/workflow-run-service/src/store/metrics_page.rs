@@ -11,11 +11,11 @@ use runplane_api::workflowrun::v1::{
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, Statement,
+    Statement,
 };
 
 use super::{Store, record};
-use crate::entity::{job, run, workflow};
+use crate::entity::{job, run};
 use crate::error::Error;
 
 /// The page query. On SQLite it returns one row, one value holding the page's
@@ -61,6 +61,60 @@ fn page_sql(backend: DbBackend, after: bool, projects: usize, exemplars: bool) -
         ),
         _ => format!("SELECT CAST(group_concat(metrics, '') AS BLOB) FROM ({page}) AS page"),
     }
+}
+
+/// The statement of [`Store::revision_and_now`] and its values: rows of
+/// (kind, workflow id, number, run), kind 0 a revision counter, 1 a
+/// workflow's runs in progress, 2 a job queued now and its run.
+fn revision_and_now_sql(
+    backend: DbBackend,
+    org_id: &str,
+    projects: Option<&[String]>,
+    since_ms: i64,
+) -> (String, Vec<sea_orm::Value>) {
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut bind = |value: sea_orm::Value| {
+        values.push(value);
+        match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        }
+    };
+    let org = bind(org_id.into());
+    let mut sql = format!(
+        "SELECT CAST(0 AS BIGINT) AS kind, '' AS workflow_id, revision AS n, '' AS run \
+         FROM org_revisions WHERE org_id = {org}"
+    );
+    let in_projects = |bind: &mut dyn FnMut(sea_orm::Value) -> String| match projects {
+        None => String::new(),
+        Some(projects) => {
+            let org = bind(org_id.into());
+            let list: Vec<String> = projects.iter().map(|p| bind(p.as_str().into())).collect();
+            format!(
+                " AND workflow_id IN (SELECT id FROM workflows WHERE org_id = {org} \
+                 AND project IN ({}))",
+                list.join(", ")
+            )
+        }
+    };
+    let org = bind(org_id.into());
+    let initialized = bind(RunStatus::Initialized.label().into());
+    let only = in_projects(&mut bind);
+    sql.push_str(&format!(
+        " UNION ALL SELECT 1, workflow_id, COUNT(*), '' FROM runs \
+         WHERE org_id = {org} AND status = {initialized}{only} GROUP BY workflow_id"
+    ));
+    let org = bind(org_id.into());
+    let queued = bind(super::jobs::status_label(JobStatus::Queued).into());
+    let since = bind(since_ms.into());
+    let floor = bind(super::runs::uuid_v7_floor(since_ms).into());
+    let only = in_projects(&mut bind);
+    sql.push_str(&format!(
+        " UNION ALL SELECT 2, workflow_id, CAST(1 AS BIGINT), run_request_id FROM jobs \
+         WHERE org_id = {org} AND status = {queued} \
+         AND (queued_at_ms >= {since} OR (queued_at_ms IS NULL AND id >= {floor})){only}"
+    ));
+    (sql, values)
 }
 
 /// A page of an organization's workflows with their aggregates.
@@ -200,8 +254,6 @@ struct Queued {
 enum IdRange<'a> {
     /// Those of a page: from its first to its last id.
     Between(&'a str, &'a str),
-    /// Every one of an organization, or those of these projects.
-    All(&'a str, Option<&'a [String]>),
 }
 
 impl IdRange<'_> {
@@ -209,17 +261,6 @@ impl IdRange<'_> {
     fn condition(self, column: impl ColumnTrait) -> Condition {
         match self {
             IdRange::Between(first, last) => Condition::all().add(column.between(first, last)),
-            IdRange::All(_, None) => Condition::all(),
-            IdRange::All(org_id, Some(projects)) => Condition::all().add(
-                column.in_subquery(
-                    workflow::Entity::find()
-                        .select_only()
-                        .column(workflow::Column::Id)
-                        .filter(workflow::Column::OrgId.eq(org_id))
-                        .filter(workflow::Column::Project.is_in(projects))
-                        .into_query(),
-                ),
-            ),
         }
     }
 }
@@ -248,20 +289,48 @@ impl Store {
             .collect())
     }
 
-    /// What is true now of an organization's workflows (of `projects`, when
-    /// given) that have runs in progress or jobs queued: the first page's
-    /// `now` when a scrape asks for it apart.
-    pub(crate) async fn workflows_now(
+    /// A scrape's first questions, in one statement (one round trip; on
+    /// SQLite each statement is a wake-up of its thread both ways): the
+    /// organization's revision (`super::revisions`), and what is true now
+    /// of its workflows (of `projects`, when given) that have runs in
+    /// progress or jobs queued.
+    pub(crate) async fn revision_and_now(
         &self,
         org_id: &str,
         projects: Option<&[String]>,
-    ) -> Result<Vec<WorkflowNow>, Error> {
-        let range = IdRange::All(org_id, projects);
-        let in_progress = self.in_progress(org_id, range).await?;
-        let queued = self.queued_now(org_id, range).await?;
+    ) -> Result<(String, Vec<WorkflowNow>), Error> {
+        let backend = self.db.get_database_backend();
+        let since_ms = runplane_api::time::now_ms().saturating_sub(self.job_queue_window_ms);
+        let (sql, values) = revision_and_now_sql(backend, org_id, projects, since_ms);
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut revision = 0i64;
+        let mut in_progress: HashMap<String, i64> = HashMap::new();
+        let mut queued: HashMap<String, Queued> = HashMap::new();
+        for row in rows {
+            let kind: i64 = row.try_get_by_index(0)?;
+            let workflow_id: String = row.try_get_by_index(1)?;
+            let n: i64 = row.try_get_by_index(2)?;
+            let run: String = row.try_get_by_index(3)?;
+            match kind {
+                0 => revision = revision.wrapping_add(n),
+                1 => {
+                    in_progress.insert(workflow_id, n);
+                }
+                _ => {
+                    let q = queued.entry(workflow_id).or_default();
+                    q.jobs += 1;
+                    if !run.is_empty() {
+                        q.runs.insert(run);
+                    }
+                }
+            }
+        }
         let ids: std::collections::BTreeSet<&String> =
             in_progress.keys().chain(queued.keys()).collect();
-        Ok(ids
+        let now = ids
             .into_iter()
             .map(|id| {
                 let (jobs_queued, runs_queued) =
@@ -274,7 +343,8 @@ impl Store {
                     runs_queued: u32::try_from(runs_queued).unwrap_or(u32::MAX),
                 }
             })
-            .collect())
+            .collect();
+        Ok((super::revisions::revision_of(org_id, revision), now))
     }
 
     /// The jobs queued now of an organization's workflows in `range`, by

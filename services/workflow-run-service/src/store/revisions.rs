@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement};
+use sea_orm::{DbBackend, Statement};
 
 use super::Store;
 use crate::entity::org_revision;
@@ -108,21 +108,19 @@ pub(crate) async fn bump(
 }
 
 impl Store {
-    /// The organization's revision now: the sum of its counters (at most
-    /// [`SHARDS`] rows, read by the primary key).
+    /// The organization's revision now (read with what is true now by
+    /// [`Store::revision_and_now`], which a scrape uses).
+    #[cfg(test)]
     pub(crate) async fn revision(&self, org_id: &str) -> Result<String, Error> {
-        let counters: Vec<i64> = org_revision::Entity::find()
-            .select_only()
-            .column(org_revision::Column::Revision)
-            .filter(org_revision::Column::OrgId.eq(org_id))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let sum = counters.into_iter().fold(0i64, i64::wrapping_add);
-        // The organization's id too: one recreated under the same name (as a
-        // scrape names it) never shares a revision with the one it replaced.
-        Ok(format!("{org_id}:{sum}"))
+        Ok(self.revision_and_now(org_id, None).await?.0)
     }
+}
+
+/// An organization's revision: its id and the sum of its counters, so that
+/// another organization (one recreated under a deleted one's name, as a
+/// scrape names it) never has it.
+pub(super) fn revision_of(org_id: &str, counters_sum: i64) -> String {
+    format!("{org_id}:{counters_sum}")
 }
 
 #[cfg(test)]
@@ -182,15 +180,16 @@ mod revision_tests {
             .await
             .expect("start");
         assert_eq!(store.revision("org").await.expect("revision"), before_start);
-        let now = store.workflows_now("org", None).await.expect("now");
+        let now = store.revision_and_now("org", None).await.expect("now").1;
         assert_eq!((now.len(), now[0].runs_in_progress), (1, 1));
         // A token of another project sees none of it.
         let web = ["web".to_owned()];
         assert!(
             store
-                .workflows_now("org", Some(&web))
+                .revision_and_now("org", Some(&web))
                 .await
                 .expect("now")
+                .1
                 .is_empty()
         );
         store
@@ -211,9 +210,10 @@ mod revision_tests {
         );
         assert!(
             store
-                .workflows_now("org", None)
+                .revision_and_now("org", None)
                 .await
                 .expect("now")
+                .1
                 .is_empty()
         );
         finished_run(&store, &wf, "UNSPECIFIED", RunStatus::Error).await;
@@ -241,7 +241,7 @@ mod revision_tests {
         // Queued: what is true now, not the aggregates.
         assert_eq!(store.revision("org").await.expect("revision"), before_job);
         assert_eq!(
-            store.workflows_now("org", None).await.expect("now")[0].jobs_queued,
+            store.revision_and_now("org", None).await.expect("now").1[0].jobs_queued,
             1
         );
         moved(
