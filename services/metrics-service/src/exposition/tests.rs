@@ -800,7 +800,7 @@ mod cardinality_control {
         DurationHistogram, JobMetrics, QueueHistogram, RunStatus, RunnerType,
     };
 
-    fn options(format: Format, created: bool, cardinality: Cardinality) -> Options {
+    pub(super) fn options(format: Format, created: bool, cardinality: Cardinality) -> Options {
         Options {
             namespace: DEFAULT_NAMESPACE.into(),
             format,
@@ -1395,20 +1395,11 @@ mod protobuf {
 }
 
 mod environments {
+    use super::cardinality_control::options;
     use super::*;
     use crate::exposition::cardinality::{Cardinality, Counting, FAMILIES, environment_series};
     use runplane_api::time::timestamp;
     use runplane_api::workflowrun::v1::{DurationHistogram, EnvironmentMetrics};
-
-    fn options(format: Format, created: bool, cardinality: Cardinality) -> Options {
-        Options {
-            namespace: DEFAULT_NAMESPACE.into(),
-            format,
-            created_series: created,
-            protobuf_histograms: Default::default(),
-            cardinality: std::sync::Arc::new(cardinality),
-        }
-    }
 
     fn histogram(bounds: &[f64], counts: &[u64], sum: f64) -> DurationHistogram {
         DurationHistogram {
