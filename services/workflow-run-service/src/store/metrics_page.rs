@@ -1,7 +1,8 @@
 //! A scrape's page: an organization's workflows' metrics records (see
 //! [`super::record`]), joined into one value by the database and passed on
-//! as they are stored, plus the runs still in progress (found through the
-//! (org, status) index, so finished history is never read).
+//! as they are stored, and what is true now (runs in progress, jobs queued:
+//! found through the (org, status) indexes, so finished history is never
+//! read), read with the organization's revision in one statement.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,13 +10,9 @@ use prost::Message as _;
 use runplane_api::workflowrun::v1::{
     JobStatus, ListWorkflowMetricsResponse, RunStatus, WorkflowMetrics, WorkflowNow,
 };
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
-    Statement,
-};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::{Store, record};
-use crate::entity::{job, run};
 use crate::error::Error;
 
 /// The page query. On SQLite it returns one row, one value holding the page's
@@ -189,46 +186,36 @@ impl Store {
         } else {
             None
         };
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        if records.is_empty() {
             return Ok(MetricsPage {
                 workflows: ListWorkflowMetricsResponse::default(),
                 more_after: None,
             });
-        };
-
-        if now_apart {
-            let mut workflows = ListWorkflowMetricsResponse::default();
-            for stored in &records {
-                let exemplars = exemplars_of.get(stored.workflow_id).copied();
-                workflows.push_encoded(stored.message, exemplars.unwrap_or_default());
-            }
-            return Ok(MetricsPage {
-                workflows,
-                more_after,
-            });
         }
-        let range = IdRange::Between(first.workflow_id, last.workflow_id);
-        let in_progress = self.in_progress(org_id, range).await?;
-        let queued = self.queued_now(org_id, range).await?;
 
-        // Each record goes out as it is stored, what is true now (runs in
-        // progress, jobs queued) appended as more encoded fields.
+        // What is true now goes apart, or is appended to each record as more
+        // encoded fields (for a caller that did not ask for it apart).
+        let now = if now_apart {
+            Vec::new()
+        } else {
+            self.revision_and_now(org_id, Some(projects).filter(|p| !p.is_empty()))
+                .await?
+                .1
+        };
+        let now_of: HashMap<&str, &WorkflowNow> =
+            now.iter().map(|n| (n.workflow_id.as_str(), n)).collect();
         let mut workflows = ListWorkflowMetricsResponse::default();
         let mut more = Vec::new();
         for stored in &records {
             more.clear();
-            let runs_in_progress = in_progress.get(stored.workflow_id).copied().unwrap_or(0);
-            let (jobs_queued, runs_queued) = queued
-                .get(stored.workflow_id)
-                .map_or((0, 0), |q| (q.jobs, q.runs.len()));
-            let now = WorkflowMetrics {
-                runs_in_progress: u32::try_from(runs_in_progress).unwrap_or(u32::MAX),
-                jobs_queued: u32::try_from(jobs_queued).unwrap_or(u32::MAX),
-                runs_queued: u32::try_from(runs_queued).unwrap_or(u32::MAX),
-                ..WorkflowMetrics::default()
-            };
-            if now != WorkflowMetrics::default() {
-                now.encode_raw(&mut more);
+            if let Some(n) = now_of.get(stored.workflow_id) {
+                WorkflowMetrics {
+                    runs_in_progress: n.runs_in_progress,
+                    jobs_queued: n.jobs_queued,
+                    runs_queued: n.runs_queued,
+                    ..WorkflowMetrics::default()
+                }
+                .encode_raw(&mut more);
             }
             if let Some(exemplars) = exemplars_of.get(stored.workflow_id) {
                 more.extend_from_slice(exemplars);
@@ -249,46 +236,7 @@ struct Queued {
     runs: HashSet<String>,
 }
 
-/// Which of an organization's workflows, by id.
-#[derive(Debug, Clone, Copy)]
-enum IdRange<'a> {
-    /// Those of a page: from its first to its last id.
-    Between(&'a str, &'a str),
-}
-
-impl IdRange<'_> {
-    /// The condition on a workflow id column.
-    fn condition(self, column: impl ColumnTrait) -> Condition {
-        match self {
-            IdRange::Between(first, last) => Condition::all().add(column.between(first, last)),
-        }
-    }
-}
-
 impl Store {
-    /// Runs in progress now of an organization's workflows in `range`, by
-    /// workflow (found through the (org, status) index: finished history is
-    /// never read).
-    async fn in_progress(
-        &self,
-        org_id: &str,
-        range: IdRange<'_>,
-    ) -> Result<HashMap<String, i64>, Error> {
-        Ok(run::Entity::find()
-            .select_only()
-            .column(run::Column::WorkflowId)
-            .column_as(run::Column::Id.count(), "runs")
-            .filter(run::Column::OrgId.eq(org_id))
-            .filter(run::Column::Status.eq(RunStatus::Initialized.label()))
-            .filter(range.condition(run::Column::WorkflowId))
-            .group_by(run::Column::WorkflowId)
-            .into_tuple::<(String, i64)>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect())
-    }
-
     /// A scrape's first questions, in one statement (one round trip; on
     /// SQLite each statement is a wake-up of its thread both ways): the
     /// organization's revision (`super::revisions`), and what is true now
@@ -345,45 +293,6 @@ impl Store {
             })
             .collect();
         Ok((super::revisions::revision_of(org_id, revision), now))
-    }
-
-    /// The jobs queued now of an organization's workflows in `range`, by
-    /// workflow: those reported queued within the job queue window (a job
-    /// whose start was never reported waits no longer).
-    async fn queued_now(
-        &self,
-        org_id: &str,
-        range: IdRange<'_>,
-    ) -> Result<HashMap<String, Queued>, Error> {
-        let since_ms = runplane_api::time::now_ms().saturating_sub(self.job_queue_window_ms);
-        let rows: Vec<(String, String)> = job::Entity::find()
-            .select_only()
-            .column(job::Column::WorkflowId)
-            .column(job::Column::RunRequestId)
-            .filter(job::Column::OrgId.eq(org_id))
-            .filter(job::Column::Status.eq(super::jobs::status_label(JobStatus::Queued)))
-            .filter(range.condition(job::Column::WorkflowId))
-            .filter(
-                Condition::any()
-                    .add(job::Column::QueuedAtMs.gte(since_ms))
-                    .add(
-                        Condition::all()
-                            .add(job::Column::QueuedAtMs.is_null())
-                            .add(job::Column::Id.gte(super::runs::uuid_v7_floor(since_ms))),
-                    ),
-            )
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let mut queued: HashMap<String, Queued> = HashMap::new();
-        for (workflow_id, run) in rows {
-            let q = queued.entry(workflow_id).or_default();
-            q.jobs += 1;
-            if !run.is_empty() {
-                q.runs.insert(run);
-            }
-        }
-        Ok(queued)
     }
 }
 
